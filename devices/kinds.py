@@ -1,0 +1,98 @@
+"""Device kinds: which fields a device may send, their types, units and plausible ranges.
+
+Pure data. The hub validates readings against a kind; the simulators and the docs read the same
+tables, so a learner, the hub and the tests all agree on what `pm2_5` means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class FieldType(StrEnum):
+    """The value types InfluxDB can store; a field keeps one of them for life."""
+
+    FLOAT = "float"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    STRING = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a kind: type, unit and the range a real sensor can report."""
+
+    name: str
+    type: FieldType
+    unit: str
+    minimum: float | None = None
+    maximum: float | None = None
+    sensor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKind:
+    """A kind of device. `open_fields` kinds accept any well-formed field name (learners' own projects)."""
+
+    name: str
+    description: str
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)
+    open_fields: bool = False
+
+    @property
+    def measurement(self) -> str:
+        """InfluxDB measurement holding this kind's readings: one per kind."""
+        return self.name
+
+
+# Field names a learner may choose: they must survive line protocol, Flux and InfluxQL unquoted.
+FIELD_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Names the hub owns: the tags it sets from the topic and the timestamp keys.
+RESERVED_NAMES = frozenset({"cohort", "learner", "device", "time", "ts", "timestamp", "_field", "_measurement"})
+MAX_STRING_LENGTH = 256
+MAX_FIELDS = 64
+
+
+def _kind(name: str, description: str, specs: list[FieldSpec], open_fields: bool = False) -> DeviceKind:
+    return DeviceKind(name, description, MappingProxyType({s.name: s for s in specs}), open_fields)
+
+
+_F = FieldType.FLOAT
+
+# Ranges from the datasheets of the sensors found in classroom kits.
+AIR_QUALITY = _kind(
+    "air_quality",
+    "Air-quality station (particulates, CO2, VOC, temperature, humidity, pressure)",
+    [
+        FieldSpec("pm1", _F, "µg/m³", 0, 1000, "PMS5003: 0–1000 µg/m³"),
+        FieldSpec("pm2_5", _F, "µg/m³", 0, 1000, "SDS011: 0–999.9, PMS5003: 0–1000 µg/m³"),
+        FieldSpec("pm10", _F, "µg/m³", 0, 1000, "SDS011: 0–999.9, PMS5003: 0–1000 µg/m³"),
+        FieldSpec("co2", _F, "ppm", 0, 40000, "SCD4x: 0–40000 ppm, MH-Z19B: 0–5000 ppm"),
+        FieldSpec("eco2", _F, "ppm", 400, 60000, "SGP30 equivalent CO2: 400–60000 ppm"),
+        FieldSpec("tvoc", _F, "ppb", 0, 60000, "SGP30: 0–60000 ppb"),
+        FieldSpec("temperature", _F, "°C", -40, 85, "BME280: -40–85 °C"),
+        FieldSpec("humidity", _F, "%RH", 0, 100, "BME280: 0–100 %RH"),
+        FieldSpec("pressure", _F, "hPa", 300, 1100, "BME280: 300–1100 hPa"),
+    ],
+)
+
+GENERIC = _kind(
+    "generic",
+    "A learner's own project: any numeric, boolean or short string fields",
+    [],
+    open_fields=True,
+)
+
+KINDS: Mapping[str, DeviceKind] = MappingProxyType({k.name: k for k in (AIR_QUALITY, GENERIC)})
+
+
+def get_kind(name: str) -> DeviceKind:
+    """The kind called `name`; KeyError names the known kinds."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise KeyError(f"unknown device kind {name!r} (known: {', '.join(sorted(KINDS))})") from None

@@ -1,0 +1,1 @@
+"""Simulated device firmware, so the whole lab runs and is tested without hardware."""

@@ -1,0 +1,140 @@
+"""Simulated air-quality station firmware (SDS011/PMS5003 particulates, SCD4x CO2, SGP30 VOC, BME280).
+
+The value model is pure (`AirModel.sample`), the payload encoding with a beginner's mistakes is pure
+(`encode`), and `AirSensor` is the thin MQTT part: one client per device, a last will on `…/status`,
+`online` published retained on connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from hub.mqtt import MqttClient, Will
+from hub.topics import DeviceRef
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("invalid_json", "unquoted_keys", "wrong_names", "strings", "nan", "out_of_range", "type_flip", "flood")
+WARMUP_S = 15.0  # SGP30 reports 400 ppm eCO2 / 0 ppb TVOC while its baseline settles
+DAY_S = 86400.0
+
+
+@dataclass
+class AirModel:
+    """Slow diurnal drift, sensor noise, quantisation, occasional spikes and warm-up artefacts."""
+
+    seed: int
+    boot_s: float
+    rng: random.Random = field(init=False)
+    spike: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.phase = self.rng.uniform(0, 2 * math.pi)
+        self.base_pm = self.rng.uniform(5, 15)
+        self.base_co2 = self.rng.uniform(420, 700)
+
+    def sample(self, now_s: float) -> dict[str, float]:
+        rng = self.rng
+        day = math.sin(2 * math.pi * now_s / DAY_S + self.phase)
+        if rng.random() < 0.01:
+            self.spike = rng.uniform(20, 80)  # someone walked by / cooked / opened a window
+        self.spike *= 0.9
+        pm2_5 = max(0.0, self.base_pm + 4 * day + self.spike + rng.gauss(0, 0.8))
+        pm10 = pm2_5 * 1.35 + abs(rng.gauss(0, 1.0))
+        co2 = self.base_co2 + 150 * (day + 1) + rng.gauss(0, 8)
+        warm = now_s - self.boot_s < WARMUP_S
+        return {
+            "pm1": float(round(pm2_5 * 0.7)),  # PMS5003 reports whole µg/m³
+            "pm2_5": round(pm2_5, 1),  # SDS011: 0.1 µg/m³ steps
+            "pm10": round(min(pm10, 999.9), 1),
+            "co2": float(round(co2)),  # SCD4x: whole ppm
+            "eco2": 400.0 if warm else float(round(co2 * 1.1 + rng.gauss(0, 15))),
+            "tvoc": 0.0 if warm else float(max(0, round(60 + 40 * day + rng.gauss(0, 10)))),
+            "temperature": round(21 + 2 * day + rng.gauss(0, 0.05), 2),
+            "humidity": round(min(100.0, max(0.0, 45 - 8 * day + rng.gauss(0, 0.3))), 2),
+            "pressure": round(1013.25 + 3 * day + rng.gauss(0, 0.05), 2),
+        }
+
+
+def encode(values: dict[str, float], fault: str | None, count: int) -> bytes:
+    """The payload a firmware would publish, with the chosen beginner's mistake."""
+    if fault is None or fault == "flood":
+        return json.dumps(values).encode()
+    if fault == "invalid_json":
+        text = json.dumps(values)
+        return text[: len(text) // 2].encode()  # a buffer too small for the message
+    if fault == "unquoted_keys":
+        return ("{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}").encode()
+    if fault == "wrong_names":
+        renamed = {"pm25": values["pm2_5"], "temp": values["temperature"], "pm10": values["pm10"]}
+        return json.dumps(renamed).encode()
+    if fault == "strings":
+        return json.dumps({k: str(v) for k, v in values.items()}).encode()
+    if fault == "nan":
+        return json.dumps(dict(values, pm2_5=float("nan"))).encode()  # json writes NaN, as ArduinoJson does
+    if fault == "out_of_range":
+        return json.dumps(dict(values, temperature=-127.0)).encode()  # a disconnected DS18B20 reads -127
+    if fault == "type_flip":
+        # int on even counts, float on odd: harmless here, numbers are numbers (see the README).
+        flipped = {k: (int(v) if count % 2 == 0 else v) for k, v in values.items()}
+        return json.dumps(flipped).encode()
+    raise ValueError(f"unknown fault mode {fault!r} (known: {', '.join(FAULTS)})")
+
+
+class AirSensor:
+    """One simulated station with its own MQTT connection."""
+
+    def __init__(
+        self,
+        ref: DeviceRef,
+        host: str,
+        port: int,
+        period_s: float,
+        fault: str | None = None,
+        seed: int = 0,
+        readings: int | None = None,
+    ) -> None:
+        self.ref = ref
+        self.period_s = period_s / 100 if fault == "flood" else period_s
+        self.fault = fault
+        self.readings = readings
+        self.sent = 0
+        self.model = AirModel(seed, time.time())
+        self.client = MqttClient(
+            host,
+            port,
+            f"sim-{ref.cohort}-{ref.learner}-{ref.device}",
+            will=Will(ref.topic("status"), b"offline"),
+            on_connect=self._on_connect,
+        )
+        self.done = asyncio.Event()
+
+    def _on_connect(self) -> None:
+        self.client.publish(self.ref.topic("status"), b"online", qos=1, retain=True)
+
+    async def run(self) -> None:
+        """Publish until `readings` are sent (then stay online) or until cancelled."""
+        conn = asyncio.create_task(self.client.run())
+        try:
+            await self.client.wait_connected(30)
+            topic = self.ref.topic("telemetry")
+            next_at = time.monotonic()
+            while self.readings is None or self.sent < self.readings:
+                payload = encode(self.model.sample(time.time()), self.fault, self.sent)
+                if self.client.publish(topic, payload, qos=1):
+                    self.sent += 1
+                next_at += self.period_s
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self.done.set()
+            await asyncio.Event().wait()
+        finally:
+            self.client.publish(self.ref.topic("status"), b"offline", qos=1, retain=True)
+            await self.client.stop()
+            conn.cancel()

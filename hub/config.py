@@ -1,0 +1,177 @@
+"""The lab's configuration: one TOML file parsed once into frozen dataclasses.
+
+Errors name the file, the key and what was expected. Command-line overrides are applied with
+`dataclasses.replace` by the CLI, never by mutating a loaded config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devices.kinds import KINDS
+from hub.messages import LANGUAGES
+from hub.topics import DeviceRef, TopicError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_CONFIG = CONFIG_DIR / "labhub.toml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used as written."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    launch: bool = True
+    client_id: str = "labhub-hub"
+    keepalive: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    backend: str = "v1"  # "v1": InfluxDB 1.x HTTP API; "v2": InfluxDB 2.x/3.x through influxdb-client
+    url: str = "http://127.0.0.1:8086"
+    database: str = "labhub"  # v1
+    launch: bool = True
+    rpc_port: int = 8089  # influxd's backup/RPC port, moved off the usual 8088
+    org: str = ""  # v2
+    bucket: str = ""  # v2
+    token: str = ""  # v2
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    open_mode: bool = True  # unknown devices are registered as `generic` instead of refused
+    max_payload_bytes: int = 16384
+    batch_max_points: int = 5000
+    queue_max_points: int = 100_000
+    errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
+    inspector_size: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    ref: DeviceRef
+    kind: str
+    simulate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    period_s: float = 1.0
+    extra_air: int = 0  # more simulated air-quality sensors in cohort `sim`, beyond the declared ones
+
+
+@dataclass(frozen=True, slots=True)
+class LabConfig:
+    state_dir: Path
+    mqtt: MqttConfig = MqttConfig()
+    influx: InfluxConfig = InfluxConfig()
+    hub: HubConfig = HubConfig()
+    languages: Mapping[str, str] = field(default_factory=dict)  # cohort → "en" | "fr"
+    devices: tuple[DeviceConfig, ...] = ()
+    sim: SimConfig = SimConfig()
+
+    def language(self, cohort: str) -> str:
+        return self.languages.get(cohort, "en")
+
+
+def default_state_dir() -> Path:
+    """Root keeps services' data under /var/lib (the broker drops to its own user and must reach it)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/labhub")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "labhub"
+
+
+def load_config(path: Path = DEFAULT_CONFIG) -> LabConfig:
+    """Read and check a lab config file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
+    known = {"state_dir", "mqtt", "influx", "hub", "cohorts", "devices", "sim"}
+    _no_unknown(data, known, where, "")
+    state = data.get("state_dir")
+    state_dir = Path(os.path.expanduser(_typed(state, str, where, "state_dir"))) if state else default_state_dir()
+    languages: dict[str, str] = {}
+    for cohort, table in _typed(data.get("cohorts", {}), dict, where, "cohorts").items():
+        lang = _typed(table, dict, where, f"cohorts.{cohort}").get("language", "en")
+        if lang not in LANGUAGES:
+            raise ConfigError(f"{where}: cohorts.{cohort}.language: expected one of {LANGUAGES}, got {lang!r}")
+        languages[cohort] = lang
+    devices = []
+    for i, entry in enumerate(_typed(data.get("devices", []), list, where, "devices")):
+        key = f"devices[{i}]"
+        entry = _typed(entry, dict, where, key)
+        _no_unknown(entry, {"id", "kind", "simulate"}, where, key + ".")
+        try:
+            ref = DeviceRef.parse(_typed(entry.get("id"), str, where, key + ".id"))
+        except TopicError as err:
+            raise ConfigError(f"{where}: {key}.id: {err}") from None
+        kind = _typed(entry.get("kind", "generic"), str, where, key + ".kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: {key}.kind: expected one of {sorted(KINDS)}, got {kind!r}")
+        devices.append(DeviceConfig(ref, kind, _typed(entry.get("simulate", False), bool, where, key + ".simulate")))
+    return LabConfig(
+        state_dir=state_dir,
+        mqtt=_section(MqttConfig, data, "mqtt", where),
+        influx=_check_influx(_section(InfluxConfig, data, "influx", where), where),
+        hub=_section(HubConfig, data, "hub", where),
+        languages=languages,
+        devices=tuple(devices),
+        sim=_section(SimConfig, data, "sim", where),
+    )
+
+
+def _check_influx(cfg: InfluxConfig, where: str) -> InfluxConfig:
+    if cfg.backend not in ("v1", "v2"):
+        raise ConfigError(f"{where}: influx.backend: expected 'v1' or 'v2', got {cfg.backend!r}")
+    if cfg.backend == "v2" and not (cfg.org and cfg.bucket):
+        raise ConfigError(f"{where}: influx: the v2 backend needs org and bucket (and a token)")
+    return cfg
+
+
+def _section(cls: Any, data: Mapping[str, Any], name: str, where: str) -> Any:
+    table = _typed(data.get(name, {}), dict, where, name)
+    defaults = cls()
+    kwargs = {}
+    for key, value in table.items():
+        if not hasattr(defaults, key):
+            raise ConfigError(f"{where}: {name}.{key}: unknown key (known: {', '.join(cls.__slots__)})")
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[key] = _typed(value, expected, where, f"{name}.{key}")
+    return cls(**kwargs)
+
+
+def _typed(value: Any, expected: type, where: str, key: str) -> Any:
+    if isinstance(value, bool) and expected is not bool:
+        raise ConfigError(f"{where}: {key}: expected {expected.__name__}, got a boolean")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{where}: {key}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _no_unknown(table: Mapping[str, Any], known: set[str], where: str, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key (known: {', '.join(sorted(known))})")

@@ -1,0 +1,364 @@
+"""Telemetry intake: topic → device → decode → validate → line protocol → point queue.
+
+This is the hot path, called synchronously for every MQTT message on the loop thread. Per message it
+does one dict lookup for the route, the pure decode/validate/encode steps, and one append to the
+bounded point queue. Rejections are answered on the device's `errors` topic (rate-limited per device,
+the excess counted), counted per device and reason, and kept in the device's payload inspector.
+
+Receipt timestamps are unique per device (a strictly increasing nanosecond clock per device), because
+InfluxDB keeps one point per series and timestamp. A device whose own timestamps repeat is warned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from devices.kinds import KINDS, DeviceKind, FieldType
+from hub.config import DeviceConfig
+from hub.decode import decode_payload
+from hub.lineproto import encode_line, series_prefix
+from hub.messages import preview, render
+from hub.mqtt import Message
+from hub.problems import PayloadRejected, Problem
+from hub.storage import parse_conflict
+from hub.topics import DeviceRef, TopicError, parse_topic
+from hub.validate import DEFAULT_LIMITS, Limits, Reading, validate
+
+log = logging.getLogger(__name__)
+
+MAX_ROUTES = 100_000
+MAX_DEVICES = 10_000
+ERROR_BURST = 20.0
+
+
+class InspectorEntry:
+    """One raw message as the hub saw it, and what became of it."""
+
+    __slots__ = ("device", "errors", "payload", "pending", "received_ns", "topic", "verdict")
+
+    def __init__(self, received_ns: int, topic: str, payload: bytes, device: DeviceState) -> None:
+        self.received_ns = received_ns
+        self.topic = topic
+        self.payload = payload
+        self.verdict = "queued"
+        self.errors: list[dict[str, object]] = []
+        self.pending = 0
+        self.device = device
+
+    def as_json(self) -> dict[str, object]:
+        text = self.payload[:2048].decode("utf-8", errors="replace")
+        return {
+            "received_ns": self.received_ns,
+            "topic": self.topic,
+            "payload": text,
+            "payload_bytes": len(self.payload),
+            "verdict": self.verdict,
+            "errors": self.errors,
+        }
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What the hub knows about one device while it runs."""
+
+    ref: DeviceRef
+    kind: DeviceKind | None  # None: not registered and the lab is closed
+    language: str
+    declared: bool
+    prefix: str
+    inspector: deque[InspectorEntry]
+    received: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    pins: dict[str, FieldType] = field(default_factory=dict)
+    last_stamp_ns: int = 0
+    last_device_ts: int | None = None
+    online: bool | None = None
+    status_ns: int = 0
+    last_seen_ns: int = 0
+    error_tokens: float = ERROR_BURST
+    error_refill_ns: int = 0
+    errors_sent: int = 0
+    errors_suppressed: int = 0
+    last_error: dict[str, object] | None = None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "id": self.ref.key,
+            "cohort": self.ref.cohort,
+            "learner": self.ref.learner,
+            "device": self.ref.device,
+            "kind": self.kind.name if self.kind else None,
+            "declared": self.declared,
+            "online": self.online,
+            "last_seen_ns": self.last_seen_ns or None,
+            "received": self.received,
+            "stored": self.stored,
+            "rejected": dict(self.rejected),
+            "warnings": dict(self.warnings),
+            "errors_sent": self.errors_sent,
+            "errors_suppressed": self.errors_suppressed,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class IngestTotals:
+    received: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    bad_topics: int = 0
+    errors_sent: int = 0
+    errors_suppressed: int = 0
+
+
+class Ingest:
+    """Turns telemetry messages into queued points, and bad ones into answers."""
+
+    def __init__(
+        self,
+        declared: Iterable[DeviceConfig],
+        *,
+        enqueue: Callable[[str, InspectorEntry], None],
+        publish: Callable[[str, bytes], object],
+        language: Callable[[str], str],
+        open_mode: bool,
+        max_payload_bytes: int,
+        errors_per_second: float,
+        inspector_size: int = 50,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._declared = {d.ref: d for d in declared}
+        self._enqueue = enqueue
+        self._publish = publish
+        self._language = language
+        self.open_mode = open_mode
+        self.max_payload_bytes = max_payload_bytes
+        self._error_rate = errors_per_second / 1e9
+        self._inspector_size = inspector_size
+        self._limits = limits
+        self._clock = clock
+        self.devices: dict[DeviceRef, DeviceState] = {}
+        self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
+        self.known_types: dict[tuple[str, str], FieldType] = {}
+        self.totals = IngestTotals()
+        for dev in self._declared.values():
+            self._device(dev.ref)
+
+    # Routing ---------------------------------------------------------------------------------------
+
+    def _device(self, ref: DeviceRef) -> DeviceState | None:
+        state = self.devices.get(ref)
+        if state is not None:
+            return state
+        if len(self.devices) >= MAX_DEVICES:
+            return None
+        declared = self._declared.get(ref)
+        kind: DeviceKind | None
+        if declared is not None:
+            kind = KINDS[declared.kind]
+        else:
+            kind = KINDS["generic"] if self.open_mode else None
+            if kind is not None:
+                log.info("new device %s registered as generic (open mode)", ref.key)
+        tags = {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device}
+        state = DeviceState(
+            ref=ref,
+            kind=kind,
+            language=self._language(ref.cohort),
+            declared=declared is not None,
+            prefix=series_prefix(kind.measurement if kind else "unregistered", tags),
+            inspector=deque(maxlen=self._inspector_size),
+        )
+        if kind is not None and kind.open_fields:
+            state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
+        self.devices[ref] = state
+        return state
+
+    def _route(self, topic: str) -> tuple[DeviceState, str, str | None] | None:
+        try:
+            parsed = parse_topic(topic)
+        except TopicError as err:
+            self.totals.bad_topics += 1
+            if self.totals.bad_topics <= 10 or self.totals.bad_topics % 1000 == 0:
+                log.warning("ignored message on %r: %s (%d so far)", topic[:120], err, self.totals.bad_topics)
+            return None
+        state = self._device(parsed.ref)
+        if state is None:
+            self.totals.bad_topics += 1
+            log.warning("ignored %s: too many devices (%d)", parsed.ref.key, MAX_DEVICES)
+            return None
+        route = (state, parsed.channel, parsed.field)
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
+
+    # The hot path ----------------------------------------------------------------------------------
+
+    def handle(self, msg: Message) -> None:
+        """Process one message from the broker. Never raises for anything a device sends."""
+        route = self._routes.get(msg.topic) or self._route(msg.topic)
+        if route is None:
+            return
+        state, channel, field_name = route
+        now = self._clock()
+        state.last_seen_ns = now
+        if channel != "telemetry":
+            if channel == "status":
+                self._status(state, msg.payload, now)
+            return
+        self.totals.received += 1
+        state.received += 1
+        entry = InspectorEntry(now, msg.topic, msg.payload, state)
+        state.inspector.append(entry)
+        kind = state.kind
+        if kind is None:
+            self._reject(state, entry, [Problem("unknown_device", value=state.ref.key)], now)
+            return
+        try:
+            decoded = decode_payload(msg.payload, field_name, self.max_payload_bytes)
+            readings = [validate(kind, d, now, state.pins, self._limits) for d in decoded]
+        except PayloadRejected as err:
+            self._reject(state, entry, err.problems, now)
+            return
+        except Exception:  # a bug of ours must not take the hub down with one payload
+            log.exception("internal error on a message from %s", state.ref.key)
+            self._reject(state, entry, [Problem("internal_error")], now)
+            return
+        entry.pending = len(readings)
+        for reading in readings:
+            self._accept(state, entry, reading, now)
+
+    def _accept(self, state: DeviceState, entry: InspectorEntry, reading: Reading, now: int) -> None:
+        ts = reading.timestamp_ns
+        if ts is None:
+            ts = now if now > state.last_stamp_ns else state.last_stamp_ns + 1
+            state.last_stamp_ns = ts
+        else:
+            if ts == state.last_device_ts:
+                self._warn_collision(state, entry, ts, now)
+            state.last_device_ts = ts
+        if state.kind is not None and state.kind.open_fields:
+            pins = state.pins
+            for name, ftype in reading.types.items():
+                if name not in pins:
+                    pins[name] = ftype
+        self._enqueue(encode_line(state.prefix, reading.fields, ts), entry)
+
+    # Outcomes --------------------------------------------------------------------------------------
+
+    def on_stored(self, entries: list[InspectorEntry]) -> None:
+        """The writer stored these points (one entry per point)."""
+        self.totals.stored += len(entries)
+        for entry in entries:
+            entry.device.stored += 1
+            entry.pending -= 1
+            if entry.pending <= 0 and entry.verdict == "queued":
+                entry.verdict = "stored"
+
+    def on_storage_rejected(self, entry: InspectorEntry, detail: str) -> None:
+        """InfluxDB refused this point: tell the device which field conflicts, and remember it."""
+        state = entry.device
+        conflict = parse_conflict(detail)
+        problem = Problem("storage_rejected", params={"detail": detail[:200]})
+        if conflict is not None:
+            existing = _influx_type(conflict.existing)
+            got = _influx_type(conflict.got)
+            problem = Problem("type_conflict", conflict.field, None, {"pinned": existing.value, "got": got.value})
+            self.known_types[(conflict.measurement, conflict.field)] = existing
+            for other in self.devices.values():
+                if other.kind is not None and other.kind.measurement == conflict.measurement and other.kind.open_fields:
+                    other.pins[conflict.field] = existing
+        log.warning("InfluxDB refused a point from %s: %s", state.ref.key, detail[:200])
+        entry.pending -= 1
+        self._reject(state, entry, [problem], self._clock())
+
+    def learn_types(self, measurement: str, types: dict[str, str]) -> None:
+        """Field types InfluxDB already holds (read at start), so conflicts are caught before writing."""
+        for name, influx_type in types.items():
+            ftype = _influx_type(influx_type)
+            self.known_types[(measurement, name)] = ftype
+            for state in self.devices.values():
+                if state.kind is not None and state.kind.measurement == measurement and state.kind.open_fields:
+                    state.pins.setdefault(name, ftype)
+
+    def _reject(self, state: DeviceState, entry: InspectorEntry, problems: list[Problem], now: int) -> None:
+        rendered = [render(p, state.language) for p in problems]
+        entry.verdict = "rejected"
+        entry.errors = rendered
+        first = problems[0].code
+        state.rejected[first] += 1
+        self.totals.rejected[first] += 1
+        message = dict(rendered[0])
+        message.update(
+            {
+                "device": state.ref.key,
+                "topic": entry.topic,
+                "received": preview(entry.payload.decode("utf-8", errors="replace")),
+                "problems": rendered,
+            }
+        )
+        state.last_error = rendered[0]
+        self._send_error(state, message, now)
+
+    def _warn_collision(self, state: DeviceState, entry: InspectorEntry, ts: int, now: int) -> None:
+        problem = Problem("timestamp_collision", "ts", ts)
+        rendered = render(problem, state.language)
+        entry.errors = [rendered]
+        state.warnings["timestamp_collision"] += 1  # a warning: the reading is stored
+        message = dict(rendered)
+        message.update({"device": state.ref.key, "topic": entry.topic, "problems": [rendered]})
+        self._send_error(state, message, now)
+
+    def _send_error(self, state: DeviceState, message: dict[str, object], now: int) -> None:
+        """Publish on the device's errors topic, at most `errors_per_second` (burst 20) per device."""
+        elapsed = now - state.error_refill_ns
+        state.error_refill_ns = now
+        state.error_tokens = min(ERROR_BURST, state.error_tokens + elapsed * self._error_rate)
+        if state.error_tokens < 1.0:
+            state.errors_suppressed += 1
+            self.totals.errors_suppressed += 1
+            return
+        state.error_tokens -= 1.0
+        if state.errors_suppressed:
+            message["suppressed_before"] = state.errors_suppressed
+        message["time_ns"] = now
+        self._publish(state.ref.topic("errors"), json.dumps(message, ensure_ascii=False).encode())
+        state.errors_sent += 1
+        self.totals.errors_sent += 1
+
+    def _status(self, state: DeviceState, payload: bytes, now: int) -> None:
+        text = payload[:200].decode("utf-8", errors="replace").strip()
+        if text.startswith("{"):
+            try:
+                text = str(json.loads(text).get("state", ""))
+            except (ValueError, AttributeError):
+                text = ""
+        online = {"online": True, "offline": False}.get(text.lower())
+        if online is not None and online != state.online:
+            log.info("%s is %s", state.ref.key, "online" if online else "offline")
+        state.online = online
+        state.status_ns = now
+
+    # Views -----------------------------------------------------------------------------------------
+
+    def online_count(self) -> int:
+        return sum(1 for s in self.devices.values() if s.online)
+
+
+def _influx_type(name: str) -> FieldType:
+    return {
+        "float": FieldType.FLOAT,
+        "integer": FieldType.INTEGER,
+        "unsigned": FieldType.INTEGER,
+        "boolean": FieldType.BOOLEAN,
+        "string": FieldType.STRING,
+    }.get(name, FieldType.STRING)

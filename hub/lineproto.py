@@ -1,0 +1,50 @@
+"""InfluxDB line protocol encoding. Pure.
+
+The series prefix (measurement and tags) is computed once per device; per reading only the fields and
+the timestamp are formatted. Escaping follows the line-protocol reference: commas, spaces and equals
+signs in tag keys/values and field keys, commas and spaces in measurements, quotes and backslashes in
+string field values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\\": "\\\\"})
+_KEY_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\=", "\\": "\\\\"})
+_STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\"})
+
+
+def escape_measurement(name: str) -> str:
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(name: str) -> str:
+    """Tag keys, tag values and field keys share one escaping rule."""
+    return name.translate(_KEY_ESCAPES)
+
+
+def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
+    """`measurement,tag=value,… ` with tags sorted by key (InfluxDB's preferred order), trailing space."""
+    parts = [escape_measurement(measurement)]
+    parts.extend(f"{escape_key(k)}={escape_key(tags[k])}" for k in sorted(tags))
+    return ",".join(parts) + " "
+
+
+def format_value(value: float | int | bool | str) -> str:
+    """One field value; ints are taken as InfluxDB integers, so callers pass floats for float fields."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return f"{value}i"
+    return '"' + value.translate(_STRING_ESCAPES) + '"'
+
+
+def encode_line(prefix: str, fields: Mapping[str, float | int | bool | str], timestamp_ns: int) -> str:
+    """One point: `prefix` from series_prefix, then fields and a nanosecond timestamp."""
+    body = ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in fields.items())
+    return f"{prefix}{body} {timestamp_ns}"

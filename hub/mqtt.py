@@ -1,0 +1,260 @@
+"""A small asyncio adapter around paho-mqtt 2.x: the only module that sees paho objects.
+
+paho runs on the asyncio loop itself (no paho thread): its socket is watched with add_reader/add_writer
+and its keepalive is driven by a timer, as in paho's own external-loop example. Incoming messages are
+converted once into frozen `Message`s and handed to a plain callback on the loop thread, so the hot path
+has no queue hop and no thread switch. Backpressure is explicit: `pause_reading()` stops reading the
+socket (the broker holds the messages), `resume_reading()` starts again; nothing is dropped here.
+
+Reconnection is ours, not paho's: capped exponential backoff with jitter, and the subscriptions are
+made again on every connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+log = logging.getLogger(__name__)
+
+READ_BURST = 256  # packets read per socket-readiness callback: amortises the event loop's cost
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter in [delay/2, delay]."""
+
+    first_s: float = 0.2
+    cap_s: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.cap_s, self.first_s * (2 ** min(attempt, 20)))
+        return random.uniform(base / 2, base)
+
+
+RECONNECT_BACKOFF = Backoff()
+
+
+class MqttClient:
+    """One MQTT v5 connection driven by the running asyncio loop."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        on_message: Callable[[Message], None] | None = None,
+        subscriptions: Iterable[tuple[str, int]] = (),
+        will: Will | None = None,
+        keepalive: int = 60,
+        on_connect: Callable[[], None] | None = None,
+        backoff: Backoff = RECONNECT_BACKOFF,
+        protocol: str = "3.1.1",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self._on_message_cb = on_message
+        self._on_connect_cb = on_connect
+        self._subscriptions = list(subscriptions)
+        self._keepalive = keepalive
+        self._backoff = backoff
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: Any = None
+        self._paused = False
+        self._received = 0
+        self.connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self._stopping = False
+        self.connects = 0
+        self.last_error = ""
+
+        self._v5 = protocol == "5"
+        version = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+        client.connect_timeout = 3.0
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        if will is not None:
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        self._client = client
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected until cancelled or stop() is called."""
+        self._loop = asyncio.get_running_loop()
+        attempt = 0
+        misc = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc-{self.client_id}")
+        try:
+            while not self._stopping:
+                self._disconnected.clear()
+                try:
+                    self._connect()
+                except (TimeoutError, OSError) as err:
+                    self.last_error = f"cannot reach broker {self.host}:{self.port}: {err}"
+                else:
+                    await self._disconnected.wait()
+                if self._stopping:
+                    break
+                delay = self._backoff.delay(attempt)
+                attempt = 0 if self.connected.is_set() else attempt + 1
+                log.warning("%s: %s; reconnecting in %.1f s", self.client_id, self.last_error or "disconnected", delay)
+                self.connected.clear()
+                await asyncio.sleep(delay)
+        finally:
+            misc.cancel()
+            self._client.loop_stop()
+
+    def _connect(self) -> None:
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            self._client.connect(self.host, self.port, self._keepalive, clean_start=True, properties=props)
+        else:
+            self._client.connect(self.host, self.port, self._keepalive)
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Disconnect cleanly (no last will) and end run()."""
+        self._stopping = True
+        if self.connected.is_set():
+            self._client.disconnect()
+            try:
+                await asyncio.wait_for(self._disconnected.wait(), timeout)
+            except TimeoutError:
+                log.warning("%s: broker did not confirm the disconnect", self.client_id)
+        self._disconnected.set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    # Publishing and flow control -------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
+        """Queue a message; False when there is no connection (QoS 0 messages are then not sent)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    async def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Add a subscription now and on every later connect."""
+        self._subscriptions.append((topic, qos))
+        if self.connected.is_set():
+            self._client.subscribe(self._subscription_list([(topic, qos)]))
+
+    def _subscription_list(self, subs: list[tuple[str, int]]) -> list[tuple[str, Any]]:
+        if self._v5:
+            return [(t, SubscribeOptions(qos=q)) for t, q in subs]
+        return list(subs)
+
+    def pause_reading(self) -> None:
+        if not self._paused:
+            self._paused = True
+            if self._loop is not None and self._sock is not None:
+                self._loop.remove_reader(self._sock)
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._loop is not None and self._sock is not None:
+                self._loop.add_reader(self._sock, self._on_readable)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # paho callbacks (all on the loop thread) ---------------------------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            return
+        self.connects += 1
+        self.last_error = ""
+        if self._subscriptions:
+            client.subscribe(self._subscription_list(self._subscriptions))
+        log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
+        self.connected.set()
+        if self._on_connect_cb is not None:
+            self._on_connect_cb()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not self._stopping:
+            self.last_error = f"connection lost ({reason})"
+        self.connected.clear()
+        self._disconnected.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._received += 1
+        if self._on_message_cb is not None:
+            self._on_message_cb(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._sock = sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if not self._paused:
+            assert self._loop is not None
+            self._loop.add_reader(sock, self._on_readable)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(sock)
+        self._sock = None
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.add_writer(sock, self._on_writable)
+
+    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.remove_writer(sock)
+
+    def _on_readable(self) -> None:
+        client = self._client
+        for _ in range(READ_BURST):
+            before = self._received
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before or self._paused:
+                break
+
+    def _on_writable(self) -> None:
+        self._client.loop_write()
+
+    async def _misc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()

@@ -1,0 +1,34 @@
+"""What can be wrong with what a device sent: a stable code, the field, the value, and the facts behind it.
+
+Problems are plain data; `hub.messages` turns them into sentences (English or French) for the device's
+`errors` topic. Bad input is a `ValueError`, per the project's error taxonomy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a payload (or one field of it) was refused. `params` fill the message templates."""
+
+    code: str
+    field: str | None = None
+    value: object = None
+    params: Mapping[str, object] = dataclass_field(default_factory=dict)
+
+
+class PayloadRejected(ValueError):
+    """A payload was refused; `problems` says every reason found, first one first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(", ".join(p.code for p in problems))
+        self.problems = problems
+
+
+def reject(code: str, field: str | None = None, value: object = None, **params: object) -> PayloadRejected:
+    """Shorthand for a rejection with a single problem."""
+    return PayloadRejected([Problem(code, field, value, params)])

@@ -1,0 +1,177 @@
+"""Start the lab's real services, Mosquitto and influxd, as child processes on loopback.
+
+Used by `labhub up` and by the test fixtures alike, so the tests run the very configs users get.
+Each service gets its config written from a template in `config/`, a data directory, and a log file;
+startup waits until the port answers, and a service that exits early reports its log's tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from hub.config import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started."""
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    address: str
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    if path is None:
+        raise ServiceError(f"{binary} not found: install the Debian package '{package}' (the README's setup does)")
+    return path
+
+
+def _render(template: str, target: Path, **values: object) -> None:
+    text = Template((CONFIG_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+    target.write_text(text)
+
+
+def _spawn(name: str, argv: list[str], log_path: Path, address: str, env: dict[str, str] | None = None) -> Service:
+    log_file = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    finally:
+        log_file.close()
+    return Service(name, proc, log_path, address)
+
+
+def _wait(service: Service, ready: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise ServiceError(f"{service.name} exited with code {service.proc.returncode}:\n{service.log_tail()}")
+        if callable(ready) and ready():
+            return
+        time.sleep(0.05)
+    service.stop()
+    raise ServiceError(
+        f"{service.name} did not answer on {service.address} within {timeout:.0f} s:\n{service.log_tail()}"
+    )
+
+
+def _mosquitto_can_reach(path: Path) -> bool:
+    """Can the unprivileged `mosquitto` user traverse every parent of `path`?"""
+    for parent in path.resolve().parents:
+        if not os.stat(parent).st_mode & 0o001:
+            return False
+    return True
+
+
+def start_mosquitto(state_dir: Path, host: str = "127.0.0.1", port: int = 1883, timeout: float = 15.0) -> Service:
+    """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user."""
+    binary = _require("mosquitto", "mosquitto")
+    if port_in_use(host, port):
+        raise ServiceError(
+            f"port {host}:{port} is already in use (another broker?): set mqtt.port or --mqtt-port, "
+            "or set mqtt.launch = false to use that broker"
+        )
+    data_dir = state_dir / "mosquitto"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user_line = ""
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("mosquitto")
+        except KeyError:
+            account = None
+        if account is not None and _mosquitto_can_reach(data_dir):
+            os.chown(data_dir, account.pw_uid, account.pw_gid)
+            for item in data_dir.iterdir():
+                os.chown(item, account.pw_uid, account.pw_gid)
+            user_line = "user mosquitto"
+        else:
+            log.warning("mosquitto keeps root: its user cannot reach %s", data_dir)
+            user_line = "user root"
+    conf = state_dir / "mosquitto.conf"
+    _render("mosquitto.conf.in", conf, host=host, port=port, data_dir=data_dir, user_line=user_line)
+    service = _spawn("mosquitto", [binary, "-c", str(conf)], state_dir / "mosquitto.log", f"{host}:{port}")
+    _wait(service, lambda: port_in_use(host, port), timeout)
+    log.info("mosquitto listening on %s:%d (data in %s)", host, port, data_dir)
+    return service
+
+
+def start_influxd(
+    state_dir: Path, host: str = "127.0.0.1", http_port: int = 8086, rpc_port: int = 8089, timeout: float = 60.0
+) -> Service:
+    """influxd (1.x) with its data in `state_dir/influxdb`."""
+    binary = _require("influxd", "influxdb")
+    for port in (http_port, rpc_port):
+        if port_in_use(host, port):
+            raise ServiceError(
+                f"port {host}:{port} is already in use (another influxd?): set influx.url/rpc_port, "
+                "or set influx.launch = false to use that database"
+            )
+    data_dir = state_dir / "influxdb"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf = state_dir / "influxdb.conf"
+    _render("influxdb.conf.in", conf, host=host, http_port=http_port, rpc_port=rpc_port, data_dir=data_dir)
+    env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))
+    service = _spawn("influxd", [binary, "-config", str(conf)], state_dir / "influxd.log", f"{host}:{http_port}", env)
+    _wait(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout)
+    log.info("influxd listening on http://%s:%d (data in %s)", host, http_port, data_dir)
+    return service
+
+
+def _pings(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 204)
+    except (urllib.error.URLError, OSError):
+        return False

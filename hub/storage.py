@@ -1,0 +1,379 @@
+"""Storage: a bounded point queue, one async writer, and the InfluxDB backends.
+
+Batching is natural: the writer takes everything queued (up to `batch_max`) as soon as it is free, so
+at low rates a reading is written within milliseconds and under load batches grow by themselves.
+The queue is bounded; past its high-water mark it asks intake to pause (backpressure), nothing is
+dropped. Transient failures (refused, timeout, 5xx, 429, auth) are retried with capped backoff,
+forever: the batch stays in hand and the queue fills, which pauses intake. This is the seam where an
+on-disk spool goes.
+
+A 400 means some points are bad. The batch is split in halves and each half written again until the
+offending points are isolated; the others are stored. This covers InfluxDB 1.x's `partial write`
+(the rest is already stored; writing it again is idempotent: same series, same timestamp, same
+values) and its whole-batch `field type conflict` on a new shard alike, and 2.x's 400s.
+
+Only this module sees aiohttp's client and influxdb-client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import aiohttp
+
+from hub.config import InfluxConfig
+from hub.mqtt import Backoff
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WRITE_BACKOFF = Backoff(first_s=0.1, cap_s=5.0)
+
+
+class StorageError(Exception):
+    """The database could not be reached or refused to work (retry later)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WriteRejected(ValueError):
+    """The database refused some points of a write as invalid (HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldConflict:
+    measurement: str
+    field: str
+    got: str
+    existing: str
+
+
+_CONFLICT = re.compile(
+    r'input field \\?"(?P<field>[^"\\]+)\\?" on measurement \\?"(?P<m>[^"\\]+)\\?" is type (?P<got>\w+), '
+    r"already exists as type (?P<existing>\w+)"
+)
+
+
+def parse_conflict(message: str) -> FieldConflict | None:
+    """The field type conflict InfluxDB reports in a 400, if that is what it is."""
+    match = _CONFLICT.search(message)
+    if match is None:
+        return None
+    return FieldConflict(match["m"], match["field"], match["got"], match["existing"])
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, body: str) -> None: ...
+
+    async def field_types(self, measurement: str) -> dict[str, str]: ...
+
+
+# Queue and writer --------------------------------------------------------------------------------
+
+
+class PointQueue(Generic[T]):
+    """Line-protocol lines waiting for the writer, each with an owner handed back after the write."""
+
+    def __init__(self, high_water: int, on_full: Callable[[], None], on_drained: Callable[[], None]) -> None:
+        self.high_water = high_water
+        self.low_water = high_water // 2
+        self._lines: list[str] = []
+        self._owners: list[T] = []
+        self._ready = asyncio.Event()
+        self._on_full = on_full
+        self._on_drained = on_drained
+        self.full = False
+        self.peak = 0
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def put(self, line: str, owner: T) -> None:
+        self._lines.append(line)
+        self._owners.append(owner)
+        self._ready.set()
+        if len(self._lines) >= self.high_water and not self.full:
+            self.full = True
+            self.peak = max(self.peak, len(self._lines))
+            self._on_full()
+
+    async def take(self, most: int) -> tuple[list[str], list[T]]:
+        """Wait for points, then take up to `most` of them (oldest first)."""
+        while not self._lines:
+            self._ready.clear()
+            await self._ready.wait()
+        if len(self._lines) <= most:
+            lines, owners = self._lines, self._owners
+            self._lines, self._owners = [], []
+        else:
+            lines, owners = self._lines[:most], self._owners[:most]
+            del self._lines[:most]
+            del self._owners[:most]
+        self.peak = max(self.peak, len(lines) + len(self._lines))
+        if self.full and len(self._lines) <= self.low_water:
+            self.full = False
+            self._on_drained()
+        return lines, owners
+
+
+@dataclass(slots=True)
+class WriterStats:
+    batches: int = 0
+    points: int = 0
+    retries: int = 0
+    rejected: int = 0
+    last_batch: int = 0
+    last_write_ms: float = 0.0
+    max_write_ms: float = 0.0
+    last_error: str = ""
+    failing_since: float | None = None
+    write_ms: list[float] = field(default_factory=list)  # recent write durations, for the health view
+
+
+class Writer(Generic[T]):
+    """The one task that writes to InfluxDB; hands owners back as stored or rejected."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        queue: PointQueue[T],
+        batch_max: int,
+        on_stored: Callable[[list[T]], None],
+        on_rejected: Callable[[T, str], None],
+        backoff: Backoff = WRITE_BACKOFF,
+    ) -> None:
+        self.backend = backend
+        self.queue = queue
+        self.batch_max = batch_max
+        self._on_stored = on_stored
+        self._on_rejected = on_rejected
+        self._backoff = backoff
+        self.stats = WriterStats()
+        self.busy = False
+
+    async def run(self) -> None:
+        while True:
+            lines, owners = await self.queue.take(self.batch_max)
+            self.busy = True
+            try:
+                await self._write(lines, owners)
+            finally:
+                self.busy = False
+
+    async def drain(self, timeout: float) -> int:
+        """At shutdown: write what is queued within `timeout`; return how many points were left."""
+        deadline = time.monotonic() + timeout
+        while len(self.queue) or self.busy:
+            if time.monotonic() > deadline:
+                return len(self.queue)
+            await asyncio.sleep(0.02)
+        return 0
+
+    async def _write(self, lines: list[str], owners: list[T]) -> None:
+        try:
+            await self._write_retrying(lines)
+        except WriteRejected as err:
+            if len(lines) == 1:
+                self.stats.rejected += 1
+                self._on_rejected(owners[0], str(err))
+                return
+            mid = len(lines) // 2
+            await self._write(lines[:mid], owners[:mid])
+            await self._write(lines[mid:], owners[mid:])
+            return
+        self._on_stored(owners)
+
+    async def _write_retrying(self, lines: list[str]) -> None:
+        body = "\n".join(lines)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.backend.write(body)
+            except StorageError as err:
+                self.stats.retries += 1
+                self.stats.last_error = str(err)
+                if self.stats.failing_since is None:
+                    self.stats.failing_since = time.time()
+                delay = err.retry_after if err.retry_after is not None else self._backoff.delay(attempt)
+                level = logging.WARNING if attempt < 3 or attempt % 20 == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d more queued",
+                    len(lines),
+                    err,
+                    attempt + 1,
+                    delay,
+                    len(self.queue),
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            stats = self.stats
+            if stats.failing_since is not None:
+                log.info("InfluxDB writes work again after %.1f s", time.time() - stats.failing_since)
+                stats.failing_since = None
+                stats.last_error = ""
+            stats.batches += 1
+            stats.points += len(lines)
+            stats.last_batch = len(lines)
+            stats.last_write_ms = elapsed
+            stats.max_write_ms = max(stats.max_write_ms, elapsed)
+            stats.write_ms.append(elapsed)
+            if len(stats.write_ms) > 512:
+                del stats.write_ms[:256]
+            return
+
+
+# Backends ----------------------------------------------------------------------------------------
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return min(60.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class InfluxV1:
+    """InfluxDB 1.x HTTP API: `/write` and `/query` (the Debian `influxd` 1.6)."""
+
+    name = "influxdb-v1"
+
+    def __init__(self, cfg: InfluxConfig) -> None:
+        self.url = cfg.url.rstrip("/")
+        self.database = cfg.database
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("InfluxV1 used before start()")
+        return self._session
+
+    async def write(self, body: str) -> None:
+        params = {"db": self.database, "precision": "ns"}
+        try:
+            async with self.session.post(f"{self.url}/write", params=params, data=body.encode()) as resp:
+                if resp.status == 204:
+                    return
+                text = await resp.text()
+                message = _v1_error(text)
+                if resp.status == 400:
+                    raise WriteRejected(message)
+                if resp.status == 404 and "database not found" in message:
+                    await self.ensure_database()
+                    raise StorageError("database was missing; created it", retry_after=0.0)
+                raise StorageError(f"HTTP {resp.status}: {message}", _retry_after(resp.headers))
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise StorageError(f"{type(err).__name__}: {err}") from None
+
+    async def ensure_database(self) -> None:
+        await self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+
+    async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
+        """Run InfluxQL; return the `series` of the first statement (times in ns)."""
+        params = {"db": self.database, "q": q, "epoch": "ns"}
+        try:
+            async with self.session.request(method, f"{self.url}/query", params=params) as resp:
+                data = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise StorageError(f"{type(err).__name__}: {err}") from None
+        if resp.status != 200 or "error" in data:
+            raise StorageError(f"query failed: HTTP {resp.status}: {data.get('error', data)}")
+        result = data.get("results", [{}])[0]
+        if "error" in result:
+            raise StorageError(f"query failed: {result['error']}")
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    async def field_types(self, measurement: str) -> dict[str, str]:
+        series = await self.query(f'SHOW FIELD KEYS FROM "{measurement}"')
+        return {row[0]: row[1] for s in series for row in s.get("values", [])}
+
+
+def _v1_error(text: str) -> str:
+    try:
+        return str(json.loads(text).get("error", text))
+    except (ValueError, AttributeError):
+        return text.strip()[:500]
+
+
+class InfluxV2:
+    """InfluxDB 2.x/3.x through influxdb-client's async API (`/api/v2/write`)."""
+
+    name = "influxdb-v2"
+
+    def __init__(self, cfg: InfluxConfig) -> None:
+        self.cfg = cfg
+        self._client: Any = None
+        self._write_api: Any = None
+
+    async def start(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        self._client = InfluxDBClientAsync(
+            url=self.cfg.url, token=self.cfg.token, org=self.cfg.org, timeout=int(self.cfg.timeout_s * 1000)
+        )
+        self._write_api = self._client.write_api()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def write(self, body: str) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            await self._write_api.write(
+                bucket=self.cfg.bucket, org=self.cfg.org, record=body, write_precision=WritePrecision.NS
+            )
+        except ApiException as err:
+            message = _v2_error(err.body) or str(err.reason)
+            if err.status == 400:
+                raise WriteRejected(message) from None
+            raise StorageError(f"HTTP {err.status}: {message}", _retry_after(err.headers)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise StorageError(f"{type(err).__name__}: {err}") from None
+
+    async def field_types(self, measurement: str) -> dict[str, str]:
+        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 400s
+
+
+def _v2_error(body: Any) -> str:
+    if not body:
+        return ""
+    try:
+        return str(json.loads(body).get("message", body))
+    except (ValueError, AttributeError):
+        return str(body)[:500]
+
+
+def make_backend(cfg: InfluxConfig) -> InfluxV1 | InfluxV2:
+    return InfluxV1(cfg) if cfg.backend == "v1" else InfluxV2(cfg)

@@ -1,0 +1,268 @@
+"""Validation of a decoded reading against its device kind. Pure: no clock, no I/O, no mutation.
+
+Policy (documented in the README): a reading is all or nothing. If any field is wrong the whole reading
+is refused and every problem found is reported, so the stored data never holds half a measurement.
+
+Numbers from JSON and bare values are stored as floats (a board that sends 21 then 21.5 is not
+punished for it); line-protocol integers (`42i`) are stored as integers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from devices.kinds import (
+    FIELD_NAME_RE,
+    MAX_FIELDS,
+    MAX_STRING_LENGTH,
+    RESERVED_NAMES,
+    DeviceKind,
+    FieldType,
+)
+from hub.decode import Decoded, Source
+from hub.problems import PayloadRejected, Problem
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+FieldValue = float | int | bool | str
+
+# Names beginners type for the air-quality fields.
+ALIASES = {
+    "temp": "temperature",
+    "hum": "humidity",
+    "humid": "humidity",
+    "press": "pressure",
+    "voc": "tvoc",
+    "pm2": "pm2_5",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How far a device timestamp may be from the hub's clock."""
+
+    past_ns: int = 30 * 86400 * 10**9
+    future_ns: int = 10 * 60 * 10**9
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A valid reading: typed fields and the device's timestamp in ns (None → stamp on receipt)."""
+
+    fields: dict[str, FieldValue]
+    types: dict[str, FieldType]
+    timestamp_ns: int | None
+
+
+def validate(
+    kind: DeviceKind,
+    decoded: Decoded,
+    now_ns: int,
+    pinned: Mapping[str, FieldType],
+    limits: Limits = DEFAULT_LIMITS,
+) -> Reading:
+    """Check every field and the timestamp; raise PayloadRejected listing all problems."""
+    problems: list[Problem] = []
+    fields: dict[str, FieldValue] = {}
+    types: dict[str, FieldType] = {}
+    values = decoded.values
+    if not values:
+        problems.append(Problem("empty_reading"))
+    elif len(values) > MAX_FIELDS:
+        problems.append(Problem("too_many_fields", params={"size": len(values), "limit": MAX_FIELDS}))
+    else:
+        check = _check_open_field if kind.open_fields else _check_kind_field
+        for name, value in values.items():
+            problem = check(kind, name, value, decoded.source, pinned, fields, types)
+            if problem is not None:
+                problems.append(problem)
+    timestamp_ns = None
+    if decoded.timestamp is not None:
+        timestamp_ns, problem = _check_timestamp(decoded.timestamp, now_ns, limits)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise PayloadRejected(problems)
+    return Reading(fields, types, timestamp_ns)
+
+
+def _check_kind_field(
+    kind: DeviceKind,
+    name: str,
+    value: object,
+    source: Source,
+    pinned: Mapping[str, FieldType],
+    fields: dict[str, FieldValue],
+    types: dict[str, FieldType],
+) -> Problem | None:
+    spec = kind.fields.get(name)
+    if spec is None:
+        suggestion = suggest_field(name, kind)
+        params: dict[str, object] = {"kind": kind.name, "known": ", ".join(kind.fields)}
+        if suggestion:
+            params["suggestion"] = suggestion
+            return Problem("unknown_field_suggest", name, value, params)
+        return Problem("unknown_field", name, value, params)
+    number, problem = _number(name, value)
+    if problem is not None:
+        return problem
+    assert number is not None
+    if (spec.minimum is not None and number < spec.minimum) or (spec.maximum is not None and number > spec.maximum):
+        return Problem(
+            "out_of_range",
+            name,
+            value,
+            {"minimum": _fmt(spec.minimum), "maximum": _fmt(spec.maximum), "unit": spec.unit, "sensor": spec.sensor},
+        )
+    fields[name] = number
+    types[name] = FieldType.FLOAT
+    return None
+
+
+def _number(name: str, value: object) -> tuple[float | None, Problem | None]:
+    """A JSON/bare number as a finite float, or the problem with it."""
+    if isinstance(value, bool):
+        return None, Problem("wrong_type", name, value, {"expected": "number", "got": "boolean"})
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return None, Problem("integer_too_large", name, value)
+        return float(value), None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None, Problem("not_finite", name, value)
+        return value, None
+    if isinstance(value, str):
+        try:
+            parsed = float(value.strip())
+        except ValueError:
+            return None, Problem("wrong_type", name, value, {"expected": "number", "got": "string"})
+        if math.isfinite(parsed):
+            return None, Problem("number_as_string", name, value)
+        return None, Problem("wrong_type", name, value, {"expected": "number", "got": "string"})
+    return None, Problem("wrong_type", name, value, {"expected": "number", "got": _json_type(value)})
+
+
+def _check_open_field(
+    kind: DeviceKind,
+    name: str,
+    value: object,
+    source: Source,
+    pinned: Mapping[str, FieldType],
+    fields: dict[str, FieldValue],
+    types: dict[str, FieldType],
+) -> Problem | None:
+    if not FIELD_NAME_RE.match(name):
+        return Problem("bad_field_name", name, value, {"suggestion": sanitize_name(name)})
+    if name in RESERVED_NAMES:
+        return Problem("reserved_field_name", name, value)
+    typed: FieldValue
+    if isinstance(value, bool):
+        typed, ftype = value, FieldType.BOOLEAN
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return Problem("integer_too_large", name, value)
+        if source is Source.LINE:
+            typed, ftype = value, FieldType.INTEGER
+        else:
+            typed, ftype = float(value), FieldType.FLOAT
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return Problem("not_finite", name, value)
+        typed, ftype = value, FieldType.FLOAT
+    elif isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            return Problem("string_too_long", name, value, {"size": len(value), "limit": MAX_STRING_LENGTH})
+        if any(ord(c) < 32 for c in value):
+            return Problem("control_character", name, value)
+        typed, ftype = value, FieldType.STRING
+    else:
+        return Problem("wrong_type", name, value, {"expected": "number, boolean or string", "got": _json_type(value)})
+    before = pinned.get(name)
+    if before is not None and before is not ftype:
+        return Problem("type_changed", name, value, {"pinned": before.value, "got": ftype.value})
+    fields[name] = typed
+    types[name] = ftype
+    return None
+
+
+def _check_timestamp(raw: object, now_ns: int, limits: Limits) -> tuple[int | None, Problem | None]:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None, Problem("timestamp_invalid", "ts", raw)
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return None, Problem("timestamp_invalid", "ts", raw)
+    ns, unit = timestamp_to_ns(raw)
+    if not now_ns - limits.past_ns <= ns <= now_ns + limits.future_ns:
+        code = "timestamp_since_boot" if 0 <= raw < 10**9 else "timestamp_out_of_range"
+        return None, Problem(code, "ts", raw, {"unit": unit, "as_date": _iso(ns), "now": _iso(now_ns)})
+    return ns, None
+
+
+def timestamp_to_ns(raw: int | float) -> tuple[int, str]:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
+
+    Today is ~1.7e9 s = ~1.7e12 ms = ~1.7e15 µs = ~1.7e18 ns, so the ranges do not overlap for any
+    date between 1973 and 5138.
+    """
+    magnitude = abs(raw)
+    if magnitude < 1e11:
+        return round(raw * 10**9), "s"
+    if magnitude < 1e14:
+        return round(raw * 10**6), "ms"
+    if magnitude < 1e17:
+        return round(raw * 10**3), "us"
+    return int(raw), "ns"
+
+
+def suggest_field(name: str, kind: DeviceKind) -> str | None:
+    """The field the learner probably meant: same letters without separators, an alias, or a close spelling."""
+    wanted = _squash(name)
+    for known in kind.fields:
+        if _squash(known) == wanted:
+            return known
+    alias = ALIASES.get(name.lower())
+    if alias in kind.fields:
+        return alias
+    close = difflib.get_close_matches(name.lower(), list(kind.fields), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def sanitize_name(name: str) -> str:
+    """A valid field name close to `name` (for hints)."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name).strip("_")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = "f_" + cleaned
+    return cleaned[:64]
+
+
+def _squash(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def _iso(ns: int) -> str:
+    try:
+        return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return "out of calendar"

@@ -1,0 +1,82 @@
+"""The hub's HTTP API (aiohttp): health, counters, devices and the payload inspector.
+
+Built by a factory that receives the hub; the only module that sees aiohttp's request objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from hub.topics import DeviceRef, TopicError
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
+
+INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
+<body><h1>LabHub</h1><p>API:</p><ul>
+<li><a href="/healthz">/healthz</a> — ok or degraded, with reasons</li>
+<li><a href="/api/stats">/api/stats</a> — counters</li>
+<li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
+<li>/api/devices/&lt;cohort&gt;/&lt;learner&gt;/&lt;device&gt;/inspector — the last messages and their verdicts</li>
+</ul></body></html>"""
+
+
+def make_app(hub: Hub) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[HUB_KEY] = hub
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/devices", devices)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}", device)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/inspector", inspector)
+    return app
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=INDEX, content_type="text/html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = request.app[HUB_KEY].health()
+    return web.json_response(health, status=200 if health["status"] == "ok" else 503)
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HUB_KEY].stats())
+
+
+async def devices(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    rows = [s.summary() for s in hub.ingest.devices.values()]
+    cohort = request.query.get("cohort")
+    if cohort:
+        rows = [r for r in rows if r["cohort"] == cohort]
+    rows.sort(key=lambda r: str(r["id"]))
+    return web.json_response({"devices": rows})
+
+
+def _state(request: web.Request):  # type: ignore[no-untyped-def]
+    info = request.match_info
+    try:
+        ref = DeviceRef.parse(f"{info['cohort']}/{info['learner']}/{info['device']}")
+    except TopicError as err:
+        raise web.HTTPBadRequest(text=str(err)) from None
+    state = request.app[HUB_KEY].ingest.devices.get(ref)
+    if state is None:
+        raise web.HTTPNotFound(text=f"no device {ref.key} has been seen or declared")
+    return state
+
+
+async def device(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).summary())
+
+
+async def inspector(request: web.Request) -> web.Response:
+    state = _state(request)
+    entries = [e.as_json() for e in reversed(state.inspector)]
+    return web.json_response({"device": state.ref.key, "messages": entries})
