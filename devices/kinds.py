@@ -6,6 +6,7 @@ tables, so a learner, the hub and the tests all agree on what `pm2_5` means.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ class FieldSpec:
     name: str
     type: FieldType
     unit: str
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: float = -math.inf
+    maximum: float = math.inf
     sensor: str = ""
 
 
@@ -42,6 +43,12 @@ class DeviceKind:
     description: str
     fields: Mapping[str, FieldSpec] = field(default_factory=dict)
     open_fields: bool = False
+    # (minimum, maximum) per field, derived from `fields` for the validation hot path.
+    bounds: Mapping[str, tuple[float, float]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        bounds = {f.name: (f.minimum, f.maximum) for f in self.fields.values()}
+        object.__setattr__(self, "bounds", bounds)  # a plain dict: the fastest lookups
 
     @property
     def measurement(self) -> str:

@@ -18,6 +18,7 @@ from aiohttp import web
 from hub.config import LabConfig
 from hub.ingest import Ingest, InspectorEntry
 from hub.mqtt import MqttClient
+from hub.services import ServiceError
 from hub.storage import InfluxV1, PointQueue, StorageError, Writer, make_backend
 from hub.topics import subscriptions
 
@@ -99,7 +100,13 @@ class Hub:
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, self.cfg.hub.http_host, self.cfg.hub.http_port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as err:
+                raise ServiceError(
+                    f"hub API cannot listen on {self.cfg.hub.http_host}:{self.cfg.hub.http_port}: {err.strerror} "
+                    "(set hub.http_port or --http-port)"
+                ) from None
             server = getattr(site, "_server", None)
             if server is not None and server.sockets:
                 self.http_port = server.sockets[0].getsockname()[1]

@@ -28,12 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-        return code
-    except (ConfigError, ServiceError) as err:
-        log.error("%s", err)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except* (ConfigError, ServiceError) as group:
+        for err in group.exceptions:
+            log.error("%s", err)
+        code = 2
+    except* KeyboardInterrupt:
+        code = 130
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:

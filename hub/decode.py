@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+import orjson
+
 from hub.problems import PayloadRejected, reject
 
 TIMESTAMP_KEYS = ("ts", "time", "timestamp")
@@ -46,6 +48,10 @@ def decode_payload(payload: bytes, field: str | None, max_bytes: int) -> list[De
     """Decode a telemetry payload; raise PayloadRejected with the first problem found."""
     if len(payload) > max_bytes:
         raise reject("payload_too_large", size=len(payload), limit=max_bytes)
+    if field is None and payload[:1] == b"{":
+        fast = _fast_json(payload)
+        if fast is not None:
+            return [fast]
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -65,6 +71,30 @@ def decode_payload(payload: bytes, field: str | None, max_bytes: int) -> list[De
     except ValueError:
         raise reject("unrecognised_payload", value=stripped) from None
     raise reject("bare_value_needs_field", value=stripped)
+
+
+_HUGE = 9.2e18  # beyond int64: orjson turns such integers into floats, the stdlib keeps them exact
+
+
+def _fast_json(payload: bytes) -> Decoded | None:
+    """orjson for the common case; None sends anything unusual (NaN, huge numbers, bad UTF-8…) to the slow path."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    for value in obj.values():
+        if type(value) is float and not -_HUGE < value < _HUGE:
+            return None
+    timestamp = None
+    if "ts" in obj or "time" in obj or "timestamp" in obj:
+        if sum(key in obj for key in TIMESTAMP_KEYS) > 1:
+            return None
+        for key in TIMESTAMP_KEYS:
+            if key in obj:
+                timestamp = obj.pop(key)
+    return Decoded(obj, timestamp, Source.JSON)
 
 
 def _decode_json(text: str) -> Decoded:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from devices.kinds import KINDS, DeviceKind, FieldType
 from hub.config import DeviceConfig
 from hub.decode import decode_payload
-from hub.lineproto import encode_line, series_prefix
+from hub.lineproto import encode_floats, encode_line, series_prefix
 from hub.messages import preview, render
 from hub.mqtt import Message
 from hub.problems import PayloadRejected, Problem
@@ -251,7 +251,11 @@ class Ingest:
             for name, ftype in reading.types.items():
                 if name not in pins:
                     pins[name] = ftype
-        self._enqueue(encode_line(state.prefix, reading.fields, ts), entry)
+        if state.kind is not None and not state.kind.open_fields:
+            line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
+        else:
+            line = encode_line(state.prefix, reading.fields, ts)
+        self._enqueue(line, entry)
 
     # Outcomes --------------------------------------------------------------------------------------
 

@@ -44,7 +44,28 @@ def format_value(value: float | int | bool | str) -> str:
     return '"' + value.translate(_STRING_ESCAPES) + '"'
 
 
+def encode_floats(prefix: str, fields: Mapping[str, float], timestamp_ns: int) -> str:
+    """encode_line for readings of fixed kinds, whose fields are schema names holding floats (the hot path)."""
+    return f"{prefix}{','.join([f'{k}={v!r}' for k, v in fields.items()])} {timestamp_ns}"
+
+
 def encode_line(prefix: str, fields: Mapping[str, float | int | bool | str], timestamp_ns: int) -> str:
-    """One point: `prefix` from series_prefix, then fields and a nanosecond timestamp."""
-    body = ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in fields.items())
-    return f"{prefix}{body} {timestamp_ns}"
+    """One point: `prefix` from series_prefix, then fields and a nanosecond timestamp.
+
+    This is on the hot path, so the type dispatch is inlined; keys are escaped only when they need it
+    (validated names never do).
+    """
+    parts = []
+    for key, value in fields.items():
+        if not key.isidentifier():
+            key = escape_key(key)
+        kind = type(value)
+        if kind is float:
+            parts.append(f"{key}={value!r}")
+        elif kind is bool:
+            parts.append(f"{key}={'true' if value else 'false'}")
+        elif kind is int:
+            parts.append(f"{key}={value}i")
+        else:
+            parts.append(f"{key}={format_value(value)}")
+    return f"{prefix}{','.join(parts)} {timestamp_ns}"

@@ -54,7 +54,11 @@ DEFAULT_LIMITS = Limits()
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A valid reading: typed fields and the device's timestamp in ns (None → stamp on receipt)."""
+    """A valid reading: typed fields and the device's timestamp in ns (None → stamp on receipt).
+
+    `types` lists the InfluxDB type of each field of open kinds, for type pinning; fixed kinds' types
+    come from their schema and are not repeated here.
+    """
 
     fields: dict[str, FieldValue]
     types: dict[str, FieldType]
@@ -69,18 +73,24 @@ def validate(
     limits: Limits = DEFAULT_LIMITS,
 ) -> Reading:
     """Check every field and the timestamp; raise PayloadRejected listing all problems."""
+    values = decoded.values
+    if not kind.open_fields and decoded.timestamp is None and _all_plain(kind.bounds, values):
+        return Reading(values, _NO_TYPES, None)  # type: ignore[arg-type]
     problems: list[Problem] = []
     fields: dict[str, FieldValue] = {}
     types: dict[str, FieldType] = {}
-    values = decoded.values
     if not values:
         problems.append(Problem("empty_reading"))
     elif len(values) > MAX_FIELDS:
         problems.append(Problem("too_many_fields", params={"size": len(values), "limit": MAX_FIELDS}))
-    else:
-        check = _check_open_field if kind.open_fields else _check_kind_field
+    elif kind.open_fields:
         for name, value in values.items():
-            problem = check(kind, name, value, decoded.source, pinned, fields, types)
+            problem = _check_open_field(name, value, decoded.source, pinned, fields, types)
+            if problem is not None:
+                problems.append(problem)
+    else:
+        for name, value in values.items():
+            problem = _check_kind_field(kind, name, value, fields)
             if problem is not None:
                 problems.append(problem)
     timestamp_ns = None
@@ -93,15 +103,21 @@ def validate(
     return Reading(fields, types, timestamp_ns)
 
 
-def _check_kind_field(
-    kind: DeviceKind,
-    name: str,
-    value: object,
-    source: Source,
-    pinned: Mapping[str, FieldType],
-    fields: dict[str, FieldValue],
-    types: dict[str, FieldType],
-) -> Problem | None:
+_NO_TYPES: dict[str, FieldType] = {}
+
+
+def _all_plain(bounds: Mapping[str, tuple[float, float]], values: dict[str, object]) -> bool:
+    """The hot path: every field known, a float, and in range (NaN fails the comparison), at most MAX_FIELDS."""
+    if not values or len(values) > MAX_FIELDS:
+        return False
+    for name, value in values.items():
+        limits = bounds.get(name)
+        if limits is None or type(value) is not float or not limits[0] <= value <= limits[1]:
+            return False
+    return True
+
+
+def _check_kind_field(kind: DeviceKind, name: str, value: object, fields: dict[str, FieldValue]) -> Problem | None:
     spec = kind.fields.get(name)
     if spec is None:
         suggestion = suggest_field(name, kind)
@@ -114,7 +130,7 @@ def _check_kind_field(
     if problem is not None:
         return problem
     assert number is not None
-    if (spec.minimum is not None and number < spec.minimum) or (spec.maximum is not None and number > spec.maximum):
+    if not spec.minimum <= number <= spec.maximum:
         return Problem(
             "out_of_range",
             name,
@@ -122,7 +138,6 @@ def _check_kind_field(
             {"minimum": _fmt(spec.minimum), "maximum": _fmt(spec.maximum), "unit": spec.unit, "sensor": spec.sensor},
         )
     fields[name] = number
-    types[name] = FieldType.FLOAT
     return None
 
 
@@ -150,7 +165,6 @@ def _number(name: str, value: object) -> tuple[float | None, Problem | None]:
 
 
 def _check_open_field(
-    kind: DeviceKind,
     name: str,
     value: object,
     source: Source,
@@ -255,10 +269,8 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}"
+def _fmt(value: float) -> str:
+    return f"{value:g}" if math.isfinite(value) else "∞"
 
 
 def _iso(ns: int) -> str:

@@ -1,0 +1,361 @@
+"""Ingest benchmark: K simulated air-quality sensors publish M readings each through the real broker, one hub
+process validates and stores them in the real influxd; the broker's raw rate for the same messages to a bare
+subscriber is measured in the same run, so the ratio holds across machines.
+
+    .venv/bin/python benchmarks/bench_ingest.py                       # as fast as the hub stores them
+    .venv/bin/python benchmarks/bench_ingest.py --rate 500 --seconds 30  # latency at a classroom rate
+
+Publishers are `mosquitto_pub -l` processes (QoS 0, one per device, fed through pipes) so the load
+generator costs little CPU. In "as fast as stored" mode they are paced by a window: never more than
+`--window` readings ahead of what the hub reports stored. Latency is measured by probes: a reading is
+published, then InfluxDB is queried until it is there (publish → queryable).
+
+Prints: sustained stored readings/s, readings lost (published − counted in InfluxDB), p50/p99
+publish→queryable, hub CPU and peak RSS, and the broker's raw rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from firmware_sim.air import AirModel
+from hub.services import free_port, start_influxd, start_mosquitto
+
+DB = "labhub"
+
+
+def payload_pool(size: int) -> list[bytes]:
+    model = AirModel(seed=7, boot_s=0.0)
+    return [json.dumps(model.sample(1.7e9 + i)).encode() + b"\n" for i in range(size)]
+
+
+def influx_query(port: int, q: str) -> list[list[object]]:
+    url = f"http://127.0.0.1:{port}/query?" + urllib.parse.urlencode({"db": DB, "q": q, "epoch": "ns"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        data = json.load(resp)
+    series = data["results"][0].get("series", [])
+    return series[0]["values"] if series else []
+
+
+def hub_stats(port: int) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as resp:
+        result: dict[str, object] = json.load(resp)
+        return result
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class RawPublisher:
+    """A minimal MQTT 3.1.1 QoS 0 publisher: pre-encoded PUBLISH frames written in large chunks.
+
+    `mosquitto_pub -l` makes one system call per message and, ten of them, took ~60% of a core here,
+    which the hub, the broker and the database then lacked. This generator costs a few percent.
+    """
+
+    def __init__(self, port: int, client_id: str, topic: str, pool: list[bytes]) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        cid = client_id.encode()
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        connack = self.sock.recv(4)
+        if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
+            raise RuntimeError(f"broker refused the benchmark publisher: {connack!r}")
+        name = topic.encode()
+        head = len(name).to_bytes(2, "big") + name
+        self.frames = [b"\x30" + _remaining_length(len(head) + len(p)) + head + p for p in pool]
+
+    def send(self, start: int, count: int) -> None:
+        frames = self.frames
+        self.sock.sendall(b"".join(frames[(start + i) % len(frames)] for i in range(count)))
+
+    def close(self) -> None:
+        self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        self.sock.close()
+
+
+def raw_broker_rate(mqtt_port: int, pool: list[bytes], devices: int, per_device: int) -> tuple[float, int]:
+    """The same messages, unpaced, to a bare `mosquitto_sub`: the broker's own rate on this machine."""
+    total = devices * per_device
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(mqtt_port), "-t", "raw/#"], stdout=subprocess.PIPE)
+    assert sub.stdout is not None
+    stream = sub.stdout
+    marker = subprocess.Popen(["mosquitto_pub", "-p", str(mqtt_port), "-t", "raw/marker", "-l"], stdin=subprocess.PIPE)
+    assert marker.stdin is not None
+    ready = threading.Event()
+    counted = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def count() -> None:
+        for line in stream:
+            if not ready.is_set():
+                if line.startswith(b"marker"):
+                    ready.set()
+                continue
+            if counted["n"] == 0:
+                counted["first"] = time.perf_counter()
+            counted["n"] += 1
+            counted["last"] = time.perf_counter()
+            if counted["n"] >= total:
+                return
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    while not ready.wait(0.05):  # publish markers until the subscriber is known to be listening
+        marker.stdin.write(b"marker\n")
+        marker.stdin.flush()
+    marker.stdin.close()
+    marker.wait()
+    bare = [p.rstrip(b"\n") for p in pool]
+    devs = [RawPublisher(mqtt_port, f"raw-d{i}", f"raw/d{i}", bare) for i in range(devices)]
+    started = time.perf_counter()
+    for start in range(0, per_device, 1000):
+        for dev in devs:
+            dev.send(start, min(1000, per_device - start))
+    for dev in devs:
+        dev.close()
+    reader.join(timeout=60)
+    sub.terminate()
+    sub.wait()
+    elapsed = max(1e-9, (counted["last"] or time.perf_counter()) - started)
+    return counted["n"] / elapsed, int(counted["n"])
+
+
+class Prober(threading.Thread):
+    """Publish a reading, then poll InfluxDB until it is queryable; repeat. Latencies in ms."""
+
+    def __init__(self, mqtt_port: int, influx_port: int, interval_s: float) -> None:
+        super().__init__(daemon=True)
+        self.influx_port = influx_port
+        self.interval_s = interval_s
+        self.latencies: list[float] = []
+        self.timeouts = 0
+        self.stop = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+        self.client.connect("127.0.0.1", mqtt_port)
+        self.client.loop_start()
+
+    def run(self) -> None:
+        seq = 0
+        q = "SELECT last(seq) FROM generic WHERE device = 'p1'"
+        while not self.stop.is_set():
+            seq += 1
+            started = time.perf_counter()
+            self.client.publish("lab/bench/probe/p1/telemetry", json.dumps({"seq": seq}), qos=0)
+            while True:
+                rows = influx_query(self.influx_port, q)
+                if rows and float(rows[0][1]) >= seq:  # type: ignore[arg-type]
+                    self.latencies.append((time.perf_counter() - started) * 1000)
+                    break
+                if time.perf_counter() - started > 10:
+                    self.timeouts += 1
+                    break
+                time.sleep(0.001)
+            self.stop.wait(self.interval_s)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--readings", type=int, default=30000, help="per device (ignored with --seconds)")
+    ap.add_argument("--rate", type=float, default=0, help="total readings/s; 0 = as fast as the hub stores them")
+    ap.add_argument("--seconds", type=float, help="with --rate: run this long")
+    ap.add_argument("--window", type=int, default=30000, help="max readings ahead of stored (rate 0)")
+    ap.add_argument("--probe-interval", type=float, default=0.05, help="seconds between latency probes")
+    ap.add_argument("--skip-raw", action="store_true", help="skip the broker's raw-rate measurement")
+    args = ap.parse_args()
+    per_device = int(args.rate * args.seconds / args.devices) if args.rate and args.seconds else args.readings
+    total = per_device * args.devices
+    pool = payload_pool(2000)
+
+    state = Path(tempfile.mkdtemp(prefix="labhub-bench-"))
+    os.chmod(state, 0o755)
+    mqtt_port, influx_port, rpc_port, http_port = free_port(), free_port(), free_port(), free_port()
+    broker = start_mosquitto(state, port=mqtt_port)
+    influxd = start_influxd(state, http_port=influx_port, rpc_port=rpc_port)
+    hub = None
+    try:
+        raw_rate, raw_count = (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port, pool, args.devices, per_device)
+        if not args.skip_raw:
+            print(f"broker raw rate: {raw_rate:,.0f} msg/s to a bare mosquitto_sub ({raw_count:,}/{total:,} received)")
+
+        devices = "\n".join(
+            f'[[devices]]\nid = "bench/d{i:02d}/aq1"\nkind = "air_quality"\n' for i in range(args.devices)
+        )
+        cfg = state / "bench.toml"
+        cfg.write_text(
+            f'state_dir = "{state}"\n[mqtt]\nport = {mqtt_port}\nlaunch = false\n'
+            f'[influx]\nurl = "http://127.0.0.1:{influx_port}"\nlaunch = false\n'
+            f"[hub]\nhttp_port = {http_port}\n{devices}"
+        )
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "hub", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(state / "hub.log", "wb"),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if hub_stats(http_port)["mqtt"]["connected"]:  # type: ignore[index]
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or hub.poll() is not None:
+                raise SystemExit(f"hub did not start; see {state / 'hub.log'}")
+            time.sleep(0.05)
+        hub_proc = psutil.Process(hub.pid)
+        others = {"mosquitto": psutil.Process(broker.proc.pid), "influxd": psutil.Process(influxd.proc.pid)}
+        cpu0 = hub_proc.cpu_times()
+        other0 = {k: p.cpu_times() for k, p in others.items()}
+
+        prober = Prober(mqtt_port, influx_port, args.probe_interval)
+        bare = [p.rstrip(b"\n") for p in pool]
+        devs = [
+            RawPublisher(mqtt_port, f"bench-d{i:02d}", f"lab/bench/d{i:02d}/aq1/telemetry", bare)
+            for i in range(args.devices)
+        ]
+        chunk = 200
+        sent = 0
+        started = time.perf_counter()
+        prober.start()
+        last_print = started
+        stored = 0
+        while sent < total:
+            now = time.perf_counter()
+            if args.rate:
+                due = min(total, int((now - started) * args.rate))
+            else:
+                stored = int(hub_stats(http_port)["stored"])  # type: ignore[call-overload]
+                due = min(total, stored + args.window)
+            while sent + args.devices <= due or (sent < due and due == total):
+                n = min(chunk, max(1, (due - sent) // args.devices))
+                for dev in devs:
+                    dev.send(sent, n)
+                sent += n * args.devices
+            if now - last_print >= 1.0:
+                stored = int(hub_stats(http_port)["stored"])  # type: ignore[call-overload]
+                print(
+                    f"  {now - started:5.1f} s  published {sent:,}/{total:,}  stored {stored:,} "
+                    f"({stored / (now - started):,.0f}/s)",
+                    flush=True,
+                )
+                last_print = now
+            time.sleep(0.002 if args.rate else 0.02)
+        for dev in devs:
+            dev.close()
+        published = sent
+        expected = published + 0  # probe readings are in another measurement
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stats = hub_stats(http_port)
+            stored = int(stats["stored"]) - len(prober.latencies) - prober.timeouts  # type: ignore[call-overload]
+            if stored >= expected:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        prober.stop.set()
+        prober.join(timeout=15)
+        cpu1 = hub_proc.cpu_times()
+        hub_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        other_cpu = {
+            k: (p.cpu_times().user + p.cpu_times().system) - (other0[k].user + other0[k].system)
+            for k, p in others.items()
+        }
+        rss = peak_rss_mb(hub.pid)
+        counted = influx_query(influx_port, "SELECT count(pm2_5) FROM air_quality WHERE cohort = 'bench'")
+        in_db = int(counted[0][1]) if counted else 0  # type: ignore[call-overload]
+        stats = hub_stats(http_port)
+        lat = prober.latencies
+        result = {
+            "devices": args.devices,
+            "published": published,
+            "stored_in_influxdb": in_db,
+            "lost": published - in_db,
+            "seconds": round(elapsed, 2),
+            "stored_per_s": round(in_db / elapsed),
+            "rejected": stats["rejected"],
+            "latency_ms": {
+                "probes": len(lat),
+                "p50": round(percentile(lat, 50), 2),
+                "p99": round(percentile(lat, 99), 2),
+                "max": round(max(lat, default=float("nan")), 2),
+                "timeouts": prober.timeouts,
+            },
+            "hub_cpu_s": round(hub_cpu, 2),
+            "hub_cpu_pct": round(100 * hub_cpu / elapsed),
+            "hub_peak_rss_mb": round(rss, 1),
+            "mosquitto_cpu_pct": round(100 * other_cpu["mosquitto"] / elapsed),
+            "influxd_cpu_pct": round(100 * other_cpu["influxd"] / elapsed),
+            "broker_raw_rate": round(raw_rate),
+            "writer": stats["writer"],
+            "cores": os.cpu_count(),
+        }
+        print()
+        print(
+            f"readings published      {published:,} by {args.devices} devices (QoS 0)"
+            f"{f' at {args.rate:,.0f}/s' if args.rate else ', as fast as stored'}"
+        )
+        print(f"stored in InfluxDB      {in_db:,}   lost {published - in_db:,}")
+        print(f"sustained               {in_db / elapsed:,.0f} readings/s validated and stored ({elapsed:.1f} s)")
+        print(
+            f"publish → queryable     p50 {result['latency_ms']['p50']} ms   p99 {result['latency_ms']['p99']} ms "  # type: ignore[index]
+            f"({len(lat)} probes, {prober.timeouts} timeouts)"
+        )
+        print(f"hub process             {result['hub_cpu_pct']}% CPU, peak RSS {rss:.0f} MiB")
+        print(f"mosquitto / influxd     {result['mosquitto_cpu_pct']}% / {result['influxd_cpu_pct']}% CPU")
+        if not args.skip_raw:
+            print(f"broker raw rate         {raw_rate:,.0f} msg/s (hub/raw = {in_db / elapsed / raw_rate:.2f})")
+        out = Path("bench-results")
+        out.mkdir(exist_ok=True)
+        name = out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        name.write_text(json.dumps(result, indent=2))
+        print(f"results written to {name}")
+        return 0 if published == in_db else 1
+    finally:
+        if hub is not None:
+            hub.terminate()
+            hub.wait(15)
+        influxd.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
