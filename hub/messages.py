@@ -141,17 +141,17 @@ CATALOGUE: Mapping[str, Mapping[str, tuple[str, str]]] = {
     },
     "unknown_field_suggest": {
         "en": (
-            "unknown field '{field}' for a {kind} device — did you mean '{suggestion}'?",
+            "unknown field '{field}' for a device of kind {kind} — did you mean '{suggestion}'?",
             "rename '{field}' to '{suggestion}' in your code; known fields: {known}",
         ),
         "fr": (
-            "champ inconnu '{field}' pour un appareil {kind} — vouliez-vous dire '{suggestion}' ?",
+            "champ inconnu '{field}' pour un appareil de type {kind} — vouliez-vous dire '{suggestion}' ?",
             "renommez '{field}' en '{suggestion}' dans votre code ; champs connus : {known}",
         ),
     },
     "unknown_field": {
-        "en": ("unknown field '{field}' for a {kind} device", "use one of: {known}"),
-        "fr": ("champ inconnu '{field}' pour un appareil {kind}", "utilisez l'un de : {known}"),
+        "en": ("unknown field '{field}' for a device of kind {kind}", "use one of: {known}"),
+        "fr": ("champ inconnu '{field}' pour un appareil de type {kind}", "utilisez l'un de : {known}"),
     },
     "out_of_range": {
         "en": (

@@ -132,6 +132,8 @@ class MqttClient:
         self._paused = False
         self._received = 0
         self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()  # the broker acknowledged this connection's subscriptions
+        self._subscribe_mid: int | None = None
         self._disconnected = asyncio.Event()
         self._stopping = False
         self.connects = 0
@@ -146,6 +148,7 @@ class MqttClient:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -164,18 +167,18 @@ class MqttClient:
         try:
             while not self._stopping:
                 self._disconnected.clear()
+                connects_before = self.connects
                 try:
                     self._connect()
-                except (TimeoutError, OSError) as err:
+                except OSError as err:
                     self.last_error = f"cannot reach broker {self.host}:{self.port}: {err}"
                 else:
                     await self._disconnected.wait()
                 if self._stopping:
                     break
+                attempt = 0 if self.connects > connects_before else attempt + 1
                 delay = self._backoff.delay(attempt)
-                attempt = 0 if self.connected.is_set() else attempt + 1
                 log.warning("%s: %s; reconnecting in %.1f s", self.client_id, self.last_error or "disconnected", delay)
-                self.connected.clear()
                 await asyncio.sleep(delay)
         finally:
             misc.cancel()
@@ -201,7 +204,8 @@ class MqttClient:
         self._disconnected.set()
 
     async def wait_connected(self, timeout: float) -> None:
-        await asyncio.wait_for(self.connected.wait(), timeout)
+        """Wait until connected and subscribed."""
+        await asyncio.wait_for(self.subscribed.wait(), timeout)
 
     # Publishing and flow control -------------------------------------------------------------
 
@@ -247,7 +251,9 @@ class MqttClient:
         self.connects += 1
         self.last_error = ""
         if self._subscriptions:
-            client.subscribe(self._subscription_list(self._subscriptions))
+            _, self._subscribe_mid = client.subscribe(self._subscription_list(self._subscriptions))
+        else:
+            self.subscribed.set()
         log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
         self.connected.set()
         if self._on_connect_cb is not None:
@@ -257,7 +263,15 @@ class MqttClient:
         if not self._stopping:
             self.last_error = f"connection lost ({reason})"
         self.connected.clear()
+        self.subscribed.clear()
         self._disconnected.set()
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid == self._subscribe_mid:
+            failed = [r for r in reasons if r.is_failure]
+            if failed:
+                log.error("%s: broker refused subscriptions: %s", self.client_id, failed)
+            self.subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._received += 1

@@ -5,6 +5,7 @@ Built by a factory that receives the hub; the only module that sees aiohttp's re
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from hub.topics import DeviceRef, TopicError
 
 if TYPE_CHECKING:
     from hub.app import Hub
+    from hub.ingest import DeviceState
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 
@@ -60,15 +62,20 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response({"devices": rows})
 
 
-def _state(request: web.Request):  # type: ignore[no-untyped-def]
+def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+    """API errors are JSON too: {"error": "..."}."""
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _state(request: web.Request) -> DeviceState:
     info = request.match_info
     try:
         ref = DeviceRef.parse(f"{info['cohort']}/{info['learner']}/{info['device']}")
     except TopicError as err:
-        raise web.HTTPBadRequest(text=str(err)) from None
+        raise _error(web.HTTPBadRequest, str(err)) from None
     state = request.app[HUB_KEY].ingest.devices.get(ref)
     if state is None:
-        raise web.HTTPNotFound(text=f"no device {ref.key} has been seen or declared")
+        raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or declared")
     return state
 
 

@@ -1,0 +1,126 @@
+"""Test helpers: an independent MQTT subscriber and publisher (plain paho), InfluxDB queries, waiting with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class MqttListener:
+    """A real subscriber, independent of the hub's adapter: paho in its own thread, messages into an asyncio queue."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-listener-{id(self)}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, (msg.topic, bytes(msg.payload)))
+
+    async def ready(self, timeout: float = 5.0) -> MqttListener:
+        if not await asyncio.to_thread(self._subscribed.wait, timeout):
+            raise TimeoutError("subscription not acknowledged")
+        return self
+
+    async def next(self, timeout: float = 2.0) -> tuple[str, bytes]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def next_json(self, timeout: float = 2.0) -> dict[str, Any]:
+        _, payload = await self.next(timeout)
+        result: dict[str, Any] = json.loads(payload)
+        return result
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class MqttPublisher:
+    """A device-like publisher on its own connection."""
+
+    def __init__(self, port: int, client_id: str = "") -> None:
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-pub-{id(self)}")
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    async def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos)
+        await asyncio.to_thread(info.wait_for_publish, 5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def influx_query(port: int, db: str, q: str) -> list[dict[str, Any]]:
+    """InfluxQL over HTTP; the series of the first statement."""
+    url = f"http://127.0.0.1:{port}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        data = json.load(resp)
+    result = data["results"][0]
+    if "error" in result:
+        raise AssertionError(f"query {q!r} failed: {result['error']}")
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
+
+
+def influx_count(port: int, db: str, measurement: str, field: str, where: str = "") -> int:
+    clause = f" WHERE {where}" if where else ""
+    series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}')
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+async def http_json(url: str) -> tuple[int, Any]:
+    """GET a JSON document from a thread (the hub under test serves from this test's event loop)."""
+
+    def get() -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    return await asyncio.to_thread(get)
+
+
+async def wait_until(
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    """Poll `check` (sync or async) until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        last = result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(0.01)
+
+
+async def count_when_stable(port: int, db: str, measurement: str, field: str, where: str, expected: int) -> int:
+    """Wait until the count reaches `expected`, then return it (so a test sees every point that will arrive)."""
+    return int(
+        await wait_until(
+            lambda: (n := influx_count(port, db, measurement, field, where)) >= expected and n,
+            what=f"{expected} points in {measurement} where {where}",
+        )
+    )

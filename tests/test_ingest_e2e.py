@@ -1,0 +1,319 @@
+"""End to end through the real mosquitto and influxd: devices → broker → hub → InfluxDB, and answers on `errors`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+
+import pytest
+
+from firmware_sim.air import AirSensor
+from hub.topics import DeviceRef
+from tests.conftest import HubFactory, Services, lab_config, unique
+from tests.support import (
+    MqttListener,
+    MqttPublisher,
+    count_when_stable,
+    http_json,
+    influx_count,
+    influx_query,
+    wait_until,
+)
+
+
+async def run_sensor(services: Services, ref: DeviceRef, readings: int, fault: str | None = None) -> AirSensor:
+    sensor = AirSensor(ref, "127.0.0.1", services.mqtt_port, period_s=0.02, fault=fault, seed=1, readings=readings)
+    task = asyncio.create_task(sensor.run())
+    try:
+        await asyncio.wait_for(sensor.done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return sensor
+
+
+async def test_simulated_sensors_are_stored_with_tags_fields_and_types(
+    services: Services, start_hub: HubFactory
+) -> None:
+    cohort = unique("c")
+    refs = [DeviceRef(cohort, f"learner{i}", "aq1") for i in range(3)]
+    hub = await start_hub(devices=tuple((r.key, "air_quality") for r in refs))
+    db = hub.cfg.influx.database
+    await asyncio.gather(*(run_sensor(services, ref, 20) for ref in refs))
+    assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{cohort}'", 60) == 60
+    for ref in refs:
+        assert influx_count(services.influx_port, db, "air_quality", "pm2_5", f"learner = '{ref.learner}'") == 20
+    types = {
+        row[0]: row[1]
+        for row in influx_query(services.influx_port, db, "SHOW FIELD KEYS FROM air_quality")[0]["values"]
+    }
+    assert types == {
+        f: "float" for f in ("co2", "eco2", "humidity", "pm1", "pm10", "pm2_5", "pressure", "temperature", "tvoc")
+    }
+    tags = influx_query(services.influx_port, db, 'SHOW TAG VALUES FROM air_quality WITH KEY = "device"')[0]["values"]
+    assert [row[1] for row in tags] == ["aq1"]
+    rows = influx_query(services.influx_port, db, "SELECT * FROM air_quality WHERE learner = 'learner0' LIMIT 1")
+    point = dict(zip(rows[0]["columns"], rows[0]["values"][0], strict=True))
+    assert point["cohort"] == cohort and point["device"] == "aq1"
+    assert 0 <= point["pm2_5"] <= 1000 and 300 <= point["pressure"] <= 1100
+    stats = hub.stats()
+    assert stats["stored"] == 60 and stats["rejected"] == {}
+
+
+FAULT_CODES = {
+    "invalid_json": "invalid_json",
+    "unquoted_keys": "json_unquoted_key",
+    "wrong_names": "unknown_field_suggest",
+    "strings": "number_as_string",
+    "nan": "not_finite",
+    "out_of_range": "out_of_range",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_CODES))
+async def test_each_fault_mode_gets_its_error_and_nothing_is_stored(
+    services: Services, start_hub: HubFactory, fault: str
+) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    listener = await MqttListener(services.mqtt_port, ref.topic("errors")).ready()
+    try:
+        await run_sensor(services, ref, 3, fault)
+        errors = [await listener.next_json() for _ in range(3)]
+    finally:
+        listener.close()
+    assert {e["code"] for e in errors} == {FAULT_CODES[fault]}
+    for error in errors:
+        assert error["device"] == ref.key and error["message"] and error["hint"]
+        assert error["severity"] == "error"
+    await wait_until(lambda: hub.ingest.totals.received == 3, what="3 readings received")
+    assert influx_count(services.influx_port, hub.cfg.influx.database, "air_quality", "pm2_5") == 0
+    assert hub.ingest.devices[ref].rejected[FAULT_CODES[fault]] == 3
+
+
+async def test_int_float_flips_and_floods_are_all_stored(services: Services, start_hub: HubFactory) -> None:
+    flip, flood = DeviceRef(unique("c"), "ana", "aq1"), DeviceRef(unique("c"), "ben", "aq1")
+    hub = await start_hub(devices=((flip.key, "air_quality"), (flood.key, "air_quality")))
+    db = hub.cfg.influx.database
+    await asyncio.gather(run_sensor(services, flip, 10, "type_flip"), run_sensor(services, flood, 300, "flood"))
+    assert (
+        await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{flip.cohort}'", 10) == 10
+    )
+    assert (
+        await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{flood.cohort}'", 300)
+        == 300
+    )
+    assert hub.health()["status"] == "ok"
+
+
+async def test_acceptance_examples_get_specific_errors_within_a_second(
+    services: Services, start_hub: HubFactory
+) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    listener = await MqttListener(services.mqtt_port, ref.topic("errors")).ready()
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        cases = [
+            (b'{"pm25": "twelve"}', "unknown_field_suggest", "pm25"),
+            (b'{"pm2_5": NaN}', "not_finite", "pm2_5"),
+            (b"{pm2_5: 3}", "json_unquoted_key", None),
+        ]
+        errors = []
+        for payload, code, field in cases:
+            started = time.monotonic()
+            await pub.publish(ref.topic("telemetry"), payload)
+            error = await listener.next_json(timeout=1.0)
+            assert time.monotonic() - started < 1.0
+            assert (error["code"], error["field"]) == (code, field)
+            errors.append(error)
+        assert "did you mean 'pm2_5'?" in errors[0]["message"]
+        assert "keys must be quoted" in errors[2]["hint"]
+    finally:
+        listener.close()
+        pub.close()
+    inspected = hub.ingest.devices[ref].inspector
+    assert [e.verdict for e in inspected] == ["rejected"] * 3
+    assert influx_count(services.influx_port, hub.cfg.influx.database, "air_quality", "pm2_5") == 0
+
+
+async def test_error_messages_name_the_field_suggest_the_fix_and_speak_french(
+    services: Services, start_hub: HubFactory
+) -> None:
+    en, fr = DeviceRef(unique("c"), "ana", "aq1"), DeviceRef(unique("c"), "lucas", "aq1")
+    config = lab_config(services, devices=((en.key, "air_quality"), (fr.key, "air_quality")))
+    config = type(config)(**{**{f: getattr(config, f) for f in config.__slots__}, "languages": {fr.cohort: "fr"}})
+    await start_hub(config)
+    listener = await MqttListener(services.mqtt_port, "lab/+/+/aq1/errors").ready()
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        await pub.publish(en.topic("telemetry"), b'{"pm25": "twelve"}')
+        english = await listener.next_json()
+        await pub.publish(fr.topic("telemetry"), b'{"pm25": "twelve"}')
+        french = await listener.next_json()
+    finally:
+        listener.close()
+        pub.close()
+    assert english["message"] == "unknown field 'pm25' for a device of kind air_quality — did you mean 'pm2_5'?"
+    assert english["value"] == "twelve"
+    assert "rename 'pm25' to 'pm2_5'" in english["hint"]
+    assert (
+        french["message"] == "champ inconnu 'pm25' pour un appareil de type air_quality — vouliez-vous dire 'pm2_5' ?"
+    )
+    assert french["received"] == '{"pm25": "twelve"}'
+
+
+async def test_inspector_shows_the_last_messages_with_verdicts(services: Services, start_hub: HubFactory) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),), inspector_size=5)
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        for i in range(6):
+            await pub.publish(ref.topic("telemetry"), json.dumps({"pm2_5": float(i)}))
+        await pub.publish(ref.topic("telemetry"), b'{"pm2_5": -4}')
+    finally:
+        pub.close()
+    await wait_until(lambda: hub.ingest.devices[ref].stored == 6, what="6 stored")
+    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.key}/inspector")
+    assert status == 200
+    messages = body["messages"]
+    assert len(messages) == 5
+    assert messages[0]["payload"] == '{"pm2_5": -4}' and messages[0]["verdict"] == "rejected"
+    assert messages[0]["errors"][0]["code"] == "out_of_range"
+    assert [m["verdict"] for m in messages[1:]] == ["stored"] * 4
+    assert [json.loads(m["payload"])["pm2_5"] for m in messages[1:]] == [5.0, 4.0, 3.0, 2.0]
+    status, _ = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.cohort}/nobody/aq1/inspector")
+    assert status == 404
+
+
+async def test_receipt_timestamps_are_unique_and_device_collisions_are_warned(
+    services: Services, start_hub: HubFactory
+) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    db = hub.cfg.influx.database
+    listener = await MqttListener(services.mqtt_port, ref.topic("errors")).ready()
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        for i in range(200):  # faster than the clock's resolution matters: none may overwrite another
+            pub.client.publish(ref.topic("telemetry"), json.dumps({"pm2_5": float(i)}), qos=1)
+        assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", "", 200) == 200
+        now_s = int(time.time())
+        await pub.publish(ref.topic("telemetry"), json.dumps({"pm2_5": 1.0, "ts": now_s}))
+        await pub.publish(ref.topic("telemetry"), json.dumps({"pm2_5": 2.0, "ts": now_s}))
+        warning = await listener.next_json()
+    finally:
+        listener.close()
+        pub.close()
+    assert (warning["code"], warning["severity"]) == ("timestamp_collision", "warning")
+    rows = influx_query(services.influx_port, db, f"SELECT pm2_5 FROM air_quality WHERE time = {now_s * 10**9}")
+    assert rows[0]["values"] == [[now_s * 10**9, 2.0]]
+
+
+async def test_garbage_never_stops_the_hub(services: Services, start_hub: HubFactory) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    rng = random.Random(42)
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        payloads = [rng.randbytes(rng.randint(0, 300)) for _ in range(200)]
+        payloads += [b"[" * 5000, b"{" * 5000, b'{"pm2_5": 1' + b"0" * 5000 + b"}", os.urandom(1024 * 1024 - 100)]
+        payloads += ['{"pm2_5": "\u00e9\u0000"}'.encode(), b"\xff\xfe{}", b'{"pm2_5": 1e999}']
+        for payload in payloads:
+            pub.client.publish(ref.topic("telemetry"), payload, qos=1)
+        pub.client.publish("lab/not/a/valid topic/telemetry", b"{}", qos=1)
+        pub.client.publish("lab/x", b"{}", qos=1)
+        await pub.publish(ref.topic("telemetry"), b'{"pm2_5": 7.5}')
+        await wait_until(lambda: hub.ingest.devices[ref].stored == 1, what="the good reading stored")
+    finally:
+        pub.close()
+    device = hub.ingest.devices[ref]
+    assert device.received == len(payloads) + 1
+    assert sum(device.rejected.values()) == len(payloads)
+    assert device.rejected["payload_too_large"] >= 1
+    assert influx_count(services.influx_port, hub.cfg.influx.database, "air_quality", "pm2_5") == 1
+    assert hub.health()["status"] == "ok"
+
+
+async def test_closed_lab_refuses_unknown_devices_and_open_lab_registers_them_generic(
+    services: Services, start_hub: HubFactory
+) -> None:
+    cohort = unique("c")
+    closed = await start_hub(open_mode=False)
+    stranger = DeviceRef(cohort, "eve", "box")
+    listener = await MqttListener(services.mqtt_port, stranger.topic("errors")).ready()
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        await pub.publish(stranger.topic("telemetry"), b'{"t": 1}')
+        error = await listener.next_json()
+    finally:
+        listener.close()
+        pub.close()
+    assert error["code"] == "unknown_device" and error["value"] == stranger.key
+    assert influx_count(services.influx_port, closed.cfg.influx.database, "generic", "t") == 0
+
+
+async def test_generic_devices_pin_types_and_a_cross_device_conflict_is_isolated(
+    services: Services, start_hub: HubFactory
+) -> None:
+    cohort = unique("c")
+    ana, ben = DeviceRef(cohort, "ana", "robot"), DeviceRef(cohort, "ben", "robot")
+    hub = await start_hub()
+    db = hub.cfg.influx.database
+    listener = await MqttListener(services.mqtt_port, f"lab/{cohort}/+/robot/errors").ready()
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        await pub.publish(ana.topic("telemetry"), b'{"speed": 1.5, "mode": "auto", "armed": true}')
+        await count_when_stable(services.influx_port, db, "generic", "speed", "", 1)
+        await pub.publish(ana.topic("telemetry"), b'{"speed": "fast"}')  # flips its own pinned type
+        own = await listener.next_json()
+        # Ben never sent `speed`, so only InfluxDB knows it is a float: the write is refused and isolated.
+        await pub.publish(ben.topic("telemetry"), b'{"speed": "slow"}')
+        await pub.publish(ben.topic("telemetry/temperature"), b"21.5")
+        conflict = await listener.next_json(timeout=5)
+        await count_when_stable(services.influx_port, db, "generic", "temperature", "", 1)
+        await pub.publish(ben.topic("telemetry"), b'{"speed": "slower"}')  # now known before writing
+        again = await listener.next_json()
+    finally:
+        listener.close()
+        pub.close()
+    assert (own["code"], own["field"], own["device"]) == ("type_changed", "speed", ana.key)
+    assert (conflict["code"], conflict["field"], conflict["device"]) == ("type_conflict", "speed", ben.key)
+    assert (again["code"], again["device"]) == ("type_changed", ben.key)
+    speeds = influx_query(services.influx_port, db, "SELECT speed, mode, armed FROM generic")[0]["values"]
+    assert [row[1:] for row in speeds] == [[1.5, "auto", True]]
+
+
+async def test_line_protocol_and_bare_values_are_accepted(services: Services, start_hub: HubFactory) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    db = hub.cfg.influx.database
+    pub = MqttPublisher(services.mqtt_port)
+    now_ns = time.time_ns()
+    try:
+        await pub.publish(ref.topic("telemetry"), f"air pm2_5=12.5,pm10=20 {now_ns}\nair pm2_5=13 {now_ns + 1}")
+        await pub.publish(ref.topic("telemetry/co2"), b"612")
+    finally:
+        pub.close()
+    assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", "", 2) == 2
+    assert await count_when_stable(services.influx_port, db, "air_quality", "co2", "", 1) == 1
+    rows = influx_query(services.influx_port, db, f"SELECT pm2_5, pm10 FROM air_quality WHERE time = {now_ns}")
+    assert rows[0]["values"] == [[now_ns, 12.5, 20.0]]
+    assert hub.stats()["stored"] == 3
+
+
+async def test_presence_follows_status_and_last_will(services: Services, start_hub: HubFactory) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    sensor = AirSensor(ref, "127.0.0.1", services.mqtt_port, period_s=0.05, readings=1)
+    task = asyncio.create_task(sensor.run())
+    await wait_until(lambda: hub.ingest.devices[ref].online is True, what="device online")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await wait_until(lambda: hub.ingest.devices[ref].online is False, what="device offline")
+    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices")
+    assert status == 200
+    assert [d for d in body["devices"] if d["id"] == ref.key][0]["online"] is False
