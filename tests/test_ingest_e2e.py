@@ -316,4 +316,4 @@ async def test_presence_follows_status_and_last_will(services: Services, start_h
     await wait_until(lambda: hub.ingest.devices[ref].online is False, what="device offline")
     status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices")
     assert status == 200
-    assert [d for d in body["devices"] if d["id"] == ref.key][0]["online"] is False
+    assert next(d for d in body["devices"] if d["id"] == ref.key)["online"] is False
