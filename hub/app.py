@@ -66,6 +66,7 @@ class Hub:
         )
         self.started = time.time()
         self.pauses = 0
+        self._pause_logged = -1e9
         self.lost_at_shutdown = 0
         self.http_port = cfg.hub.http_port
         self.ready = asyncio.Event()
@@ -82,11 +83,18 @@ class Hub:
 
     def _intake_full(self) -> None:
         self.pauses += 1
-        log.warning("point queue full (%d points): pausing MQTT intake until InfluxDB catches up", len(self.queue))
+        now = time.monotonic()
+        if now - self._pause_logged >= 10.0:  # say it loudly, but not a thousand times a minute
+            self._pause_logged = now
+            log.warning(
+                "point queue full (%d points): pausing MQTT intake until InfluxDB catches up (pause #%d)",
+                len(self.queue),
+                self.pauses,
+            )
         self.mqtt.pause_reading()
 
     def _intake_drained(self) -> None:
-        log.info("point queue drained to %d points: resuming MQTT intake", len(self.queue))
+        log.debug("point queue drained to %d points: resuming MQTT intake", len(self.queue))
         self.mqtt.resume_reading()
 
     async def run(self) -> None:

@@ -226,12 +226,18 @@ def timestamp_to_ns(raw: int | float) -> tuple[int, str]:
     """
     magnitude = abs(raw)
     if magnitude < 1e11:
-        return round(raw * 10**9), "s"
-    if magnitude < 1e14:
-        return round(raw * 10**6), "ms"
-    if magnitude < 1e17:
-        return round(raw * 10**3), "us"
-    return int(raw), "ns"
+        unit, to_ns = "s", 10**9
+    elif magnitude < 1e14:
+        unit, to_ns = "ms", 10**6
+    elif magnitude < 1e17:
+        unit, to_ns = "us", 10**3
+    else:
+        return int(raw), "ns"
+    if isinstance(raw, int):
+        return raw * to_ns, unit
+    # A float carries ~16 significant digits: scale to whole microseconds first, so 1700000000.25 s
+    # becomes exactly ...250000000 ns rather than ...249999872.
+    return round(raw * (to_ns // 1000)) * 1000, unit
 
 
 def suggest_field(name: str, kind: DeviceKind) -> str | None:

@@ -80,8 +80,14 @@ def influx_query(port: int, db: str, q: str) -> list[dict[str, Any]]:
 
 
 def influx_count(port: int, db: str, measurement: str, field: str, where: str = "") -> int:
+    """How many values of `field` are stored (0 while the database does not exist yet)."""
     clause = f" WHERE {where}" if where else ""
-    series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}')
+    try:
+        series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}')
+    except AssertionError as err:
+        if "database not found" in str(err):
+            return 0
+        raise
     return int(series[0]["values"][0][1]) if series else 0
 
 
@@ -118,9 +124,9 @@ async def wait_until(
 
 async def count_when_stable(port: int, db: str, measurement: str, field: str, where: str, expected: int) -> int:
     """Wait until the count reaches `expected`, then return it (so a test sees every point that will arrive)."""
-    return int(
-        await wait_until(
-            lambda: (n := influx_count(port, db, measurement, field, where)) >= expected and n,
-            what=f"{expected} points in {measurement} where {where}",
-        )
-    )
+
+    async def check() -> int:
+        n = await asyncio.to_thread(influx_count, port, db, measurement, field, where)
+        return n if n >= expected else 0
+
+    return int(await wait_until(check, what=f"{expected} points in {measurement} where {where or 'true'}"))

@@ -1,0 +1,144 @@
+"""The `labhub` command as a user runs it: `labhub up` brings a whole lab up and down; config errors are clear."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.config import ConfigError, load_config, parse_config
+from hub.services import free_port, port_in_use
+from tests.conftest import make_state_dir
+from tests.support import MqttListener, MqttPublisher, http_json, influx_count, wait_until
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
+    seen = []
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError("labhub up ended early:\n" + "".join(seen))
+            seen.append(line)
+            if marker in line:
+                return "".join(seen)
+
+
+async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
+    state = make_state_dir("labhub-up-")
+    mqtt, influx, http = free_port(), free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "up",
+        "--state-dir",
+        str(state),
+        "--mqtt-port",
+        str(mqtt),
+        "--influx-port",
+        str(influx),
+        "--http-port",
+        str(http),
+        "--sim-count",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    try:
+        banner = await read_until(proc.stdout, "Ctrl-C stops everything", 60)
+        assert f"127.0.0.1:{mqtt}" in banner and "6 air-quality sensors" in banner
+        drain = asyncio.create_task(proc.stdout.read())  # keep the pipe flowing
+
+        async def stored() -> int:
+            return await asyncio.to_thread(influx_count, influx, "labhub", "air_quality", "pm2_5")
+
+        first = await wait_until(stored, timeout=30, what="readings from the simulated fleet")
+
+        async def grew() -> bool:
+            return await stored() > first
+
+        await wait_until(grew, timeout=10, what="the count to keep growing")
+
+        listener = await MqttListener(mqtt, "lab/demo/ana/aq1/errors").ready()
+        pub = MqttPublisher(mqtt)
+        try:
+            await pub.publish("lab/demo/ana/aq1/telemetry", b'{"pm25": "twelve"}')
+            error = await listener.next_json(timeout=1.0)
+        finally:
+            listener.close()
+            pub.close()
+        assert error["code"] == "unknown_field_suggest" and "'pm2_5'" in error["message"]
+        status, devices = await http_json(f"http://127.0.0.1:{http}/api/devices")
+        assert status == 200
+        online = {d["id"] for d in devices["devices"] if d["online"]}
+        assert {"demo/ana/aq1", "sim/learner01/aq1", "sim/learner02/aq1"} <= online
+
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await proc.wait()
+        output = (await drain).decode()
+        assert code == 0, output
+        assert "lab stopped" in output
+        assert not port_in_use("127.0.0.1", mqtt) and not port_in_use("127.0.0.1", influx)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_labhub_up_says_which_port_is_taken() -> None:
+    state = make_state_dir("labhub-busy-")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "up", "--state-dir", str(state), "--mqtt-port", str(port), "--no-sim"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    shutil.rmtree(state, ignore_errors=True)
+    assert result.returncode == 2
+    assert f"port 127.0.0.1:{port} is already in use" in result.stderr
+
+
+def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    bad.write_text('[mqtt]\nport = "1883"\n')
+    with pytest.raises(ConfigError, match=r"lab\.toml: mqtt\.port: expected int, got str \'1883\'"):
+        load_config(bad)
+    bad.write_text("[hub]\nopen_mod = true\n")
+    with pytest.raises(ConfigError, match=r"hub\.open_mod: unknown key"):
+        load_config(bad)
+    bad.write_text('[[devices]]\nid = "demo/ana"\n')
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.id: .*cohort/learner/device"):
+        load_config(bad)
+    bad.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="cohorts.x.language"):
+        parse_config({"cohorts": {"x": {"language": "de"}}})
+
+
+def test_shipped_config_is_valid_and_declares_the_demo_fleet() -> None:
+    cfg = load_config()
+    assert cfg.mqtt.port == 1883 and cfg.influx.url == "http://127.0.0.1:8086" and cfg.hub.http_port == 8080
+    assert cfg.influx.rpc_port != 8088 and cfg.influx.database == "labhub"
+    assert any(d.ref.key == "demo/ana/aq1" and d.kind == "air_quality" and d.simulate for d in cfg.devices)
+    assert cfg.hub.open_mode is True
+    assert json.dumps(cfg.language("demo_fr")) == '"fr"'
+    assert os.path.basename(str(cfg.state_dir)) == "labhub"
