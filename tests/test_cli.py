@@ -130,7 +130,7 @@ def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="cohorts.x.language"):
+    with pytest.raises(ConfigError, match=r"cohorts\.x\.language"):
         parse_config({"cohorts": {"x": {"language": "de"}}})
 
 
