@@ -57,7 +57,7 @@ class DeviceKind:
 
 
 # Field names a learner may choose: they must survive line protocol, Flux and InfluxQL unquoted.
-FIELD_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+FIELD_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # use with fullmatch()
 # Names the hub owns: the tags it sets from the topic and the timestamp keys.
 RESERVED_NAMES = frozenset({"cohort", "learner", "device", "time", "ts", "timestamp", "_field", "_measurement"})
 MAX_STRING_LENGTH = 256

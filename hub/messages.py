@@ -105,6 +105,26 @@ CATALOGUE: Mapping[str, Mapping[str, tuple[str, str]]] = {
             "vérifiez les caractères autour de cette colonne ; affichez le message sur le moniteur série avant de le publier",
         ),
     },
+    "number_too_long": {
+        "en": (
+            "a number in the payload has thousands of digits",
+            "send numbers as a sensor reads them: up to 19 digits",
+        ),
+        "fr": (
+            "un nombre du message a des milliers de chiffres",
+            "envoyez les nombres tels que le capteur les lit : 19 chiffres au plus",
+        ),
+    },
+    "internal_error": {
+        "en": (
+            "the hub failed on this message (a bug of ours, logged for the trainers)",
+            "nothing to change on your side if the payload follows the contract; tell your trainer",
+        ),
+        "fr": (
+            "le hub a échoué sur ce message (un bogue de notre côté, journalisé)",
+            "rien à changer de votre côté si le message respecte le contrat ; prévenez votre formateur",
+        ),
+    },
     "not_an_object": {
         "en": ("payload is a JSON {got}, not an object", 'wrap the values in an object: {{"temperature": 21.5}}'),
         "fr": (

@@ -10,7 +10,7 @@ ROOT = "lab"
 DEVICE_CHANNELS = frozenset({"telemetry", "status"})
 HUB_CHANNELS = frozenset({"errors"})
 # Identifiers become InfluxDB tag values and topic levels: keep them boring.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
 
 class TopicError(ValueError):
@@ -51,7 +51,7 @@ class ParsedTopic:
 
 
 def _check_segment(part: str) -> None:
-    if not SEGMENT_RE.match(part):
+    if not SEGMENT_RE.fullmatch(part):  # fullmatch: `$` would let a trailing newline through
         raise TopicError(
             f"{part!r} is not a valid name: use 1–32 letters, digits, '_' or '-', starting with a letter or digit"
         )
