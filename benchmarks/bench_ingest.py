@@ -198,7 +198,7 @@ def main() -> int:
     ap.add_argument("--readings", type=int, default=30000, help="per device (ignored with --seconds)")
     ap.add_argument("--rate", type=float, default=0, help="total readings/s; 0 = as fast as the hub stores them")
     ap.add_argument("--seconds", type=float, help="with --rate: run this long")
-    ap.add_argument("--window", type=int, default=30000, help="max readings ahead of stored (rate 0)")
+    ap.add_argument("--window", type=int, default=5000, help="max readings ahead of stored (rate 0)")
     ap.add_argument("--probe-interval", type=float, default=0.05, help="seconds between latency probes")
     ap.add_argument("--skip-raw", action="store_true", help="skip the broker's raw-rate measurement")
     args = ap.parse_args()

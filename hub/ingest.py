@@ -332,6 +332,7 @@ class Ingest:
             self.totals.errors_suppressed += 1
             return
         state.error_tokens -= 1.0
+        log.info("%s: %s — %s", state.ref.key, message.get("code"), message.get("message"))
         if state.errors_suppressed:
             message["suppressed_before"] = state.errors_suppressed
         message["time_ns"] = now
