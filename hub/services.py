@@ -107,6 +107,15 @@ def _wait(service: Service, ready: object, timeout: float) -> None:
     )
 
 
+def _prepare(data_dir: Path, host: str, ports: list[int], advice: str) -> Path:
+    """Refuse ports already taken (with what to do about it); create the data directory."""
+    for port in ports:
+        if port_in_use(host, port):
+            raise ServiceError(f"port {host}:{port} is already in use ({advice})")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
 def _mosquitto_can_reach(path: Path) -> bool:
     """Can the unprivileged `mosquitto` user traverse every parent of `path`?"""
     for parent in path.resolve().parents:
@@ -118,13 +127,12 @@ def _mosquitto_can_reach(path: Path) -> bool:
 def start_mosquitto(state_dir: Path, host: str = "127.0.0.1", port: int = 1883, timeout: float = 15.0) -> Service:
     """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user."""
     binary = _require("mosquitto", "mosquitto")
-    if port_in_use(host, port):
-        raise ServiceError(
-            f"port {host}:{port} is already in use (another broker?): set mqtt.port or --mqtt-port, "
-            "or set mqtt.launch = false to use that broker"
-        )
-    data_dir = state_dir / "mosquitto"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _prepare(
+        state_dir / "mosquitto",
+        host,
+        [port],
+        "another broker? set mqtt.port or --mqtt-port, or mqtt.launch = false to use that broker",
+    )
     user_line = ""
     if os.geteuid() == 0:
         try:
@@ -152,14 +160,13 @@ def start_influxd(
 ) -> Service:
     """influxd (1.x) with its data in `state_dir/influxdb`."""
     binary = _require("influxd", "influxdb")
-    for port in (http_port, rpc_port):
-        if port_in_use(host, port):
-            raise ServiceError(
-                f"port {host}:{port} is already in use (another influxd?): set influx.url/rpc_port, "
-                "or set influx.launch = false to use that database"
-            )
-    data_dir = state_dir / "influxdb"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _prepare(
+        state_dir / "influxdb",
+        host,
+        [http_port, rpc_port],
+        "another influxd? set influx.url, "
+        "influx.rpc_port or --influx-port, or influx.launch = false to use that database",
+    )
     conf = state_dir / "influxdb.conf"
     _render("influxdb.conf.in", conf, host=host, http_port=http_port, rpc_port=rpc_port, data_dir=data_dir)
     env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))

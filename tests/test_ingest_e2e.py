@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -145,7 +146,7 @@ async def test_error_messages_name_the_field_suggest_the_fix_and_speak_french(
 ) -> None:
     en, fr = DeviceRef(unique("c"), "ana", "aq1"), DeviceRef(unique("c"), "lucas", "aq1")
     config = lab_config(services, devices=((en.key, "air_quality"), (fr.key, "air_quality")))
-    config = type(config)(**{**{f: getattr(config, f) for f in config.__slots__}, "languages": {fr.cohort: "fr"}})
+    config = dataclasses.replace(config, languages={fr.cohort: "fr"})
     await start_hub(config)
     listener = await MqttListener(services.mqtt_port, "lab/+/+/aq1/errors").ready()
     pub = MqttPublisher(services.mqtt_port)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
 
-from hub.config import InfluxConfig
+from hub.config import InfluxConfig, LabConfig
 from hub.mqtt import Backoff
 from hub.services import free_port, start_influxd
 from hub.storage import InfluxV1, InfluxV2, PointQueue, StorageError, Writer, parse_conflict
@@ -107,6 +109,12 @@ def test_parse_conflict_reads_influxdb_messages() -> None:
         "float",
     )
     assert parse_conflict("field type conflict") is None
+
+
+def without_influxdb(services: Services, port: int, database: str, **hub_options: Any) -> LabConfig:
+    """A hub config whose InfluxDB is not running yet: the test starts it on `port` later."""
+    influx = InfluxConfig(url=f"http://127.0.0.1:{port}", database=database, launch=False)
+    return dataclasses.replace(lab_config(services, **hub_options), influx=influx)
 
 
 async def test_readings_wait_for_influxdb_and_none_is_lost(services: Services, start_hub: HubFactory) -> None:
