@@ -9,7 +9,11 @@ import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
 
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import registry_for
+from hub.metrics import render as render_metrics
 from hub.topics import DeviceRef, TopicError
 
 if TYPE_CHECKING:
@@ -17,11 +21,13 @@ if TYPE_CHECKING:
     from hub.ingest import DeviceState
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
+METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
 <body><h1>LabHub</h1><p>API:</p><ul>
 <li><a href="/healthz">/healthz</a> — ok or degraded, with reasons</li>
 <li><a href="/api/stats">/api/stats</a> — counters</li>
+<li><a href="/metrics">/metrics</a> — the same, for Prometheus</li>
 <li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
 <li>/api/devices/&lt;cohort&gt;/&lt;learner&gt;/&lt;device&gt;/inspector — the last messages and their verdicts</li>
 </ul></body></html>"""
@@ -30,8 +36,10 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 def make_app(hub: Hub) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[HUB_KEY] = hub
+    app[METRICS_KEY] = registry_for(hub)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/devices", devices)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}", device)
@@ -46,6 +54,11 @@ async def index(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     health = request.app[HUB_KEY].health()
     return web.json_response(health, status=200 if health["status"] == "ok" else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = render_metrics(request.app[METRICS_KEY])
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def stats(request: web.Request) -> web.Response:

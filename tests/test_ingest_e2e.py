@@ -8,6 +8,7 @@ import json
 import os
 import random
 import time
+import urllib.request
 
 import pytest
 
@@ -318,3 +319,27 @@ async def test_presence_follows_status_and_last_will(services: Services, start_h
     status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices")
     assert status == 200
     assert next(d for d in body["devices"] if d["id"] == ref.key)["online"] is False
+
+
+async def test_metrics_endpoint_exposes_counters_for_prometheus(services: Services, start_hub: HubFactory) -> None:
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        await pub.publish(ref.topic("telemetry"), b'{"pm2_5": 3.5}')
+        await pub.publish(ref.topic("telemetry"), b'{"pm2_5": 5000}')
+    finally:
+        pub.close()
+    await wait_until(lambda: hub.ingest.totals.stored == 1 and hub.ingest.totals.received == 2, what="outcomes")
+
+    def scrape() -> tuple[str, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{hub.http_port}/metrics", timeout=5) as resp:
+            return resp.headers["Content-Type"], resp.read().decode()
+
+    content_type, text = await asyncio.to_thread(scrape)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    lines = set(text.splitlines())
+    assert "labhub_readings_received_total 2.0" in lines
+    assert "labhub_readings_stored_total 1.0" in lines
+    assert 'labhub_readings_rejected_total{reason="out_of_range"} 1.0' in lines
+    assert "labhub_mqtt_connected 1.0" in lines and "labhub_healthy 1.0" in lines

@@ -1,0 +1,81 @@
+"""Prometheus metrics, computed at scrape time from the hub's own counters (nothing is added to the hot path).
+
+prometheus_client renders the exposition format; a custom collector reads the same state as
+`/api/stats`, so the two views can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        totals = hub.ingest.totals
+        writer = hub.writer.stats
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(f"labhub_{name}", doc, value=value)
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"labhub_{name}", doc, value=value)
+
+        yield counter("readings_received", "Telemetry messages received from devices", totals.received)
+        yield counter("readings_stored", "Readings written to InfluxDB", totals.stored)
+        rejected = CounterMetricFamily("labhub_readings_rejected", "Readings refused, by reason", labels=["reason"])
+        for reason, count in sorted(totals.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield counter("bad_topics", "Messages on topics outside the contract", totals.bad_topics)
+        yield counter("device_errors_sent", "Messages published on devices' errors topics", totals.errors_sent)
+        yield counter(
+            "device_errors_suppressed", "Error messages not sent (per-device rate limit)", totals.errors_suppressed
+        )
+        devices = GaugeMetricFamily("labhub_devices", "Devices known to the hub, by presence", labels=["state"])
+        online = hub.ingest.online_count()
+        devices.add_metric(["online"], online)
+        devices.add_metric(["not_online"], len(hub.ingest.devices) - online)
+        yield devices
+        yield gauge("queue_points", "Points waiting for the InfluxDB writer", len(hub.queue))
+        yield gauge("queue_limit_points", "Point queue size at which intake pauses", hub.queue.high_water)
+        yield gauge("intake_paused", "1 while MQTT intake is paused by backpressure", float(hub.queue.full))
+        yield counter("intake_pauses", "Times intake was paused by backpressure", hub.pauses)
+        yield counter("write_batches", "Successful InfluxDB writes", writer.batches)
+        yield counter("write_retries", "InfluxDB writes retried after a transient failure", writer.retries)
+        yield counter("write_rejected_points", "Points InfluxDB refused as invalid", writer.rejected)
+        latency = GaugeMetricFamily(
+            "labhub_write_latency_seconds", "InfluxDB write latency over recent writes", labels=["quantile"]
+        )
+        recent = sorted(writer.write_ms)
+        if recent:
+            for q in (0.5, 0.9, 0.99):
+                latency.add_metric([str(q)], recent[min(len(recent) - 1, int(q * len(recent)))] / 1000)
+        yield latency
+        yield gauge("influxdb_failing", "1 while InfluxDB writes are failing", float(writer.failing_since is not None))
+        yield gauge("mqtt_connected", "1 while connected to the broker", float(hub.mqtt.connected.is_set()))
+        yield counter("mqtt_connects", "Successful connections to the broker", hub.mqtt.connects)
+        yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
+
+
+def registry_for(hub: Hub) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(hub))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
