@@ -1,8 +1,11 @@
-"""The hub service: wires MQTT intake, the point queue, the writer and the HTTP API, and owns their lifecycle.
+"""The hub service: wires MQTT intake, the disk spool, the writer and the HTTP API, and owns their lifecycle.
 
 Every long-lived task starts here, in one TaskGroup; every resource has its cleanup on one exit stack.
-Shutdown order matters: stop intake first, then give the writer a bounded time to drain the queue,
-then close the HTTP API and the database client. Points still queued then are counted and logged.
+The path of a reading: MQTT → ingest (validate, encode) → spool (group commit, fsync) → acknowledge the
+QoS 1 message to the broker → writer → InfluxDB → checkpoint. A SIGKILL anywhere loses nothing: what was
+not acknowledged comes again from the broker's persistent session, what was spooled is replayed.
+Shutdown order: pause intake, commit and acknowledge what is in hand, disconnect, let the writer drain
+memory for a bounded time; anything left stays in the spool for the next start.
 """
 
 from __future__ import annotations
@@ -11,18 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from hub.config import LabConfig
 from hub.ingest import Ingest, InspectorEntry
-from hub.mqtt import MqttClient
+from hub.mqtt import Message, MqttClient
 from hub.services import ServiceError
-from hub.storage import InfluxV1, PointQueue, StorageError, Writer, make_backend
+from hub.spool import Spool
+from hub.storage import InfluxV1, StorageError, Writer, make_backend
 from hub.topics import subscriptions
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
 
 
 @dataclass(slots=True)
@@ -35,17 +42,34 @@ class Rates:
     rejected: int = 0
 
 
+class AckSlot:
+    """One QoS 1 message waiting for its PUBACK."""
+
+    __slots__ = ("mid", "qos", "ready")
+
+    def __init__(self, mid: int, qos: int, ready: bool) -> None:
+        self.mid = mid
+        self.qos = qos
+        self.ready = ready
+
+
 class Hub:
     def __init__(self, cfg: LabConfig, report_every_s: float = 10.0) -> None:
         self.cfg = cfg
         self.report_every_s = report_every_s
         self.backend = make_backend(cfg.influx)
-        self.queue: PointQueue[InspectorEntry] = PointQueue(
-            cfg.hub.queue_max_points, on_full=self._intake_full, on_drained=self._intake_drained
+        spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
+        self.spool: Spool[InspectorEntry] = Spool(
+            spool_dir,
+            cfg.hub.spool_max_bytes,
+            on_full=self._intake_full,
+            on_drained=self._intake_drained,
+            memory_points=cfg.hub.queue_max_points,
         )
         self.ingest = Ingest(
             cfg.devices,
-            enqueue=self.queue.put,
+            enqueue=self._spool_append,
+            is_duplicate=self.spool.seen,
             publish=self._publish_error,
             language=cfg.language,
             open_mode=cfg.hub.open_mode,
@@ -57,17 +81,23 @@ class Hub:
             cfg.mqtt.host,
             cfg.mqtt.port,
             cfg.mqtt.client_id,
-            on_message=self.ingest.handle,
+            on_message=self._on_message,
+            on_connect=self._on_connect,
             subscriptions=[(t, 1) for t in subscriptions()],
             keepalive=cfg.mqtt.keepalive,
+            persistent=True,
+            manual_ack=True,
         )
         self.writer: Writer[InspectorEntry] = Writer(
-            self.backend, self.queue, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
+            self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
         )
+        self._acks: deque[AckSlot] = deque()
+        self._entry_acks: dict[int, AckSlot] = {}  # id(entry) → its message's ack, until committed
         self.started = time.time()
         self.pauses = 0
         self._pause_logged = -1e9
-        self.lost_at_shutdown = 0
+        self._commit_paused = False
+        self.left_at_shutdown = 0
         self.http_port = cfg.hub.http_port
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -78,6 +108,55 @@ class Hub:
 
     # Wiring ------------------------------------------------------------------------------------------
 
+    def _on_message(self, msg: Message) -> None:
+        entry = self.ingest.handle(msg)
+        if msg.qos:
+            slot = AckSlot(msg.mid, msg.qos, entry is None)  # nothing to store: acknowledge in turn
+            self._acks.append(slot)
+            if entry is not None:
+                self._entry_acks[id(entry)] = slot
+            else:
+                self._flush_acks()
+
+    def _on_connect(self) -> None:
+        # Message ids of an earlier connection mean nothing now; the broker sends those messages again.
+        self._acks.clear()
+        self._entry_acks.clear()
+
+    def _flush_acks(self) -> None:
+        """PUBACKs go out in the order the messages came (MQTT 3.1.1, 4.6), each once its message is safe."""
+        acks = self._acks
+        while acks and acks[0].ready:
+            slot = acks.popleft()
+            self.mqtt.ack(slot.mid, slot.qos)
+
+    def _spool_append(self, received_ns: int, digest: int, key: str, line: str, entry: InspectorEntry) -> None:
+        self.spool.append(received_ns, digest, key, line, entry)
+        if self.spool.pending >= MAX_PENDING_COMMIT and not self._commit_paused:
+            self._commit_paused = True
+            log.warning("%d readings wait for the disk: pausing MQTT intake", self.spool.pending)
+            self.mqtt.pause_reading()
+
+    async def _commit_loop(self) -> None:
+        """Group commit: everything that arrived during the previous fsync goes in the next one."""
+        while True:
+            await self.spool.wait_pending()
+            await self._commit_once()
+
+    async def _commit_once(self) -> None:
+        """Commit what is pending, then acknowledge the messages it came from."""
+        for entry in await self.spool.commit():
+            if entry is not None:
+                self.ingest.on_spooled(entry)
+                slot = self._entry_acks.pop(id(entry), None)
+                if slot is not None:
+                    slot.ready = True
+        self._flush_acks()
+        if self._commit_paused and self.spool.pending < MAX_PENDING_COMMIT // 2:
+            self._commit_paused = False
+            if not self.spool.full:
+                self.mqtt.resume_reading()
+
     def _publish_error(self, topic: str, payload: bytes) -> None:
         self.mqtt.publish(topic, payload, qos=0)
 
@@ -87,20 +166,24 @@ class Hub:
         if now - self._pause_logged >= 10.0:  # say it loudly, but not a thousand times a minute
             self._pause_logged = now
             log.warning(
-                "point queue full (%d points): pausing MQTT intake until InfluxDB catches up (pause #%d)",
-                len(self.queue),
+                "spool full (%d bytes waiting for InfluxDB): pausing MQTT intake, the broker holds new readings "
+                "(pause #%d)",
+                self.spool.unstored_bytes,
                 self.pauses,
             )
         self.mqtt.pause_reading()
 
     def _intake_drained(self) -> None:
-        log.debug("point queue drained to %d points: resuming MQTT intake", len(self.queue))
-        self.mqtt.resume_reading()
+        log.info("spool below its limit (%d bytes): resuming MQTT intake", self.spool.unstored_bytes)
+        if not self._commit_paused:
+            self.mqtt.resume_reading()
 
     async def run(self) -> None:
         from hub.web import make_app
 
         async with contextlib.AsyncExitStack() as stack:
+            self.spool.open()
+            stack.callback(self.spool.close)
             await self.backend.start()
             stack.push_async_callback(self.backend.close)
             await self._prepare_storage()
@@ -120,21 +203,29 @@ class Hub:
                 self.http_port = server.sockets[0].getsockname()[1]
             log.info("hub API on http://%s:%d", self.cfg.hub.http_host, self.http_port)
             async with asyncio.TaskGroup() as tg:
-                mqtt_task = tg.create_task(self.mqtt.run(), name="mqtt")
-                writer_task = tg.create_task(self.writer.run(), name="writer")
-                report_task = tg.create_task(self._report_loop(), name="report")
+                tasks = [
+                    tg.create_task(self.mqtt.run(), name="mqtt"),
+                    tg.create_task(self._commit_loop(), name="spool-commit"),
+                    tg.create_task(self.writer.run(), name="writer"),
+                    tg.create_task(self._report_loop(), name="report"),
+                ]
                 try:
                     await self.mqtt.wait_connected(30)
                 except TimeoutError:
                     log.warning("not connected to the broker yet (%s); still trying", self.mqtt.last_error)
                 self.ready.set()
                 await self._stop.wait()
-                log.info("stopping: closing MQTT intake, writing what is queued")
+                log.info("stopping: pausing intake, committing and acknowledging what is in hand")
+                self.mqtt.pause_reading()
+                await self._commit_once()
                 await self.mqtt.stop()
-                self.lost_at_shutdown = await self.writer.drain(timeout=10.0)
-                if self.lost_at_shutdown:
-                    log.error("%d accepted readings could not be written before shutdown", self.lost_at_shutdown)
-                for task in (mqtt_task, writer_task, report_task):
+                self.left_at_shutdown = await self.writer.drain(timeout=10.0)
+                if self.left_at_shutdown:
+                    log.warning(
+                        "%d readings not yet in InfluxDB stay in the spool; they are written at the next start",
+                        self.left_at_shutdown,
+                    )
+                for task in tasks:
                     task.cancel()
         log.info(
             "hub stopped: %d readings stored, %d rejected",
@@ -168,12 +259,16 @@ class Hub:
             f"{totals.stored} stored ({(totals.stored - self._rates.stored) / span:.1f}/s), "
             f"{rejected} rejected (+{rejected - self._rates.rejected}), "
             f"{self.ingest.online_count()}/{len(self.ingest.devices)} devices online, "
-            f"queue {len(self.queue)}, InfluxDB {'failing: ' + self.writer.stats.last_error if self.writer.stats.last_error else 'ok'}"
+            f"spool {self.spool.unstored_bytes // 1024} KiB, "
+            f"InfluxDB {'failing: ' + self.writer.stats.last_error if self.writer.stats.last_error else 'ok'}"
         )
         self._rates = Rates(now, totals.received, totals.stored, rejected)
         return line
 
     # Views -------------------------------------------------------------------------------------------
+
+    def health_paused(self) -> bool:
+        return self.spool.full or self._commit_paused
 
     def health(self) -> dict[str, object]:
         reasons = []
@@ -184,8 +279,10 @@ class Hub:
                 f"InfluxDB writes failing for {time.time() - self.writer.stats.failing_since:.0f} s: "
                 f"{self.writer.stats.last_error}"
             )
-        if self.queue.full:
-            reasons.append(f"point queue full ({len(self.queue)}): intake paused")
+        if self.spool.full:
+            reasons.append(f"spool full ({self.spool.unstored_bytes} bytes waiting for InfluxDB): intake paused")
+        if self._commit_paused:
+            reasons.append(f"{self.spool.pending} readings wait for the disk: intake paused")
         return {"status": "degraded" if reasons else "ok", "reasons": reasons}
 
     def stats(self) -> dict[str, object]:
@@ -202,11 +299,15 @@ class Hub:
             "errors_suppressed": totals.errors_suppressed,
             "devices": len(self.ingest.devices),
             "devices_online": self.ingest.online_count(),
-            "queue": {
-                "points": len(self.queue),
-                "limit": self.queue.high_water,
-                "peak": self.queue.peak,
-                "intake_paused": self.queue.full,
+            "duplicates": totals.duplicates,
+            "spool": {
+                "unstored_bytes": self.spool.unstored_bytes,
+                "limit_bytes": self.spool.max_bytes,
+                "oldest_s": round(self.spool.oldest_age_s(), 3),
+                "points_in_memory": self.spool.in_memory(),
+                "commits": self.spool.commits,
+                "replayed": self.spool.replayed,
+                "intake_paused": self.health_paused(),
                 "pauses": self.pauses,
             },
             "writer": {
@@ -225,5 +326,5 @@ class Hub:
                 "connects": self.mqtt.connects,
                 "last_error": self.mqtt.last_error,
             },
-            "lost_at_shutdown": self.lost_at_shutdown,
+            "left_at_shutdown": self.left_at_shutdown,
         }

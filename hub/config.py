@@ -54,7 +54,8 @@ class HubConfig:
     open_mode: bool = True  # unknown devices are registered as `generic` instead of refused
     max_payload_bytes: int = 16384
     batch_max_points: int = 5000
-    queue_max_points: int = 100_000
+    queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
+    spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
     errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
     inspector_size: int = 50
 

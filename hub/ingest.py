@@ -25,6 +25,7 @@ from hub.lineproto import encode_floats, encode_line, series_prefix
 from hub.messages import preview, render
 from hub.mqtt import Message
 from hub.problems import PayloadRejected, Problem
+from hub.spool import Record, payload_digest
 from hub.storage import parse_conflict
 from hub.topics import DeviceRef, TopicError, parse_topic
 from hub.validate import DEFAULT_LIMITS, Limits, Reading, validate
@@ -39,7 +40,7 @@ ERROR_BURST = 20.0
 class InspectorEntry:
     """One raw message as the hub saw it, and what became of it."""
 
-    __slots__ = ("device", "errors", "payload", "pending", "received_ns", "topic", "verdict")
+    __slots__ = ("device", "digest", "errors", "payload", "pending", "received_ns", "topic", "verdict")
 
     def __init__(self, received_ns: int, topic: str, payload: bytes, device: DeviceState) -> None:
         self.received_ns = received_ns
@@ -49,6 +50,7 @@ class InspectorEntry:
         self.errors: list[dict[str, object]] = []
         self.pending = 0
         self.device = device
+        self.digest = 0
 
     def as_json(self) -> dict[str, object]:
         text = self.payload[:2048].decode("utf-8", errors="replace")
@@ -114,6 +116,7 @@ class IngestTotals:
     stored: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     bad_topics: int = 0
+    duplicates: int = 0  # redeliveries recognised as already spooled
     errors_sent: int = 0
     errors_suppressed: int = 0
 
@@ -125,7 +128,8 @@ class Ingest:
         self,
         declared: Iterable[DeviceConfig],
         *,
-        enqueue: Callable[[str, InspectorEntry], None],
+        enqueue: Callable[[int, int, str, str, InspectorEntry], None],
+        is_duplicate: Callable[[str, int], bool] = lambda key, digest: False,
         publish: Callable[[str, bytes], object],
         language: Callable[[str], str],
         open_mode: bool,
@@ -137,6 +141,7 @@ class Ingest:
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
+        self._is_duplicate = is_duplicate
         self._publish = publish
         self._language = language
         self.open_mode = open_mode
@@ -203,39 +208,50 @@ class Ingest:
 
     # The hot path ----------------------------------------------------------------------------------
 
-    def handle(self, msg: Message) -> None:
-        """Process one message from the broker. Never raises for anything a device sends."""
+    def handle(self, msg: Message) -> InspectorEntry | None:
+        """Process one message from the broker. Never raises for anything a device sends.
+
+        Returns the inspector entry when readings were spooled (the message may be acknowledged once they
+        are committed), None when there is nothing to wait for.
+        """
         route = self._routes.get(msg.topic) or self._route(msg.topic)
         if route is None:
-            return
+            return None
         state, channel, field_name = route
         now = self._clock()
         state.last_seen_ns = now
         if channel != "telemetry":
             if channel == "status":
                 self._status(state, msg.payload, now)
-            return
+            return None
+        # QoS 1 messages can come again after a crash; the digest recognises what is already spooled.
+        digest = payload_digest(msg.payload) if msg.qos else 0
+        if msg.dup and digest and self._is_duplicate(state.ref.key, digest):
+            self.totals.duplicates += 1
+            return None
         self.totals.received += 1
         state.received += 1
         entry = InspectorEntry(now, msg.topic, msg.payload, state)
+        entry.digest = digest
         state.inspector.append(entry)
         kind = state.kind
         if kind is None:
             self._reject(state, entry, [Problem("unknown_device", value=state.ref.key)], now)
-            return
+            return None
         try:
             decoded = decode_payload(msg.payload, field_name, self.max_payload_bytes)
             readings = [validate(kind, d, now, state.pins, self._limits) for d in decoded]
         except PayloadRejected as err:
             self._reject(state, entry, err.problems, now)
-            return
+            return None
         except Exception:  # a bug of ours must not take the hub down with one payload
             log.exception("internal error on a message from %s", state.ref.key)
             self._reject(state, entry, [Problem("internal_error")], now)
-            return
+            return None
         entry.pending = len(readings)
         for reading in readings:
             self._accept(state, entry, reading, now)
+        return entry
 
     def _accept(self, state: DeviceState, entry: InspectorEntry, reading: Reading, now: int) -> None:
         ts = reading.timestamp_ns
@@ -255,22 +271,44 @@ class Ingest:
             line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         else:
             line = encode_line(state.prefix, reading.fields, ts)
-        self._enqueue(line, entry)
+        self._enqueue(now, entry.digest, state.ref.key, line, entry)
 
     # Outcomes --------------------------------------------------------------------------------------
 
-    def on_stored(self, entries: list[InspectorEntry]) -> None:
-        """The writer stored these points (one entry per point)."""
-        self.totals.stored += len(entries)
-        for entry in entries:
+    def on_stored(self, records: list[Record[InspectorEntry]]) -> None:
+        """The writer stored these points (replayed ones have no inspector entry, only a device key)."""
+        self.totals.stored += len(records)
+        for record in records:
+            entry = record.owner
+            if entry is None:
+                state = self._state_for(record.key)
+                if state is not None:
+                    state.stored += 1
+                continue
             entry.device.stored += 1
             entry.pending -= 1
-            if entry.pending <= 0 and entry.verdict == "queued":
+            if entry.pending <= 0 and entry.verdict in ("queued", "spooled"):
                 entry.verdict = "stored"
 
-    def on_storage_rejected(self, entry: InspectorEntry, detail: str) -> None:
+    def on_spooled(self, entry: InspectorEntry) -> None:
+        if entry.verdict == "queued":
+            entry.verdict = "spooled"
+
+    def _state_for(self, key: str) -> DeviceState | None:
+        try:
+            return self._device(DeviceRef.parse(key))
+        except TopicError:
+            return None
+
+    def on_storage_rejected(self, record: Record[InspectorEntry], detail: str) -> None:
         """InfluxDB refused this point: tell the device which field conflicts, and remember it."""
-        state = entry.device
+        entry = record.owner
+        state = entry.device if entry is not None else self._state_for(record.key)
+        if state is None:
+            log.warning("InfluxDB refused a replayed point of unknown device %s: %s", record.key, detail[:200])
+            return
+        if entry is None:  # replayed after a restart: no inspector entry survives
+            entry = InspectorEntry(record.received_ns, state.ref.topic("telemetry"), b"", state)
         conflict = parse_conflict(detail)
         problem = Problem("storage_rejected", params={"detail": detail[:200]})
         if conflict is not None:

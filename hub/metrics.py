@@ -50,9 +50,14 @@ class HubCollector(Collector):
         devices.add_metric(["online"], online)
         devices.add_metric(["not_online"], len(hub.ingest.devices) - online)
         yield devices
-        yield gauge("queue_points", "Points waiting for the InfluxDB writer", len(hub.queue))
-        yield gauge("queue_limit_points", "Point queue size at which intake pauses", hub.queue.high_water)
-        yield gauge("intake_paused", "1 while MQTT intake is paused by backpressure", float(hub.queue.full))
+        spool = hub.spool
+        yield gauge("queue_points", "Accepted points held in memory for the writer", spool.in_memory())
+        yield gauge("spool_bytes", "Accepted readings on disk not yet in InfluxDB", spool.unstored_bytes)
+        yield gauge("spool_limit_bytes", "Spool size at which intake pauses", spool.max_bytes)
+        yield gauge("spool_oldest_seconds", "Age of the oldest reading not yet in InfluxDB", spool.oldest_age_s())
+        yield counter("spool_replayed", "Points written from the on-disk backlog", spool.replayed)
+        yield counter("duplicates", "Redelivered messages recognised as already spooled", totals.duplicates)
+        yield gauge("intake_paused", "1 while MQTT intake is paused by backpressure", float(hub.health_paused()))
         yield counter("intake_pauses", "Times intake was paused by backpressure", hub.pauses)
         yield counter("write_batches", "Successful InfluxDB writes", writer.batches)
         yield counter("write_retries", "InfluxDB writes retried after a transient failure", writer.retries)

@@ -37,6 +37,8 @@ class Message:
     payload: bytes
     qos: int
     retain: bool
+    mid: int = 0
+    dup: bool = False  # the broker is sending this again (it was not acknowledged before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class MqttClient:
         on_connect: Callable[[], None] | None = None,
         backoff: Backoff = RECONNECT_BACKOFF,
         protocol: str = "3.1.1",
+        persistent: bool = False,
+        manual_ack: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -141,7 +145,16 @@ class MqttClient:
 
         self._v5 = protocol == "5"
         version = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
-        client = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+        self._persistent = persistent
+        # A persistent session keeps the hub's subscriptions and queues its QoS 1 messages while it is away;
+        # with manual acks a message is acknowledged only when the hub says so (after the spool's fsync).
+        client = _PahoClient(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=version,
+            clean_session=None if self._v5 else not persistent,
+            manual_ack=manual_ack,
+        )
         client.connect_timeout = 3.0
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
@@ -187,8 +200,10 @@ class MqttClient:
     def _connect(self) -> None:
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0
-            self._client.connect(self.host, self.port, self._keepalive, clean_start=True, properties=props)
+            props.SessionExpiryInterval = 7 * 86400 if self._persistent else 0
+            self._client.connect(
+                self.host, self.port, self._keepalive, clean_start=not self._persistent, properties=props
+            )
         else:
             self._client.connect(self.host, self.port, self._keepalive)
 
@@ -213,6 +228,11 @@ class MqttClient:
         """Queue a message; False when there is no connection (QoS 0 messages are then not sent)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a QoS 1 message received with manual acks (a no-op for QoS 0)."""
+        if qos:
+            self._client.ack(mid, qos)
 
     async def subscribe(self, topic: str, qos: int = 1) -> None:
         """Add a subscription now and on every later connect."""
@@ -276,7 +296,7 @@ class MqttClient:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._received += 1
         if self._on_message_cb is not None:
-            self._on_message_cb(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+            self._on_message_cb(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock

@@ -1,11 +1,10 @@
-"""Storage: a bounded point queue, one async writer, and the InfluxDB backends.
+"""Storage: the one async writer, and the InfluxDB backends.
 
-Batching is natural: the writer takes everything queued (up to `batch_max`) as soon as it is free, so
+Batching is natural: the writer takes everything spooled (up to `batch_max`) as soon as it is free, so
 at low rates a reading is written within milliseconds and under load batches grow by themselves.
-The queue is bounded; past its high-water mark it asks intake to pause (backpressure), nothing is
-dropped. Transient failures (refused, timeout, 5xx, 429, auth) are retried with capped backoff,
-forever: the batch stays in hand and the queue fills, which pauses intake. This is the seam where an
-on-disk spool goes.
+Transient failures (refused, timeout, 5xx, 429, auth) are retried with capped backoff, forever: the
+batch stays in hand and the spool grows on disk; past its limit the spool pauses intake. Nothing is
+dropped.
 
 A 400 means some points are bad. The batch is split in halves and each half written again until the
 offending points are isolated; the others are stored. This covers InfluxDB 1.x's `partial write`
@@ -30,6 +29,7 @@ import aiohttp
 
 from hub.config import InfluxConfig
 from hub.mqtt import Backoff
+from hub.spool import Record, Spool
 
 log = logging.getLogger(__name__)
 
@@ -83,52 +83,7 @@ class Backend(Protocol):
     async def field_types(self, measurement: str) -> dict[str, str]: ...
 
 
-# Queue and writer --------------------------------------------------------------------------------
-
-
-class PointQueue(Generic[T]):
-    """Line-protocol lines waiting for the writer, each with an owner handed back after the write."""
-
-    def __init__(self, high_water: int, on_full: Callable[[], None], on_drained: Callable[[], None]) -> None:
-        self.high_water = high_water
-        self.low_water = high_water // 2
-        self._lines: list[str] = []
-        self._owners: list[T] = []
-        self._ready = asyncio.Event()
-        self._on_full = on_full
-        self._on_drained = on_drained
-        self.full = False
-        self.peak = 0
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def put(self, line: str, owner: T) -> None:
-        self._lines.append(line)
-        self._owners.append(owner)
-        self._ready.set()
-        if len(self._lines) >= self.high_water and not self.full:
-            self.full = True
-            self.peak = max(self.peak, len(self._lines))
-            self._on_full()
-
-    async def take(self, most: int) -> tuple[list[str], list[T]]:
-        """Wait for points, then take up to `most` of them (oldest first)."""
-        while not self._lines:
-            self._ready.clear()
-            await self._ready.wait()
-        if len(self._lines) <= most:
-            lines, owners = self._lines, self._owners
-            self._lines, self._owners = [], []
-        else:
-            lines, owners = self._lines[:most], self._owners[:most]
-            del self._lines[:most]
-            del self._owners[:most]
-        self.peak = max(self.peak, len(lines) + len(self._lines))
-        if self.full and len(self._lines) <= self.low_water:
-            self.full = False
-            self._on_drained()
-        return lines, owners
+# Writer ------------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -146,19 +101,19 @@ class WriterStats:
 
 
 class Writer(Generic[T]):
-    """The one task that writes to InfluxDB; hands owners back as stored or rejected."""
+    """The one task that writes to InfluxDB, in the spool's order; hands records back as stored or rejected."""
 
     def __init__(
         self,
         backend: Backend,
-        queue: PointQueue[T],
+        spool: Spool[T],
         batch_max: int,
-        on_stored: Callable[[list[T]], None],
-        on_rejected: Callable[[T, str], None],
+        on_stored: Callable[[list[Record[T]]], None],
+        on_rejected: Callable[[Record[T], str], None],
         backoff: Backoff = WRITE_BACKOFF,
     ) -> None:
         self.backend = backend
-        self.queue = queue
+        self.spool = spool
         self.batch_max = batch_max
         self._on_stored = on_stored
         self._on_rejected = on_rejected
@@ -168,35 +123,36 @@ class Writer(Generic[T]):
 
     async def run(self) -> None:
         while True:
-            lines, owners = await self.queue.take(self.batch_max)
+            batch = await self.spool.take(self.batch_max)
             self.busy = True
             try:
-                await self._write(lines, owners)
+                await self._write(batch.records)
+                self.spool.done(batch)
             finally:
                 self.busy = False
 
     async def drain(self, timeout: float) -> int:
-        """At shutdown: write what is queued within `timeout`; return how many points were left."""
+        """At shutdown: write what is in memory within `timeout`; return how many points are left (they stay spooled)."""
         deadline = time.monotonic() + timeout
-        while len(self.queue) or self.busy:
+        while self.spool.in_memory() or self.busy:
             if time.monotonic() > deadline:
-                return len(self.queue)
+                return self.spool.in_memory()
             await asyncio.sleep(0.02)
         return 0
 
-    async def _write(self, lines: list[str], owners: list[T]) -> None:
+    async def _write(self, records: list[Record[T]]) -> None:
         try:
-            await self._write_retrying(lines)
+            await self._write_retrying([r.line for r in records])
         except WriteRejected as err:
-            if len(lines) == 1:
+            if len(records) == 1:
                 self.stats.rejected += 1
-                self._on_rejected(owners[0], str(err))
+                self._on_rejected(records[0], str(err))
                 return
-            mid = len(lines) // 2
-            await self._write(lines[:mid], owners[:mid])
-            await self._write(lines[mid:], owners[mid:])
+            mid = len(records) // 2
+            await self._write(records[:mid])
+            await self._write(records[mid:])
             return
-        self._on_stored(owners)
+        self._on_stored(records)
 
     async def _write_retrying(self, lines: list[str]) -> None:
         body = "\n".join(lines)
@@ -214,12 +170,12 @@ class Writer(Generic[T]):
                 level = logging.WARNING if attempt < 3 or attempt % 20 == 0 else logging.DEBUG
                 log.log(
                     level,
-                    "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d more queued",
+                    "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d bytes spooled",
                     len(lines),
                     err,
                     attempt + 1,
                     delay,
-                    len(self.queue),
+                    self.spool.unstored_bytes,
                 )
                 attempt += 1
                 await asyncio.sleep(delay)

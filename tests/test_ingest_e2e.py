@@ -211,6 +211,7 @@ async def test_receipt_timestamps_are_unique_and_device_collisions_are_warned(
         listener.close()
         pub.close()
     assert (warning["code"], warning["severity"]) == ("timestamp_collision", "warning")
+    await wait_until(lambda: hub.ingest.devices[ref].stored == 202, what="both readings written")
     rows = influx_query(services.influx_port, db, f"SELECT pm2_5 FROM air_quality WHERE time = {now_s * 10**9}")
     assert rows[0]["values"] == [[now_s * 10**9, 2.0]]
 

@@ -17,7 +17,8 @@ from aiohttp import web
 from hub.config import InfluxConfig, LabConfig
 from hub.mqtt import Backoff
 from hub.services import free_port, start_influxd
-from hub.storage import InfluxV1, InfluxV2, PointQueue, StorageError, Writer, parse_conflict
+from hub.spool import Spool
+from hub.storage import InfluxV1, InfluxV2, StorageError, Writer, parse_conflict
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, lab_config, make_state_dir, unique
 from tests.support import MqttPublisher, count_when_stable, http_json, influx_query, wait_until
@@ -31,18 +32,19 @@ class Outcomes:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def make_writer(backend: InfluxV1 | InfluxV2, batch_max: int = 5000) -> tuple[PointQueue[str], Writer[str], Outcomes]:
+def make_writer(backend: InfluxV1 | InfluxV2, batch_max: int = 5000) -> tuple[Spool[str], Writer[str], Outcomes]:
     outcomes = Outcomes()
-    queue: PointQueue[str] = PointQueue(10_000, on_full=lambda: None, on_drained=lambda: None)
+    spool: Spool[str] = Spool(make_state_dir("labhub-spool-"), 1 << 30, on_full=lambda: None, on_drained=lambda: None)
+    spool.open()
     writer = Writer(
         backend,
-        queue,
+        spool,
         batch_max,
-        on_stored=outcomes.stored.extend,
-        on_rejected=lambda owner, detail: outcomes.rejected.append((owner, detail)),
+        on_stored=lambda records: outcomes.stored.extend(str(r.owner) for r in records),
+        on_rejected=lambda record, detail: outcomes.rejected.append((str(record.owner), detail)),
         backoff=FAST,
     )
-    return queue, writer, outcomes
+    return spool, writer, outcomes
 
 
 @pytest.fixture
@@ -54,24 +56,26 @@ async def v1(services: Services) -> AsyncIterator[InfluxV1]:
     await backend.close()
 
 
-async def write_all(writer: Writer[str], queue: PointQueue[str], lines: dict[str, str], outcomes: Outcomes) -> None:
-    """Queue `lines` (owner → line) as one batch and run the writer until every owner has an outcome."""
+async def write_all(writer: Writer[str], spool: Spool[str], lines: dict[str, str], outcomes: Outcomes) -> None:
+    """Spool `lines` (owner → line) as one batch and run the writer until every owner has an outcome."""
     for owner, line in lines.items():
-        queue.put(line, owner)
+        spool.append(time.time_ns(), 0, "c/l/d", line, owner)
+    await spool.commit()
     task = asyncio.create_task(writer.run())
     try:
         await wait_until(lambda: len(outcomes.stored) + len(outcomes.rejected) == len(lines), what="all outcomes")
     finally:
         task.cancel()
+        spool.close()
 
 
 async def test_partial_write_keeps_the_rest_and_names_the_conflicting_point(services: Services, v1: InfluxV1) -> None:
     now = time.time_ns()
     await v1.write(f"m,device=a x=1.0 {now}")  # x is a float in this shard from now on
-    queue, writer, outcomes = make_writer(v1)
+    spool, writer, outcomes = make_writer(v1)
     lines = {f"p{i}": f"m,device=b x={i}.5 {now + 1 + i}" for i in range(10)}
     lines["bad"] = f'm,device=c x="text" {now + 100}'
-    await write_all(writer, queue, lines, outcomes)
+    await write_all(writer, spool, lines, outcomes)
     assert sorted(outcomes.stored) == sorted(o for o in lines if o != "bad")
     [(owner, detail)] = outcomes.rejected
     assert owner == "bad"
@@ -85,10 +89,10 @@ async def test_partial_write_keeps_the_rest_and_names_the_conflicting_point(serv
 async def test_conflict_inside_a_new_shard_is_isolated_by_splitting(services: Services, v1: InfluxV1) -> None:
     """influxd answers a bare `field type conflict` and stores nothing when a batch conflicts with itself."""
     now = time.time_ns()
-    queue, writer, outcomes = make_writer(v1)
+    spool, writer, outcomes = make_writer(v1)
     lines = {"first": f"m x=1.0 {now}", "flip": f'm x="s" {now + 1}', "other": f"m y=2.0 {now + 2}"}
     lines.update({f"more{i}": f"m x={i}.0 {now + 10 + i}" for i in range(5)})
-    await write_all(writer, queue, lines, outcomes)
+    await write_all(writer, spool, lines, outcomes)
     assert [owner for owner, _ in outcomes.rejected] == ["flip"]
     assert sorted(outcomes.stored) == sorted(o for o in lines if o != "flip")
     assert (await v1.query("SELECT count(x) FROM m"))[0]["values"][0][1] == 6
@@ -120,14 +124,7 @@ def without_influxdb(services: Services, port: int, database: str, **hub_options
 async def test_readings_wait_for_influxdb_and_none_is_lost(services: Services, start_hub: HubFactory) -> None:
     """The hub starts while InfluxDB is down: readings queue, health says why, and all are stored once it is up."""
     port = free_port()
-    config = lab_config(services)
-    config = type(config)(
-        **{
-            **{f: getattr(config, f) for f in config.__slots__},
-            "influx": InfluxConfig(url=f"http://127.0.0.1:{port}", database="late", launch=False),
-        }
-    )
-    hub = await start_hub(config)
+    hub = await start_hub(without_influxdb(services, port, "late"))
     ref = DeviceRef(unique("c"), "ana", "box")
     pub = MqttPublisher(services.mqtt_port)
     state = make_state_dir("labhub-late-")
@@ -146,20 +143,13 @@ async def test_readings_wait_for_influxdb_and_none_is_lost(services: Services, s
         pub.close()
         if influxd is not None:
             influxd.stop()
-    assert hub.ingest.totals.stored == 50
+    await wait_until(lambda: hub.ingest.totals.stored == 50, what="the hub to count 50 stored")
 
 
 async def test_queue_full_pauses_intake_and_resumes(services: Services, start_hub: HubFactory) -> None:
-    """Backpressure: past the queue's high-water mark the hub stops reading from the broker, and loses nothing."""
+    """Backpressure: past the spool's limit the hub stops reading from the broker (which holds the messages); nothing is lost."""
     port = free_port()
-    config = lab_config(services, queue_max_points=20, batch_max_points=5)
-    config = type(config)(
-        **{
-            **{f: getattr(config, f) for f in config.__slots__},
-            "influx": InfluxConfig(url=f"http://127.0.0.1:{port}", database="bp", launch=False),
-        }
-    )
-    hub = await start_hub(config)
+    hub = await start_hub(without_influxdb(services, port, "bp", spool_max_bytes=3000, queue_max_points=20))
     ref = DeviceRef(unique("c"), "ana", "box")
     pub = MqttPublisher(services.mqtt_port)
     state = make_state_dir("labhub-bp-")
@@ -167,8 +157,8 @@ async def test_queue_full_pauses_intake_and_resumes(services: Services, start_hu
     try:
         for i in range(100):
             await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}))
-        await wait_until(lambda: hub.queue.full, what="queue full")
-        assert hub.mqtt.paused and hub.health()["reasons"][-1].startswith("point queue full")
+        await wait_until(lambda: hub.spool.full, what="spool full")
+        assert hub.mqtt.paused and hub.health()["reasons"][-1].startswith("spool full")
         influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port())
         assert await count_when_stable(port, "bp", "generic", "n", "", 100) == 100
         values = sorted(row[1] for row in influx_query(port, "bp", "SELECT n FROM generic")[0]["values"])
@@ -233,9 +223,9 @@ def v2_config(url: str, token: str = "secret-token") -> InfluxConfig:
 async def run_v2(url: str, lines: dict[str, str], token: str = "secret-token") -> tuple[Writer[str], Outcomes]:
     backend = InfluxV2(v2_config(url, token))
     await backend.start()
-    queue, writer, outcomes = make_writer(backend)
+    spool, writer, outcomes = make_writer(backend)
     try:
-        await write_all(writer, queue, lines, outcomes)
+        await write_all(writer, spool, lines, outcomes)
     finally:
         await backend.close()
     return writer, outcomes

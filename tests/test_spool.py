@@ -1,0 +1,150 @@
+"""The disk spool on a real filesystem: group commit, ordered replay, recovery from a torn write, spilling, limits."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.spool import HEADER, Spool, payload_digest
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "spool"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Flags:
+    def __init__(self) -> None:
+        self.full = 0
+        self.drained = 0
+
+
+def make(path: Path, flags: Flags | None = None, **options: int) -> Spool[str]:
+    flags = flags or Flags()
+    spool: Spool[str] = Spool(
+        path,
+        options.pop("max_bytes", 1 << 30),
+        on_full=lambda: setattr(flags, "full", flags.full + 1),
+        on_drained=lambda: setattr(flags, "drained", flags.drained + 1),
+        **options,
+    )
+    spool.open()
+    return spool
+
+
+async def fill(spool: Spool[str], n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        spool.append(
+            1_700_000_000_000_000_000 + i, payload_digest(f"p{i}".encode()), f"c/l/d{i % 3}", f"m x={i}", f"o{i}"
+        )
+    await spool.commit()
+
+
+async def drain(spool: Spool[str], most: int = 4) -> list[str]:
+    """Take and acknowledge batches until nothing is left; the lines in the order the writer saw them."""
+    lines: list[str] = []
+    while spool.in_memory() or spool.unstored_bytes:
+        batch = await spool.take(most)
+        lines.extend(batch.lines)
+        spool.done(batch)
+    return lines
+
+
+async def test_committed_records_are_taken_in_order_and_checkpointed(spool_dir: Path) -> None:
+    spool = make(spool_dir)
+    await fill(spool, 10)
+    assert spool.unstored_bytes > 0 and spool.commits == 1
+    assert await drain(spool) == [f"m x={i}" for i in range(10)]
+    assert spool.checkpoint == spool.committed_end and spool.unstored_bytes == 0
+    spool.close()
+    again = make(spool_dir)
+    assert again.unstored_bytes == 0 and again.in_memory() == 0
+    again.close()
+
+
+async def test_a_restart_replays_what_was_not_stored_in_order(spool_dir: Path) -> None:
+    spool = make(spool_dir)
+    await fill(spool, 10)
+    batch = await spool.take(4)
+    spool.done(batch)  # four stored, six not
+    spool.close()  # like a crash after the checkpoint was saved
+    again = make(spool_dir)
+    batch = await again.take(100)
+    assert batch.from_disk
+    assert batch.lines == [f"m x={i}" for i in range(4, 10)]
+    assert [r.key for r in batch.records] == [f"c/l/d{i % 3}" for i in range(4, 10)]
+    assert all(r.owner is None for r in batch.records)
+    again.done(batch)
+    assert again.unstored_bytes == 0
+    again.close()
+
+
+async def test_a_torn_write_at_the_end_is_cut_off(spool_dir: Path) -> None:
+    spool = make(spool_dir)
+    await fill(spool, 3)
+    spool.close()
+    [segment] = spool_dir.glob("*.log")
+    with open(segment, "ab") as fh:
+        fh.write(HEADER.pack(100, 0, 0, 0) + b"half a record")
+    again = make(spool_dir)
+    assert segment.stat().st_size == again.committed_end
+    assert (await again.take(100)).lines == ["m x=0", "m x=1", "m x=2"]
+    again.close()
+
+
+async def test_when_memory_is_full_records_wait_on_disk_and_live_data_takes_turns(spool_dir: Path) -> None:
+    spool = make(spool_dir, memory_points=4)
+    await fill(spool, 10)  # 4 in memory, 6 on disk only
+    assert spool.in_memory() == 4
+    await fill(spool, 2, start=10)  # still spilling: memory is full
+    assert spool.in_memory() == 4
+    seen = []
+    while spool.unstored_bytes:
+        batch = await spool.take(2)
+        seen.append((batch.from_disk, batch.lines))
+        spool.done(batch)
+    sources = [from_disk for from_disk, _ in seen]
+    assert sources[:4] == [True, False, True, False]  # disk backlog and live records by turns
+    lines = [line for _, batch_lines in seen for line in batch_lines]
+    assert sorted(lines, key=lambda s: int(s.split("=")[1])) == [f"m x={i}" for i in range(12)]  # each exactly once
+    assert [line for from_disk, batch in seen if from_disk for line in batch] == [f"m x={i}" for i in range(4, 12)]
+    spool.close()
+
+
+async def test_past_its_limit_the_spool_asks_to_pause_and_resumes_below_it(spool_dir: Path) -> None:
+    flags = Flags()
+    spool = make(spool_dir, flags, max_bytes=300)
+    await fill(spool, 10)
+    assert spool.full and flags.full == 1
+    await drain(spool)
+    assert not spool.full and flags.drained == 1
+    spool.close()
+
+
+async def test_a_redelivered_payload_is_recognised_after_a_restart(spool_dir: Path) -> None:
+    spool = make(spool_dir)
+    await fill(spool, 5)
+    spool.close()
+    again = make(spool_dir)
+    assert again.seen("c/l/d1", payload_digest(b"p4"))
+    assert not again.seen("c/l/d2", payload_digest(b"p4"))  # same payload, another device
+    assert not again.seen("c/l/d1", payload_digest(b"p5"))
+    again.close()
+
+
+async def test_segments_rotate_and_stored_ones_are_deleted(spool_dir: Path) -> None:
+    spool = make(spool_dir, segment_bytes=200)
+    for i in range(10):
+        await fill(spool, 3, start=3 * i)
+    assert len(list(spool_dir.glob("*.log"))) > 3
+    assert await drain(spool, most=100) == [f"m x={i}" for i in range(30)]
+    assert len(list(spool_dir.glob("*.log"))) == 1
+    spool.close()
+    again = make(spool_dir)
+    assert again.unstored_bytes == 0
+    again.close()
