@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from hub.topics import subscriptions
 
 log = logging.getLogger(__name__)
 
+BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
 MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
 
 
@@ -54,7 +56,18 @@ class AckSlot:
 
 
 class Hub:
-    def __init__(self, cfg: LabConfig, report_every_s: float = 10.0) -> None:
+    """One hub worker. With `workers` > 1, workers share telemetry through an MQTT shared subscription; each
+    has its own client id, spool and HTTP port (http_port + worker)."""
+
+    def __init__(self, cfg: LabConfig, report_every_s: float = 10.0, worker: int = 0, workers: int = 1) -> None:
+        if workers > 1:
+            cfg = dataclasses.replace(
+                cfg,
+                mqtt=dataclasses.replace(cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-{worker}"),
+                hub=dataclasses.replace(cfg.hub, http_port=cfg.hub.http_port + worker if cfg.hub.http_port else 0),
+            )
+        self.worker = worker
+        self.workers = workers
         self.cfg = cfg
         self.report_every_s = report_every_s
         self.backend = make_backend(cfg.influx)
@@ -76,6 +89,8 @@ class Hub:
             max_payload_bytes=cfg.hub.max_payload_bytes,
             errors_per_second=cfg.hub.errors_per_second,
             inspector_size=cfg.hub.inspector_size,
+            stamp_stride=workers,
+            stamp_offset=worker,
         )
         self.mqtt = MqttClient(
             cfg.mqtt.host,
@@ -83,7 +98,7 @@ class Hub:
             cfg.mqtt.client_id,
             on_message=self._on_message,
             on_connect=self._on_connect,
-            subscriptions=[(t, 1) for t in subscriptions()],
+            subscriptions=[(t, 1) for t in subscriptions("labhub" if workers > 1 else None)] + [(BROKER_DROPPED, 0)],
             keepalive=cfg.mqtt.keepalive,
             persistent=True,
             manual_ack=True,
@@ -91,6 +106,8 @@ class Hub:
         self.writer: Writer[InspectorEntry] = Writer(
             self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
         )
+        self.broker_dropped: int | None = None
+        self.broker_drop_alarm_until = 0.0
         self._acks: deque[AckSlot] = deque()
         self._entry_acks: dict[int, AckSlot] = {}  # id(entry) → its message's ack, until committed
         self.started = time.time()
@@ -109,6 +126,9 @@ class Hub:
     # Wiring ------------------------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
+        if msg.topic[:1] == "$":
+            self._broker_stat(msg)
+            return
         entry = self.ingest.handle(msg)
         if msg.qos:
             slot = AckSlot(msg.mid, msg.qos, entry is None)  # nothing to store: acknowledge in turn
@@ -117,6 +137,23 @@ class Hub:
                 self._entry_acks[id(entry)] = slot
             else:
                 self._flush_acks()
+
+    def _broker_stat(self, msg: Message) -> None:
+        """The broker's own count of messages it dropped (queue or in-flight limits): any increase is an alarm."""
+        if msg.topic != BROKER_DROPPED:
+            return
+        try:
+            dropped = int(msg.payload)
+        except ValueError:
+            return
+        if self.broker_dropped is not None and dropped > self.broker_dropped:
+            self.broker_drop_alarm_until = time.monotonic() + 60.0
+            log.error(
+                "ALARM: the broker dropped %d messages (%d in all): a client's queue or in-flight limit was hit",
+                dropped - self.broker_dropped,
+                dropped,
+            )
+        self.broker_dropped = dropped
 
     def _on_connect(self) -> None:
         # Message ids of an earlier connection mean nothing now; the broker sends those messages again.
@@ -279,6 +316,8 @@ class Hub:
                 f"InfluxDB writes failing for {time.time() - self.writer.stats.failing_since:.0f} s: "
                 f"{self.writer.stats.last_error}"
             )
+        if time.monotonic() < self.broker_drop_alarm_until:
+            reasons.append(f"the broker dropped messages in the last minute ({self.broker_dropped} in all)")
         if self.spool.full:
             reasons.append(f"spool full ({self.spool.unstored_bytes} bytes waiting for InfluxDB): intake paused")
         if self._commit_paused:

@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-7s " + _worker_tag(args) + "%(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except* KeyboardInterrupt:
         code = 130
     return code
+
+
+def _worker_tag(args: argparse.Namespace) -> str:
+    return f"w{getattr(args, 'worker', 0)} " if getattr(args, "workers", 1) > 1 else ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     lab_options(up)
     up.add_argument("--sim-count", type=int, help="extra simulated air-quality sensors (cohort 'sim')")
     up.add_argument("--no-sim", action="store_true", help="no simulated devices")
+    up.add_argument("--workers", type=int, default=1, help="hub workers sharing the telemetry load (default 1)")
     up.set_defaults(func=cmd_up)
 
     hub = sub.add_parser("hub", help="run the hub alone, against a running broker and database")
     lab_options(hub)
+    hub.add_argument("--sim-count", type=int, default=0, help="declare sim/learnerNN/aq1 devices, as `up` does")
+    hub.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
+    hub.add_argument("--workers", type=int, default=1, help="how many workers share the load")
     hub.set_defaults(func=cmd_hub)
 
     sim = sub.add_parser("sim", help="simulated device firmware")
@@ -128,7 +136,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     simulated = [] if args.no_sim else [d.ref for d in cfg.devices if d.simulate]
     services = start_services(cfg)
     try:
-        return asyncio.run(_run_lab(cfg, services, simulated))
+        workers = [_worker_argv(args, cfg, i, extra) for i in range(1, max(1, args.workers))]
+        return asyncio.run(_run_lab(cfg, services, simulated, workers, args.workers))
     finally:
         for service in reversed(services):
             service.stop()
@@ -136,14 +145,68 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
-    return asyncio.run(_run_lab(_configure(args), [], []))
+    cfg = sim_devices(_configure(args), args.sim_count)
+    return asyncio.run(_run_lab(cfg, [], [], [], args.workers, args.worker))
 
 
-async def _run_lab(cfg: LabConfig, services: list[Service], simulated: list[DeviceRef]) -> int:
+def _worker_argv(args: argparse.Namespace, cfg: LabConfig, worker: int, sim_count: int) -> list[str]:
+    """The command line of an extra worker process, with the same lab settings as this one."""
+    argv = [
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "hub",
+        "--config",
+        str(args.config),
+        "--state-dir",
+        str(cfg.state_dir),
+        "--mqtt-port",
+        str(cfg.mqtt.port),
+        "--influx-port",
+        str(urlparse(cfg.influx.url).port or 8086),
+        "--http-port",
+        str(cfg.hub.http_port),
+        "--sim-count",
+        str(0 if args.no_sim else sim_count),
+        "--worker",
+        str(worker),
+        "--workers",
+        str(args.workers),
+    ]
+    return argv + (["--closed"] if args.closed else [])
+
+
+async def _supervise(argv: list[str], name: str) -> None:
+    """Run an extra worker; restart it if it dies; stop it (SIGTERM, then the kill) when cancelled."""
+    while True:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            raise
+        log.error("%s exited with code %s; restarting it", name, code)
+        await asyncio.sleep(1.0)
+
+
+async def _run_lab(
+    cfg: LabConfig,
+    services: list[Service],
+    simulated: list[DeviceRef],
+    extra_workers: list[list[str]],
+    workers: int = 1,
+    worker: int = 0,
+) -> int:
     from firmware_sim.air import AirSensor
     from hub.app import Hub
 
-    hub = Hub(cfg, report_every_s=5.0)
+    hub = Hub(cfg, report_every_s=5.0, worker=worker, workers=workers)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, hub.stop)
@@ -168,20 +231,22 @@ async def _run_lab(cfg: LabConfig, services: list[Service], simulated: list[Devi
     async with asyncio.TaskGroup() as tg:
         hub_task = tg.create_task(hub.run(), name="hub")
         watcher = tg.create_task(watch_services(), name="services")
+        helpers = [tg.create_task(_supervise(argv, f"worker {i + 1}")) for i, argv in enumerate(extra_workers)]
         await hub.ready.wait()
         sensors = [
             AirSensor(ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i) for i, ref in enumerate(simulated)
         ]
         fleet = [tg.create_task(s.run(), name=f"sim-{s.ref.key}") for s in sensors]
-        _banner(cfg, hub.http_port, simulated)
+        if worker == 0:
+            _banner(cfg, hub.http_port, simulated, workers)
         await hub_task
         watcher.cancel()
-        for task in fleet:
+        for task in fleet + helpers:
             task.cancel()
     return exit_code
 
 
-def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceRef]) -> None:
+def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceRef], workers: int) -> None:
     example = next((d.ref for d in cfg.devices if d.kind == "air_quality"), DeviceRef("demo", "ana", "aq1"))
     lines = [
         "",
@@ -190,6 +255,8 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceRef]) -> None:
         f"  InfluxDB       {cfg.influx.url}  (database '{cfg.influx.database}')",
         f"  hub API        http://{cfg.hub.http_host}:{http_port}/  (health: /healthz, devices: /api/devices)",
         f"  simulated      {len(simulated)} air-quality sensors",
+        f"  hub workers    {workers}"
+        + (f" (APIs on ports {http_port}…{http_port + workers - 1})" if workers > 1 else ""),
         f"  mode           {'open: unknown devices are accepted as generic' if cfg.hub.open_mode else 'closed'}",
         "  try:",
         f"    mosquitto_sub -p {cfg.mqtt.port} -t 'lab/{example.cohort}/{example.learner}/{example.device}/errors' &",

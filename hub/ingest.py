@@ -138,6 +138,8 @@ class Ingest:
         inspector_size: int = 50,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], int] = time.time_ns,
+        stamp_stride: int = 1,
+        stamp_offset: int = 0,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -150,6 +152,10 @@ class Ingest:
         self._inspector_size = inspector_size
         self._limits = limits
         self._clock = clock
+        # Workers sharing the load stamp in disjoint residue classes (ts ≡ offset mod stride), so two
+        # workers can never give two readings of one device the same receipt timestamp.
+        self._stride = stamp_stride
+        self._offset = stamp_offset
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -256,7 +262,10 @@ class Ingest:
     def _accept(self, state: DeviceState, entry: InspectorEntry, reading: Reading, now: int) -> None:
         ts = reading.timestamp_ns
         if ts is None:
-            ts = now if now > state.last_stamp_ns else state.last_stamp_ns + 1
+            stride = self._stride
+            ts = now - now % stride + self._offset
+            if ts <= state.last_stamp_ns:
+                ts = state.last_stamp_ns + stride
             state.last_stamp_ns = ts
         else:
             if ts == state.last_device_ts:

@@ -73,6 +73,8 @@ class HubCollector(Collector):
         yield gauge("influxdb_failing", "1 while InfluxDB writes are failing", float(writer.failing_since is not None))
         yield gauge("mqtt_connected", "1 while connected to the broker", float(hub.mqtt.connected.is_set()))
         yield counter("mqtt_connects", "Successful connections to the broker", hub.mqtt.connects)
+        if hub.broker_dropped is not None:
+            yield counter("broker_dropped_messages", "Messages the broker says it dropped ($SYS)", hub.broker_dropped)
         yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
 
 

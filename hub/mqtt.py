@@ -54,7 +54,7 @@ class Backoff:
     """Capped exponential backoff with full jitter in [delay/2, delay]."""
 
     first_s: float = 0.2
-    cap_s: float = 10.0
+    cap_s: float = 4.0  # jitter in [cap/2, cap]: back within ~4 s of the broker
 
     def delay(self, attempt: int) -> float:
         base = min(self.cap_s, self.first_s * (2 ** min(attempt, 20)))

@@ -75,6 +75,8 @@ def parse_topic(topic: str) -> ParsedTopic:
     return ParsedTopic(DeviceRef(parts[1], parts[2], parts[3]), channel, field)
 
 
-def subscriptions() -> list[str]:
-    """What the hub listens to."""
-    return [f"{ROOT}/+/+/+/telemetry", f"{ROOT}/+/+/+/telemetry/+", f"{ROOT}/+/+/+/status"]
+def subscriptions(share: str | None = None) -> list[str]:
+    """What the hub listens to. With `share`, workers split telemetry through an MQTT shared subscription
+    (each message goes to one worker of the group); every worker still sees every status message."""
+    prefix = f"$share/{share}/" if share else ""
+    return [f"{prefix}{ROOT}/+/+/+/telemetry", f"{prefix}{ROOT}/+/+/+/telemetry/+", f"{ROOT}/+/+/+/status"]
