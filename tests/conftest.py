@@ -100,3 +100,13 @@ async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
     for hub, task in running:
         hub.stop()
         await asyncio.wait_for(task, 30)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault tests' counts (published, stored, lost, duplicates), printed whatever the outcome."""
+    from tests.test_faults import REPORT
+
+    if REPORT:
+        terminalreporter.section("fault tests")
+        for line in REPORT:
+            terminalreporter.write_line(line)
