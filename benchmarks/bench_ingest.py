@@ -201,6 +201,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=5000, help="max readings ahead of stored (rate 0)")
     ap.add_argument("--probe-interval", type=float, default=0.05, help="seconds between latency probes")
     ap.add_argument("--skip-raw", action="store_true", help="skip the broker's raw-rate measurement")
+    ap.add_argument("--workers", type=int, default=1, help="hub worker processes sharing the load")
     args = ap.parse_args()
     per_device = int(args.rate * args.seconds / args.devices) if args.rate and args.seconds else args.readings
     total = per_device * args.devices
@@ -211,7 +212,12 @@ def main() -> int:
     mqtt_port, influx_port, rpc_port, http_port = free_port(), free_port(), free_port(), free_port()
     broker = start_mosquitto(state, port=mqtt_port)
     influxd = start_influxd(state, http_port=influx_port, rpc_port=rpc_port)
-    hub = None
+    hubs: list[subprocess.Popen[bytes]] = []
+    ports = [http_port + i for i in range(args.workers)]
+
+    def stored_now() -> int:
+        return sum(int(hub_stats(port)["stored"]) for port in ports)  # type: ignore[call-overload]
+
     try:
         raw_rate, raw_count = (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port, pool, args.devices, per_device)
         if not args.skip_raw:
@@ -226,24 +232,39 @@ def main() -> int:
             f'[influx]\nurl = "http://127.0.0.1:{influx_port}"\nlaunch = false\n'
             f"[hub]\nhttp_port = {http_port}\n{devices}"
         )
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "hub", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(state / "hub.log", "wb"),
-        )
+        for worker in range(args.workers):
+            hubs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "hub.cli",
+                        "hub",
+                        "--config",
+                        str(cfg),
+                        "--worker",
+                        str(worker),
+                        "--workers",
+                        str(args.workers),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(state / f"hub-{worker}.log", "wb"),
+                )
+            )
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if hub_stats(http_port)["mqtt"]["connected"]:  # type: ignore[index]
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or hub.poll() is not None:
-                raise SystemExit(f"hub did not start; see {state / 'hub.log'}")
-            time.sleep(0.05)
-        hub_proc = psutil.Process(hub.pid)
+        for port, hub in zip(ports, hubs, strict=True):
+            while True:
+                try:
+                    if hub_stats(port)["mqtt"]["connected"]:  # type: ignore[index]
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or hub.poll() is not None:
+                    raise SystemExit(f"hub did not start; see {state}/hub-*.log")
+                time.sleep(0.05)
+        hub_procs = [psutil.Process(hub.pid) for hub in hubs]
         others = {"mosquitto": psutil.Process(broker.proc.pid), "influxd": psutil.Process(influxd.proc.pid)}
-        cpu0 = hub_proc.cpu_times()
+        cpu0 = sum(p.cpu_times().user + p.cpu_times().system for p in hub_procs)
         other0 = {k: p.cpu_times() for k, p in others.items()}
 
         prober = Prober(mqtt_port, influx_port, args.probe_interval)
@@ -263,7 +284,7 @@ def main() -> int:
             if args.rate:
                 due = min(total, int((now - started) * args.rate))
             else:
-                stored = int(hub_stats(http_port)["stored"])  # type: ignore[call-overload]
+                stored = stored_now()
                 due = min(total, stored + args.window)
             while sent + args.devices <= due or (sent < due and due == total):
                 n = min(chunk, max(1, (due - sent) // args.devices))
@@ -271,7 +292,7 @@ def main() -> int:
                     dev.send(sent, n)
                 sent += n * args.devices
             if now - last_print >= 1.0:
-                stored = int(hub_stats(http_port)["stored"])  # type: ignore[call-overload]
+                stored = stored_now()
                 print(
                     f"  {now - started:5.1f} s  published {sent:,}/{total:,}  stored {stored:,} "
                     f"({stored / (now - started):,.0f}/s)",
@@ -285,26 +306,26 @@ def main() -> int:
         expected = published + 0  # probe readings are in another measurement
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            stats = hub_stats(http_port)
-            stored = int(stats["stored"]) - len(prober.latencies) - prober.timeouts  # type: ignore[call-overload]
+            stored = stored_now() - len(prober.latencies) - prober.timeouts
             if stored >= expected:
                 break
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         prober.stop.set()
         prober.join(timeout=15)
-        cpu1 = hub_proc.cpu_times()
-        hub_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        hub_cpu = sum(p.cpu_times().user + p.cpu_times().system for p in hub_procs) - cpu0
         other_cpu = {
             k: (p.cpu_times().user + p.cpu_times().system) - (other0[k].user + other0[k].system)
             for k, p in others.items()
         }
-        rss = peak_rss_mb(hub.pid)
+        rss = max(peak_rss_mb(hub.pid) for hub in hubs)
         counted = influx_query(influx_port, "SELECT count(pm2_5) FROM air_quality WHERE cohort = 'bench'")
         in_db = int(counted[0][1]) if counted else 0  # type: ignore[call-overload]
-        stats = hub_stats(http_port)
+        stats = hub_stats(http_port)  # worker 0's view
         lat = prober.latencies
         result = {
+            "workers": args.workers,
+            "spool": "on",
             "devices": args.devices,
             "published": published,
             "stored_in_influxdb": in_db,
@@ -339,7 +360,10 @@ def main() -> int:
             f"publish → queryable     p50 {result['latency_ms']['p50']} ms   p99 {result['latency_ms']['p99']} ms "  # type: ignore[index]
             f"({len(lat)} probes, {prober.timeouts} timeouts)"
         )
-        print(f"hub process             {result['hub_cpu_pct']}% CPU, peak RSS {rss:.0f} MiB")
+        print(
+            f"hub ({args.workers} worker{'s' if args.workers > 1 else ''})          "
+            f"{result['hub_cpu_pct']}% CPU in all, peak RSS {rss:.0f} MiB per worker"
+        )
         print(f"mosquitto / influxd     {result['mosquitto_cpu_pct']}% / {result['influxd_cpu_pct']}% CPU")
         if not args.skip_raw:
             print(f"broker raw rate         {raw_rate:,.0f} msg/s (hub/raw = {in_db / elapsed / raw_rate:.2f})")
@@ -350,8 +374,9 @@ def main() -> int:
         print(f"results written to {name}")
         return 0 if published == in_db else 1
     finally:
-        if hub is not None:
+        for hub in hubs:
             hub.terminate()
+        for hub in hubs:
             hub.wait(15)
         influxd.stop()
         broker.stop()

@@ -98,10 +98,45 @@ class BufferedSocket:
 
 
 class _PahoClient(paho.Client):
-    """paho's client with buffered socket reads (see BufferedSocket); nothing else changes."""
+    """paho's client with two shortcuts on the receive path, both measured at tens of thousands of messages/s:
+
+    - buffered socket reads (see BufferedSocket): a fifth of the hub's CPU went to recv() calls;
+    - an MQTT 3.1.1 QoS 0/1 PUBLISH becomes our `Message` directly, skipping paho's MQTTMessage (which
+      builds a threading.Condition per message), its topic matcher and a debug log call: about 5 µs of
+      the ~11 µs paho spent per message. QoS 2, MQTT v5 and invalid UTF-8 topics take paho's own path.
+    Everything else (connection, keepalive, acknowledgements, QoS 2 flows) is paho's.
+    """
+
+    deliver: Callable[[Message], None] | None = None
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        deliver = self.deliver
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if deliver is None or qos == 2 or self._protocol == MQTTProtocolVersion.MQTTv5:
+            result: MQTTErrorCode = super()._handle_publish()
+            return result
+        packet = self._in_packet["packet"]
+        try:
+            end = 2 + ((packet[0] << 8) | packet[1])
+            topic = bytes(packet[2:end]).decode("utf-8")
+            mid = 0
+            if qos:
+                mid = (packet[end] << 8) | packet[end + 1]
+                end += 2
+        except IndexError:
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        except UnicodeDecodeError:
+            result = super()._handle_publish()
+            return result
+        deliver(Message(topic, bytes(packet[end:]), qos, bool(header & 0x01), mid, bool(header & 0x08)))
+        if qos and not self._manual_ack:
+            rc: MQTTErrorCode = self._send_puback(mid)
+            return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class MqttClient:
@@ -161,6 +196,7 @@ class MqttClient:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.deliver = self._deliver
         client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
@@ -292,6 +328,11 @@ class MqttClient:
             if failed:
                 log.error("%s: broker refused subscriptions: %s", self.client_id, failed)
             self.subscribed.set()
+
+    def _deliver(self, message: Message) -> None:
+        self._received += 1
+        if self._on_message_cb is not None:
+            self._on_message_cb(message)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._received += 1

@@ -225,13 +225,17 @@ class Spool(Generic[T]):
         chunks: list[bytes] = []
         records: list[Record[T]] = []
         position = self.committed_end
+        pack, crc32, header_size = HEADER.pack, zlib.crc32, HEADER.size
         for received_ns, digest, key, line, owner in group:
-            body = key.encode() + b"\0" + line.encode()
-            chunk = HEADER.pack(len(body), zlib.crc32(body), received_ns, digest) + body
-            chunks.append(chunk)
-            records.append(Record(position, position + len(chunk), received_ns, key, line, owner))
-            self._remember(key, digest, position)
-            position += len(chunk)
+            body = f"{key}\0{line}".encode()
+            size = len(body)
+            chunks.append(pack(size, crc32(body), received_ns, digest))
+            chunks.append(body)
+            end = position + header_size + size
+            records.append(Record(position, end, received_ns, key, line, owner))
+            if digest:
+                self._remember(key, digest, position)
+            position = end
         data = b"".join(chunks)
         try:
             await asyncio.to_thread(self._write_and_sync, data)
