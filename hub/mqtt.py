@@ -13,9 +13,11 @@ made again on every connect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +172,8 @@ class MqttClient:
         self._received = 0
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()  # the broker acknowledged this connection's subscriptions
+        self._unacked: set[int] = set()  # our QoS 1 publishes not yet acknowledged by the broker
+        self._acked = asyncio.Event()
         self._subscribe_mid: int | None = None
         self._disconnected = asyncio.Event()
         self._stopping = False
@@ -196,6 +200,7 @@ class MqttClient:
         client.on_message = self._on_message
         client.deliver = self._deliver
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -242,9 +247,21 @@ class MqttClient:
             self._client.connect(self.host, self.port, self._keepalive)
 
     async def stop(self, timeout: float = 2.0) -> None:
-        """Disconnect cleanly (no last will) and end run()."""
+        """Disconnect cleanly (no last will) and end run().
+
+        QoS 1 messages still waiting for the broker's acknowledgement are waited for first (within
+        `timeout`): closing a socket with unread acknowledgements in it makes the kernel reset the
+        connection, and the broker then discards what it had not read yet.
+        """
         self._stopping = True
         if self.connected.is_set():
+            deadline = time.monotonic() + timeout
+            while self._unacked and time.monotonic() < deadline and self.connected.is_set():
+                self._acked.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acked.wait(), max(0.0, deadline - time.monotonic()))
+            if self._unacked:
+                log.warning("%s: disconnecting with %d messages not acknowledged", self.client_id, len(self._unacked))
             self._client.disconnect()
             try:
                 await asyncio.wait_for(self._disconnected.wait(), timeout)
@@ -261,6 +278,8 @@ class MqttClient:
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
         """Queue a message; False when there is no connection (QoS 0 messages are then not sent)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._unacked.add(info.mid)  # paho keeps it and sends it (again) until the broker acknowledges it
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack(self, mid: int, qos: int) -> None:
@@ -319,6 +338,10 @@ class MqttClient:
         self.connected.clear()
         self.subscribed.clear()
         self._disconnected.set()
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._unacked.discard(mid)
+        self._acked.set()
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid == self._subscribe_mid:

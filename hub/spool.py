@@ -261,6 +261,8 @@ class Spool(Generic[T]):
         for record in records:
             if self._spilling and len(self._live) < self.memory_points // 2:
                 self._spilling = False
+                if self._backlog and self._backlog[-1][0] >= self._backlog[-1][1]:
+                    self._backlog.pop()  # the writer already caught up with it
             if not self._spilling and len(self._live) >= self.memory_points:
                 self._spilling = True
                 self._backlog.append([record.start, record.start])
@@ -275,24 +277,31 @@ class Spool(Generic[T]):
 
     # Writer side -------------------------------------------------------------------------------
 
+    def _backlog_waiting(self) -> bool:
+        """Is there a disk range with records left? (The range being spilled into may be empty for now.)"""
+        backlog = self._backlog
+        return bool(backlog) and (backlog[0][0] < backlog[0][1] or len(backlog) > 1)
+
     async def take(self, most: int) -> Batch[T]:
         """The next batch to write: live records and the disk backlog by turns (oldest first within each)."""
-        while not self._live and not self._backlog:
-            self._ready.clear()
-            await self._ready.wait()
-        if self._backlog and self._live:  # both waiting: take turns, so live data is not starved
-            self._disk_turn = not self._disk_turn
-            use_disk = self._disk_turn
-        else:
-            use_disk = bool(self._backlog)
-        if use_disk:
-            batch = Batch(await asyncio.to_thread(self._read_backlog, most), True)
-            if not batch.records:  # the range was empty
-                self._backlog.popleft()
-                return await self.take(most)
-        else:
-            records = [self._live.popleft() for _ in range(min(most, len(self._live)))]
-            batch = Batch(records, False)
+        while True:
+            while not self._live and not self._backlog_waiting():
+                self._ready.clear()
+                await self._ready.wait()
+            if self._backlog_waiting() and self._live:  # both waiting: take turns, so live data is not starved
+                self._disk_turn = not self._disk_turn
+                use_disk = self._disk_turn
+            else:
+                use_disk = not self._live
+            if not use_disk:
+                batch = Batch([self._live.popleft() for _ in range(min(most, len(self._live)))], False)
+                break
+            records = await asyncio.to_thread(self._read_backlog, most)
+            if records:
+                batch = Batch(records, True)
+                break
+            if not (self._spilling and len(self._backlog) == 1):
+                self._backlog.popleft()  # a finished range; the range being spilled into stays
         self._in_flight = batch
         return batch
 
@@ -314,7 +323,7 @@ class Spool(Generic[T]):
         starts = [self.committed_end]
         if self._live:
             starts.append(self._live[0].start)
-        if self._backlog:
+        if self._backlog_waiting():
             starts.append(self._backlog[0][0])
         if self._in_flight is not None and self._in_flight.records:
             starts.append(self._in_flight.records[0].start)

@@ -100,7 +100,15 @@ async def test_int_float_flips_and_floods_are_all_stored(services: Services, sta
     flip, flood = DeviceRef(unique("c"), "ana", "aq1"), DeviceRef(unique("c"), "ben", "aq1")
     hub = await start_hub(devices=((flip.key, "air_quality"), (flood.key, "air_quality")))
     db = hub.cfg.influx.database
-    await asyncio.gather(run_sensor(services, flip, 10, "type_flip"), run_sensor(services, flood, 300, "flood"))
+    sensors = await asyncio.gather(
+        run_sensor(services, flip, 10, "type_flip"), run_sensor(services, flood, 300, "flood")
+    )
+    assert [s.sent for s in sensors] == [10, 300]
+    await wait_until(
+        lambda: flood in hub.ingest.devices and hub.ingest.devices[flood].received == 300,
+        what="the hub to receive the flood",
+    )
+    assert hub.ingest.devices[flood].rejected == {} and hub.ingest.devices[flip].rejected == {}
     assert (
         await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{flip.cohort}'", 10) == 10
     )

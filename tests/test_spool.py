@@ -148,3 +148,20 @@ async def test_segments_rotate_and_stored_ones_are_deleted(spool_dir: Path) -> N
     again = make(spool_dir)
     assert again.unstored_bytes == 0
     again.close()
+
+
+async def test_catching_up_with_the_range_being_spilled_into(spool_dir: Path) -> None:
+    spool = make(spool_dir, memory_points=4)
+    await fill(spool, 10)  # 4 live, 6 spilled
+    delivered: list[str] = []
+    while len(delivered) < 10:  # the spilled range and the live records, by turns
+        batch = await spool.take(6)
+        delivered.extend(batch.lines)
+        spool.done(batch)
+    assert sorted(delivered, key=lambda s: int(s.split("=")[1])) == [f"m x={i}" for i in range(10)]
+    await fill(spool, 3, start=10)  # memory has room again: live
+    batch = await spool.take(10)
+    assert not batch.from_disk and batch.lines == ["m x=10", "m x=11", "m x=12"]
+    spool.done(batch)
+    assert spool.unstored_bytes == 0
+    spool.close()
