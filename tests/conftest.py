@@ -84,8 +84,8 @@ async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
     """Start hubs for a test (stopped at its end); `start_hub(config=...)` or `start_hub(devices=..., **hub options)`."""
     running: list[tuple[Hub, asyncio.Task[None]]] = []
 
-    async def start(config: LabConfig | None = None, **kwargs: Any) -> Hub:
-        hub = Hub(config or lab_config(services, **kwargs))
+    async def start(config: LabConfig | None = None, worker: int = 0, workers: int = 1, **kwargs: Any) -> Hub:
+        hub = Hub(config or lab_config(services, **kwargs), worker=worker, workers=workers)
         task = asyncio.create_task(hub.run())
         ready = asyncio.create_task(hub.ready.wait())
         await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)

@@ -352,3 +352,38 @@ async def test_metrics_endpoint_exposes_counters_for_prometheus(services: Servic
     assert "labhub_readings_stored_total 1.0" in lines
     assert 'labhub_readings_rejected_total{reason="out_of_range"} 1.0' in lines
     assert "labhub_mqtt_connected 1.0" in lines and "labhub_healthy 1.0" in lines
+
+
+async def test_two_workers_share_the_load_without_colliding(services: Services, start_hub: HubFactory) -> None:
+    config = lab_config(services)
+    first = await start_hub(config, worker=0, workers=2)
+    second = await start_hub(config, worker=1, workers=2)
+    ref = DeviceRef(unique("c"), "ana", "box")
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        for i in range(200):
+            pub.client.publish(ref.topic("telemetry"), json.dumps({"n": i}), qos=1)
+        await pub.publish(ref.topic("telemetry"), json.dumps({"n": 200}))
+        db = config.influx.database
+        assert (
+            await count_when_stable(services.influx_port, db, "generic", "n", f"learner = '{ref.learner}'", 201) == 201
+        )
+    finally:
+        pub.close()
+    shares = [first.ingest.devices[ref].stored, second.ingest.devices[ref].stored]
+    assert sum(shares) == 201 and min(shares) > 0  # both took part
+    times = [row[0] for row in influx_query(services.influx_port, db, "SELECT n FROM generic")[0]["values"]]
+    assert len(set(times)) == 201
+    assert {t % 2 for t in times} == {0, 1}  # each worker stamps its own residue class
+
+
+async def test_the_broker_dropping_messages_raises_an_alarm(services: Services, start_hub: HubFactory) -> None:
+    from hub.mqtt import Message
+
+    hub = await start_hub()
+    hub._on_message(Message("$SYS/broker/publish/messages/dropped", b"3", 0, True))
+    assert hub.health()["status"] == "ok"  # the first figure is a baseline
+    hub._on_message(Message("$SYS/broker/publish/messages/dropped", b"10", 0, False))
+    health = hub.health()
+    assert health["status"] == "degraded"
+    assert "the broker dropped messages in the last minute (10 in all)" in health["reasons"]
