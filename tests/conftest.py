@@ -40,6 +40,20 @@ def make_state_dir(prefix: str) -> Path:
     return path
 
 
+@pytest.fixture
+def scratch() -> Iterator[Callable[[str], Path]]:
+    """Make state dirs (see make_state_dir) that are removed after the test."""
+    made: list[Path] = []
+
+    def new(prefix: str) -> Path:
+        made.append(make_state_dir(prefix))
+        return made[-1]
+
+    yield new
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     state = make_state_dir("labhub-test-")

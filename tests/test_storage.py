@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from hub.services import free_port, start_influxd
 from hub.spool import Spool
 from hub.storage import InfluxV1, InfluxV2, StorageError, Writer, parse_conflict
 from hub.topics import DeviceRef
-from tests.conftest import HubFactory, Services, lab_config, make_state_dir, unique
+from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import MqttPublisher, count_when_stable, http_json, influx_query, wait_until
 
 FAST = Backoff(first_s=0.01, cap_s=0.05)
@@ -32,9 +33,11 @@ class Outcomes:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def make_writer(backend: InfluxV1 | InfluxV2, batch_max: int = 5000) -> tuple[Spool[str], Writer[str], Outcomes]:
+def make_writer(
+    backend: InfluxV1 | InfluxV2, directory: Path, batch_max: int = 5000
+) -> tuple[Spool[str], Writer[str], Outcomes]:
     outcomes = Outcomes()
-    spool: Spool[str] = Spool(make_state_dir("labhub-spool-"), 1 << 30, on_full=lambda: None, on_drained=lambda: None)
+    spool: Spool[str] = Spool(directory, 1 << 30, on_full=lambda: None, on_drained=lambda: None)
     spool.open()
     writer = Writer(
         backend,
@@ -69,10 +72,12 @@ async def write_all(writer: Writer[str], spool: Spool[str], lines: dict[str, str
         spool.close()
 
 
-async def test_partial_write_keeps_the_rest_and_names_the_conflicting_point(services: Services, v1: InfluxV1) -> None:
+async def test_partial_write_keeps_the_rest_and_names_the_conflicting_point(
+    services: Services, v1: InfluxV1, tmp_path: Path
+) -> None:
     now = time.time_ns()
     await v1.write(f"m,device=a x=1.0 {now}")  # x is a float in this shard from now on
-    spool, writer, outcomes = make_writer(v1)
+    spool, writer, outcomes = make_writer(v1, tmp_path)
     lines = {f"p{i}": f"m,device=b x={i}.5 {now + 1 + i}" for i in range(10)}
     lines["bad"] = f'm,device=c x="text" {now + 100}'
     await write_all(writer, spool, lines, outcomes)
@@ -86,10 +91,12 @@ async def test_partial_write_keeps_the_rest_and_names_the_conflicting_point(serv
     assert rows[0][1] == 10
 
 
-async def test_conflict_inside_a_new_shard_is_isolated_by_splitting(services: Services, v1: InfluxV1) -> None:
+async def test_conflict_inside_a_new_shard_is_isolated_by_splitting(
+    services: Services, v1: InfluxV1, tmp_path: Path
+) -> None:
     """influxd answers a bare `field type conflict` and stores nothing when a batch conflicts with itself."""
     now = time.time_ns()
-    spool, writer, outcomes = make_writer(v1)
+    spool, writer, outcomes = make_writer(v1, tmp_path)
     lines = {"first": f"m x=1.0 {now}", "flip": f'm x="s" {now + 1}', "other": f"m y=2.0 {now + 2}"}
     lines.update({f"more{i}": f"m x={i}.0 {now + 10 + i}" for i in range(5)})
     await write_all(writer, spool, lines, outcomes)
@@ -121,13 +128,15 @@ def without_influxdb(services: Services, port: int, database: str, **hub_options
     return dataclasses.replace(lab_config(services, **hub_options), influx=influx)
 
 
-async def test_readings_wait_for_influxdb_and_none_is_lost(services: Services, start_hub: HubFactory) -> None:
+async def test_readings_wait_for_influxdb_and_none_is_lost(
+    services: Services, start_hub: HubFactory, scratch: Callable[[str], Path]
+) -> None:
     """The hub starts while InfluxDB is down: readings queue, health says why, and all are stored once it is up."""
     port = free_port()
     hub = await start_hub(without_influxdb(services, port, "late"))
     ref = DeviceRef(unique("c"), "ana", "box")
     pub = MqttPublisher(services.mqtt_port)
-    state = make_state_dir("labhub-late-")
+    state = scratch("labhub-late-")
     influxd = None
     try:
         for i in range(50):
@@ -146,13 +155,15 @@ async def test_readings_wait_for_influxdb_and_none_is_lost(services: Services, s
     await wait_until(lambda: hub.ingest.totals.stored == 50, what="the hub to count 50 stored")
 
 
-async def test_queue_full_pauses_intake_and_resumes(services: Services, start_hub: HubFactory) -> None:
+async def test_queue_full_pauses_intake_and_resumes(
+    services: Services, start_hub: HubFactory, scratch: Callable[[str], Path]
+) -> None:
     """Backpressure: past the spool's limit the hub stops reading from the broker (which holds the messages); nothing is lost."""
     port = free_port()
     hub = await start_hub(without_influxdb(services, port, "bp", spool_max_bytes=3000, queue_max_points=20))
     ref = DeviceRef(unique("c"), "ana", "box")
     pub = MqttPublisher(services.mqtt_port)
-    state = make_state_dir("labhub-bp-")
+    state = scratch("labhub-bp-")
     influxd = None
     try:
         for i in range(100):
@@ -220,10 +231,10 @@ def v2_config(url: str, token: str = "secret-token") -> InfluxConfig:
     return InfluxConfig(backend="v2", url=url, org="lab", bucket="labhub", token=token, timeout_s=5)
 
 
-async def run_v2(url: str, lines: dict[str, str], token: str = "secret-token") -> tuple[Writer[str], Outcomes]:
-    backend = InfluxV2(v2_config(url, token))
+async def run_v2(url: str, directory: Path, lines: dict[str, str]) -> tuple[Writer[str], Outcomes]:
+    backend = InfluxV2(v2_config(url))
     await backend.start()
-    spool, writer, outcomes = make_writer(backend)
+    spool, writer, outcomes = make_writer(backend, directory)
     try:
         await write_all(writer, spool, lines, outcomes)
     finally:
@@ -231,9 +242,9 @@ async def run_v2(url: str, lines: dict[str, str], token: str = "secret-token") -
     return writer, outcomes
 
 
-async def test_v2_write_sends_org_bucket_precision_and_token(fake_v2: tuple[FakeV2, str]) -> None:
+async def test_v2_write_sends_org_bucket_precision_and_token(fake_v2: tuple[FakeV2, str], tmp_path: Path) -> None:
     fake, url = fake_v2
-    _, outcomes = await run_v2(url, {"a": "m x=1.5 1700000000000000000", "b": "m x=2.5 1700000000000000001"})
+    _, outcomes = await run_v2(url, tmp_path, {"a": "m x=1.5 1700000000000000000", "b": "m x=2.5 1700000000000000001"})
     assert sorted(outcomes.stored) == ["a", "b"]
     query, headers, body = fake.requests[0]
     assert query == {"org": "lab", "bucket": "labhub", "precision": "ns"}
@@ -241,11 +252,11 @@ async def test_v2_write_sends_org_bucket_precision_and_token(fake_v2: tuple[Fake
     assert body.splitlines() == ["m x=1.5 1700000000000000000", "m x=2.5 1700000000000000001"]
 
 
-async def test_v2_400_isolates_the_bad_point(fake_v2: tuple[FakeV2, str]) -> None:
+async def test_v2_400_isolates_the_bad_point(fake_v2: tuple[FakeV2, str], tmp_path: Path) -> None:
     fake, url = fake_v2
     lines = {f"ok{i}": f"m x={i}.0 {1700000000000000000 + i}" for i in range(7)}
     lines["bad"] = 'm bad="s" 1700000000000000100'
-    _, outcomes = await run_v2(url, lines)
+    _, outcomes = await run_v2(url, tmp_path, lines)
     assert sorted(outcomes.stored) == sorted(o for o in lines if o != "bad")
     [(owner, detail)] = outcomes.rejected
     assert owner == "bad" and "field type conflict" in detail
@@ -253,7 +264,7 @@ async def test_v2_400_isolates_the_bad_point(fake_v2: tuple[FakeV2, str]) -> Non
 
 
 @pytest.mark.parametrize("status", [429, 503])
-async def test_v2_retries_after_the_delay_it_is_told(fake_v2: tuple[FakeV2, str], status: int) -> None:
+async def test_v2_retries_after_the_delay_it_is_told(fake_v2: tuple[FakeV2, str], status: int, tmp_path: Path) -> None:
     fake, url = fake_v2
     fake.script.append(
         lambda body: web.json_response(
@@ -261,7 +272,7 @@ async def test_v2_retries_after_the_delay_it_is_told(fake_v2: tuple[FakeV2, str]
         )
     )
     started = time.monotonic()
-    writer, outcomes = await run_v2(url, {"a": "m x=1.0 1700000000000000000"})
+    writer, outcomes = await run_v2(url, tmp_path, {"a": "m x=1.0 1700000000000000000"})
     assert outcomes.stored == ["a"] and writer.stats.retries == 1
     assert time.monotonic() - started >= 1.0
     assert len(fake.requests) == 2
