@@ -1,8 +1,8 @@
-"""Telemetry intake: topic → device → decode → validate → line protocol → point queue.
+"""Telemetry intake: topic → device → decode → validate → line protocol → spool.
 
 This is the hot path, called synchronously for every MQTT message on the loop thread. Per message it
 does one dict lookup for the route, the pure decode/validate/encode steps, and one append to the
-bounded point queue. Rejections are answered on the device's `errors` topic (rate-limited per device,
+spool's pending group commit. Rejections are answered on the device's `errors` topic (rate-limited per device,
 the excess counted), counted per device and reason, and kept in the device's payload inspector.
 
 Receipt timestamps are unique per device (a strictly increasing nanosecond clock per device), because
