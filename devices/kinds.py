@@ -94,7 +94,11 @@ GENERIC = _kind(
     open_fields=True,
 )
 
-KINDS: Mapping[str, DeviceKind] = MappingProxyType({k.name: k for k in (AIR_QUALITY, GENERIC)})
+# A robotic arm's pose: one field per joint (degrees, as commanded: hobby servos report no position),
+# plus `moving` and `source`. Joint names come from the arm's profile (devices/arm.py).
+ARM = _kind("arm", "Robotic arm: joint angles in degrees, as commanded", [], open_fields=True)
+
+KINDS: Mapping[str, DeviceKind] = MappingProxyType({k.name: k for k in (AIR_QUALITY, GENERIC, ARM)})
 
 
 def get_kind(name: str) -> DeviceKind:

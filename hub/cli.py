@@ -79,11 +79,25 @@ def _parser() -> argparse.ArgumentParser:
     air.add_argument("--host", default="127.0.0.1")
     air.add_argument("--port", type=int, default=1883)
     air.set_defaults(func=cmd_sim_air)
+    arm = sim_sub.add_parser("arm", help="simulated robotic arms (servo firmware)")
+    arm.add_argument("--count", type=int, default=1)
+    arm.add_argument("--profile", default="mearm", help="arm profile from config/arms (default mearm)")
+    arm.add_argument("--fault", choices=_arm_faults(), help="misbehave like a real board")
+    arm.add_argument("--cohort", default="sim")
+    arm.add_argument("--host", default="127.0.0.1")
+    arm.add_argument("--port", type=int, default=1883)
+    arm.set_defaults(func=cmd_sim_arm)
     return parser
 
 
 def _faults() -> tuple[str, ...]:
     from firmware_sim.air import FAULTS
+
+    return FAULTS
+
+
+def _arm_faults() -> tuple[str, ...]:
+    from firmware_sim.arm import FAULTS
 
     return FAULTS
 
@@ -307,6 +321,48 @@ def cmd_sim_air(args: argparse.Namespace) -> int:
             for task in tasks:
                 task.cancel()
         log.info("sent %d readings", sum(s.sent for s in sensors))
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_sim_arm(args: argparse.Namespace) -> int:
+    from devices.arm import load_profiles
+    from firmware_sim.arm import ArmFirmware
+
+    profiles = load_profiles()
+    if args.profile not in profiles:
+        raise ConfigError(f"no arm profile {args.profile!r} in config/arms (have: {', '.join(profiles)})")
+
+    async def run() -> None:
+        arms = [
+            ArmFirmware(
+                DeviceRef(args.cohort, f"learner{i:02d}", "arm1"),
+                profiles[args.profile],
+                args.host,
+                args.port,
+                args.fault,
+                seed=i,
+            )
+            for i in range(1, args.count + 1)
+        ]
+        log.info(
+            "%d simulated %s arms → %s:%d; commands on lab/%s/<learner>/arm1/commands",
+            len(arms),
+            args.profile,
+            args.host,
+            args.port,
+            args.cohort,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(arm.run()) for arm in arms]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
 
     asyncio.run(run())
     return 0

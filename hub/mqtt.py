@@ -269,6 +269,13 @@ class MqttClient:
                 log.warning("%s: broker did not confirm the disconnect", self.client_id)
         self._disconnected.set()
 
+    def drop(self) -> None:
+        """Lose the connection abruptly, as a board whose Wi-Fi dies does (the broker sends the last will)."""
+        sock: Any = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     async def wait_connected(self, timeout: float) -> None:
         """Wait until connected and subscribed."""
         await asyncio.wait_for(self.subscribed.wait(), timeout)

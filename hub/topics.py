@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 ROOT = "lab"
 # Channels a device publishes on, and the ones the hub answers on.
-DEVICE_CHANNELS = frozenset({"telemetry", "status"})
-HUB_CHANNELS = frozenset({"errors"})
+DEVICE_CHANNELS = frozenset({"telemetry", "status", "ack"})
+HUB_CHANNELS = frozenset({"errors", "commands"})
 # Identifiers become InfluxDB tag values and topic levels: keep them boring.
 SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 

@@ -46,8 +46,8 @@ class MqttListener:
         return result
 
     def close(self) -> None:
+        self.client.disconnect()  # wakes paho's thread, so loop_stop() does not wait out its select()
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 class MqttPublisher:
@@ -63,8 +63,8 @@ class MqttPublisher:
         await asyncio.to_thread(info.wait_for_publish, 5)
 
     def close(self) -> None:
+        self.client.disconnect()  # wakes paho's thread, so loop_stop() does not wait out its select()
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def influx_query(port: int, db: str, q: str) -> list[dict[str, Any]]:
