@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections import deque
@@ -20,17 +21,20 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from hub.config import LabConfig
+from devices.arm import CommandError, decode_ack
+from hub.commands import CommandRecord, CommandRelay, OfflineError
+from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, LabConfig
 from hub.ingest import Ingest, InspectorEntry
 from hub.mqtt import Message, MqttClient
 from hub.services import ServiceError
 from hub.spool import Spool
 from hub.storage import InfluxV1, StorageError, Writer, make_backend
-from hub.topics import subscriptions
+from hub.topics import TopicError, parse_topic, subscriptions
 
 log = logging.getLogger(__name__)
 
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
+AUDIT_KEY = "cmd:"  # spool records of the `commands` audit trail, not device readings
 MAX_PENDING_COMMIT = 200_000
 COMMIT_EVERY_S = 0.002  # records waiting for an fsync before intake pauses (a stalled disk)
 
@@ -92,6 +96,9 @@ class Hub:
             inspector_size=cfg.hub.inspector_size,
             stamp_stride=workers,
             stamp_offset=worker,
+            on_arm_pose=lambda ref, fields: self.relay.on_pose(
+                ref, {k: v for k, v in fields.items() if type(v) is float}
+            ),
         )
         self.mqtt = MqttClient(
             cfg.mqtt.host,
@@ -104,6 +111,14 @@ class Hub:
             persistent=True,
             manual_ack=True,
         )
+        self.relay = CommandRelay(
+            {d.ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for d in cfg.devices if d.kind == "arm"},
+            publish=lambda topic, payload, qos: self.mqtt.publish(topic, payload, qos=qos),
+            audit=lambda key, line: self.spool.append(time.time_ns(), 0, AUDIT_KEY + key, line, None),
+            online=lambda ref: state.online if (state := self.ingest.devices.get(ref)) else None,
+            rate_per_s=cfg.hub.commands_per_second,
+        )
+        self.relay.listeners.append(self._publish_command_result)
         self.writer: Writer[InspectorEntry] = Writer(
             self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
         )
@@ -127,8 +142,15 @@ class Hub:
     # Wiring ------------------------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
-        if msg.topic[:1] == "$":
+        topic = msg.topic
+        if topic[:1] == "$":
             self._broker_stat(msg)
+            return
+        if topic.endswith("/ack") or topic.endswith("/commands/request"):
+            self._command_message(msg)
+            if msg.qos:
+                self._acks.append(AckSlot(msg.mid, msg.qos, True))
+                self._flush_acks()
             return
         entry = self.ingest.handle(msg)
         if msg.qos:
@@ -138,6 +160,40 @@ class Hub:
                 self._entry_acks[id(entry)] = slot
             else:
                 self._flush_acks()
+
+    def _command_message(self, msg: Message) -> None:
+        """An arm's acknowledgement, or a command request from an MQTT app (validated exactly like HTTP ones)."""
+        try:
+            parsed = parse_topic(msg.topic)
+        except TopicError:
+            return
+        if parsed.channel == "ack":
+            try:
+                self.relay.on_ack(parsed.ref, decode_ack(msg.payload))
+            except ValueError as err:
+                log.warning("%s: unreadable acknowledgement: %s", parsed.ref.key, err)
+            return
+        request_id = None
+        try:
+            request = json.loads(msg.payload)
+            if isinstance(request, dict) and request.get("request_id") is not None:
+                request_id = str(request["request_id"])[:64]
+            self.relay.submit(parsed.ref, request, "mqtt", request_id=request_id)
+        except CommandError as err:
+            body = {"request_id": request_id, "state": "refused", "error": err.as_json()}
+            self.mqtt.publish(parsed.ref.topic("commands/result"), json.dumps(body).encode(), qos=0)
+        except (ValueError, RecursionError):
+            body = {
+                "request_id": None,
+                "state": "refused",
+                "error": {"code": "malformed", "message": "a command request is a JSON object"},
+            }
+            self.mqtt.publish(parsed.ref.topic("commands/result"), json.dumps(body).encode(), qos=0)
+        except OfflineError:
+            pass  # its `failed` result has been published like every other transition
+
+    def _publish_command_result(self, record: CommandRecord) -> None:
+        self.mqtt.publish(record.device.topic("commands/result"), json.dumps(record.as_json()).encode(), qos=0)
 
     def _broker_stat(self, msg: Message) -> None:
         """The broker's own count of messages it dropped (queue or in-flight limits): any increase is an alarm."""
@@ -270,6 +326,8 @@ class Hub:
                         "%d readings not yet in InfluxDB stay in the spool; they are written at the next start",
                         self.left_at_shutdown,
                     )
+                self.relay.shutdown()
+                await self.spool.commit()
                 for task in tasks:
                     task.cancel()
         log.info(

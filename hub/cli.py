@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hub.config import DEFAULT_CONFIG, ConfigError, DeviceConfig, LabConfig, load_config
+from hub.config import (
+    ARM_PROFILES,
+    DEFAULT_ARM_PROFILE,
+    DEFAULT_CONFIG,
+    ConfigError,
+    DeviceConfig,
+    LabConfig,
+    load_config,
+)
 from hub.services import Service, ServiceError, start_influxd, start_mosquitto
 from hub.topics import DeviceRef
 
@@ -147,7 +155,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = _configure(args)
     extra = args.sim_count if args.sim_count is not None else cfg.sim.extra_air
     cfg = sim_devices(cfg, 0 if args.no_sim else extra)
-    simulated = [] if args.no_sim else [d.ref for d in cfg.devices if d.simulate]
+    simulated = [] if args.no_sim else [d for d in cfg.devices if d.simulate]
     services = start_services(cfg)
     try:
         workers = [_worker_argv(args, cfg, i, extra) for i in range(1, max(1, args.workers))]
@@ -212,12 +220,13 @@ async def _supervise(argv: list[str], name: str) -> None:
 async def _run_lab(
     cfg: LabConfig,
     services: list[Service],
-    simulated: list[DeviceRef],
+    simulated: list[DeviceConfig],
     extra_workers: list[list[str]],
     workers: int = 1,
     worker: int = 0,
 ) -> int:
     from firmware_sim.air import AirSensor
+    from firmware_sim.arm import ArmFirmware
     from hub.app import Hub
 
     hub = Hub(cfg, report_every_s=5.0, worker=worker, workers=workers)
@@ -247,10 +256,15 @@ async def _run_lab(
         watcher = tg.create_task(watch_services(), name="services")
         helpers = [tg.create_task(_supervise(argv, f"worker {i + 1}")) for i, argv in enumerate(extra_workers)]
         await hub.ready.wait()
-        sensors = [
-            AirSensor(ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i) for i, ref in enumerate(simulated)
-        ]
-        fleet = [tg.create_task(s.run(), name=f"sim-{s.ref.key}") for s in sensors]
+        fleet = []
+        for i, device in enumerate(simulated):
+            sim: AirSensor | ArmFirmware
+            if device.kind == "arm":
+                profile = ARM_PROFILES[device.profile or DEFAULT_ARM_PROFILE]
+                sim = ArmFirmware(device.ref, profile, cfg.mqtt.host, cfg.mqtt.port, seed=i)
+            else:
+                sim = AirSensor(device.ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i)
+            fleet.append(tg.create_task(sim.run(), name=f"sim-{device.ref.key}"))
         if worker == 0:
             _banner(cfg, hub.http_port, simulated, workers)
         await hub_task
@@ -260,21 +274,31 @@ async def _run_lab(
     return exit_code
 
 
-def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceRef], workers: int) -> None:
+def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], workers: int) -> None:
     example = next((d.ref for d in cfg.devices if d.kind == "air_quality"), DeviceRef("demo", "ana", "aq1"))
+    arms = [d.ref for d in simulated if d.kind == "arm"]
+    air = sum(1 for d in simulated if d.kind == "air_quality")
     lines = [
         "",
         "LabHub is up",
         f"  MQTT broker    {cfg.mqtt.host}:{cfg.mqtt.port}",
         f"  InfluxDB       {cfg.influx.url}  (database '{cfg.influx.database}')",
         f"  hub API        http://{cfg.hub.http_host}:{http_port}/  (health: /healthz, devices: /api/devices)",
-        f"  simulated      {len(simulated)} air-quality sensors",
+        f"  simulated      {air} air-quality sensors, {len(arms)} arm{'s' if len(arms) != 1 else ''}",
         f"  hub workers    {workers}"
         + (f" (APIs on ports {http_port}…{http_port + workers - 1})" if workers > 1 else ""),
         f"  mode           {'open: unknown devices are accepted as generic' if cfg.hub.open_mode else 'closed'}",
         "  try:",
         f"    mosquitto_sub -p {cfg.mqtt.port} -t 'lab/{example.cohort}/{example.learner}/{example.device}/errors' &",
         f"    mosquitto_pub -p {cfg.mqtt.port} -t '{example.topic('telemetry')}' -m '{{\"pm25\": \"twelve\"}}'",
+        *(
+            [
+                f"    curl -s -X POST http://{cfg.hub.http_host}:{http_port}/api/devices/{arms[0].key}/commands?wait=5 "
+                '-d \'{"type": "move", "targets": {"base": 45}}\''
+            ]
+            if arms
+            else []
+        ),
         "  Ctrl-C stops everything.",
         "",
     ]

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.arm import load_profiles
 from devices.kinds import KINDS
 from hub.messages import LANGUAGES
 from hub.topics import DeviceRef, TopicError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+ARM_PROFILES = load_profiles()
+DEFAULT_ARM_PROFILE = "mearm"
 DEFAULT_CONFIG = CONFIG_DIR / "labhub.toml"
 
 
@@ -57,6 +60,7 @@ class HubConfig:
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
     spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
     errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
+    commands_per_second: float = 20.0  # per arm: slider moves beyond this are coalesced (latest wins)
     inspector_size: int = 50
 
 
@@ -65,6 +69,7 @@ class DeviceConfig:
     ref: DeviceRef
     kind: str
     simulate: bool = False
+    profile: str | None = None  # arms: a profile from config/arms
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
     for i, entry in enumerate(_typed(data.get("devices", []), list, where, "devices")):
         key = f"devices[{i}]"
         entry = _typed(entry, dict, where, key)
-        _no_unknown(entry, {"id", "kind", "simulate"}, where, key + ".")
+        _no_unknown(entry, {"id", "kind", "simulate", "profile"}, where, key + ".")
         try:
             ref = DeviceRef.parse(_typed(entry.get("id"), str, where, key + ".id"))
         except TopicError as err:
@@ -130,7 +135,13 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         kind = _typed(entry.get("kind", "generic"), str, where, key + ".kind")
         if kind not in KINDS:
             raise ConfigError(f"{where}: {key}.kind: expected one of {sorted(KINDS)}, got {kind!r}")
-        devices.append(DeviceConfig(ref, kind, _typed(entry.get("simulate", False), bool, where, key + ".simulate")))
+        profile = None
+        if kind == "arm":
+            profile = _typed(entry.get("profile", DEFAULT_ARM_PROFILE), str, where, key + ".profile")
+            if profile not in ARM_PROFILES:
+                raise ConfigError(f"{where}: {key}.profile: expected one of {sorted(ARM_PROFILES)}, got {profile!r}")
+        simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
+        devices.append(DeviceConfig(ref, kind, simulate, profile))
     return LabConfig(
         state_dir=state_dir,
         mqtt=_section(MqttConfig, data, "mqtt", where),

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from devices.kinds import KINDS, DeviceKind, FieldType
+from devices.kinds import ARM, KINDS, DeviceKind, FieldType
 from hub.config import DeviceConfig
 from hub.decode import decode_payload
 from hub.lineproto import encode_floats, encode_line, series_prefix
@@ -28,7 +28,7 @@ from hub.problems import PayloadRejected, Problem
 from hub.spool import Record, payload_digest
 from hub.storage import parse_conflict
 from hub.topics import DeviceRef, TopicError, parse_topic
-from hub.validate import DEFAULT_LIMITS, Limits, Reading, validate
+from hub.validate import DEFAULT_LIMITS, FieldValue, Limits, Reading, validate
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class Ingest:
         clock: Callable[[], int] = time.time_ns,
         stamp_stride: int = 1,
         stamp_offset: int = 0,
+        on_arm_pose: Callable[[DeviceRef, dict[str, FieldValue]], None] | None = None,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -156,6 +157,7 @@ class Ingest:
         # workers can never give two readings of one device the same receipt timestamp.
         self._stride = stamp_stride
         self._offset = stamp_offset
+        self._on_arm_pose = on_arm_pose
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -280,6 +282,8 @@ class Ingest:
             line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         else:
             line = encode_line(state.prefix, reading.fields, ts)
+            if state.kind is ARM and self._on_arm_pose is not None:
+                self._on_arm_pose(state.ref, reading.fields)
         self._enqueue(now, entry.digest, state.ref.key, line, entry)
 
     # Outcomes --------------------------------------------------------------------------------------
@@ -290,6 +294,9 @@ class Ingest:
         for record in records:
             entry = record.owner
             if entry is None:
+                if record.key.startswith("cmd:"):  # the commands audit trail, not a reading
+                    self.totals.stored -= 1
+                    continue
                 state = self._state_for(record.key)
                 if state is not None:
                     state.stored += 1

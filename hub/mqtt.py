@@ -370,6 +370,7 @@ class MqttClient:
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands and acks are small: no Nagle delay
         if not self._paused:
             assert self._loop is not None
             self._loop.add_reader(sock, self._on_readable)

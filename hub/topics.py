@@ -69,14 +69,26 @@ def parse_topic(topic: str) -> ParsedTopic:
         raise TopicError(f"unknown channel {channel!r} in {topic!r}")
     field = None
     if len(parts) == 6:
-        if channel != "telemetry":
-            raise TopicError(f"only telemetry takes a field level: {topic!r}")
-        field = parts[5]
+        if channel == "commands" and parts[5] in ("request", "result"):
+            field = parts[5]
+        elif channel != "telemetry":
+            raise TopicError(
+                f"only telemetry (…/telemetry/<field>) and commands/request|result have a sixth level: {topic!r}"
+            )
+        else:
+            field = parts[5]
     return ParsedTopic(DeviceRef(parts[1], parts[2], parts[3]), channel, field)
 
 
 def subscriptions(share: str | None = None) -> list[str]:
-    """What the hub listens to. With `share`, workers split telemetry through an MQTT shared subscription
-    (each message goes to one worker of the group); every worker still sees every status message."""
+    """What the hub listens to. With `share`, workers split telemetry and command requests through an MQTT
+    shared subscription (each message goes to one worker of the group); every worker still sees every
+    status message and every acknowledgement (the worker that sent a command is the one that knows it)."""
     prefix = f"$share/{share}/" if share else ""
-    return [f"{prefix}{ROOT}/+/+/+/telemetry", f"{prefix}{ROOT}/+/+/+/telemetry/+", f"{ROOT}/+/+/+/status"]
+    return [
+        f"{prefix}{ROOT}/+/+/+/telemetry",
+        f"{prefix}{ROOT}/+/+/+/telemetry/+",
+        f"{prefix}{ROOT}/+/+/+/commands/request",
+        f"{ROOT}/+/+/+/status",
+        f"{ROOT}/+/+/+/ack",
+    ]

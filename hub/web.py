@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from devices.arm import CommandError
+from hub.commands import FINAL, OfflineError, command_error_json
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
@@ -44,6 +46,9 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/devices", devices)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}", device)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/inspector", inspector)
+    app.router.add_post("/api/devices/{cohort}/{learner}/{device}/commands", post_command)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/commands", list_commands)
+    app.router.add_get("/api/commands/{id}", get_command)
     return app
 
 
@@ -94,6 +99,73 @@ def _state(request: web.Request) -> DeviceState:
 
 async def device(request: web.Request) -> web.Response:
     return web.json_response(_state(request).summary())
+
+
+MAX_WAIT_S = 30.0
+
+
+def _wait_s(request: web.Request) -> float:
+    try:
+        return max(0.0, min(MAX_WAIT_S, float(request.query.get("wait", "0"))))
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "wait must be a number of seconds") from None
+
+
+def _ref(request: web.Request) -> DeviceRef:
+    info = request.match_info
+    try:
+        return DeviceRef.parse(f"{info['cohort']}/{info['learner']}/{info['device']}")
+    except TopicError as err:
+        raise _error(web.HTTPBadRequest, str(err)) from None
+
+
+async def post_command(request: web.Request) -> web.Response:
+    """Send a command to an arm: 202 with its record (200 once finished with ?wait=S), 422 if unsafe,
+    409 if the device is offline, 404 if it is not an arm."""
+    relay = request.app[HUB_KEY].relay
+    ref = _ref(request)
+    if ref not in relay.arms:
+        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response(
+            {"error": {"code": "malformed", "message": "the body must be a JSON command"}}, status=422
+        )
+    key = request.headers.get("Idempotency-Key") or (body.get("idempotency_key") if isinstance(body, dict) else None)
+    try:
+        record = relay.submit(ref, body, "http", idempotency_key=str(key)[:128] if key else None)
+    except CommandError as err:
+        return web.json_response(command_error_json(err), status=422)
+    except OfflineError as err:
+        return web.json_response(err.record.as_json(), status=409)
+    record = await relay.wait(record, _wait_s(request))
+    return web.json_response(record.as_json(), status=200 if record.state in FINAL else 202)
+
+
+async def get_command(request: web.Request) -> web.Response:
+    relay = request.app[HUB_KEY].relay
+    record = relay.by_id.get(request.match_info["id"])
+    if record is None:
+        raise _error(web.HTTPNotFound, "no such command (or too old to remember)")
+    record = await relay.wait(record, _wait_s(request))
+    return web.json_response(record.as_json())
+
+
+async def list_commands(request: web.Request) -> web.Response:
+    relay = request.app[HUB_KEY].relay
+    ref = _ref(request)
+    arm = relay.arms.get(ref)
+    if arm is None:
+        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    return web.json_response(
+        {
+            "device": ref.key,
+            "profile": arm.profile.name,
+            "pose": arm.pose,
+            "commands": [r.as_json() for r in reversed(arm.recent)],
+        }
+    )
 
 
 async def inspector(request: web.Request) -> web.Response:

@@ -16,6 +16,10 @@ SEGMENT_HELP = "is not a valid name: use 1–32 letters, digits, '_' or '-', sta
         ("lab/c1/alice/esp32/telemetry", ParsedTopic(REF, "telemetry")),
         ("lab/c1/alice/esp32/status", ParsedTopic(REF, "status")),
         ("lab/c1/alice/esp32/errors", ParsedTopic(REF, "errors")),
+        ("lab/c1/alice/esp32/ack", ParsedTopic(REF, "ack")),
+        ("lab/c1/alice/esp32/commands", ParsedTopic(REF, "commands")),
+        ("lab/c1/alice/esp32/commands/request", ParsedTopic(REF, "commands", "request")),
+        ("lab/c1/alice/esp32/commands/result", ParsedTopic(REF, "commands", "result")),
         ("lab/c1/alice/esp32/telemetry/temperature", ParsedTopic(REF, "telemetry", "temperature")),
         ("lab/c1/alice/esp32/telemetry/pm2_5", ParsedTopic(REF, "telemetry", "pm2_5")),
         (
@@ -62,8 +66,22 @@ def test_parse_topic_accepts(topic: str, expected: ParsedTopic) -> None:
         ("lab/c/l/d/metrics", "unknown channel 'metrics' in 'lab/c/l/d/metrics'"),
         ("lab/c/l/d/Telemetry", "unknown channel 'Telemetry' in 'lab/c/l/d/Telemetry'"),
         ("lab/c/l/d/", "unknown channel '' in 'lab/c/l/d/'"),
-        ("lab/c/l/d/status/x", "only telemetry takes a field level: 'lab/c/l/d/status/x'"),
-        ("lab/c/l/d/errors/x", "only telemetry takes a field level: 'lab/c/l/d/errors/x'"),
+        (
+            "lab/c/l/d/status/x",
+            "only telemetry (…/telemetry/<field>) and commands/request|result have a sixth level: 'lab/c/l/d/status/x'",
+        ),
+        (
+            "lab/c/l/d/errors/x",
+            "only telemetry (…/telemetry/<field>) and commands/request|result have a sixth level: 'lab/c/l/d/errors/x'",
+        ),
+        (
+            "lab/c/l/d/commands/x",
+            "only telemetry (…/telemetry/<field>) and commands/request|result have a sixth level: 'lab/c/l/d/commands/x'",
+        ),
+        (
+            "lab/c/l/d/ack/x",
+            "only telemetry (…/telemetry/<field>) and commands/request|result have a sixth level: 'lab/c/l/d/ack/x'",
+        ),
     ],
 )
 def test_parse_topic_rejects(topic: str, message: str) -> None:
@@ -150,4 +168,18 @@ def test_device_ref_is_hashable_and_frozen() -> None:
 
 
 def test_subscriptions() -> None:
-    assert subscriptions() == ["lab/+/+/+/telemetry", "lab/+/+/+/telemetry/+", "lab/+/+/+/status"]
+    assert subscriptions() == [
+        "lab/+/+/+/telemetry",
+        "lab/+/+/+/telemetry/+",
+        "lab/+/+/+/commands/request",
+        "lab/+/+/+/status",
+        "lab/+/+/+/ack",
+    ]
+    # Workers share telemetry and requests; each sees every status and every acknowledgement.
+    assert subscriptions("g") == [
+        "$share/g/lab/+/+/+/telemetry",
+        "$share/g/lab/+/+/+/telemetry/+",
+        "$share/g/lab/+/+/+/commands/request",
+        "lab/+/+/+/status",
+        "lab/+/+/+/ack",
+    ]
