@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from devices.arm import CommandError, decode_ack
+from devices.kinds import ARM
 from hub.commands import CommandRecord, CommandRelay, OfflineError
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, LabConfig
-from hub.ingest import Ingest, InspectorEntry
+from hub.ingest import DeviceState, Ingest, InspectorEntry
+from hub.live import Live, LiveClient
 from hub.mqtt import Message, MqttClient
 from hub.services import ServiceError
 from hub.spool import Spool
 from hub.storage import InfluxV1, StorageError, Writer, make_backend
-from hub.topics import TopicError, parse_topic, subscriptions
+from hub.topics import DeviceRef, TopicError, parse_topic, subscriptions
+from hub.validate import FieldValue
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,15 @@ BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
 AUDIT_KEY = "cmd:"  # spool records of the `commands` audit trail, not device readings
 MAX_PENDING_COMMIT = 200_000
 COMMIT_EVERY_S = 0.002  # records waiting for an fsync before intake pauses (a stalled disk)
+
+
+def presence_of(state: DeviceState) -> dict[str, object]:
+    return {
+        "online": state.online,
+        "present": state.present,
+        "last_seen_ns": state.last_seen_ns or None,
+        "rate_per_s": round(state.rate_per_s, 2),
+    }
 
 
 @dataclass(slots=True)
@@ -76,6 +88,7 @@ class Hub:
         self.cfg = cfg
         self.report_every_s = report_every_s
         self.backend = make_backend(cfg.influx)
+        self.live = Live()
         spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
         self.spool: Spool[InspectorEntry] = Spool(
             spool_dir,
@@ -96,9 +109,8 @@ class Hub:
             inspector_size=cfg.hub.inspector_size,
             stamp_stride=workers,
             stamp_offset=worker,
-            on_arm_pose=lambda ref, fields: self.relay.on_pose(
-                ref, {k: v for k, v in fields.items() if type(v) is float}
-            ),
+            on_reading=self._on_reading,
+            watch=lambda ref: self.live.watched(ref),
         )
         self.mqtt = MqttClient(
             cfg.mqtt.host,
@@ -119,6 +131,7 @@ class Hub:
             rate_per_s=cfg.hub.commands_per_second,
         )
         self.relay.listeners.append(self._publish_command_result)
+        self.relay.listeners.append(lambda record: self.live.command(record.device, record.as_json()))
         self.writer: Writer[InspectorEntry] = Writer(
             self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
         )
@@ -160,6 +173,52 @@ class Hub:
                 self._entry_acks[id(entry)] = slot
             else:
                 self._flush_acks()
+
+    def _on_reading(self, state: DeviceState, fields: dict[str, FieldValue], time_ns: int) -> None:
+        if state.kind is ARM:
+            self.relay.on_pose(state.ref, {k: v for k, v in fields.items() if type(v) is float})
+        if self.live.watched(state.ref):
+            self.live.reading(state.ref, fields, time_ns)
+
+    def watch(self, devices: frozenset[DeviceRef]) -> LiveClient:
+        """A live view of some devices (a WebSocket): their readings, presence and command events."""
+        client = self.live.add(devices)
+        for ref in devices:
+            state = self.ingest.devices.get(ref)
+            if state is not None:
+                state.watched = True
+                client.push({"type": "presence", "device": ref.key, **presence_of(state)})
+        return client
+
+    def unwatch(self, client: LiveClient) -> None:
+        self.live.remove(client)
+        for ref in client.devices:
+            state = self.ingest.devices.get(ref)
+            if state is not None:
+                state.watched = state.kind is ARM or self.live.watched(ref)
+
+    async def _presence_loop(self) -> None:
+        """Every second: message rates, and presence from the last will plus an inactivity timeout."""
+        timeout_ns = int(self.cfg.hub.presence_timeout_s * 1e9)
+        previous: dict[DeviceRef, int] = {}
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now, now_ns = time.monotonic(), time.time_ns()
+            span = max(1e-3, now - last)
+            last = now
+            for ref, state in list(self.ingest.devices.items()):
+                received = state.received
+                state.rate_per_s = 0.7 * state.rate_per_s + 0.3 * (received - previous.get(ref, received)) / span
+                previous[ref] = received
+                present = state.online is not False and now_ns - state.last_seen_ns < timeout_ns
+                if present != state.present:
+                    state.present = present
+                    if not present and state.online is not False:
+                        log.info("%s: nothing heard for %.0f s", ref.key, self.cfg.hub.presence_timeout_s)
+                    self.live.presence(ref, presence_of(state))
+                elif self.live.watched(ref):
+                    self.live.presence(ref, presence_of(state))
 
     def _command_message(self, msg: Message) -> None:
         """An arm's acknowledgement, or a command request from an MQTT app (validated exactly like HTTP ones)."""
@@ -309,6 +368,7 @@ class Hub:
                     tg.create_task(self._commit_loop(), name="spool-commit"),
                     tg.create_task(self.writer.run(), name="writer"),
                     tg.create_task(self._report_loop(), name="report"),
+                    tg.create_task(self._presence_loop(), name="presence"),
                 ]
                 try:
                     await self.mqtt.wait_connected(30)

@@ -60,6 +60,7 @@ class HubConfig:
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
     spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
     errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
+    presence_timeout_s: float = 30.0  # a device silent for this long is shown as absent
     commands_per_second: float = 20.0  # per arm: slider moves beyond this are coalesced (latest wins)
     inspector_size: int = 50
 

@@ -89,6 +89,9 @@ class DeviceState:
     errors_sent: int = 0
     errors_suppressed: int = 0
     last_error: dict[str, object] | None = None
+    watched: bool = False  # readings are passed on (arms' poses to the relay, live views)
+    present: bool = False  # online (last will not published) and heard from recently
+    rate_per_s: float = 0.0
 
     def summary(self) -> dict[str, object]:
         return {
@@ -99,7 +102,9 @@ class DeviceState:
             "kind": self.kind.name if self.kind else None,
             "declared": self.declared,
             "online": self.online,
+            "present": self.present,
             "last_seen_ns": self.last_seen_ns or None,
+            "rate_per_s": round(self.rate_per_s, 2),
             "received": self.received,
             "stored": self.stored,
             "rejected": dict(self.rejected),
@@ -140,7 +145,8 @@ class Ingest:
         clock: Callable[[], int] = time.time_ns,
         stamp_stride: int = 1,
         stamp_offset: int = 0,
-        on_arm_pose: Callable[[DeviceRef, dict[str, FieldValue]], None] | None = None,
+        on_reading: Callable[[DeviceState, dict[str, FieldValue], int], None] | None = None,
+        watch: Callable[[DeviceRef], bool] = lambda ref: False,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -157,7 +163,8 @@ class Ingest:
         # workers can never give two readings of one device the same receipt timestamp.
         self._stride = stamp_stride
         self._offset = stamp_offset
-        self._on_arm_pose = on_arm_pose
+        self._on_reading = on_reading
+        self._watch = watch
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -189,6 +196,7 @@ class Ingest:
             declared=declared is not None,
             prefix=series_prefix(kind.measurement if kind else "unregistered", tags),
             inspector=deque(maxlen=self._inspector_size),
+            watched=kind is ARM or self._watch(ref),
         )
         if kind is not None and kind.open_fields:
             state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
@@ -282,8 +290,8 @@ class Ingest:
             line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         else:
             line = encode_line(state.prefix, reading.fields, ts)
-            if state.kind is ARM and self._on_arm_pose is not None:
-                self._on_arm_pose(state.ref, reading.fields)
+        if state.watched and self._on_reading is not None:  # arms, and devices someone watches live
+            self._on_reading(state, reading.fields, ts)
         self._enqueue(now, entry.digest, state.ref.key, line, entry)
 
     # Outcomes --------------------------------------------------------------------------------------

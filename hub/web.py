@@ -5,6 +5,7 @@ Built by a factory that receives the hub; the only module that sees aiohttp's re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
+SOCKETS_KEY: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
 <body><h1>LabHub</h1><p>API:</p><ul>
@@ -49,6 +51,9 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_post("/api/devices/{cohort}/{learner}/{device}/commands", post_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/commands", list_commands)
     app.router.add_get("/api/commands/{id}", get_command)
+    app.router.add_get("/api/live", live)
+    app[SOCKETS_KEY] = set()
+    app.on_shutdown.append(_close_sockets)
     return app
 
 
@@ -166,6 +171,42 @@ async def list_commands(request: web.Request) -> web.Response:
             "commands": [r.as_json() for r in reversed(arm.recent)],
         }
     )
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """WebSocket: `?device=c/l/d` (repeatable) streams those devices' readings, presence and command events."""
+    try:
+        devices = frozenset(DeviceRef.parse(d) for d in request.query.getall("device", []))
+    except TopicError as err:
+        raise _error(web.HTTPBadRequest, str(err)) from None
+    if not devices or len(devices) > 100:
+        raise _error(web.HTTPBadRequest, "name 1 to 100 devices: /api/live?device=cohort/learner/device")
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    hub = request.app[HUB_KEY]
+    sockets = request.app[SOCKETS_KEY]
+    sockets.add(ws)
+    client = hub.watch(devices)
+
+    async def send() -> None:
+        while True:
+            await ws.send_json(await client.queue.get())
+
+    sender = asyncio.create_task(send())
+    try:
+        async for _ in ws:  # nothing to read from the app; this ends when it goes away
+            pass
+    finally:
+        sender.cancel()
+        hub.unwatch(client)
+        sockets.discard(ws)
+    return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS_KEY]
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"hub stopping")
 
 
 async def inspector(request: web.Request) -> web.Response:

@@ -179,3 +179,23 @@ async def test_mqtt_apps_request_and_get_results_on_topics(services: Services, l
         results.close()
         pub.close()
     assert lab.arm.pose["gripper"] == MEARM.gripper_closed
+
+
+async def test_the_live_websocket_streams_presence_pose_and_command_events(lab: Lab) -> None:
+    url = f"http://127.0.0.1:{lab.hub.http_port}/api/live"
+    async with lab.session.ws_connect(url, params={"device": lab.arm.ref.key}) as ws:
+        first = await ws.receive_json(timeout=5)
+        assert first["type"] == "presence" and first["online"] is True
+        _, record = await lab.post({"type": "move", "targets": {"base": 120}})
+        states, poses = [], []
+        while "done" not in states:
+            event = await ws.receive_json(timeout=5)
+            if event["type"] == "command" and event["command"]["id"] == record["id"]:
+                states.append(event["command"]["state"])
+            elif event["type"] == "reading":
+                poses.append(event["fields"]["base"])
+        assert states[-3:] == ["sent", "accepted", "done"]
+        assert poses and 90 <= min(poses) and max(poses) <= 120
+    status, _ = await lab.post({"type": "home"})
+    assert status == 202
+    assert not lab.hub.live.clients  # the closed socket was forgotten

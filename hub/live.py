@@ -1,0 +1,74 @@
+"""Live events for WebSocket clients: a device's readings, presence and command events.
+
+Each client has a small bounded queue: a slow phone never stalls the hub or the other clients; when its
+queue is full the oldest event is dropped (and counted), so it always catches up with the present.
+Only devices that someone watches cost anything on the ingest path (one flag check per reading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.topics import DeviceRef
+
+log = logging.getLogger(__name__)
+
+CLIENT_QUEUE = 256
+
+
+@dataclass(eq=False)
+class LiveClient:
+    devices: frozenset[DeviceRef]
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    dropped: int = 0
+
+    def push(self, event: dict[str, Any]) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()  # the oldest goes: a live view wants the present
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+
+class Live:
+    def __init__(self) -> None:
+        self.watchers: dict[DeviceRef, set[LiveClient]] = {}
+        self.clients: set[LiveClient] = set()
+        self.sent = 0
+
+    def add(self, devices: frozenset[DeviceRef]) -> LiveClient:
+        client = LiveClient(devices)
+        self.clients.add(client)
+        for ref in devices:
+            self.watchers.setdefault(ref, set()).add(client)
+        return client
+
+    def remove(self, client: LiveClient) -> None:
+        self.clients.discard(client)
+        for ref in client.devices:
+            watchers = self.watchers.get(ref)
+            if watchers is not None:
+                watchers.discard(client)
+                if not watchers:
+                    del self.watchers[ref]
+
+    def watched(self, ref: DeviceRef) -> bool:
+        return ref in self.watchers
+
+    def publish(self, ref: DeviceRef, event: dict[str, Any]) -> None:
+        for client in self.watchers.get(ref, ()):
+            client.push(event)
+            self.sent += 1
+
+    def reading(self, ref: DeviceRef, fields: Mapping[str, object], time_ns: int) -> None:
+        self.publish(ref, {"type": "reading", "device": ref.key, "time_ns": time_ns, "fields": dict(fields)})
+
+    def presence(self, ref: DeviceRef, summary: Mapping[str, object]) -> None:
+        self.publish(ref, {"type": "presence", "device": ref.key, "at_ns": time.time_ns(), **summary})
+
+    def command(self, ref: DeviceRef, record: Mapping[str, object]) -> None:
+        self.publish(ref, {"type": "command", "device": ref.key, "command": dict(record)})
