@@ -15,6 +15,7 @@ Fault modes reproduce what goes wrong with real boards: `slow_ack` (2 s late), `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -48,6 +49,7 @@ class ArmFirmware:
         self.current: str | None = None  # id of the move in progress
         self.received: list[dict[str, object]] = []  # every command as it arrived (tests read it)
         self.moving = False
+        self._wake = asyncio.Event()
         self.client = MqttClient(
             host,
             port,
@@ -96,6 +98,7 @@ class ArmFirmware:
         }
         self.current = command_id
         self._ack(Ack(command_id, "accepted"))
+        self._wake.set()
         if self.fault == "disconnect_mid_move":
             asyncio.get_running_loop().call_later(0.1, self.client.drop)
 
@@ -143,7 +146,15 @@ class ArmFirmware:
             await self.client.wait_connected(30)
             last_tick = last_telemetry = time.monotonic()
             while True:
-                await asyncio.sleep(TICK_S)
+                if self.moving or self.current is not None:
+                    await asyncio.sleep(TICK_S)
+                else:  # at rest: wake for the next command, or for the next at-rest telemetry
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), max(0.0, last_telemetry + REST_TELEMETRY_S - time.monotonic())
+                        )
+                    last_tick = time.monotonic() if not self.moving else last_tick
                 now = time.monotonic()
                 was_moving = self.moving
                 self.moving = self.step(now - last_tick)

@@ -103,6 +103,7 @@ class CommandRecord:
             "speed": self.speed,
             "expected_duration_s": round(self.duration_s, 3),
             "created_ns": self.created_ns,
+            "sent_ms": self.latency_ms(self.sent_ns),
             "accepted_ms": self.latency_ms(self.accepted_ns),
             "finished_ms": self.latency_ms(self.finished_ns),
             "pose": self.pose,

@@ -51,6 +51,7 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_post("/api/devices/{cohort}/{learner}/{device}/commands", post_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/commands", list_commands)
     app.router.add_get("/api/commands/{id}", get_command)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/arm", arm_profile)
     app.router.add_get("/api/live", live)
     app[SOCKETS_KEY] = set()
     app.on_shutdown.append(_close_sockets)
@@ -146,6 +147,33 @@ async def post_command(request: web.Request) -> web.Response:
         return web.json_response(err.record.as_json(), status=409)
     record = await relay.wait(record, _wait_s(request))
     return web.json_response(record.as_json(), status=200 if record.state in FINAL else 202)
+
+
+async def arm_profile(request: web.Request) -> web.Response:
+    """An arm's joints with their limits and top speeds, its poses and gripper, and its current pose."""
+    relay = request.app[HUB_KEY].relay
+    ref = _ref(request)
+    arm = relay.arms.get(ref)
+    if arm is None:
+        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    profile = arm.profile
+    return web.json_response(
+        {
+            "device": ref.key,
+            "profile": profile.name,
+            "description": profile.description,
+            "joints": {
+                j.name: {"min": j.minimum, "max": j.maximum, "max_speed": j.max_speed, "home": j.home}
+                for j in profile.joints.values()
+            },
+            "coupled": [{"joint": c.joint, "on": c.on, "points": [list(p) for p in c.points]} for c in profile.coupled],
+            "poses": {name: dict(pose) for name, pose in profile.poses.items()},
+            "gripper": {"joint": profile.gripper, "open": profile.gripper_open, "closed": profile.gripper_closed}
+            if profile.gripper
+            else None,
+            "pose": arm.pose,
+        }
+    )
 
 
 async def get_command(request: web.Request) -> web.Response:
