@@ -116,9 +116,7 @@ def main() -> int:
         accepted = [(t.accepted - t.posted) * 1000 for t in timings if t.accepted is not None]
         hub_accepted = [t.hub_accepted_ms for t in timings if t.hub_accepted_ms is not None]
         hub_sent = [t.hub_sent_ms for t in timings if t.hub_sent_ms is not None]
-        print(
-            "  request → published    p50 %.2f ms  p99 %.2f ms" % (percentile(hub_sent, 50), percentile(hub_sent, 99))
-        )
+        print(f"  request → published   p50 {percentile(hub_sent, 50):.2f} ms   p99 {percentile(hub_sent, 99):.2f} ms")
         done = [((t.finished - t.posted) - t.expected_s) * 1000 for t in timings if t.state == "done" and t.finished]
         states: dict[str, int] = {}
         for t in timings:
