@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from hub.commands import FINAL, OfflineError, command_error_json
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
+from hub.openapi import spec
 from hub.topics import DeviceRef, TopicError
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 <li><a href="/healthz">/healthz</a> — ok or degraded, with reasons</li>
 <li><a href="/api/stats">/api/stats</a> — counters</li>
 <li><a href="/metrics">/metrics</a> — the same, for Prometheus</li>
+<li><a href="/phone">/phone</a> — the phone control page for arms</li>
+<li><a href="/api/openapi.json">/api/openapi.json</a> — the API's OpenAPI description</li>
 <li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
 <li>/api/devices/&lt;cohort&gt;/&lt;learner&gt;/&lt;device&gt;/inspector — the last messages and their verdicts</li>
 </ul></body></html>"""
@@ -53,9 +57,22 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/commands/{id}", get_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/arm", arm_profile)
     app.router.add_get("/api/live", live)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/phone", phone)
     app[SOCKETS_KEY] = set()
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+async def phone(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "phone.html", headers={"Cache-Control": "no-cache"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(spec())
 
 
 async def index(request: web.Request) -> web.Response:

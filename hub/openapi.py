@@ -1,0 +1,134 @@
+"""The OpenAPI description of the hub's HTTP API, served at /api/openapi.json.
+
+A test checks it against the routes the app really has, both ways, so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEVICE = [
+    {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"},
+    }
+    for name in ("cohort", "learner", "device")
+]
+WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "long-poll: wait up to this many seconds (at most 30) for the command to finish",
+    "schema": {"type": "number", "minimum": 0, "maximum": 30},
+}
+JSON = {"application/json": {"schema": {"type": "object"}}}
+
+
+def _op(
+    summary: str,
+    params: list[dict[str, Any]] | None = None,
+    responses: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {
+            code: {"description": text, "content": JSON} for code, text in (responses or {"200": "OK"}).items()
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+COMMAND = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["move", "pose", "gripper", "home", "stop"]},
+        "targets": {"type": "object", "additionalProperties": {"type": "number"}, "description": "joint → degrees"},
+        "speed": {"type": "number", "exclusiveMinimum": 0, "description": "degrees per second"},
+        "name": {"type": "string", "description": "a pose of the arm's profile"},
+        "action": {"enum": ["open", "close", "angle"]},
+        "angle": {"type": "number"},
+        "idempotency_key": {"type": "string", "description": "or the Idempotency-Key header"},
+    },
+}
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "LabHub", "version": "0.1.0", "description": "The hub of an IoT maker lab."},
+        "paths": {
+            "/": {"get": _op("A short index page", responses={"200": "HTML"})},
+            "/healthz": {"get": _op("ok or degraded, with reasons", responses={"200": "ok", "503": "degraded"})},
+            "/metrics": {"get": _op("Prometheus metrics", responses={"200": "text exposition format"})},
+            "/api/openapi.json": {"get": _op("This description")},
+            "/api/stats": {"get": _op("Counters: received, stored, rejected, spool, writer, MQTT")},
+            "/api/devices": {
+                "get": _op(
+                    "Every known device",
+                    [{"name": "cohort", "in": "query", "required": False, "schema": {"type": "string"}}],
+                )
+            },
+            "/api/devices/{cohort}/{learner}/{device}": {
+                "get": _op("One device", DEVICE, {"200": "OK", "404": "unknown device"})
+            },
+            "/api/devices/{cohort}/{learner}/{device}/inspector": {
+                "get": _op("The last raw messages with their verdicts", DEVICE, {"200": "OK", "404": "unknown device"})
+            },
+            "/api/devices/{cohort}/{learner}/{device}/arm": {
+                "get": _op(
+                    "An arm's joints, limits, speeds, poses and current pose",
+                    DEVICE,
+                    {"200": "OK", "404": "not an arm"},
+                )
+            },
+            "/api/devices/{cohort}/{learner}/{device}/commands": {
+                "post": _op(
+                    "Send a command to an arm",
+                    [
+                        *DEVICE,
+                        WAIT,
+                        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+                    ],
+                    {
+                        "200": "finished (with wait)",
+                        "202": "queued or in progress",
+                        "404": "not an arm",
+                        "409": "the arm is offline: failed at once",
+                        "422": "unsafe or malformed: nothing was sent",
+                    },
+                    COMMAND,
+                ),
+                "get": _op("An arm's recent commands and its pose", DEVICE, {"200": "OK", "404": "not an arm"}),
+            },
+            "/api/commands/{id}": {
+                "get": _op(
+                    "One command",
+                    [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}, WAIT],
+                    {"200": "OK", "404": "unknown command"},
+                )
+            },
+            "/api/live": {
+                "get": _op(
+                    "WebSocket: readings, presence and command events of the named devices",
+                    [
+                        {
+                            "name": "device",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "explode": True,
+                        }
+                    ],
+                    {"101": "switching to WebSocket", "400": "no or bad device"},
+                )
+            },
+            "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},
+        },
+    }

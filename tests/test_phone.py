@@ -1,0 +1,74 @@
+"""The phone control page in a real headless Chromium (Debian's), and the OpenAPI description against the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from playwright.async_api import async_playwright
+
+from devices.arm import load_profiles
+from firmware_sim.arm import ArmFirmware
+from hub.app import Hub
+from hub.openapi import spec
+from hub.topics import DeviceRef
+from hub.web import make_app
+from tests.conftest import HubFactory, Services, lab_config, unique
+from tests.support import wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_the_openapi_description_matches_the_routes(services: Services) -> None:
+    app = make_app(Hub(lab_config(services)))
+    served = set()
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue  # aiohttp adds HEAD for every GET
+        served.add((route.resource.canonical, route.method.lower()))  # type: ignore[union-attr]
+    described = {(path, method) for path, item in spec()["paths"].items() for method in item}
+    assert served == described
+
+
+async def test_a_slider_on_the_phone_page_moves_the_simulated_arm(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (./lab installs it)"
+    ref = DeviceRef(unique("c"), "ana", "arm1")
+    hub = await start_hub(devices=((ref.key, "arm"),))
+    arm = ArmFirmware(ref, load_profiles()["mearm"], "127.0.0.1", services.mqtt_port)
+    task = asyncio.create_task(arm.run())
+    try:
+        await arm.client.wait_connected(10)
+        await wait_until(lambda: hub.ingest.devices[ref].online, what="the arm online")
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            await page.goto(f"http://127.0.0.1:{hub.http_port}/phone?device={ref.key}")
+            slider = page.locator('input[data-joint="base"]')
+            await slider.wait_for(timeout=10_000)
+            assert await slider.get_attribute("min") == "0" and await slider.get_attribute("max") == "180"
+            await slider.fill("40")
+            await page.locator("#log td.done").first.wait_for(timeout=10_000)
+            await page.wait_for_function(
+                "document.querySelector('[data-pose=\"base\"]').textContent === '40°'", timeout=10_000
+            )
+            await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            await page.click("#stop")
+            await page.locator("#log tr:first-child td.done").wait_for(timeout=10_000)
+            await browser.close()
+        assert arm.pose["base"] == 40
+        assert (tmp_path / "phone.png").stat().st_size > 10_000
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
