@@ -265,6 +265,9 @@ async def _run_lab(
             else:
                 sim = AirSensor(device.ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i)
             fleet.append(tg.create_task(sim.run(), name=f"sim-{device.ref.key}"))
+        arms = [d.ref for d in simulated if d.kind == "arm"]
+        if arms and worker == 0:  # a phone app drives the first arm now and then, as a learner would
+            fleet.append(tg.create_task(_demo_app(f"http://{cfg.hub.http_host}:{hub.http_port}", arms[0].key)))
         if worker == 0:
             _banner(cfg, hub.http_port, simulated, workers)
         await hub_task
@@ -272,6 +275,21 @@ async def _run_lab(
         for task in fleet + helpers:
             task.cancel()
     return exit_code
+
+
+async def _demo_app(base_url: str, device: str) -> None:
+    import aiohttp
+
+    from firmware_sim.app import PhoneApp
+
+    await asyncio.sleep(2.0)  # let the arm come online
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                await PhoneApp(base_url, device, rate_per_s=0.2, unsafe_share=0.1).run(session)
+            except (aiohttp.ClientError, OSError) as err:
+                log.warning("demo app: %s; starting again in 5 s", err)
+                await asyncio.sleep(5.0)
 
 
 def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], workers: int) -> None:
