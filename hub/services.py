@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -57,11 +58,30 @@ class Service:
             self.proc.wait()
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing uses now, that this process has not handed out before, below the ephemeral range.
+
+    Two things go wrong with the usual bind-to-port-0 trick: the kernel may return the same port to two
+    calls in a row (so two services of one test get one port), and an ephemeral port can be taken as the
+    local end of some client connection before the service binds it (or binds it again after a restart).
+    Ports 20000–32767 are below Linux's ephemeral range (32768–60999), so clients never take them.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise ServiceError("no free port found in 20000–32767")
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -120,9 +120,9 @@ def lab() -> Iterator[Lab]:
         f"[hub]\nhttp_port = {ports[3]}\n"
     )
     lab = Lab(state, ports[0], ports[1], ports[2], ports[3], config)
-    lab.start_mosquitto()
-    lab.start_influxd()
     try:
+        lab.start_mosquitto()
+        lab.start_influxd()
         yield lab
     finally:
         if lab.hub is not None and lab.hub.poll() is None:
