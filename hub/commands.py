@@ -268,7 +268,10 @@ class CommandRelay:
     def on_ack(self, ref: DeviceRef, ack: Ack) -> None:
         record = self.by_id.get(ack.command_id)
         if record is None or record.device != ref:
-            log.info("%s: acknowledgement for unknown command %s (%s)", ref.key, ack.command_id, ack.status)
+            # Every worker sees every acknowledgement; only the one that sent the command knows it.
+            log.debug(
+                "%s: acknowledgement for a command not sent from here: %s (%s)", ref.key, ack.command_id, ack.status
+            )
             return
         if record.state in FINAL:
             log.info("%s: late %s for command %s, already %s", ref.key, ack.status, record.id, record.state.value)

@@ -39,6 +39,7 @@ class Live:
         self.watchers: dict[DeviceRef, set[LiveClient]] = {}
         self.clients: set[LiveClient] = set()
         self.sent = 0
+        self.dropped_gone = 0  # events dropped for clients that have gone since
 
     def add(self, devices: frozenset[DeviceRef]) -> LiveClient:
         client = LiveClient(devices)
@@ -48,6 +49,8 @@ class Live:
         return client
 
     def remove(self, client: LiveClient) -> None:
+        if client in self.clients:
+            self.dropped_gone += client.dropped
         self.clients.discard(client)
         for ref in client.devices:
             watchers = self.watchers.get(ref)
@@ -55,6 +58,10 @@ class Live:
                 watchers.discard(client)
                 if not watchers:
                     del self.watchers[ref]
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_gone + sum(c.dropped for c in self.clients)
 
     def watched(self, ref: DeviceRef) -> bool:
         return ref in self.watchers

@@ -75,6 +75,26 @@ class HubCollector(Collector):
         yield counter("mqtt_connects", "Successful connections to the broker", hub.mqtt.connects)
         if hub.broker_dropped is not None:
             yield counter("broker_dropped_messages", "Messages the broker says it dropped ($SYS)", hub.broker_dropped)
+        finished = CounterMetricFamily("labhub_commands", "Arm commands finished, by final state", labels=["state"])
+        for state, count in sorted(hub.relay.counts.items()):
+            finished.add_metric([state], count)
+        yield finished
+        active = GaugeMetricFamily(
+            "labhub_commands_active", "Arm commands not finished yet, by state", labels=["state"]
+        )
+        states: dict[str, int] = {"queued": 0, "sent": 0, "accepted": 0}
+        for record in hub.relay.by_id.values():
+            if record.state.value in states:
+                states[record.state.value] += 1
+        for state, count in states.items():
+            active.add_metric([state], count)
+        yield active
+        yield gauge("websocket_clients", "Live views open (WebSocket clients)", len(hub.live.clients))
+        yield counter(
+            "websocket_events_dropped",
+            "Events dropped for slow WebSocket clients",
+            hub.live.dropped,
+        )
         yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
 
 

@@ -352,6 +352,7 @@ async def test_metrics_endpoint_exposes_counters_for_prometheus(services: Servic
     assert "labhub_readings_stored_total 1.0" in lines
     assert 'labhub_readings_rejected_total{reason="out_of_range"} 1.0' in lines
     assert "labhub_mqtt_connected 1.0" in lines and "labhub_healthy 1.0" in lines
+    assert "labhub_websocket_clients 0.0" in lines and 'labhub_commands_active{state="queued"} 0.0' in lines
 
 
 async def test_two_workers_share_the_load_without_colliding(services: Services, start_hub: HubFactory) -> None:
