@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--arms", type=int, default=50)
     ap.add_argument("--rate", type=float, default=20.0, help="commands per second, all apps together")
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--apps", type=int, help="how many arms the apps drive (default: all)")
     args = ap.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="labhub-armbench-"))
@@ -111,7 +112,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{http_port}"
         asyncio.run(wait_http(f"{base}/healthz", 30))
         time.sleep(2)  # the arms' first poses and presence reach the hub
-        apps = asyncio.run(drive(base, devices, args.rate, args.seconds))
+        apps = asyncio.run(drive(base, devices[: args.apps or args.arms], args.rate, args.seconds))
         timings = [t for app in apps for t in app.stats.timings.values()]
         accepted = [(t.accepted - t.posted) * 1000 for t in timings if t.accepted is not None]
         hub_accepted = [t.hub_accepted_ms for t in timings if t.hub_accepted_ms is not None]
