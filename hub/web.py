@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from devices.arm import CommandError
-from hub.commands import FINAL, OfflineError, command_error_json
+from hub.commands import FINAL, ArmState, OfflineError, command_error_json
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
@@ -109,11 +109,7 @@ def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
 
 
 def _state(request: web.Request) -> DeviceState:
-    info = request.match_info
-    try:
-        ref = DeviceRef.parse(f"{info['cohort']}/{info['learner']}/{info['device']}")
-    except TopicError as err:
-        raise _error(web.HTTPBadRequest, str(err)) from None
+    ref = _ref(request)
     state = request.app[HUB_KEY].ingest.devices.get(ref)
     if state is None:
         raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or declared")
@@ -142,13 +138,19 @@ def _ref(request: web.Request) -> DeviceRef:
         raise _error(web.HTTPBadRequest, str(err)) from None
 
 
+def _arm(request: web.Request) -> tuple[DeviceRef, ArmState]:
+    ref = _ref(request)
+    arm = request.app[HUB_KEY].relay.arms.get(ref)
+    if arm is None:
+        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    return ref, arm
+
+
 async def post_command(request: web.Request) -> web.Response:
     """Send a command to an arm: 202 with its record (200 once finished with ?wait=S), 422 if unsafe,
     409 if the device is offline, 404 if it is not an arm."""
     relay = request.app[HUB_KEY].relay
-    ref = _ref(request)
-    if ref not in relay.arms:
-        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    ref, _ = _arm(request)
     try:
         body = await request.json()
     except ValueError:
@@ -168,11 +170,7 @@ async def post_command(request: web.Request) -> web.Response:
 
 async def arm_profile(request: web.Request) -> web.Response:
     """An arm's joints with their limits and top speeds, its poses and gripper, and its current pose."""
-    relay = request.app[HUB_KEY].relay
-    ref = _ref(request)
-    arm = relay.arms.get(ref)
-    if arm is None:
-        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    ref, arm = _arm(request)
     profile = arm.profile
     return web.json_response(
         {
@@ -203,11 +201,7 @@ async def get_command(request: web.Request) -> web.Response:
 
 
 async def list_commands(request: web.Request) -> web.Response:
-    relay = request.app[HUB_KEY].relay
-    ref = _ref(request)
-    arm = relay.arms.get(ref)
-    if arm is None:
-        raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
+    ref, arm = _arm(request)
     return web.json_response(
         {
             "device": ref.key,
