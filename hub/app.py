@@ -202,8 +202,10 @@ class Hub:
         timeout_ns = int(self.cfg.hub.presence_timeout_s * 1e9)
         previous: dict[DeviceRef, int] = {}
         last = time.monotonic()
+        tick = 0
         while True:
             await asyncio.sleep(1.0)
+            tick += 1
             now, now_ns = time.monotonic(), time.time_ns()
             span = max(1e-3, now - last)
             last = now
@@ -217,7 +219,7 @@ class Hub:
                     if not present and state.online is not False:
                         log.info("%s: nothing heard for %.0f s", ref.key, self.cfg.hub.presence_timeout_s)
                     self.live.presence(ref, presence_of(state))
-                elif self.live.watched(ref):
+                elif tick % 5 == 0 and self.live.watched(ref):  # rates for live views, every 5 s
                     self.live.presence(ref, presence_of(state))
 
     def _command_message(self, msg: Message) -> None:
