@@ -58,6 +58,9 @@ class PhoneApp:
             listener = asyncio.create_task(self._listen(ws))
             self.ready.set()
             try:
+                # Apps are independent: each starts at its own moment, not all on the same tick (which would
+                # turn a steady rate into bursts of one command per app at once).
+                await asyncio.sleep(self.rng.uniform(0, 1 / self.rate))
                 started = time.monotonic()
                 n = 0
                 while duration_s is None or time.monotonic() - started < duration_s:
