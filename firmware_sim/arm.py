@@ -162,8 +162,9 @@ class ArmFirmware:
                 if not self.moving and self.current is not None:  # arrived (or had nothing to do)
                     self._ack(Ack(self.current, "done", pose=dict(self.pose)))
                     self.current = None
-                every = MOVING_TELEMETRY_S if self.moving or was_moving else REST_TELEMETRY_S
-                if now - last_telemetry >= every and self.client.connected.is_set():
+                every = MOVING_TELEMETRY_S if self.moving else REST_TELEMETRY_S
+                arrived = was_moving and not self.moving  # the final pose goes out at once
+                if (arrived or now - last_telemetry >= every) and self.client.connected.is_set():
                     self._telemetry()
                     last_telemetry = now
         finally:
