@@ -99,11 +99,3 @@ GENERIC = _kind(
 ARM = _kind("arm", "Robotic arm: joint angles in degrees, as commanded", [], open_fields=True)
 
 KINDS: Mapping[str, DeviceKind] = MappingProxyType({k.name: k for k in (AIR_QUALITY, GENERIC, ARM)})
-
-
-def get_kind(name: str) -> DeviceKind:
-    """The kind called `name`; KeyError names the known kinds."""
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise KeyError(f"unknown device kind {name!r} (known: {', '.join(sorted(KINDS))})") from None

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
-from hub.commands import CommandRecord, CommandRelay, OfflineError
+from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, LabConfig
 from hub.ingest import DeviceState, Ingest, InspectorEntry
 from hub.live import Live, LiveClient
@@ -37,7 +37,6 @@ from hub.validate import FieldValue
 log = logging.getLogger(__name__)
 
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
-AUDIT_KEY = "cmd:"  # spool records of the `commands` audit trail, not device readings
 MAX_PENDING_COMMIT = 200_000
 COMMIT_EVERY_S = 0.002  # records waiting for an fsync before intake pauses (a stalled disk)
 

@@ -51,6 +51,7 @@ ACK_TIMEOUT_S = 2.0  # a board on classroom Wi-Fi answers in well under a second
 DONE_MARGIN_S = 3.0  # on top of the move's own duration at the commanded speed
 RECENT_PER_DEVICE = 50
 IDEMPOTENCY_KEYS = 10_000
+AUDIT_KEY = "cmd:"  # spool records of the `commands` audit trail carry this before the device key
 
 
 class State(StrEnum):

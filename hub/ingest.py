@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from devices.kinds import ARM, KINDS, DeviceKind, FieldType
+from hub.commands import AUDIT_KEY
 from hub.config import DeviceConfig
 from hub.decode import decode_payload
 from hub.lineproto import encode_floats, encode_line, series_prefix
@@ -82,7 +83,6 @@ class DeviceState:
     last_stamp_ns: int = 0
     last_device_ts: int | None = None
     online: bool | None = None
-    status_ns: int = 0
     last_seen_ns: int = 0
     error_tokens: float = ERROR_BURST
     error_refill_ns: int = 0
@@ -298,17 +298,17 @@ class Ingest:
 
     def on_stored(self, records: list[Record[InspectorEntry]]) -> None:
         """The writer stored these points (replayed ones have no inspector entry, only a device key)."""
-        self.totals.stored += len(records)
         for record in records:
             entry = record.owner
             if entry is None:
-                if record.key.startswith("cmd:"):  # the commands audit trail, not a reading
-                    self.totals.stored -= 1
+                if record.key.startswith(AUDIT_KEY):  # the commands audit trail, not a reading
                     continue
+                self.totals.stored += 1
                 state = self._state_for(record.key)
                 if state is not None:
                     state.stored += 1
                 continue
+            self.totals.stored += 1
             entry.device.stored += 1
             entry.pending -= 1
             if entry.pending <= 0 and entry.verdict in ("queued", "spooled"):
@@ -413,7 +413,6 @@ class Ingest:
         if online is not None and online != state.online:
             log.info("%s is %s", state.ref.key, "online" if online else "offline")
         state.online = online
-        state.status_ns = now
 
     # Views -----------------------------------------------------------------------------------------
 

@@ -38,7 +38,6 @@ class Live:
     def __init__(self) -> None:
         self.watchers: dict[DeviceRef, set[LiveClient]] = {}
         self.clients: set[LiveClient] = set()
-        self.sent = 0
         self.dropped_gone = 0  # events dropped for clients that have gone since
 
     def add(self, devices: frozenset[DeviceRef]) -> LiveClient:
@@ -69,7 +68,6 @@ class Live:
     def publish(self, ref: DeviceRef, event: dict[str, Any]) -> None:
         for client in self.watchers.get(ref, ()):
             client.push(event)
-            self.sent += 1
 
     def reading(self, ref: DeviceRef, fields: Mapping[str, object], time_ns: int) -> None:
         self.publish(ref, {"type": "reading", "device": ref.key, "time_ns": time_ns, "fields": dict(fields)})

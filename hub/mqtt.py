@@ -294,12 +294,6 @@ class MqttClient:
         if qos:
             self._client.ack(mid, qos)
 
-    async def subscribe(self, topic: str, qos: int = 1) -> None:
-        """Add a subscription now and on every later connect."""
-        self._subscriptions.append((topic, qos))
-        if self.connected.is_set():
-            self._client.subscribe(self._subscription_list([(topic, qos)]))
-
     def _subscription_list(self, subs: list[tuple[str, int]]) -> list[tuple[str, Any]]:
         if self._v5:
             return [(t, SubscribeOptions(qos=q)) for t, q in subs]

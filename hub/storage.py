@@ -93,7 +93,6 @@ class WriterStats:
     retries: int = 0
     rejected: int = 0
     last_batch: int = 0
-    last_write_ms: float = 0.0
     max_write_ms: float = 0.0
     last_error: str = ""
     failing_since: float | None = None
@@ -189,7 +188,6 @@ class Writer(Generic[T]):
             stats.batches += 1
             stats.points += len(lines)
             stats.last_batch = len(lines)
-            stats.last_write_ms = elapsed
             stats.max_write_ms = max(stats.max_write_ms, elapsed)
             stats.write_ms.append(elapsed)
             if len(stats.write_ms) > 512:
