@@ -100,7 +100,9 @@ class AirSensor:
         fault: str | None = None,
         seed: int = 0,
         readings: int | None = None,
+        password: str | None = None,
     ) -> None:
+        """`password`: the device's broker account (username = its id); None connects anonymously."""
         self.ref = ref
         self.period_s = period_s / 100 if fault == "flood" else period_s
         self.fault = fault
@@ -113,6 +115,8 @@ class AirSensor:
             f"sim-{ref.cohort}-{ref.learner}-{ref.device}",
             will=Will(ref.topic("status"), b"offline"),
             on_connect=self._on_connect,
+            username=ref.key if password else None,
+            password=password,
         )
         self.done = asyncio.Event()
 

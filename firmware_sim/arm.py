@@ -35,8 +35,16 @@ REST_TELEMETRY_S = 1.0
 
 class ArmFirmware:
     def __init__(
-        self, ref: DeviceRef, profile: ArmProfile, host: str, port: int, fault: str | None = None, seed: int = 0
+        self,
+        ref: DeviceRef,
+        profile: ArmProfile,
+        host: str,
+        port: int,
+        fault: str | None = None,
+        seed: int = 0,
+        password: str | None = None,
     ) -> None:
+        """`password`: the device's broker account (username = its id); None connects anonymously."""
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault mode {fault!r} (known: {', '.join(FAULTS)})")
         self.ref = ref
@@ -58,6 +66,8 @@ class ArmFirmware:
             subscriptions=[(ref.topic("commands"), 1)],
             will=Will(ref.topic("status"), b"offline"),
             on_connect=self._on_connect,
+            username=ref.key if password else None,
+            password=password,
         )
 
     def _on_connect(self) -> None:

@@ -23,11 +23,15 @@ from aiohttp import web
 
 from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
+from hub.accounts import Accounts
 from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError
-from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, LabConfig
+from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig
+from hub.credentials import read_secret, save_credentials
+from hub.dynsec import DynsecError
 from hub.ingest import DeviceState, Ingest, InspectorEntry
 from hub.live import Live, LiveClient
 from hub.mqtt import Message, MqttClient
+from hub.registry import Registry, Token
 from hub.services import ServiceError
 from hub.spool import Spool
 from hub.storage import InfluxV1, StorageError, Writer, make_backend
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
 MAX_PENDING_COMMIT = 200_000
+REGISTRY_POLL_S = 0.5  # how soon a registry change (a CLI command) reaches the hub
 COMMIT_EVERY_S = 0.002  # records waiting for an fsync before intake pauses (a stalled disk)
 
 
@@ -111,6 +116,11 @@ class Hub:
             on_reading=self._on_reading,
             watch=lambda ref: self.live.watched(ref),
         )
+        self.registry = Registry(cfg.registry_path)
+        self.accounts = Accounts.for_lab(cfg, self.registry)
+        self.tokens: dict[str, Token] = {}  # SHA-256 of a token → who it speaks for
+        self._registry_version: tuple[int, int] | None = None
+        password = read_secret(cfg.secret_file(cfg.mqtt.password_file, "mqtt-hub")) if cfg.mqtt.username else None
         self.mqtt = MqttClient(
             cfg.mqtt.host,
             cfg.mqtt.port,
@@ -121,6 +131,8 @@ class Hub:
             keepalive=cfg.mqtt.keepalive,
             persistent=True,
             manual_ack=True,
+            username=cfg.mqtt.username if password else None,
+            password=password,
         )
         self.relay = CommandRelay(
             {d.ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for d in cfg.devices if d.kind == "arm"},
@@ -339,10 +351,49 @@ class Hub:
         if not self._commit_paused:
             self.mqtt.resume_reading()
 
+    # Registry ----------------------------------------------------------------------------------------
+
+    async def _import_config(self) -> None:
+        """The config's declared devices join the registry, each with its own broker account; new passwords
+        go to the state dir's credentials file (its path is logged, never a password)."""
+        if self.worker != 0:
+            return  # worker 0 imports; the others follow the registry
+        try:
+            made = await self.accounts.import_config(self.cfg.devices)
+        except DynsecError as err:
+            log.warning("declared devices not synced to the broker's accounts: %s", err)
+            return
+        if made:
+            path = save_credentials(self.cfg.state_dir, {c.username: c.password for c in made})
+            log.info("%d declared devices got broker accounts; their passwords are in %s", len(made), path)
+
+    def apply_registry(self) -> None:
+        """Kinds, arms and API tokens as the registry has them now (called whenever it changes)."""
+        version = self.registry.version()
+        if version == self._registry_version:
+            return
+        self._registry_version = version
+        declared = {d.ref: d for d in self.cfg.devices}
+        for record in self.registry.devices():
+            declared[record.ref] = DeviceConfig(record.ref, record.kind, False, record.profile)
+        self.ingest.declare(declared.values())
+        self.relay.set_arms(
+            {ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for ref, d in declared.items() if d.kind == "arm"}
+        )
+        self.tokens = dict(self.registry.active_tokens())
+
+    async def _registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_POLL_S)
+            self.apply_registry()
+
     async def run(self) -> None:
         from hub.web import make_app
 
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.registry.close)
+            await self._import_config()
+            self.apply_registry()
             self.spool.open()
             stack.callback(self.spool.close)
             await self.backend.start()
@@ -370,6 +421,7 @@ class Hub:
                     tg.create_task(self.writer.run(), name="writer"),
                     tg.create_task(self._report_loop(), name="report"),
                     tg.create_task(self._presence_loop(), name="presence"),
+                    tg.create_task(self._registry_loop(), name="registry"),
                 ]
                 try:
                     await self.mqtt.wait_connected(30)

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from hub.config import (
@@ -21,8 +22,14 @@ from hub.config import (
     LabConfig,
     load_config,
 )
+from hub.credentials import CREDENTIALS_FILE, load_credentials, read_secret, secret_path
+from hub.dynsec import DynsecError
+from hub.registry import Registry, RegistryError
 from hub.services import Service, ServiceError, start_influxd, start_mosquitto
 from hub.topics import DeviceRef
+
+if TYPE_CHECKING:
+    from hub.accounts import Accounts
 
 log = logging.getLogger("labhub")
 
@@ -36,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except* (ConfigError, ServiceError) as group:
+    except* (ConfigError, ServiceError, RegistryError, DynsecError) as group:
         for err in group.exceptions:
             log.error("%s", err)
         code = 2
@@ -60,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
         p.add_argument("--influx-port", type=int, help="InfluxDB HTTP port (default 8086)")
         p.add_argument("--http-port", type=int, help="hub HTTP API port (default 8080)")
-        p.add_argument("--closed", action="store_true", help="refuse devices not declared in the config")
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--open", action="store_true", help="classroom open mode: anonymous MQTT clients allowed")
+        mode.add_argument("--closed", action="store_true", help="only registered accounts (the default)")
 
     up = sub.add_parser("up", help="run a whole lab: broker, database, hub and a simulated fleet")
     lab_options(up)
@@ -75,6 +84,72 @@ def _parser() -> argparse.ArgumentParser:
     hub.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
     hub.add_argument("--workers", type=int, default=1, help="how many workers share the load")
     hub.set_defaults(func=cmd_hub)
+
+    device = sub.add_parser("device", help="the registry's devices and their broker accounts")
+    device_sub = device.add_subparsers(required=True, metavar="ACTION")
+    add = device_sub.add_parser("add", help="register a device; prints its broker password once")
+    lab_options(add)
+    add.add_argument("id", help="cohort/learner/device")
+    add.add_argument("--kind", default="generic", help="air_quality, arm or generic (default)")
+    add.add_argument("--profile", help="arms: a profile from config/arms (default mearm)")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=cmd_registry, action="device_add")
+    listing = device_sub.add_parser("list", help="registered devices")
+    lab_options(listing)
+    listing.add_argument("--cohort")
+    listing.set_defaults(func=cmd_registry, action="device_list")
+    for name, text in (
+        ("disable", "cut a device off the broker at once"),
+        ("enable", "let a disabled device connect again"),
+        ("rotate", "a new password (printed once); the old one stops working"),
+        ("remove", "forget a device and delete its account (its data stays in InfluxDB)"),
+    ):
+        p = device_sub.add_parser(name, help=text)
+        lab_options(p)
+        p.add_argument("id", help="cohort/learner/device")
+        p.set_defaults(func=cmd_registry, action=f"device_{name}")
+
+    learner = sub.add_parser("learner", help="learners and their own MQTT accounts (for MQTT phone apps)")
+    learner_sub = learner.add_subparsers(required=True, metavar="ACTION")
+    for name, text in (
+        ("add", "give a learner an MQTT account; prints its password once"),
+        ("disable", "cut off a learner's account and all their devices"),
+        ("enable", "let a learner and their devices connect again"),
+        ("rotate", "a new password for the learner's account (printed once)"),
+        ("remove", "forget a learner, their devices and their accounts"),
+    ):
+        p = learner_sub.add_parser(name, help=text)
+        lab_options(p)
+        p.add_argument("id", help="cohort/learner")
+        p.set_defaults(func=cmd_registry, action=f"learner_{name}")
+    listing = learner_sub.add_parser("list", help="registered learners")
+    lab_options(listing)
+    listing.add_argument("--cohort")
+    listing.set_defaults(func=cmd_registry, action="learner_list")
+
+    cohort = sub.add_parser("cohort", help="whole cohorts")
+    cohort_sub = cohort.add_subparsers(required=True, metavar="ACTION")
+    imp = cohort_sub.add_parser("import", help="import a CSV: cohort,learner[,device,kind,profile,description]")
+    lab_options(imp)
+    imp.add_argument("csv", type=Path)
+    imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
+    imp.set_defaults(func=cmd_registry, action="cohort_import")
+
+    token = sub.add_parser("token", help="API tokens (trainer, learner, viewer)")
+    token_sub = token.add_subparsers(required=True, metavar="ACTION")
+    tadd = token_sub.add_parser("add", help="a new token; prints it once")
+    lab_options(tadd)
+    tadd.add_argument("--role", required=True, choices=("trainer", "learner", "viewer"))
+    tadd.add_argument("--scope", required=True, help="trainer/viewer: a cohort or '*'; learner: cohort/learner")
+    tadd.add_argument("--label", default="")
+    tadd.set_defaults(func=cmd_registry, action="token_add")
+    tlist = token_sub.add_parser("list", help="tokens (never their secrets)")
+    lab_options(tlist)
+    tlist.set_defaults(func=cmd_registry, action="token_list")
+    trev = token_sub.add_parser("revoke", help="revoke a token by its id")
+    lab_options(trev)
+    trev.add_argument("id")
+    trev.set_defaults(func=cmd_registry, action="token_revoke")
 
     sim = sub.add_parser("sim", help="simulated device firmware")
     sim_sub = sim.add_subparsers(required=True, metavar="DEVICE")
@@ -121,8 +196,8 @@ def _configure(args: argparse.Namespace) -> LabConfig:
         cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, url=url.geturl()))
     if args.http_port is not None:
         cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, http_port=args.http_port))
-    if args.closed:
-        cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, open_mode=False))
+    if args.closed or args.open:
+        cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, open_mode=bool(args.open)))
     return cfg
 
 
@@ -138,7 +213,7 @@ def start_services(cfg: LabConfig) -> list[Service]:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         if cfg.mqtt.launch:
-            services.append(start_mosquitto(cfg.state_dir, cfg.mqtt.host, cfg.mqtt.port))
+            services.append(start_mosquitto(cfg.state_dir, cfg.mqtt.host, cfg.mqtt.port, open_mode=cfg.hub.open_mode))
         if cfg.influx.launch and cfg.influx.backend == "v1":
             url = urlparse(cfg.influx.url)
             services.append(
@@ -158,12 +233,41 @@ def cmd_up(args: argparse.Namespace) -> int:
     simulated = [] if args.no_sim else [d for d in cfg.devices if d.simulate]
     services = start_services(cfg)
     try:
+        _lab_tokens(cfg, simulated)
         workers = [_worker_argv(args, cfg, i, extra) for i in range(1, max(1, args.workers))]
         return asyncio.run(_run_lab(cfg, services, simulated, workers, args.workers))
     finally:
         for service in reversed(services):
             service.stop()
         log.info("lab stopped")
+
+
+TRAINER_TOKEN = "api-trainer"  # in <state_dir>/secrets: the lab's all-cohort trainer token
+DEMO_APP_TOKEN = "api-demo-app"  # the demo phone app's learner token
+
+
+def _lab_tokens(cfg: LabConfig, simulated: list[DeviceConfig]) -> None:
+    """`labhub up` keeps an all-cohort trainer token (and one for the demo phone app) in its state dir, made
+    once and reused while they are valid; only their digests are in the registry."""
+    from hub.credentials import write_secret
+    from hub.registry import token_digest
+
+    registry = Registry(cfg.registry_path)
+    try:
+        wanted = [(TRAINER_TOKEN, "trainer", "*", "labhub up: the lab's trainer")]
+        arms = [d.ref for d in simulated if d.kind == "arm"]
+        if arms:
+            wanted.append((DEMO_APP_TOKEN, "learner", f"{arms[0].cohort}/{arms[0].learner}", "labhub up: demo app"))
+        for name, role, scope, label in wanted:
+            path = secret_path(cfg.state_dir, name)
+            secret = read_secret(path)
+            token = registry.token_for(token_digest(secret)) if secret else None
+            if token is None or token.scope != scope:
+                _, secret = registry.add_token(role, scope, label)
+                write_secret(path, secret)
+                log.info("new %s token for %s in %s", role, scope, path)
+    finally:
+        registry.close()
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
@@ -195,7 +299,7 @@ def _worker_argv(args: argparse.Namespace, cfg: LabConfig, worker: int, sim_coun
         "--workers",
         str(args.workers),
     ]
-    return argv + (["--closed"] if args.closed else [])
+    return argv + (["--open"] if cfg.hub.open_mode else ["--closed"])
 
 
 async def _supervise(argv: list[str], name: str) -> None:
@@ -256,18 +360,27 @@ async def _run_lab(
         watcher = tg.create_task(watch_services(), name="services")
         helpers = [tg.create_task(_supervise(argv, f"worker {i + 1}")) for i, argv in enumerate(extra_workers)]
         await hub.ready.wait()
+        credentials = load_credentials(cfg.state_dir)
+        missing = [d.ref.key for d in simulated if d.ref.key not in credentials]
+        if missing and not cfg.hub.open_mode:
+            log.warning(
+                "no password on file for %s: rotate with `labhub device rotate ID` to simulate them", ", ".join(missing)
+            )
         fleet = []
         for i, device in enumerate(simulated):
             sim: AirSensor | ArmFirmware
+            password = credentials.get(device.ref.key)
             if device.kind == "arm":
                 profile = ARM_PROFILES[device.profile or DEFAULT_ARM_PROFILE]
-                sim = ArmFirmware(device.ref, profile, cfg.mqtt.host, cfg.mqtt.port, seed=i)
+                sim = ArmFirmware(device.ref, profile, cfg.mqtt.host, cfg.mqtt.port, seed=i, password=password)
             else:
-                sim = AirSensor(device.ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i)
+                sim = AirSensor(device.ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i, password=password)
             fleet.append(tg.create_task(sim.run(), name=f"sim-{device.ref.key}"))
         arms = [d.ref for d in simulated if d.kind == "arm"]
         if arms and worker == 0:  # a phone app drives the first arm now and then, as a learner would
-            fleet.append(tg.create_task(_demo_app(f"http://{cfg.hub.http_host}:{hub.http_port}", arms[0].key)))
+            token = read_secret(secret_path(cfg.state_dir, DEMO_APP_TOKEN)) or ""
+            url = f"http://{cfg.hub.http_host}:{hub.http_port}"
+            fleet.append(tg.create_task(_demo_app(url, arms[0].key, token)))
         if worker == 0:
             _banner(cfg, hub.http_port, simulated, workers)
         await hub_task
@@ -277,13 +390,13 @@ async def _run_lab(
     return exit_code
 
 
-async def _demo_app(base_url: str, device: str) -> None:
+async def _demo_app(base_url: str, device: str, token: str) -> None:
     import aiohttp
 
     from firmware_sim.app import PhoneApp
 
     await asyncio.sleep(2.0)  # let the arm come online
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
         while True:
             try:
                 await PhoneApp(base_url, device, rate_per_s=0.2, unsafe_share=0.1).run(session)
@@ -293,34 +406,123 @@ async def _demo_app(base_url: str, device: str) -> None:
 
 
 def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], workers: int) -> None:
+    """What runs where, the declared devices' broker accounts, and commands to try (stdout, not the log)."""
     example = next((d.ref for d in cfg.devices if d.kind == "air_quality"), DeviceRef("demo", "ana", "aq1"))
     arms = [d.ref for d in simulated if d.kind == "arm"]
     air = sum(1 for d in simulated if d.kind == "air_quality")
+    credentials = load_credentials(cfg.state_dir)
+    declared = [d.ref.key for d in cfg.devices if d.ref.key in credentials and d.ref.cohort != "sim"]
+    login = f"-u {example.key} -P '{credentials[example.key]}' " if example.key in credentials else ""
+    token_file = secret_path(cfg.state_dir, TRAINER_TOKEN)
+    api = f"http://{cfg.hub.http_host}:{http_port}"
+    mode = (
+        "open (classroom): anonymous clients allowed, unknown devices stored as generic"
+        if cfg.hub.open_mode
+        else "closed: every device and app uses its own account"
+    )
     lines = [
         "",
         "LabHub is up",
-        f"  MQTT broker    {cfg.mqtt.host}:{cfg.mqtt.port}",
+        f"  MQTT broker    {cfg.mqtt.host}:{cfg.mqtt.port}  ({mode})",
         f"  InfluxDB       {cfg.influx.url}  (database '{cfg.influx.database}')",
-        f"  hub API        http://{cfg.hub.http_host}:{http_port}/  (health: /healthz, devices: /api/devices)",
+        f"  hub API        {api}/  (health: /healthz; API token for trainers in {token_file})",
         f"  simulated      {air} air-quality sensors, {len(arms)} arm{'s' if len(arms) != 1 else ''}",
         f"  hub workers    {workers}"
         + (f" (APIs on ports {http_port}…{http_port + workers - 1})" if workers > 1 else ""),
-        f"  mode           {'open: unknown devices are accepted as generic' if cfg.hub.open_mode else 'closed'}",
+        f"  accounts       declared devices' MQTT passwords in {cfg.state_dir / CREDENTIALS_FILE}:",
+        *(f"                 {key:24} {credentials[key]}" for key in declared),
         "  try:",
-        f"    mosquitto_sub -p {cfg.mqtt.port} -t 'lab/{example.cohort}/{example.learner}/{example.device}/errors' &",
-        f"    mosquitto_pub -p {cfg.mqtt.port} -t '{example.topic('telemetry')}' -m '{{\"pm25\": \"twelve\"}}'",
+        f"    mosquitto_sub -p {cfg.mqtt.port} {login}-t '{example.topic('errors')}' &",
+        f"    mosquitto_pub -p {cfg.mqtt.port} {login}-t '{example.topic('telemetry')}' -m '{{\"pm25\": \"twelve\"}}'",
+        f'    curl -s -H "Authorization: Bearer $(cat {token_file})" {api}/api/devices',
         *(
             [
-                f"    curl -s -X POST http://{cfg.hub.http_host}:{http_port}/api/devices/{arms[0].key}/commands?wait=5 "
+                f'    curl -s -H "Authorization: Bearer $(cat {token_file})" -X POST '
+                f"{api}/api/devices/{arms[0].key}/commands?wait=5 "
                 '-d \'{"type": "move", "targets": {"base": 45}}\''
             ]
             if arms
             else []
         ),
+        f"    open {api}/phone and paste the token",
         "  Ctrl-C stops everything.",
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """`labhub device|learner|cohort|token …`: change the registry and the broker's accounts together.
+    Passwords and tokens go to stdout once; logs never carry them."""
+    from hub.accounts import Accounts
+    from hub.registry import parse_csv
+
+    cfg = _configure(args)
+    registry = Registry(cfg.registry_path)
+    accounts = Accounts.for_lab(cfg, registry)
+    action: str = args.action
+    try:
+        if action == "device_list":
+            for d in registry.devices(args.cohort):
+                state = "enabled" if d.enabled else "DISABLED"
+                print(f"{d.ref.key:40} {d.kind:12} {d.profile or '':8} {state:8} {d.description}")
+        elif action == "learner_list":
+            for learner in registry.learners(args.cohort):
+                account = "mqtt account" if learner.has_account else "no mqtt account"
+                print(f"{learner.key:30} {'enabled' if learner.enabled else 'DISABLED':8} {account}")
+        elif action == "token_list":
+            for t in registry.tokens():
+                print(f"{t.id}  {t.role:8} {t.scope:24} {'REVOKED' if t.revoked else 'active':8} {t.label}")
+        elif action == "token_add":
+            token, secret = registry.add_token(args.role, args.scope, args.label)
+            print(f"token {token.id} ({token.role}, {token.scope}) — shown once, keep it safe:\n{secret}")
+        elif action == "token_revoke":
+            registry.revoke_token(args.id)
+            print(f"token {args.id} revoked")
+        elif action == "cohort_import":
+            try:
+                text = args.csv.read_text(encoding="utf-8-sig")
+            except OSError as err:
+                raise RegistryError(f"{args.csv}: cannot read: {err.strerror}") from None
+            lines = parse_csv(text, frozenset(ARM_PROFILES))
+            made = asyncio.run(accounts.import_lines(lines, learner_accounts=not args.no_learner_accounts))
+            print(f"{len(lines)} lines read, {len(made)} new accounts (passwords shown once):")
+            print("username,password")
+            for c in made:
+                print(f"{c.username},{c.password}")
+        else:
+            print(asyncio.run(_registry_change(accounts, action, args)))
+    finally:
+        registry.close()
+    return 0
+
+
+async def _registry_change(accounts: Accounts, action: str, args: argparse.Namespace) -> str:
+    key: str = args.id
+    if action == "device_add":
+        c = await accounts.add_device(key, args.kind, args.profile, args.description)
+        return f"device {key} registered. Its broker account (shown once):\n  username: {c.username}\n  password: {c.password}"
+    if action in ("device_rotate", "learner_rotate", "learner_add"):
+        call = {
+            "device_rotate": accounts.rotate_device,
+            "learner_rotate": accounts.rotate_learner,
+            "learner_add": accounts.add_learner,
+        }[action]
+        c = await call(key)
+        return f"{key}: broker account (shown once):\n  username: {c.username}\n  password: {c.password}"
+    if action in ("device_disable", "device_enable"):
+        await accounts.set_device_enabled(key, action == "device_enable")
+        return f"device {key} {'enabled' if action == 'device_enable' else 'disabled and disconnected'}"
+    if action in ("learner_disable", "learner_enable"):
+        await accounts.set_learner_enabled(key, action == "learner_enable")
+        return f"learner {key} and their devices {'enabled' if action == 'learner_enable' else 'disabled'}"
+    if action == "device_remove":
+        await accounts.remove_device(key)
+        return f"device {key} removed"
+    if action == "learner_remove":
+        await accounts.remove_learner(key)
+        return f"learner {key} removed, with their devices"
+    raise RegistryError(f"unknown action {action}")
 
 
 def cmd_sim_air(args: argparse.Namespace) -> int:

@@ -154,6 +154,18 @@ class CommandRelay:
         self.counts: dict[str, int] = {s.value: 0 for s in State}
         self.listeners: list[Callable[[CommandRecord], None]] = []
 
+    def set_arms(self, profiles: Mapping[DeviceRef, ArmProfile]) -> None:
+        """The registry changed: new arms can be commanded at once; an arm with a new profile, or removed,
+        changes once it has nothing queued."""
+        for ref, profile in profiles.items():
+            arm = self.arms.get(ref)
+            if arm is None:
+                self.arms[ref] = ArmState(ref, profile, profile.home_pose())
+            elif arm.profile is not profile and not arm.queue and arm.active is None:
+                self.arms[ref] = ArmState(ref, profile, profile.home_pose())
+        for ref in [r for r, arm in self.arms.items() if r not in profiles and not arm.queue and arm.active is None]:
+            del self.arms[ref]
+
     # Submitting --------------------------------------------------------------------------------
 
     def submit(

@@ -35,6 +35,9 @@ class MqttConfig:
     launch: bool = True
     client_id: str = "labhub-hub"
     keepalive: int = 60
+    username: str = "labhub-hub"  # the hub's own broker account ("" to connect anonymously)
+    password_file: str = ""  # default: <state_dir>/secrets/mqtt-hub (created by `labhub up`)
+    admin_password_file: str = ""  # the broker's security admin; default: <state_dir>/secrets/mqtt-admin
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +51,15 @@ class InfluxConfig:
     bucket: str = ""  # v2
     token: str = ""  # v2
     timeout_s: float = 10.0
+    username: str = ""  # v1 with auth: the hub's own user (`labhub up` makes one: labhub_hub)
+    password_file: str = ""  # v1 with auth: default <state_dir>/secrets/influx-hub
 
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    open_mode: bool = True  # unknown devices are registered as `generic` instead of refused
+    open_mode: bool = False  # classroom mode: anonymous MQTT clients allowed, unknown devices stored as `generic`
     max_payload_bytes: int = 16384
     batch_max_points: int = 5000
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
@@ -63,6 +68,9 @@ class HubConfig:
     presence_timeout_s: float = 30.0  # a device silent for this long is shown as absent
     commands_per_second: float = 20.0  # per arm: slider moves beyond this are coalesced (latest wins)
     inspector_size: int = 50
+    registry: str = ""  # the registry's SQLite file; default <state_dir>/registry.sqlite3
+    allowed_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser (CORS)
+    api_requests_per_second: float = 20.0  # per token, with a burst of twice that; beyond: 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,13 @@ class LabConfig:
 
     def language(self, cohort: str) -> str:
         return self.languages.get(cohort, "en")
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self.hub.registry) if self.hub.registry else self.state_dir / "registry.sqlite3"
+
+    def secret_file(self, configured: str, name: str) -> Path:
+        return Path(configured) if configured else self.state_dir / "secrets" / name
 
 
 def default_state_dir() -> Path:
@@ -170,6 +185,10 @@ def _section(cls: Any, data: Mapping[str, Any], name: str, where: str) -> Any:
         if not hasattr(defaults, key):
             raise ConfigError(f"{where}: {name}.{key}: unknown key (known: {', '.join(cls.__slots__)})")
         expected = type(getattr(defaults, key))
+        if expected is tuple:
+            items = _typed(value, list, where, f"{name}.{key}")
+            kwargs[key] = tuple(_typed(item, str, where, f"{name}.{key}[]") for item in items)
+            continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         kwargs[key] = _typed(value, expected, where, f"{name}.{key}")

@@ -174,34 +174,59 @@ class Ingest:
 
     # Routing ---------------------------------------------------------------------------------------
 
+    def _kind_of(self, ref: DeviceRef) -> DeviceKind | None:
+        declared = self._declared.get(ref)
+        if declared is not None:
+            return KINDS[declared.kind]
+        return KINDS["generic"] if self.open_mode else None
+
     def _device(self, ref: DeviceRef) -> DeviceState | None:
         state = self.devices.get(ref)
         if state is not None:
             return state
         if len(self.devices) >= MAX_DEVICES:
             return None
-        declared = self._declared.get(ref)
-        kind: DeviceKind | None
-        if declared is not None:
-            kind = KINDS[declared.kind]
-        else:
-            kind = KINDS["generic"] if self.open_mode else None
-            if kind is not None:
-                log.info("new device %s registered as generic (open mode)", ref.key)
-        tags = {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device}
+        kind = self._kind_of(ref)
+        if kind is not None and ref not in self._declared:
+            log.info("new device %s registered as generic (open mode)", ref.key)
         state = DeviceState(
             ref=ref,
             kind=kind,
             language=self._language(ref.cohort),
-            declared=declared is not None,
-            prefix=series_prefix(kind.measurement if kind else "unregistered", tags),
+            declared=ref in self._declared,
+            prefix=self._prefix(ref, kind),
             inspector=deque(maxlen=self._inspector_size),
             watched=kind is ARM or self._watch(ref),
         )
-        if kind is not None and kind.open_fields:
-            state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
+        self._pin_known(state)
         self.devices[ref] = state
         return state
+
+    @staticmethod
+    def _prefix(ref: DeviceRef, kind: DeviceKind | None) -> str:
+        tags = {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device}
+        return series_prefix(kind.measurement if kind else "unregistered", tags)
+
+    def _pin_known(self, state: DeviceState) -> None:
+        kind = state.kind
+        if kind is not None and kind.open_fields:
+            state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
+
+    def declare(self, declared: Iterable[DeviceConfig]) -> None:
+        """The registry changed: new devices get a state, a changed kind applies from the next message on."""
+        self._declared = {d.ref: d for d in declared}
+        for ref in self._declared:
+            self._device(ref)
+        for state in self.devices.values():
+            kind = self._kind_of(state.ref)
+            state.declared = state.ref in self._declared
+            if kind is not state.kind:
+                log.info("%s is now of kind %s", state.ref.key, kind.name if kind else "unregistered")
+                state.kind = kind
+                state.prefix = self._prefix(state.ref, kind)
+                state.pins.clear()
+                self._pin_known(state)
+                state.watched = kind is ARM or self._watch(state.ref)
 
     def _route(self, topic: str) -> tuple[DeviceState, str, str | None] | None:
         try:

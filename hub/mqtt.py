@@ -157,6 +157,8 @@ class MqttClient:
         protocol: str = "3.1.1",
         persistent: bool = False,
         manual_ack: bool = False,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -205,6 +207,8 @@ class MqttClient:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
+        if username is not None:
+            client.username_pw_set(username, password)
         if will is not None:
             client.will_set(will.topic, will.payload, will.qos, will.retain)
         self._client = client

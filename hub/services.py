@@ -7,6 +7,9 @@ startup waits until the port answers, and a service that exits early reports its
 
 from __future__ import annotations
 
+import asyncio
+import glob
+import json
 import logging
 import os
 import pwd
@@ -22,6 +25,8 @@ from pathlib import Path
 from string import Template
 
 from hub.config import CONFIG_DIR
+from hub.credentials import ensure_secret, secret_path
+from hub.dynsec import Dynsec, DynsecError, initial_config
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +149,39 @@ def _mosquitto_can_reach(path: Path) -> bool:
     return True
 
 
-def start_mosquitto(state_dir: Path, host: str = "127.0.0.1", port: int = 1883, timeout: float = 15.0) -> Service:
-    """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user."""
+def dynsec_plugin() -> str:
+    """Where Debian's mosquitto package puts its dynamic security plugin."""
+    found = sorted(
+        glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob("/usr/lib/mosquitto_dynamic_security.so")
+    )
+    if not found:
+        raise ServiceError("mosquitto's dynamic security plugin is missing: install the Debian package 'mosquitto'")
+    return found[0]
+
+
+def start_mosquitto(
+    state_dir: Path, host: str = "127.0.0.1", port: int = 1883, open_mode: bool = False, timeout: float = 15.0
+) -> Service:
+    """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user.
+
+    Security: the dynamic security plugin, seeded on first start with the admin and hub accounts (their
+    passwords in `state_dir/secrets`); open mode lets anonymous clients in with the classroom role.
+    """
     binary = _require("mosquitto", "mosquitto")
+    plugin = dynsec_plugin()
     data_dir = _prepare(
         state_dir / "mosquitto",
         host,
         [port],
         "another broker? set mqtt.port or --mqtt-port, or mqtt.launch = false to use that broker",
     )
+    security = data_dir / "dynamic-security.json"
+    admin_password = ensure_secret(secret_path(state_dir, "mqtt-admin"))
+    hub_password = ensure_secret(secret_path(state_dir, "mqtt-hub"))
+    if not security.exists():
+        fd = os.open(security, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(initial_config(admin_password, hub_password), fh, indent=2)
     user_line = ""
     if os.geteuid() == 0:
         try:
@@ -168,11 +197,36 @@ def start_mosquitto(state_dir: Path, host: str = "127.0.0.1", port: int = 1883, 
             log.warning("mosquitto keeps root: its user cannot reach %s", data_dir)
             user_line = "user root"
     conf = state_dir / "mosquitto.conf"
-    _render("mosquitto.conf.in", conf, host=host, port=port, data_dir=data_dir, user_line=user_line)
+    _render(
+        "mosquitto.conf.in",
+        conf,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        user_line=user_line,
+        allow_anonymous="true" if open_mode else "false",
+        dynsec_plugin=plugin,
+    )
     service = _spawn("mosquitto", [binary, "-c", str(conf)], state_dir / "mosquitto.log", f"{host}:{port}")
     _wait(service, lambda: port_in_use(host, port), timeout)
-    log.info("mosquitto listening on %s:%d (data in %s)", host, port, data_dir)
+    try:
+        asyncio.run(_configure_security(host, port, admin_password, open_mode))
+    except DynsecError as err:
+        service.stop()
+        raise ServiceError(f"mosquitto's security plugin did not take our settings: {err}") from None
+    log.info(
+        "mosquitto listening on %s:%d (data in %s; %s)",
+        host,
+        port,
+        data_dir,
+        "open mode: anonymous clients allowed" if open_mode else "anonymous clients refused",
+    )
     return service
+
+
+async def _configure_security(host: str, port: int, admin_password: str, open_mode: bool) -> None:
+    async with Dynsec(host, port, admin_password) as sec:
+        await sec.configure_lab(open_mode)
 
 
 def start_influxd(

@@ -7,27 +7,49 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from devices.arm import CommandError
+from hub.auth import (
+    WS_PROTOCOL,
+    RateLimiter,
+    bearer_token,
+    can_command,
+    can_grant,
+    can_manage,
+    can_read,
+    lab_wide,
+    lookup,
+    origin_allowed,
+    retry_after,
+)
 from hub.commands import FINAL, ArmState, OfflineError, command_error_json
+from hub.config import ARM_PROFILES
+from hub.dynsec import DynsecError
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
 from hub.openapi import spec
+from hub.registry import RegistryError, Token, parse_csv
 from hub.topics import DeviceRef, TopicError
 
 if TYPE_CHECKING:
     from hub.app import Hub
     from hub.ingest import DeviceState
 
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_KEY: web.RequestKey[Token] = web.RequestKey("token", Token)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 SOCKETS_KEY: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
 <body><h1>LabHub</h1><p>API:</p><ul>
@@ -41,9 +63,13 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 </ul></body></html>"""
 
 
+MAX_BODY_BYTES = 64 * 1024  # a command is well under 1 KiB; a cohort CSV of 1,000 lines fits
+
+
 def make_app(hub: Hub) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[security])
     app[HUB_KEY] = hub
+    app[LIMITER_KEY] = RateLimiter(hub.cfg.hub.api_requests_per_second, 2 * hub.cfg.hub.api_requests_per_second)
     app[METRICS_KEY] = registry_for(hub)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
@@ -59,12 +85,87 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/phone", phone)
+    app.router.add_get("/api/registry/devices", registry_devices)
+    app.router.add_post("/api/registry/devices", registry_add_device)
+    app.router.add_delete("/api/registry/devices/{cohort}/{learner}/{device}", registry_remove_device)
+    app.router.add_post("/api/registry/devices/{cohort}/{learner}/{device}/{action}", registry_device_action)
+    app.router.add_get("/api/registry/learners", registry_learners)
+    app.router.add_post("/api/registry/learners", registry_add_learner)
+    app.router.add_post("/api/registry/learners/{cohort}/{learner}/{action}", registry_learner_action)
+    app.router.add_post("/api/registry/import", registry_import)
+    app.router.add_get("/api/tokens", tokens_list)
+    app.router.add_post("/api/tokens", tokens_add)
+    app.router.add_delete("/api/tokens/{id}", tokens_revoke)
     app[SOCKETS_KEY] = set()
     app.on_shutdown.append(_close_sockets)
     return app
 
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+
+# Security: every route needs a token except these (health, and pages that hold no data and log in) -------
+
+PUBLIC_PATHS = frozenset({"/healthz", "/", "/phone"})
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Origin check and CORS, then the bearer token and its rate limit; the token is in request["token"]."""
+    hub = request.app[HUB_KEY]
+    allowed = hub.cfg.hub.allowed_origins
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, request.host, allowed):
+        return _json_error(403, f"origin {origin[:100] if origin else ''!r} is not allowed (hub.allowed_origins)")
+    cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and origin in allowed else {}
+    if request.method == "OPTIONS" and cors:  # a browser's preflight for an allow-listed origin
+        cors["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+        cors["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+        cors["Access-Control-Max-Age"] = "600"
+        return web.Response(status=204, headers=cors)
+    if request.path not in PUBLIC_PATHS:
+        secret = bearer_token(request.headers.get("Authorization"), request.headers.get("Sec-WebSocket-Protocol"))
+        token = lookup(hub.tokens, secret)
+        if token is None:
+            return _json_error(
+                401,
+                "a valid API token is needed: Authorization: Bearer <token> (ask your trainer)"
+                if secret is None
+                else "this API token is not valid (revoked, or mistyped)",
+                {"WWW-Authenticate": 'Bearer realm="labhub"', **cors},
+            )
+        wait = request.app[LIMITER_KEY].check(token.id, time.monotonic())
+        if wait:
+            return _json_error(
+                429, "too many requests with this token; slow down", {"Retry-After": retry_after(wait), **cors}
+            )
+        request[TOKEN_KEY] = token
+    try:
+        response = await handler(request)
+    except web.HTTPException as err:
+        err.headers.update(cors)
+        raise
+    if cors and not response.prepared:
+        response.headers.update(cors)
+    return response
+
+
+def _token(request: web.Request) -> Token:
+    token: Token = request[TOKEN_KEY]
+    return token
+
+
+def _check(allowed: bool, what: str) -> None:
+    if not allowed:
+        raise _error(web.HTTPForbidden, f"this token may not {what}")
+
+
+def _readable(request: web.Request, ref: DeviceRef) -> None:
+    _check(can_read(_token(request), ref), f"see {ref.key}")
 
 
 async def phone(request: web.Request) -> web.FileResponse:
@@ -85,17 +186,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    _check(lab_wide(_token(request)), "see lab-wide metrics (a trainer or viewer of all cohorts may)")
     body = render_metrics(request.app[METRICS_KEY])
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def stats(request: web.Request) -> web.Response:
+    _check(lab_wide(_token(request)), "see lab-wide counters (a trainer or viewer of all cohorts may)")
     return web.json_response(request.app[HUB_KEY].stats())
 
 
 async def devices(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
-    rows = [s.summary() for s in hub.ingest.devices.values()]
+    token = _token(request)
+    rows = [s.summary() for s in hub.ingest.devices.values() if can_read(token, s.ref)]
     cohort = request.query.get("cohort")
     if cohort:
         rows = [r for r in rows if r["cohort"] == cohort]
@@ -110,6 +214,7 @@ def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
 
 def _state(request: web.Request) -> DeviceState:
     ref = _ref(request)
+    _readable(request, ref)
     state = request.app[HUB_KEY].ingest.devices.get(ref)
     if state is None:
         raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or declared")
@@ -140,6 +245,7 @@ def _ref(request: web.Request) -> DeviceRef:
 
 def _arm(request: web.Request) -> tuple[DeviceRef, ArmState]:
     ref = _ref(request)
+    _readable(request, ref)
     arm = request.app[HUB_KEY].relay.arms.get(ref)
     if arm is None:
         raise _error(web.HTTPNotFound, f"{ref.key} is not a known arm")
@@ -151,6 +257,7 @@ async def post_command(request: web.Request) -> web.Response:
     409 if the device is offline, 404 if it is not an arm."""
     relay = request.app[HUB_KEY].relay
     ref, _ = _arm(request)
+    _check(can_command(_token(request), ref), f"send commands to {ref.key}")
     try:
         body = await request.json()
     except ValueError:
@@ -196,6 +303,7 @@ async def get_command(request: web.Request) -> web.Response:
     record = relay.by_id.get(request.match_info["id"])
     if record is None:
         raise _error(web.HTTPNotFound, "no such command (or too old to remember)")
+    _readable(request, record.device)
     record = await relay.wait(record, _wait_s(request))
     return web.json_response(record.as_json())
 
@@ -220,7 +328,9 @@ async def live(request: web.Request) -> web.StreamResponse:
         raise _error(web.HTTPBadRequest, str(err)) from None
     if not devices or len(devices) > 100:
         raise _error(web.HTTPBadRequest, "name 1 to 100 devices: /api/live?device=cohort/learner/device")
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    for ref in devices:
+        _readable(request, ref)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, protocols=[WS_PROTOCOL])
     await ws.prepare(request)
     hub = request.app[HUB_KEY]
     sockets = request.app[SOCKETS_KEY]
@@ -252,3 +362,175 @@ async def inspector(request: web.Request) -> web.Response:
     state = _state(request)
     entries = [e.as_json() for e in reversed(state.inspector)]
     return web.json_response({"device": state.ref.key, "messages": entries})
+
+
+# Registry and tokens (trainers) ---------------------------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, object]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, object], key: str, default: str | None = None) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise _error(web.HTTPBadRequest, f"{key!r} must be a string")
+    return value
+
+
+async def _registry_call(request: web.Request, change: Awaitable[T]) -> T:
+    """Run a registry change; bad input → 400/404/409, the broker unreachable → 503."""
+    try:
+        result = await change
+    except RegistryError as err:
+        text = str(err)
+        status = 404 if text.startswith("no ") else 409 if "already" in text else 400
+        raise _error({404: web.HTTPNotFound, 409: web.HTTPConflict}.get(status, web.HTTPBadRequest), text) from None
+    except DynsecError as err:
+        raise _error(web.HTTPServiceUnavailable, f"the broker's accounts could not be changed: {err}") from None
+    request.app[HUB_KEY].apply_registry()
+    return result
+
+
+def _managed_cohort(request: web.Request, cohort: str) -> None:
+    _check(can_manage(_token(request), cohort), f"manage cohort {cohort!r}")
+
+
+def _cohort_filter(request: web.Request) -> str | None:
+    token = _token(request)
+    _check(token.role == "trainer", "see the registry (trainers only)")
+    cohort = request.query.get("cohort")
+    if token.scope != "*":
+        if cohort not in (None, token.scope):
+            raise _error(web.HTTPForbidden, f"this token may not manage cohort {cohort!r}")
+        cohort = token.scope
+    return cohort
+
+
+async def registry_devices(request: web.Request) -> web.Response:
+    cohort = _cohort_filter(request)
+    return web.json_response({"devices": [d.as_json() for d in request.app[HUB_KEY].registry.devices(cohort)]})
+
+
+async def registry_add_device(request: web.Request) -> web.Response:
+    """Register a device: 201 with its broker username and password (shown this once)."""
+    body = await _body(request)
+    key = _text(body, "id")
+    _managed_cohort(request, key.split("/", 1)[0])
+    profile = body.get("profile")
+    credential = await _registry_call(
+        request,
+        request.app[HUB_KEY].accounts.add_device(
+            key, _text(body, "kind", "generic"), str(profile) if profile else None, _text(body, "description", "")
+        ),
+    )
+    return web.json_response({"username": credential.username, "password": credential.password}, status=201)
+
+
+async def registry_remove_device(request: web.Request) -> web.Response:
+    ref = _ref(request)
+    _managed_cohort(request, ref.cohort)
+    await _registry_call(request, request.app[HUB_KEY].accounts.remove_device(ref.key))
+    return web.json_response({"removed": ref.key})
+
+
+async def registry_device_action(request: web.Request) -> web.Response:
+    """disable (cuts it off at once), enable, or rotate (a new password; the old one stops working)."""
+    ref = _ref(request)
+    _managed_cohort(request, ref.cohort)
+    accounts = request.app[HUB_KEY].accounts
+    action = request.match_info["action"]
+    if action == "rotate":
+        credential = await _registry_call(request, accounts.rotate_device(ref.key))
+        return web.json_response({"username": credential.username, "password": credential.password})
+    if action not in ("disable", "enable"):
+        raise _error(web.HTTPNotFound, f"no action {action!r}: disable, enable or rotate")
+    await _registry_call(request, accounts.set_device_enabled(ref.key, action == "enable"))
+    return web.json_response({"device": ref.key, "enabled": action == "enable"})
+
+
+async def registry_learners(request: web.Request) -> web.Response:
+    cohort = _cohort_filter(request)
+    rows = request.app[HUB_KEY].registry.learners(cohort)
+    return web.json_response(
+        {"learners": [{"id": r.key, "enabled": r.enabled, "mqtt_account": r.has_account} for r in rows]}
+    )
+
+
+async def registry_add_learner(request: web.Request) -> web.Response:
+    """A learner's MQTT account (for an MQTT phone app): 201 with its password (shown this once)."""
+    body = await _body(request)
+    key = _text(body, "id")
+    _managed_cohort(request, key.split("/", 1)[0])
+    credential = await _registry_call(request, request.app[HUB_KEY].accounts.add_learner(key))
+    return web.json_response({"username": credential.username, "password": credential.password}, status=201)
+
+
+async def registry_learner_action(request: web.Request) -> web.Response:
+    cohort, learner = request.match_info["cohort"], request.match_info["learner"]
+    _managed_cohort(request, cohort)
+    accounts = request.app[HUB_KEY].accounts
+    action = request.match_info["action"]
+    key = f"{cohort}/{learner}"
+    if action == "rotate":
+        credential = await _registry_call(request, accounts.rotate_learner(key))
+        return web.json_response({"username": credential.username, "password": credential.password})
+    if action not in ("disable", "enable"):
+        raise _error(web.HTTPNotFound, f"no action {action!r}: disable, enable or rotate")
+    await _registry_call(request, accounts.set_learner_enabled(key, action == "enable"))
+    return web.json_response({"learner": key, "enabled": action == "enable"})
+
+
+async def registry_import(request: web.Request) -> web.Response:
+    """A cohort CSV (cohort,learner,device,kind,profile,description): 201 with the new accounts' passwords."""
+    text = await request.text()
+    try:
+        lines = parse_csv(text, frozenset(ARM_PROFILES))
+    except RegistryError as err:
+        raise _error(web.HTTPBadRequest, str(err)) from None
+    for cohort in {line.cohort for line in lines}:
+        _managed_cohort(request, cohort)
+    made = await _registry_call(request, request.app[HUB_KEY].accounts.import_lines(lines))
+    return web.json_response({"accounts": [{"username": c.username, "password": c.password} for c in made]}, status=201)
+
+
+async def tokens_list(request: web.Request) -> web.Response:
+    token = _token(request)
+    _check(token.role == "trainer", "list tokens (trainers only)")
+    rows = [
+        t.as_json()
+        for t in request.app[HUB_KEY].registry.tokens()
+        if token.scope == "*" or t.scope.split("/", 1)[0] == token.scope
+    ]
+    return web.json_response({"tokens": rows})
+
+
+async def tokens_add(request: web.Request) -> web.Response:
+    """A new token: 201 with its secret (shown this once; only a digest is kept)."""
+    body = await _body(request)
+    role, scope = _text(body, "role"), _text(body, "scope")
+    _check(can_grant(_token(request), role, scope), f"create a {role} token for {scope!r}")
+    registry = request.app[HUB_KEY].registry
+    made = await _registry_call(request, _sync(lambda: registry.add_token(role, scope, _text(body, "label", ""))))
+    token, secret = made
+    return web.json_response(token.as_json() | {"token": secret}, status=201)
+
+
+async def tokens_revoke(request: web.Request) -> web.Response:
+    registry = request.app[HUB_KEY].registry
+    target = registry.token(request.match_info["id"])
+    if target is None:
+        raise _error(web.HTTPNotFound, "no such token")
+    _check(can_grant(_token(request), target.role, target.scope), "revoke this token")
+    await _registry_call(request, _sync(lambda: registry.revoke_token(target.id)))
+    return web.json_response({"revoked": target.id})
+
+
+async def _sync(call: Callable[[], T]) -> T:
+    return call()

@@ -16,6 +16,8 @@ import pytest
 
 from hub.app import Hub
 from hub.config import DeviceConfig, HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.credentials import read_secret
+from hub.dynsec import HUB_USER
 from hub.services import Service, free_port, start_influxd, start_mosquitto
 from hub.topics import DeviceRef
 
@@ -27,6 +29,13 @@ class Services:
     influx_port: int
     mosquitto: Service
     influxd: Service
+
+    @property
+    def hub_auth(self) -> tuple[str, str]:
+        """The hub's broker account, for tests that speak as the hub (publishing commands)."""
+        password = read_secret(self.state_dir / "secrets" / "mqtt-hub")
+        assert password is not None
+        return HUB_USER, password
 
     @property
     def influx_url(self) -> str:
@@ -59,7 +68,7 @@ def services() -> Iterator[Services]:
     state = make_state_dir("labhub-test-")
     mqtt_port = free_port()
     influx_port = free_port()
-    mosquitto = start_mosquitto(state, port=mqtt_port)
+    mosquitto = start_mosquitto(state, port=mqtt_port, open_mode=True)
     try:
         influxd = start_influxd(state, http_port=influx_port, rpc_port=free_port())
     except BaseException:
@@ -80,6 +89,8 @@ def unique(prefix: str = "t") -> str:
 def lab_config(services: Services, *, devices: tuple[tuple[str, str], ...] = (), **hub_options: Any) -> LabConfig:
     """A config for one test: its own database and client id, the session's broker and influxd."""
     name = unique()
+    hub_options.setdefault("open_mode", True)  # the session's broker runs in classroom open mode
+    hub_options.setdefault("registry", str(services.state_dir / "registries" / f"{name}.sqlite3"))
     return LabConfig(
         state_dir=services.state_dir,
         mqtt=MqttConfig(port=services.mqtt_port, launch=False, client_id=f"hub-{name}"),

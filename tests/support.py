@@ -18,11 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 class MqttListener:
     """A real subscriber, independent of the hub's adapter: paho in its own thread, messages into an asyncio queue."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, auth: tuple[str, str] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-listener-{id(self)}")
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.connect("127.0.0.1", port)
@@ -53,8 +55,10 @@ class MqttListener:
 class MqttPublisher:
     """A device-like publisher on its own connection."""
 
-    def __init__(self, port: int, client_id: str = "") -> None:
+    def __init__(self, port: int, client_id: str = "", auth: tuple[str, str] | None = None) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-pub-{id(self)}")
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -91,12 +95,20 @@ def influx_count(port: int, db: str, measurement: str, field: str, where: str = 
     return int(series[0]["values"][0][1]) if series else 0
 
 
-async def http_json(url: str) -> tuple[int, Any]:
+def api_token(hub: Any, role: str = "trainer", scope: str = "*") -> str:
+    """A new API token in a running hub's registry, in effect at once."""
+    _, secret = hub.registry.add_token(role, scope, "test")
+    hub.apply_registry()
+    return str(secret)
+
+
+async def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
     """GET a JSON document from a thread (the hub under test serves from this test's event loop)."""
 
     def get() -> tuple[int, Any]:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status, json.load(resp)
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")

@@ -183,7 +183,7 @@ async def test_a_move_is_accepted_performed_and_done_with_its_pose(services: Ser
     arm, task = await start_arm(services)
     acks = await MqttListener(services.mqtt_port, arm.ref.topic("ack")).ready()
     pose = await MqttListener(services.mqtt_port, arm.ref.topic("telemetry")).ready()
-    pub = MqttPublisher(services.mqtt_port)
+    pub = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     try:
         started = time.monotonic()
         await pub.publish(
@@ -209,7 +209,7 @@ async def test_stop_cuts_a_move_short_and_unsafe_moves_are_rejected(services: Se
     arm, task = await start_arm(services)
     acks = await MqttListener(services.mqtt_port, arm.ref.topic("ack")).ready()
     pose = await MqttListener(services.mqtt_port, arm.ref.topic("telemetry")).ready()
-    pub = MqttPublisher(services.mqtt_port)
+    pub = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     try:
         move = {"id": "m1", "type": "move", "targets": {"base": 0}, "speed": 30}
         await pub.publish(arm.ref.topic("commands"), json.dumps(move))
@@ -235,7 +235,7 @@ async def test_fault_modes(services: Services, fault: str) -> None:
     arm, task = await start_arm(services, fault)
     acks = await MqttListener(services.mqtt_port, arm.ref.topic("ack")).ready()
     status = await MqttListener(services.mqtt_port, arm.ref.topic("status")).ready()
-    pub = MqttPublisher(services.mqtt_port)
+    pub = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     try:
         assert (await status.next())[1] == b"online"
         await pub.publish(arm.ref.topic("commands"), json.dumps({"id": "m1", "type": "move", "targets": {"base": 10}}))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import ConfigError, load_config, parse_config
+from hub.credentials import load_credentials, read_secret
 from hub.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, wait_until
@@ -69,8 +70,11 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
 
         await wait_until(grew, timeout=10, what="the count to keep growing")
 
-        listener = await MqttListener(mqtt, "lab/demo/ana/aq1/errors").ready()
-        pub = MqttPublisher(mqtt)
+        credentials = load_credentials(state)
+        auth = ("demo/ana/aq1", credentials["demo/ana/aq1"])
+        assert credentials["demo/ana/aq1"] in banner  # the README's examples need it
+        listener = await MqttListener(mqtt, "lab/demo/ana/aq1/errors", auth=auth).ready()
+        pub = MqttPublisher(mqtt, auth=auth)
         try:
             await pub.publish("lab/demo/ana/aq1/telemetry", b'{"pm25": "twelve"}')
             error = await listener.next_json(timeout=1.0)
@@ -78,7 +82,8 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
             listener.close()
             pub.close()
         assert error["code"] == "unknown_field_suggest" and "'pm2_5'" in error["message"]
-        status, devices = await http_json(f"http://127.0.0.1:{http}/api/devices")
+        token = read_secret(state / "secrets" / "api-trainer")
+        status, devices = await http_json(f"http://127.0.0.1:{http}/api/devices", token)
         assert status == 200
         online = {d["id"] for d in devices["devices"] if d["online"]}
         assert {"demo/ana/aq1", "sim/learner01/aq1", "sim/learner02/aq1"} <= online
@@ -91,9 +96,13 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
         assert "lab stopped" in output
         assert not port_in_use("127.0.0.1", mqtt) and not port_in_use("127.0.0.1", influx)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:  # SIGTERM first: a killed `labhub up` would leave its broker and influxd
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -139,6 +148,6 @@ def test_shipped_config_is_valid_and_declares_the_demo_fleet() -> None:
     assert cfg.mqtt.port == 1883 and cfg.influx.url == "http://127.0.0.1:8086" and cfg.hub.http_port == 8080
     assert cfg.influx.rpc_port != 8088 and cfg.influx.database == "labhub"
     assert any(d.ref.key == "demo/ana/aq1" and d.kind == "air_quality" and d.simulate for d in cfg.devices)
-    assert cfg.hub.open_mode is True
+    assert cfg.hub.open_mode is False  # anonymous clients refused unless a trainer opens the lab
     assert json.dumps(cfg.language("demo_fr")) == '"fr"'
     assert os.path.basename(str(cfg.state_dir)) == "labhub"

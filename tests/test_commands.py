@@ -17,7 +17,7 @@ from hub import commands
 from hub.app import Hub
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
-from tests.support import MqttListener, MqttPublisher, count_when_stable, influx_query, wait_until
+from tests.support import MqttListener, MqttPublisher, api_token, count_when_stable, influx_query, wait_until
 
 MEARM = load_profiles()["mearm"]
 
@@ -43,7 +43,7 @@ async def lab(services: Services, start_hub: HubFactory, request: pytest.Fixture
     task = asyncio.create_task(arm.run())
     await arm.client.wait_connected(10)
     await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].online, what="the arm online")
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_token(hub)}"}) as session:
         yield Lab(hub, arm, session)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

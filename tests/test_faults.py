@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.registry import Registry
 from hub.services import Service, free_port, start_influxd, start_mosquitto
 from tests.conftest import make_state_dir, unique
 from tests.support import influx_query
@@ -45,12 +46,13 @@ class Lab:
     influxd: Service | None = None
     hub: subprocess.Popen[bytes] | None = None
     hub_logs: list[Path] = field(default_factory=list)
+    token: str = ""
 
     def start_influxd(self) -> None:
         self.influxd = start_influxd(self.state, http_port=self.influx_port, rpc_port=self.rpc_port)
 
     def start_mosquitto(self) -> None:
-        self.mosquitto = start_mosquitto(self.state, port=self.mqtt_port)
+        self.mosquitto = start_mosquitto(self.state, port=self.mqtt_port, open_mode=True)
 
     def start_hub(self) -> None:
         log_path = self.state / f"hub-{len(self.hub_logs)}.log"
@@ -65,8 +67,15 @@ class Lab:
         wait_for(lambda: (self.stats() or {}).get("mqtt", {}).get("connected"), 30, "the hub to connect")
 
     def stats(self) -> dict[str, Any] | None:
+        if not self.token:
+            registry = Registry(self.state / "registry.sqlite3")
+            _, self.token = registry.add_token("viewer", "*", "fault tests")
+            registry.close()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/api/stats", headers={"Authorization": f"Bearer {self.token}"}
+        )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/stats", timeout=2) as resp:
+            with urllib.request.urlopen(request, timeout=2) as resp:
                 result: dict[str, Any] = json.load(resp)
                 return result
         except OSError:
@@ -117,7 +126,7 @@ def lab() -> Iterator[Lab]:
         f'state_dir = "{state}"\n'
         f"[mqtt]\nport = {ports[0]}\nlaunch = false\n"
         f'[influx]\nurl = "http://127.0.0.1:{ports[1]}"\nlaunch = false\ntimeout_s = 2.0\n'
-        f"[hub]\nhttp_port = {ports[3]}\n"
+        f"[hub]\nhttp_port = {ports[3]}\nopen_mode = true\n"  # publishers here are anonymous test clients
     )
     lab = Lab(state, ports[0], ports[1], ports[2], ports[3], config)
     try:

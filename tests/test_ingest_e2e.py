@@ -18,6 +18,7 @@ from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import (
     MqttListener,
     MqttPublisher,
+    api_token,
     count_when_stable,
     http_json,
     influx_count,
@@ -187,7 +188,7 @@ async def test_inspector_shows_the_last_messages_with_verdicts(services: Service
     finally:
         pub.close()
     await wait_until(lambda: hub.ingest.devices[ref].stored == 6, what="6 stored")
-    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.key}/inspector")
+    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.key}/inspector", api_token(hub))
     assert status == 200
     messages = body["messages"]
     assert len(messages) == 5
@@ -195,7 +196,9 @@ async def test_inspector_shows_the_last_messages_with_verdicts(services: Service
     assert messages[0]["errors"][0]["code"] == "out_of_range"
     assert [m["verdict"] for m in messages[1:]] == ["stored"] * 4
     assert [json.loads(m["payload"])["pm2_5"] for m in messages[1:]] == [5.0, 4.0, 3.0, 2.0]
-    status, _ = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.cohort}/nobody/aq1/inspector")
+    status, _ = await http_json(
+        f"http://127.0.0.1:{hub.http_port}/api/devices/{ref.cohort}/nobody/aq1/inspector", api_token(hub)
+    )
     assert status == 404
 
 
@@ -313,7 +316,7 @@ async def test_line_protocol_and_bare_values_are_accepted(services: Services, st
     assert await count_when_stable(services.influx_port, db, "air_quality", "co2", "", 1) == 1
     rows = influx_query(services.influx_port, db, f"SELECT pm2_5, pm10 FROM air_quality WHERE time = {now_ns}")
     assert rows[0]["values"] == [[now_ns, 12.5, 20.0]]
-    assert hub.stats()["stored"] == 3
+    await wait_until(lambda: hub.stats()["stored"] == 3, what="3 readings counted as stored")
 
 
 async def test_presence_follows_status_and_last_will(services: Services, start_hub: HubFactory) -> None:
@@ -325,7 +328,7 @@ async def test_presence_follows_status_and_last_will(services: Services, start_h
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await wait_until(lambda: hub.ingest.devices[ref].online is False, what="device offline")
-    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices")
+    status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices", api_token(hub))
     assert status == 200
     assert next(d for d in body["devices"] if d["id"] == ref.key)["online"] is False
 
@@ -341,8 +344,13 @@ async def test_metrics_endpoint_exposes_counters_for_prometheus(services: Servic
         pub.close()
     await wait_until(lambda: hub.ingest.totals.stored == 1 and hub.ingest.totals.received == 2, what="outcomes")
 
+    token = api_token(hub, "viewer", "*")
+
     def scrape() -> tuple[str, str]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{hub.http_port}/metrics", timeout=5) as resp:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{hub.http_port}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.headers["Content-Type"], resp.read().decode()
 
     content_type, text = await asyncio.to_thread(scrape)

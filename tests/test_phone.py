@@ -15,7 +15,7 @@ from hub.openapi import spec
 from hub.topics import DeviceRef
 from hub.web import make_app
 from tests.conftest import HubFactory, Services, lab_config, unique
-from tests.support import wait_until
+from tests.support import api_token, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -54,7 +54,8 @@ async def test_a_slider_on_the_phone_page_moves_the_simulated_arm(
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-            await page.goto(f"http://127.0.0.1:{hub.http_port}/phone?device={ref.key}")
+            token = api_token(hub, "learner", f"{ref.cohort}/{ref.learner}")
+            await page.goto(f"http://127.0.0.1:{hub.http_port}/phone?device={ref.key}#token={token}")
             slider = page.locator('input[data-joint="base"]')
             await slider.wait_for(timeout=10_000)
             assert await slider.get_attribute("min") == "0" and await slider.get_attribute("max") == "180"

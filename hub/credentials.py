@@ -1,0 +1,79 @@
+"""Secrets on disk: the lab's own passwords (broker admin, hub, InfluxDB) and the credentials handed to devices.
+
+Each secret is a file readable by its owner only (0600, in a 0700 directory), created on first use. Nothing
+here logs a secret; callers log file paths, never contents.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+CREDENTIALS_FILE = "lab-credentials.toml"
+
+
+def new_password() -> str:
+    """A random password a learner can still type into a sketch: 22 URL-safe characters (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def secret_path(state_dir: Path, name: str) -> Path:
+    return state_dir / "secrets" / name
+
+
+def _write_private(path: Path, text: str) -> None:
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_secret(path: Path, value: str) -> None:
+    _write_private(path, value + "\n")
+
+
+def ensure_secret(path: Path) -> str:
+    """The secret in `path`, created (random) if the file does not exist yet."""
+    existing = read_secret(path)
+    if existing is not None:
+        return existing
+    value = new_password()
+    _write_private(path, value + "\n")
+    return value
+
+
+def load_credentials(state_dir: Path) -> dict[str, str]:
+    """Usernames → passwords of the accounts `labhub up` created for declared devices."""
+    try:
+        with open(state_dir / CREDENTIALS_FILE, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    accounts = data.get("accounts", {})
+    return {str(k): str(v) for k, v in accounts.items() if isinstance(v, str)}
+
+
+def save_credentials(state_dir: Path, new: dict[str, str]) -> Path:
+    """Add (or replace) accounts in the lab's credentials file; returns its path."""
+    accounts = load_credentials(state_dir) | new
+    lines = [
+        "# MQTT accounts of the lab's declared devices (username = cohort/learner/device), written by labhub.",
+        "# Keep this file private. `labhub device rotate ID` gives a device a new password.",
+        "[accounts]",
+        *(f'"{user}" = "{password}"' for user, password in sorted(accounts.items())),
+    ]
+    path = state_dir / CREDENTIALS_FILE
+    _write_private(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,385 @@
+"""The lab's registry: cohorts, learners, devices and API tokens, in SQLite (one embedded file).
+
+Several processes may use it at once (the hub, a trainer's `labhub device add`): SQLite's WAL mode and a busy
+timeout make that safe, and `version()` changes whenever anyone commits, so the hub sees changes without a
+restart. Tokens are stored as SHA-256 digests only (they are random 256-bit secrets; a slow hash adds nothing).
+Pure checks (`parse_csv`, `check_device`) live here too; talking to the broker is `hub.dynsec`'s job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devices.kinds import KINDS
+from hub.topics import DeviceRef, TopicError, _check_segment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cohorts (
+    cohort TEXT PRIMARY KEY,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS learners (
+    cohort TEXT NOT NULL REFERENCES cohorts(cohort),
+    learner TEXT NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    has_account INTEGER NOT NULL DEFAULT 0,
+    created_ns INTEGER NOT NULL,
+    PRIMARY KEY (cohort, learner)
+);
+CREATE TABLE IF NOT EXISTS devices (
+    cohort TEXT NOT NULL,
+    learner TEXT NOT NULL,
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    profile TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    enabled INTEGER NOT NULL DEFAULT 1,
+    from_config INTEGER NOT NULL DEFAULT 0,
+    created_ns INTEGER NOT NULL,
+    rotated_ns INTEGER,
+    PRIMARY KEY (cohort, learner, device),
+    FOREIGN KEY (cohort, learner) REFERENCES learners(cohort, learner)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_ns INTEGER NOT NULL,
+    revoked_ns INTEGER
+);
+"""
+
+ROLES = ("trainer", "learner", "viewer")
+TOKEN_PREFIX = "lh_"
+
+
+class RegistryError(ValueError):
+    """A registry change that cannot be made as asked (unknown device, bad name, duplicate…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    ref: DeviceRef
+    kind: str
+    profile: str | None
+    description: str
+    enabled: bool
+    from_config: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.ref.key,
+            "kind": self.kind,
+            "profile": self.profile,
+            "description": self.description,
+            "enabled": self.enabled,
+            "username": self.ref.key,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerRecord:
+    cohort: str
+    learner: str
+    enabled: bool
+    has_account: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.cohort}/{self.learner}"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """Who an API token speaks for. `scope`: trainer/viewer → a cohort or "*"; learner → "cohort/learner"."""
+
+    id: str
+    role: str
+    scope: str
+    label: str
+    revoked: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "role": self.role, "scope": self.scope, "label": self.label, "revoked": self.revoked}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLine:
+    """One line of a cohort CSV: a learner, and optionally one of their devices."""
+
+    cohort: str
+    learner: str
+    device: DeviceRef | None
+    kind: str
+    profile: str | None
+    description: str
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_learner(key: str) -> tuple[str, str]:
+    """`cohort/learner` → its two names, or RegistryError."""
+    parts = key.split("/")
+    if len(parts) != 2:
+        raise RegistryError(f"learner id {key!r} must be cohort/learner")
+    try:
+        for part in parts:
+            _check_segment(part)
+    except TopicError as err:
+        raise RegistryError(str(err)) from None
+    return parts[0], parts[1]
+
+
+def check_device(key: str, kind: str, profile: str | None, profiles: frozenset[str]) -> tuple[DeviceRef, str | None]:
+    """Check a device as a trainer names it; arms get the default profile if none is given."""
+    try:
+        ref = DeviceRef.parse(key)
+    except TopicError as err:
+        raise RegistryError(str(err)) from None
+    if kind not in KINDS:
+        raise RegistryError(f"kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
+    if kind == "arm":
+        profile = profile or "mearm"
+        if profile not in profiles:
+            raise RegistryError(f"arm profile {profile!r} is not one of {', '.join(sorted(profiles))}")
+    elif profile:
+        raise RegistryError(f"only arms have a profile (kind {kind!r} does not)")
+    return ref, profile
+
+
+def check_scope(role: str, scope: str) -> str:
+    if role not in ROLES:
+        raise RegistryError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if role == "learner":
+        cohort, learner = check_learner(scope)
+        return f"{cohort}/{learner}"
+    if scope == "*":
+        return scope
+    try:
+        _check_segment(scope)
+    except TopicError as err:
+        raise RegistryError(f"a {role} token's scope is a cohort or '*': {err}") from None
+    return scope
+
+
+CSV_COLUMNS = ("cohort", "learner", "device", "kind", "profile", "description")
+
+
+def parse_csv(text: str, profiles: frozenset[str]) -> list[ImportLine]:
+    """A cohort as a trainer writes it: a header with cohort,learner[,device,kind,profile,description], then
+    one line per learner or device. Errors name the line."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    if "cohort" not in header or "learner" not in header:
+        raise RegistryError("the CSV needs a header line with at least: cohort,learner (then device,kind,…)")
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if unknown:
+        raise RegistryError(f"unknown CSV column(s) {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)})")
+    reader.fieldnames = header
+    lines = []
+    for row in reader:
+        where = f"line {reader.line_num}"
+        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        if not any(values.values()):
+            continue
+        try:
+            cohort, learner = check_learner(f"{values.get('cohort', '')}/{values.get('learner', '')}")
+            device = values.get("device", "")
+            kind = values.get("kind", "") or "generic"
+            ref, profile = (None, None)
+            if device:
+                ref, profile = check_device(
+                    f"{cohort}/{learner}/{device}", kind, values.get("profile") or None, profiles
+                )
+        except RegistryError as err:
+            raise RegistryError(f"{where}: {err}") from None
+        lines.append(ImportLine(cohort, learner, ref, kind, profile, values.get("description", "")[:200]))
+    if not lines:
+        raise RegistryError("the CSV has no learners in it")
+    return lines
+
+
+class Registry:
+    """The registry file. Methods are small synchronous SQLite calls (well under a millisecond)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._changes = 0
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def version(self) -> tuple[int, int]:
+        """Changes when anyone commits: other connections (data_version) or this one."""
+        (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(data_version), self._changes
+
+    def _write(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        cursor = self._db.execute(sql, args)
+        self._changes += 1
+        return cursor.rowcount
+
+    # Learners and cohorts -----------------------------------------------------------------------
+
+    def ensure_learner(self, cohort: str, learner: str) -> None:
+        now = time.time_ns()
+        self._write("INSERT OR IGNORE INTO cohorts (cohort, created_ns) VALUES (?, ?)", (cohort, now))
+        self._write(
+            "INSERT OR IGNORE INTO learners (cohort, learner, created_ns) VALUES (?, ?, ?)", (cohort, learner, now)
+        )
+
+    def set_learner_account(self, cohort: str, learner: str) -> None:
+        self.ensure_learner(cohort, learner)
+        self._write("UPDATE learners SET has_account = 1 WHERE cohort = ? AND learner = ?", (cohort, learner))
+
+    def learner(self, cohort: str, learner: str) -> LearnerRecord | None:
+        row = self._db.execute(
+            "SELECT cohort, learner, enabled, has_account FROM learners WHERE cohort = ? AND learner = ?",
+            (cohort, learner),
+        ).fetchone()
+        return LearnerRecord(row[0], row[1], bool(row[2]), bool(row[3])) if row else None
+
+    def learners(self, cohort: str | None = None) -> list[LearnerRecord]:
+        rows = self._db.execute(
+            "SELECT cohort, learner, enabled, has_account FROM learners "
+            "WHERE ? IS NULL OR cohort = ? ORDER BY cohort, learner",
+            (cohort, cohort),
+        )
+        return [LearnerRecord(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows]
+
+    def set_learner_enabled(self, cohort: str, learner: str, enabled: bool) -> None:
+        if not self._write(
+            "UPDATE learners SET enabled = ? WHERE cohort = ? AND learner = ?", (int(enabled), cohort, learner)
+        ):
+            raise RegistryError(f"no learner {cohort}/{learner} in the registry")
+
+    def remove_learner(self, cohort: str, learner: str) -> None:
+        self._write("DELETE FROM learners WHERE cohort = ? AND learner = ?", (cohort, learner))
+
+    def cohorts(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT cohort FROM cohorts ORDER BY cohort")]
+
+    # Devices -------------------------------------------------------------------------------------
+
+    def add_device(
+        self, ref: DeviceRef, kind: str, profile: str | None, description: str = "", from_config: bool = False
+    ) -> None:
+        self.ensure_learner(ref.cohort, ref.learner)
+        try:
+            self._write(
+                "INSERT INTO devices (cohort, learner, device, kind, profile, description, from_config, created_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ref.cohort, ref.learner, ref.device, kind, profile, description, int(from_config), time.time_ns()),
+            )
+        except sqlite3.IntegrityError:
+            raise RegistryError(f"device {ref.key} is already registered") from None
+
+    def update_device(self, ref: DeviceRef, kind: str, profile: str | None) -> None:
+        self._write(
+            "UPDATE devices SET kind = ?, profile = ? WHERE cohort = ? AND learner = ? AND device = ?",
+            (kind, profile, ref.cohort, ref.learner, ref.device),
+        )
+
+    def device(self, ref: DeviceRef) -> DeviceRecord | None:
+        row = self._db.execute(
+            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config FROM devices "
+            "WHERE cohort = ? AND learner = ? AND device = ?",
+            (ref.cohort, ref.learner, ref.device),
+        ).fetchone()
+        return _device(row) if row else None
+
+    def devices(self, cohort: str | None = None) -> list[DeviceRecord]:
+        rows = self._db.execute(
+            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config FROM devices "
+            "WHERE ? IS NULL OR cohort = ? ORDER BY cohort, learner, device",
+            (cohort, cohort),
+        )
+        return [_device(r) for r in rows]
+
+    def set_device_enabled(self, ref: DeviceRef, enabled: bool) -> None:
+        if not self._write(
+            "UPDATE devices SET enabled = ? WHERE cohort = ? AND learner = ? AND device = ?",
+            (int(enabled), ref.cohort, ref.learner, ref.device),
+        ):
+            raise RegistryError(f"no device {ref.key} in the registry")
+
+    def device_rotated(self, ref: DeviceRef) -> None:
+        self._write(
+            "UPDATE devices SET rotated_ns = ? WHERE cohort = ? AND learner = ? AND device = ?",
+            (time.time_ns(), ref.cohort, ref.learner, ref.device),
+        )
+
+    def remove_device(self, ref: DeviceRef) -> None:
+        if not self._write(
+            "DELETE FROM devices WHERE cohort = ? AND learner = ? AND device = ?", (ref.cohort, ref.learner, ref.device)
+        ):
+            raise RegistryError(f"no device {ref.key} in the registry")
+
+    # Tokens ----------------------------------------------------------------------------------------
+
+    def add_token(self, role: str, scope: str, label: str = "") -> tuple[Token, str]:
+        """A new token; its secret is returned once and only its digest is kept."""
+        scope = check_scope(role, scope)
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = Token(secrets.token_hex(4), role, scope, label[:100])
+        self._write(
+            "INSERT INTO tokens (id, digest, role, scope, label, created_ns) VALUES (?, ?, ?, ?, ?, ?)",
+            (token.id, token_digest(secret), role, scope, token.label, time.time_ns()),
+        )
+        return token, secret
+
+    def token_for(self, digest: str) -> Token | None:
+        row = self._db.execute(
+            "SELECT id, role, scope, label FROM tokens WHERE digest = ? AND revoked_ns IS NULL", (digest,)
+        ).fetchone()
+        return Token(*row) if row else None
+
+    def tokens(self) -> list[Token]:
+        rows = self._db.execute("SELECT id, role, scope, label, revoked_ns IS NOT NULL FROM tokens ORDER BY created_ns")
+        return [Token(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def token(self, token_id: str) -> Token | None:
+        row = self._db.execute(
+            "SELECT id, role, scope, label, revoked_ns IS NOT NULL FROM tokens WHERE id = ?", (token_id,)
+        ).fetchone()
+        return Token(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
+    def revoke_token(self, token_id: str) -> None:
+        if not self._write(
+            "UPDATE tokens SET revoked_ns = ? WHERE id = ? AND revoked_ns IS NULL", (time.time_ns(), token_id)
+        ):
+            raise RegistryError(f"no active token {token_id!r}")
+
+    def active_tokens(self) -> Iterator[tuple[str, Token]]:
+        for row in self._db.execute("SELECT digest, id, role, scope, label FROM tokens WHERE revoked_ns IS NULL"):
+            yield row[0], Token(row[1], row[2], row[3], row[4])
+
+
+def _device(row: tuple[object, ...]) -> DeviceRecord:
+    cohort, learner, device, kind, profile, description, enabled, from_config = row
+    return DeviceRecord(
+        DeviceRef(str(cohort), str(learner), str(device)),
+        str(kind),
+        str(profile) if profile else None,
+        str(description),
+        bool(enabled),
+        bool(from_config),
+    )
