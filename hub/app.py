@@ -115,6 +115,7 @@ class Hub:
             stamp_offset=worker,
             on_reading=self._on_reading,
             watch=lambda ref: self.live.watched(ref),
+            refresh=lambda: self.apply_registry(),
         )
         self.registry = Registry(cfg.registry_path)
         self.accounts = Accounts.for_lab(cfg, self.registry)

@@ -147,6 +147,7 @@ class Ingest:
         stamp_offset: int = 0,
         on_reading: Callable[[DeviceState, dict[str, FieldValue], int], None] | None = None,
         watch: Callable[[DeviceRef], bool] = lambda ref: False,
+        refresh: Callable[[], None] | None = None,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -165,6 +166,7 @@ class Ingest:
         self._offset = stamp_offset
         self._on_reading = on_reading
         self._watch = watch
+        self._refresh = refresh
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -276,6 +278,9 @@ class Ingest:
         entry.digest = digest
         state.inspector.append(entry)
         kind = state.kind
+        if kind is None and self._refresh is not None:
+            self._refresh()  # registered a moment ago? the registry knows before the next poll
+            kind = state.kind
         if kind is None:
             self._reject(state, entry, [Problem("unknown_device", value=state.ref.key)], now)
             return None

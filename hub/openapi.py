@@ -24,6 +24,27 @@ WAIT = {
     "schema": {"type": "number", "minimum": 0, "maximum": 30},
 }
 JSON = {"application/json": {"schema": {"type": "object"}}}
+COHORT = {"name": "cohort", "in": "query", "required": False, "schema": {"type": "string"}}
+ACTION = {"name": "action", "in": "path", "required": True, "schema": {"enum": ["disable", "enable", "rotate"]}}
+NEW_DEVICE = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string", "description": "cohort/learner/device"},
+        "kind": {"enum": ["air_quality", "arm", "generic"]},
+        "profile": {"type": "string", "description": "arms: a profile from config/arms"},
+        "description": {"type": "string"},
+    },
+}
+NEW_TOKEN = {
+    "type": "object",
+    "required": ["role", "scope"],
+    "properties": {
+        "role": {"enum": ["trainer", "learner", "viewer"]},
+        "scope": {"type": "string", "description": "trainer/viewer: a cohort or '*'; learner: cohort/learner"},
+        "label": {"type": "string"},
+    },
+}
 
 
 def _op(
@@ -130,5 +151,61 @@ def spec() -> dict[str, Any]:
                 )
             },
             "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},
+            "/api/registry/devices": {
+                "get": _op("Registered devices (trainers)", [COHORT]),
+                "post": _op(
+                    "Register a device; its broker password is in the answer, once",
+                    responses={"201": "registered", "409": "already registered", "503": "broker unreachable"},
+                    body=NEW_DEVICE,
+                ),
+            },
+            "/api/registry/devices/{cohort}/{learner}/{device}": {
+                "delete": _op("Remove a device and its broker account", DEVICE, {"200": "OK", "404": "unknown"})
+            },
+            "/api/registry/devices/{cohort}/{learner}/{device}/{action}": {
+                "post": _op(
+                    "disable (cut off at once), enable, or rotate (new password, in the answer once)",
+                    [*DEVICE, ACTION],
+                    {"200": "OK", "404": "unknown device or action"},
+                )
+            },
+            "/api/registry/learners": {
+                "get": _op("Registered learners (trainers)", [COHORT]),
+                "post": _op(
+                    "Give a learner an MQTT account (for an MQTT app); its password in the answer, once",
+                    responses={"201": "created", "409": "already has one"},
+                    body={"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+                ),
+            },
+            "/api/registry/learners/{cohort}/{learner}/{action}": {
+                "post": _op(
+                    "disable (the learner and their devices), enable, or rotate the learner's password",
+                    [*DEVICE[:2], ACTION],
+                    {"200": "OK", "404": "unknown learner or action"},
+                )
+            },
+            "/api/registry/import": {
+                "post": _op(
+                    "Import a cohort CSV (text/csv: cohort,learner,device,kind,profile,description)",
+                    responses={"201": "the new accounts with their passwords, once", "400": "bad CSV"},
+                )
+            },
+            "/api/tokens": {
+                "get": _op("API tokens, without their secrets (trainers)"),
+                "post": _op(
+                    "A new API token; its secret is in the answer, once",
+                    responses={"201": "created", "403": "not yours to grant"},
+                    body=NEW_TOKEN,
+                ),
+            },
+            "/api/tokens/{id}": {
+                "delete": _op(
+                    "Revoke a token",
+                    [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    {"200": "revoked", "404": "unknown"},
+                )
+            },
         },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
     }

@@ -12,17 +12,20 @@ from tests.support import MqttPublisher
 
 
 async def test_messages_arrive_with_topic_payload_qos_retain_and_id(services: Services) -> None:
-    root = unique("t")
+    root = f"lab/{unique('t')}"  # the hub's account may use anything under lab/
     received: asyncio.Queue[Message] = asyncio.Queue()
+    user, password = services.hub_auth
     client = MqttClient(
         "127.0.0.1",
         services.mqtt_port,
         unique("adapter"),
         on_message=received.put_nowait,
         subscriptions=[(f"{root}/#", 1)],
+        username=user,
+        password=password,
     )
     task = asyncio.create_task(client.run())
-    pub = MqttPublisher(services.mqtt_port)
+    pub = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     try:
         await client.wait_connected(10)
         await pub.publish(f"{root}/a", b"zero", qos=0)

@@ -1,0 +1,578 @@
+"""Security against the real broker: accounts and ACLs enforced by Mosquitto, the registry CLI, API tokens.
+
+This module runs its own *closed* mosquitto (anonymous clients refused), as `labhub up` does by default;
+the rest of the suite shares a broker in classroom open mode. Every password and token made here is
+remembered, and the last test greps every log of the module for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub.app import Hub
+from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.registry import Registry
+from hub.services import Service, free_port, start_mosquitto
+from hub.topics import DeviceRef
+from tests.conftest import HubFactory, Services, make_state_dir, unique
+from tests.support import influx_count, wait_until
+
+NOT_AUTHORIZED = 0x87
+SECRETS: list[str] = []  # every password and token this module made: none may appear in any log
+
+
+@dataclass
+class Closed:
+    state: Path
+    port: int
+    broker: Service
+    log_file: Path
+
+    def config(self, services: Services, **hub_options: Any) -> LabConfig:
+        name = unique()
+        return LabConfig(
+            state_dir=self.state,
+            mqtt=MqttConfig(port=self.port, launch=False, client_id=f"hub-{name}"),
+            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
+            hub=HubConfig(http_port=0, open_mode=False, **hub_options),
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`labhub …` as a trainer runs it, against this lab; its stderr (the log) is kept for the grep."""
+        config = self.state / "lab.toml"
+        if not config.exists():
+            config.write_text(f'state_dir = "{self.state}"\n[mqtt]\nport = {self.port}\nlaunch = false\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        with open(self.log_file, "a") as fh:
+            fh.write(done.stderr)
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done
+
+
+@pytest.fixture(scope="module")
+def closed() -> Iterator[Closed]:
+    state = make_state_dir("labhub-closed-")
+    port = free_port()
+    log_file = state / "captured.log"
+    handler = logging.FileHandler(log_file)  # every log record of this module's tests, for the final grep
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    broker = start_mosquitto(state, port=port, open_mode=False)
+    try:
+        yield Closed(state, port, broker, log_file)
+    finally:
+        broker.stop()
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def password_of(output: str) -> str:
+    line = next(line for line in output.splitlines() if line.strip().startswith("password:"))
+    secret = line.split(":", 1)[1].strip()
+    SECRETS.append(secret)
+    return secret
+
+
+@dataclass
+class V5:
+    """An MQTT v5 client (plain paho, its own thread) that records what the broker answers."""
+
+    port: int
+    username: str | None
+    password: str | None
+    client_id: str = ""
+    connected: threading.Event = field(default_factory=threading.Event)
+    refused: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    acks: dict[int, Any] = field(default_factory=dict)
+    got: list[tuple[str, bytes]] = field(default_factory=list)
+    reason: Any = None
+
+    def __post_init__(self) -> None:
+        self.acked = threading.Condition()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id or unique("v5-"), protocol=paho.MQTTv5
+        )
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.lost.set()
+        self.client.on_publish = self._on_ack
+        self.client.on_subscribe = self._on_ack
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload)))
+        self.client.reconnect_delay_set(60, 60)  # no quick automatic reconnects: a test decides
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self.reason = reason
+        (self.refused if reason.is_failure else self.connected).set()
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self.acked:
+            self.acks[mid] = reason
+            self.acked.notify_all()
+
+    def wait_connect(self) -> bool:
+        """True if the broker accepted the connection, False if it refused it."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.connected.wait(0.05):
+                return True
+            if self.refused.is_set():
+                return False
+        raise AssertionError("no CONNACK in 5 s")
+
+    def _wait_ack(self, mid: int) -> Any:
+        with self.acked:
+            assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
+            return self.acks.pop(mid)
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """QoS 1; the PUBACK's reason code."""
+        info = self.client.publish(topic, payload, qos=1)
+        return int(self._wait_ack(info.mid).value)
+
+    def subscribe(self, topic: str) -> int:
+        _, mid = self.client.subscribe(topic, qos=1)
+        reasons = self._wait_ack(mid)
+        return int(reasons[0].value)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def device(closed: Closed, key: str, kind: str = "air_quality") -> str:
+    """Register a device through the CLI, as a trainer would; its password."""
+    return password_of(closed.cli("device", "add", key, "--kind", kind).stdout)
+
+
+@pytest.fixture
+async def lab(closed: Closed, services: Services, start_hub: HubFactory) -> AsyncIterator[tuple[Hub, str]]:
+    """A hub on the closed broker, and a cohort name for this test."""
+    hub = await start_hub(config=closed.config(services))
+    yield hub, unique("k")
+
+
+# The broker's rules ---------------------------------------------------------------------------------------
+
+
+async def test_a_learner_cannot_publish_into_another_learners_topics(
+    closed: Closed, services: Services, lab: tuple[Hub, str]
+) -> None:
+    hub, cohort = lab
+    a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    pw_a, _ = device(closed, a.key), device(closed, b.key)
+    await wait_until(lambda: b in hub.ingest.devices and hub.ingest.devices[b].declared, what="the hub to learn B")
+    client = V5(closed.port, a.key, pw_a)
+    try:
+        assert client.wait_connect()
+        assert client.publish(b.topic("telemetry"), b'{"pm2_5": 666}') == NOT_AUTHORIZED
+        assert client.publish(b.topic("status"), b"offline") == NOT_AUTHORIZED
+        assert client.publish(b.topic("commands"), b'{"type": "stop"}') == NOT_AUTHORIZED  # only the hub commands
+        assert client.publish(a.topic("errors"), b"{}") == NOT_AUTHORIZED  # only the hub answers
+        assert client.publish(a.topic("telemetry"), b'{"pm2_5": 12}') == 0  # its own: fine
+    finally:
+        client.close()
+    db = hub.cfg.influx.database
+    await wait_until(lambda: influx_count(services.influx_port, db, "air_quality", "pm2_5") == 1, what="A's point")
+    assert influx_count(services.influx_port, db, "air_quality", "pm2_5", "learner = 'ben'") == 0
+    assert hub.ingest.devices[b].received == 0
+
+
+async def test_another_learners_client_id_does_not_open_their_topics(closed: Closed, lab: tuple[Hub, str]) -> None:
+    hub, cohort = lab
+    a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    pw_a, _ = device(closed, a.key), device(closed, b.key)
+    spoof = V5(closed.port, a.key, pw_a, client_id=f"sim-{b.cohort}-{b.learner}-{b.device}")  # B's usual id
+    try:
+        assert spoof.wait_connect()
+        assert spoof.publish(b.topic("telemetry"), b'{"pm2_5": 1}') == NOT_AUTHORIZED
+        assert spoof.subscribe(b.topic("commands")) == NOT_AUTHORIZED
+    finally:
+        spoof.close()
+    assert b not in hub.ingest.devices or hub.ingest.devices[b].received == 0
+
+
+async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
+    closed: Closed, services: Services, lab: tuple[Hub, str]
+) -> None:
+    hub, cohort = lab
+    a, b = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
+    pw_a, pw_b = device(closed, a.key, "arm"), device(closed, b.key, "arm")
+    nosy = V5(closed.port, a.key, pw_a)
+    other = V5(closed.port, b.key, pw_b)
+    try:
+        assert nosy.wait_connect() and other.wait_connect()
+        assert nosy.subscribe("#") == NOT_AUTHORIZED
+        assert nosy.subscribe("lab/#") == NOT_AUTHORIZED
+        assert nosy.subscribe(f"lab/{cohort}/+/+/commands") == NOT_AUTHORIZED
+        assert nosy.subscribe(a.topic("commands")) == 1  # granted QoS 1
+        assert nosy.subscribe(a.topic("errors")) == 1
+        assert other.subscribe(b.topic("commands")) == 1
+        # Traffic on both learners' topics: B's telemetry, the hub's commands and errors to both.
+        assert other.publish(b.topic("telemetry"), b'{"base": 10}') == 0
+        assert other.publish(b.topic("telemetry"), b"not json") == 0  # the hub answers on B's errors
+        hub.mqtt.publish(b.topic("commands"), b'{"id": "b1", "type": "stop"}', qos=1)
+        hub.mqtt.publish(a.topic("commands"), b'{"id": "a1", "type": "stop"}', qos=1)
+        await wait_until(lambda: (a.topic("commands"), b'{"id": "a1", "type": "stop"}') in nosy.got, what="A's command")
+        await wait_until(lambda: any(t == b.topic("commands") for t, _ in other.got), what="B's command")
+        await wait_until(lambda: hub.ingest.devices[b].errors_sent >= 1, what="the hub to answer B")
+        await asyncio.sleep(0)  # everything above was published before A's command: nothing else can come
+        assert {topic for topic, _ in nosy.got} == {a.topic("commands")}
+    finally:
+        nosy.close()
+        other.close()
+
+
+async def test_anonymous_and_wrong_passwords_are_refused(closed: Closed, lab: tuple[Hub, str]) -> None:
+    _, cohort = lab
+    a = DeviceRef(cohort, "ana", "aq1")
+    pw_a = device(closed, a.key)
+    for username, password in ((None, None), (a.key, pw_a + "x"), (a.key, ""), ("nobody/at/all", pw_a)):
+        client = V5(closed.port, username, password)
+        try:
+            assert client.wait_connect() is False, (username, password)
+            assert client.reason.value in (0x86, 0x87)  # bad user name or password / not authorized
+        finally:
+            client.close()
+
+
+async def test_a_device_added_by_cli_publishes_within_2s_and_disabling_cuts_it_off_within_2s(
+    closed: Closed, services: Services, lab: tuple[Hub, str]
+) -> None:
+    hub, cohort = lab
+    ref = DeviceRef(cohort, "ana", "aq1")
+    started = time.monotonic()
+    password = device(closed, ref.key)
+    client = V5(closed.port, ref.key, password)
+    try:
+        assert client.wait_connect()
+        assert client.publish(ref.topic("telemetry"), b'{"pm2_5": 7.5}') == 0
+        await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].stored == 1, what="stored")
+        added_s = time.monotonic() - started
+        assert hub.ingest.devices[ref].kind is not None and hub.ingest.devices[ref].kind.name == "air_quality"
+        started = time.monotonic()
+        closed.cli("device", "disable", ref.key)
+        assert await asyncio.to_thread(client.lost.wait, 2.0), "still connected 2 s after disable"
+        cut_s = time.monotonic() - started
+    finally:
+        client.close()
+    again = V5(closed.port, ref.key, password)
+    try:
+        assert again.wait_connect() is False
+    finally:
+        again.close()
+    closed.cli("device", "enable", ref.key)
+    back = V5(closed.port, ref.key, password)
+    try:
+        assert back.wait_connect()
+    finally:
+        back.close()
+    print(f"CLI add → first reading stored: {added_s:.2f} s; CLI disable → disconnected: {cut_s:.2f} s")
+    assert added_s < 2.0 + 1.5  # the CLI process itself starts in ~1 s; the broker part is milliseconds
+    assert cut_s < 2.0 + 1.5
+
+
+async def test_rotating_a_password_invalidates_the_old_one(closed: Closed, lab: tuple[Hub, str]) -> None:
+    _, cohort = lab
+    ref = DeviceRef(cohort, "ana", "aq1")
+    old = device(closed, ref.key)
+    connected = V5(closed.port, ref.key, old)
+    try:
+        assert connected.wait_connect()
+        new = password_of(closed.cli("device", "rotate", ref.key).stdout)
+        assert new != old
+        assert await asyncio.to_thread(connected.lost.wait, 2.0), "the old session survived the rotation"
+    finally:
+        connected.close()
+    for password, accepted in ((old, False), (new, True)):
+        client = V5(closed.port, ref.key, password)
+        try:
+            assert client.wait_connect() is accepted
+        finally:
+            client.close()
+
+
+async def test_a_learners_own_account_drives_only_their_devices(closed: Closed, lab: tuple[Hub, str]) -> None:
+    _, cohort = lab
+    a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    pw_a, _ = device(closed, a.key), device(closed, b.key)
+    learner_pw = password_of(closed.cli("learner", "add", f"{cohort}/ana").stdout)
+    app = V5(closed.port, f"{cohort}/ana", learner_pw)
+    sensor = V5(closed.port, a.key, pw_a)
+    try:
+        assert app.wait_connect() and sensor.wait_connect()
+        assert app.subscribe(a.topic("telemetry")) == 1
+        assert app.subscribe(b.topic("telemetry")) == NOT_AUTHORIZED
+        assert app.subscribe("#") == NOT_AUTHORIZED
+        assert app.subscribe(a.topic("commands/result")) == 1
+        assert app.publish(a.topic("commands/request"), b'{"type": "stop"}') == 0
+        # The request reached the hub, which answers on A's result topic (a sensor is not an arm).
+        await wait_until(lambda: any(t == a.topic("commands/result") for t, _ in app.got), what="the hub's answer")
+        assert b"not_an_arm" in next(p for t, p in app.got if t == a.topic("commands/result"))
+        assert app.publish(b.topic("commands/request"), b'{"type": "stop"}') == NOT_AUTHORIZED
+        assert app.publish(a.topic("commands"), b'{"type": "stop"}') == NOT_AUTHORIZED
+        assert app.publish(a.topic("telemetry"), b'{"pm2_5": 1}') == NOT_AUTHORIZED  # apps are not devices
+        assert sensor.publish(a.topic("telemetry"), b'{"pm2_5": 3}') == 0
+        await wait_until(lambda: any(t == a.topic("telemetry") for t, _ in app.got), what="A's reading in A's app")
+    finally:
+        app.close()
+        sensor.close()
+
+
+# The API ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    base: str
+    session: aiohttp.ClientSession
+
+    async def call(
+        self, method: str, path: str, token: str | None, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body) if body is not None and not isinstance(body, (bytes, str, io.BytesIO)) else body
+        async with self.session.request(method, self.base + path, data=data, headers=all_headers) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, text
+
+
+def token(hub: Hub, role: str, scope: str) -> str:
+    _, secret = hub.registry.add_token(role, scope, "test")
+    SECRETS.append(secret)
+    hub.apply_registry()
+    return secret
+
+
+@pytest.fixture
+async def api(lab: tuple[Hub, str]) -> AsyncIterator[Api]:
+    hub, _ = lab
+    async with aiohttp.ClientSession() as session:
+        yield Api(f"http://127.0.0.1:{hub.http_port}", session)
+
+
+async def test_every_route_needs_a_token_and_stays_in_its_scope(closed: Closed, lab: tuple[Hub, str], api: Api) -> None:
+    """The route matrix: no token → 401; another learner's (or cohort's) token → 403; in scope → 2xx."""
+    hub, cohort = lab
+    other = unique("k")
+    arm, ben_arm = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
+    for ref in (arm, ben_arm):
+        device(closed, ref.key, "arm")
+    await wait_until(lambda: arm in hub.relay.arms and ben_arm in hub.relay.arms, what="the hub to learn the arms")
+    hub.relay.arms[arm].pose  # noqa: B018 (known arm)
+    record = hub.relay.submit(arm, {"type": "home"}, "test")
+    tokens = {
+        "ana": token(hub, "learner", f"{cohort}/ana"),
+        "ben": token(hub, "learner", f"{cohort}/ben"),
+        "trainer": token(hub, "trainer", cohort),
+        "other_trainer": token(hub, "trainer", other),
+        "viewer": token(hub, "viewer", cohort),
+        "admin": token(hub, "trainer", "*"),
+    }
+    d = f"/api/devices/{arm.key}"
+    move = {"type": "move", "targets": {"base": 20}}
+    # (method, path, body, tokens answered 2xx, tokens answered 403); every other token, and none, as stated.
+    routes: list[tuple[str, str, Any, set[str], set[str]]] = [
+        ("GET", "/api/openapi.json", None, {"ana", "ben", "trainer", "viewer", "admin"}, set()),
+        ("GET", "/api/devices", None, {"ana", "ben", "trainer", "viewer", "admin"}, set()),
+        ("GET", "/api/stats", None, {"admin"}, {"ana", "trainer", "viewer"}),
+        ("GET", "/metrics", None, {"admin"}, {"ana", "trainer", "viewer"}),
+        ("GET", d, None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
+        ("GET", d + "/inspector", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
+        ("GET", d + "/arm", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
+        ("GET", d + "/commands", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
+        ("POST", d + "/commands", move, {"ana", "trainer", "admin"}, {"ben", "viewer", "other_trainer"}),
+        ("GET", f"/api/commands/{record.id}", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
+        ("GET", "/api/registry/devices", None, {"trainer", "admin"}, {"ana", "viewer"}),
+        ("GET", "/api/registry/learners", None, {"trainer", "admin"}, {"ana", "viewer"}),
+        ("GET", "/api/tokens", None, {"trainer", "admin"}, {"ana", "viewer"}),
+        (
+            "POST",
+            "/api/tokens",
+            {"role": "viewer", "scope": cohort},
+            {"trainer", "admin"},
+            {"ana", "viewer", "other_trainer"},
+        ),
+        (
+            "POST",
+            f"/api/registry/devices/{ben_arm.key}/disable",
+            None,
+            {"trainer", "admin"},
+            {"ana", "ben", "viewer", "other_trainer"},
+        ),
+        (
+            "POST",
+            f"/api/registry/devices/{ben_arm.key}/enable",
+            None,
+            {"trainer", "admin"},
+            {"ana", "ben", "viewer", "other_trainer"},
+        ),
+    ]
+    failures = []
+    for method, path, body, allowed, forbidden in routes:
+        status, _ = await api.call(method, path, None, body)
+        if status != 401:
+            failures.append(f"{method} {path} without a token: {status}")
+        status, _ = await api.call(method, path, "lh_not-a-real-token", body)
+        if status != 401:
+            failures.append(f"{method} {path} with a bad token: {status}")
+        for name in sorted(allowed | forbidden):
+            status, answer = await api.call(method, path, tokens[name], body)
+            if isinstance(answer, dict) and "token" in answer:
+                SECRETS.append(answer["token"])
+            ok = 200 <= status < 300 if name in allowed else status == 403
+            if not ok:
+                failures.append(f"{method} {path} as {name}: {status} {str(answer)[:120]}")
+    assert not failures, "\n".join(failures)
+    # Health stays open: monitors have no token.
+    assert (await api.call("GET", "/healthz", None))[0] == 200
+    # A trainer of this cohort registers a device over HTTP; another cohort's trainer may not.
+    status, made = await api.call("POST", "/api/registry/devices", tokens["trainer"], {"id": f"{cohort}/cy/aq1"})
+    assert status == 201 and made["username"] == f"{cohort}/cy/aq1"
+    SECRETS.append(made["password"])
+    status, _ = await api.call("POST", "/api/registry/devices", tokens["other_trainer"], {"id": f"{cohort}/dd/aq1"})
+    assert status == 403
+    # A revoked token is refused at once.
+    status, listing = await api.call("GET", "/api/tokens", tokens["admin"])
+    ben_id = next(t["id"] for t in listing["tokens"] if t["scope"] == f"{cohort}/ben")
+    assert (await api.call("DELETE", f"/api/tokens/{ben_id}", tokens["trainer"]))[0] == 200
+    assert (await api.call("GET", "/api/devices", tokens["ben"]))[0] == 401
+
+
+async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
+    closed: Closed, lab: tuple[Hub, str], api: Api
+) -> None:
+    hub, cohort = lab
+    arm = DeviceRef(cohort, "ana", "arm1")
+    device(closed, arm.key, "arm")
+    await wait_until(lambda: arm in hub.relay.arms, what="the hub to learn the arm")
+    mine, other = token(hub, "learner", f"{cohort}/ana"), token(hub, "viewer", cohort)
+    live = f"{api.base}/api/live?device={arm.key}"
+    # The WebSocket handshake: a foreign page is refused; the hub's own page and non-browser clients get in.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await api.session.ws_connect(live, headers={"Authorization": f"Bearer {mine}", "Origin": "http://evil.test"})
+    assert refused.value.status == 403
+    async with api.session.ws_connect(live, headers={"Origin": api.base}, protocols=("labhub", f"bearer.{mine}")) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "presence"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as unauthenticated:
+        await api.session.ws_connect(live)
+    assert unauthenticated.value.status == 401
+    # CORS: only allow-listed origins are answered with Access-Control-Allow-Origin.
+    status, _ = await api.call("GET", "/api/devices", mine, headers={"Origin": "http://evil.test"})
+    assert status == 403
+    # An oversize body is refused before it is read.
+    big = io.BytesIO(b"{" + b" " * (1 << 20) + b"}")
+    status, _ = await api.call("POST", f"/api/devices/{arm.key}/commands", mine, big)
+    assert status == 413
+    # A flood from one token: 429 with Retry-After, while another token is still served at once.
+    results = await asyncio.gather(*(api.call("GET", "/api/openapi.json", mine) for _ in range(120)))
+    statuses = [s for s, _ in results]
+    assert statuses.count(429) > 0 and statuses.count(200) >= 20  # the burst (40) less what this test used
+    async with api.session.get(f"{api.base}/api/devices", headers={"Authorization": f"Bearer {mine}"}) as resp:
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    started = time.monotonic()
+    status, _ = await api.call("GET", "/api/devices", other)
+    assert status == 200 and time.monotonic() - started < 0.5
+
+
+async def test_cors_answers_allow_listed_origins_only(services: Services, start_hub: HubFactory) -> None:
+    hub = await start_hub(allowed_origins=("https://dash.example",))
+    secret = token(hub, "viewer", "*")
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{hub.http_port}/api/devices"
+        async with session.options(
+            url, headers={"Origin": "https://dash.example", "Access-Control-Request-Method": "GET"}
+        ) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+            assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        headers = {"Origin": "https://dash.example", "Authorization": f"Bearer {secret}"}
+        async with session.get(url, headers=headers) as resp:
+            assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+        async with session.get(url, headers={"Authorization": f"Bearer {secret}"}) as resp:
+            assert resp.status == 200 and "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_the_registry_imports_a_cohort_csv_and_never_stores_a_token(closed: Closed, tmp_path: Path) -> None:
+    cohort = unique("k")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text(
+        "cohort,learner,device,kind,profile,description\n"
+        f"{cohort},ana,aq1,air_quality,,window sensor\n"
+        f"{cohort},ana,arm1,arm,braccio,\n"
+        f"{cohort},ben,,,,\n"
+    )
+    out = closed.cli("cohort", "import", str(csv)).stdout
+    rows = dict(line.split(",", 1) for line in out.splitlines() if line.startswith(cohort))
+    SECRETS.extend(rows.values())
+    assert set(rows) == {f"{cohort}/ana", f"{cohort}/ana/aq1", f"{cohort}/ana/arm1", f"{cohort}/ben"}
+    listing = closed.cli("device", "list", "--cohort", cohort).stdout
+    assert "braccio" in listing and "window sensor" in listing
+    for key in (f"{cohort}/ana/aq1", f"{cohort}/ben"):
+        client = V5(closed.port, key, rows[key])
+        try:
+            assert client.wait_connect()
+        finally:
+            client.close()
+    again = closed.cli("cohort", "import", str(csv)).stdout  # idempotent: nothing new
+    assert "0 new accounts" in again
+    secret = closed.cli("token", "add", "--role", "viewer", "--scope", cohort).stdout.splitlines()[-1]
+    SECRETS.append(secret)
+    registry = Registry(closed.state / "registry.sqlite3")
+    try:
+        dump = "\n".join(registry._db.iterdump())
+    finally:
+        registry.close()
+    assert secret not in dump and not any(pw in dump for pw in rows.values())
+
+
+def test_no_secret_appears_in_any_log(closed: Closed, services: Services) -> None:
+    """Last: every password and token made above, searched in every log this module produced."""
+    assert len(SECRETS) > 20
+    logs = {
+        "test and hub log records": closed.log_file,
+        "mosquitto (closed)": closed.broker.log_path,
+        "mosquitto (session)": services.mosquitto.log_path,
+        "influxd": services.influxd.log_path,
+    }
+    for name, path in logs.items():
+        text = path.read_text(errors="replace")
+        assert text or name != "test and hub log records", f"{name}: empty, the capture did not work"
+        leaked = [s for s in SECRETS if s in text]
+        assert not leaked, f"{name} contains {len(leaked)} secrets"
