@@ -91,7 +91,10 @@ class Hub:
         self.workers = workers
         self.cfg = cfg
         self.report_every_s = report_every_s
-        self.backend = make_backend(cfg.influx)
+        influx_password = (
+            read_secret(cfg.secret_file(cfg.influx.password_file, "influx-hub")) if cfg.influx.username else None
+        )
+        self.backend = make_backend(cfg.influx, influx_password)
         self.live = Live()
         spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
         self.spool: Spool[InspectorEntry] = Spool(

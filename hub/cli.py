@@ -25,7 +25,7 @@ from hub.config import (
 from hub.credentials import CREDENTIALS_FILE, load_credentials, read_secret, secret_path
 from hub.dynsec import DynsecError
 from hub.registry import Registry, RegistryError
-from hub.services import Service, ServiceError, start_influxd, start_mosquitto
+from hub.services import INFLUX_HUB, Service, ServiceError, start_influxd, start_mosquitto
 from hub.topics import DeviceRef
 
 if TYPE_CHECKING:
@@ -198,6 +198,9 @@ def _configure(args: argparse.Namespace) -> LabConfig:
         cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, http_port=args.http_port))
     if args.closed or args.open:
         cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, open_mode=bool(args.open)))
+    if cfg.influx.launch and cfg.influx.backend == "v1" and not cfg.influx.username:
+        # The influxd that `labhub up` runs has auth on: the hub writes as its own, least-privileged user.
+        cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, username=INFLUX_HUB))
     return cfg
 
 
@@ -217,7 +220,14 @@ def start_services(cfg: LabConfig) -> list[Service]:
         if cfg.influx.launch and cfg.influx.backend == "v1":
             url = urlparse(cfg.influx.url)
             services.append(
-                start_influxd(cfg.state_dir, url.hostname or "127.0.0.1", url.port or 8086, cfg.influx.rpc_port)
+                start_influxd(
+                    cfg.state_dir,
+                    url.hostname or "127.0.0.1",
+                    url.port or 8086,
+                    cfg.influx.rpc_port,
+                    auth=True,
+                    database=cfg.influx.database,
+                )
             )
     except BaseException:
         for service in reversed(services):

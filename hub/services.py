@@ -8,6 +8,7 @@ startup waits until the port answers, and a service that exits early reports its
 from __future__ import annotations
 
 import asyncio
+import base64
 import glob
 import json
 import logging
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,10 +231,25 @@ async def _configure_security(host: str, port: int, admin_password: str, open_mo
         await sec.configure_lab(open_mode)
 
 
+INFLUX_ADMIN = "labhub_admin"
+INFLUX_HUB = "labhub_hub"
+
+
 def start_influxd(
-    state_dir: Path, host: str = "127.0.0.1", http_port: int = 8086, rpc_port: int = 8089, timeout: float = 60.0
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    http_port: int = 8086,
+    rpc_port: int = 8089,
+    timeout: float = 60.0,
+    auth: bool = False,
+    database: str = "labhub",
 ) -> Service:
-    """influxd (1.x) with its data in `state_dir/influxdb`."""
+    """influxd (1.x) with its data in `state_dir/influxdb`.
+
+    With `auth`, influxd refuses anonymous requests; an admin (password in `state_dir/secrets/influx-admin`,
+    used only here) creates the database and the hub's own user, which may read and write that database
+    and nothing else (password in `state_dir/secrets/influx-hub`).
+    """
     binary = _require("influxd", "influxdb")
     data_dir = _prepare(
         state_dir / "influxdb",
@@ -242,12 +259,76 @@ def start_influxd(
         "influx.rpc_port or --influx-port, or influx.launch = false to use that database",
     )
     conf = state_dir / "influxdb.conf"
-    _render("influxdb.conf.in", conf, host=host, http_port=http_port, rpc_port=rpc_port, data_dir=data_dir)
+    _render(
+        "influxdb.conf.in",
+        conf,
+        host=host,
+        http_port=http_port,
+        rpc_port=rpc_port,
+        data_dir=data_dir,
+        auth_enabled="true" if auth else "false",
+    )
     env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))
     service = _spawn("influxd", [binary, "-config", str(conf)], state_dir / "influxd.log", f"{host}:{http_port}", env)
     _wait(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout)
-    log.info("influxd listening on http://%s:%d (data in %s)", host, http_port, data_dir)
+    if auth:
+        try:
+            _provision_influx(f"http://{host}:{http_port}", state_dir, database)
+        except ServiceError:
+            service.stop()
+            raise
+    log.info(
+        "influxd listening on http://%s:%d (data in %s%s)",
+        host,
+        http_port,
+        data_dir,
+        f"; auth on, the hub writes as {INFLUX_HUB}" if auth else "",
+    )
     return service
+
+
+def _influxql(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, object]:
+    """One InfluxQL statement, POSTed (the statement, which may hold a password, stays out of URLs)."""
+    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            body: dict[str, object] = json.load(resp)
+    except urllib.error.HTTPError as err:
+        body = {"error": _json_error(err.read()), "status": err.code}
+    results = body.get("results")
+    if isinstance(results, list) and results and isinstance(results[0], dict) and "error" in results[0]:
+        body["error"] = results[0]["error"]
+    return body
+
+
+def _json_error(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw).get("error", ""))
+    except (ValueError, AttributeError):
+        return raw.decode(errors="replace")[:200]
+
+
+def _provision_influx(url: str, state_dir: Path, database: str) -> None:
+    """The admin user (made while influxd has none), the database, and the hub's user with rights on it only."""
+    admin = (INFLUX_ADMIN, ensure_secret(secret_path(state_dir, "influx-admin")))
+    hub_password = ensure_secret(secret_path(state_dir, "influx-hub"))
+    answer = _influxql(url, f"CREATE USER {INFLUX_ADMIN} WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES", None)
+    if "error" in answer and answer.get("status") != 401:  # 401: an admin exists already (not the first start)
+        raise ServiceError(f"influxd: cannot create its admin user: {answer['error']}")
+    steps = [
+        f'CREATE DATABASE "{database}"',
+        f"CREATE USER {INFLUX_HUB} WITH PASSWORD '{hub_password}'",
+        f"SET PASSWORD FOR {INFLUX_HUB} = '{hub_password}'",
+        f'GRANT ALL ON "{database}" TO {INFLUX_HUB}',
+    ]
+    for q in steps:
+        answer = _influxql(url, q, admin)
+        if "error" in answer and "already exists" not in str(answer["error"]):
+            what = q.split(" WITH PASSWORD")[0].split(" = ")[0]  # never the password itself
+            raise ServiceError(f"influxd: {what} failed: {answer['error']}")
 
 
 def _pings(url: str) -> bool:

@@ -211,14 +211,16 @@ class InfluxV1:
 
     name = "influxdb-v1"
 
-    def __init__(self, cfg: InfluxConfig) -> None:
+    def __init__(self, cfg: InfluxConfig, password: str | None = None) -> None:
         self.url = cfg.url.rstrip("/")
         self.database = cfg.database
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
+        # Basic auth in a header, never u=/p= in the URL (URLs end up in logs).
+        self._auth = aiohttp.BasicAuth(cfg.username, password) if cfg.username and password else None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -248,7 +250,12 @@ class InfluxV1:
             raise StorageError(f"{type(err).__name__}: {err}") from None
 
     async def ensure_database(self) -> None:
-        await self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+        """Create the database if this user may; a least-privilege user relies on the admin having done it."""
+        try:
+            await self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+        except StorageError as err:
+            if "admin privilege" not in str(err):
+                raise
 
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL; return the `series` of the first statement (times in ns)."""
@@ -329,5 +336,6 @@ def _v2_error(body: Any) -> str:
         return str(body)[:500]
 
 
-def make_backend(cfg: InfluxConfig) -> InfluxV1 | InfluxV2:
-    return InfluxV1(cfg) if cfg.backend == "v1" else InfluxV2(cfg)
+def make_backend(cfg: InfluxConfig, password: str | None = None) -> InfluxV1 | InfluxV2:
+    """`password`: the v1 user's (`cfg.username`); v2 authenticates with `cfg.token`."""
+    return InfluxV1(cfg, password) if cfg.backend == "v1" else InfluxV2(cfg)

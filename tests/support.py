@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -71,10 +72,13 @@ class MqttPublisher:
         self.client.loop_stop()
 
 
-def influx_query(port: int, db: str, q: str) -> list[dict[str, Any]]:
+def influx_query(port: int, db: str, q: str, auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """InfluxQL over HTTP; the series of the first statement."""
     url = f"http://127.0.0.1:{port}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as resp:
         data = json.load(resp)
     result = data["results"][0]
     if "error" in result:
@@ -83,11 +87,13 @@ def influx_query(port: int, db: str, q: str) -> list[dict[str, Any]]:
     return series
 
 
-def influx_count(port: int, db: str, measurement: str, field: str, where: str = "") -> int:
+def influx_count(
+    port: int, db: str, measurement: str, field: str, where: str = "", auth: tuple[str, str] | None = None
+) -> int:
     """How many values of `field` are stored (0 while the database does not exist yet)."""
     clause = f" WHERE {where}" if where else ""
     try:
-        series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}')
+        series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}', auth)
     except AssertionError as err:
         if "database not found" in str(err):
             return 0

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from hub.config import ConfigError, load_config, parse_config
 from hub.credentials import load_credentials, read_secret
 from hub.services import free_port, port_in_use
 from tests.conftest import make_state_dir
-from tests.support import MqttListener, MqttPublisher, http_json, influx_count, wait_until
+from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, wait_until
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
@@ -60,8 +61,10 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
         assert f"127.0.0.1:{mqtt}" in banner and "6 air-quality sensors" in banner
         drain = asyncio.create_task(proc.stdout.read())  # keep the pipe flowing
 
+        hub_user = ("labhub_hub", read_secret(state / "secrets" / "influx-hub") or "")
+
         async def stored() -> int:
-            return await asyncio.to_thread(influx_count, influx, "labhub", "air_quality", "pm2_5")
+            return await asyncio.to_thread(influx_count, influx, "labhub", "air_quality", "pm2_5", "", hub_user)
 
         first = await wait_until(stored, timeout=30, what="readings from the simulated fleet")
 
@@ -87,6 +90,18 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
         assert status == 200
         online = {d["id"] for d in devices["devices"] if d["online"]}
         assert {"demo/ana/aq1", "sim/learner01/aq1", "sim/learner02/aq1"} <= online
+        # influxd runs with auth: nobody gets in anonymously, and the hub's user is no admin.
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            influx_query(influx, "labhub", "SELECT count(pm2_5) FROM air_quality")
+        with anonymous.value:
+            assert anonymous.value.code == 401
+        for statement in ('DROP DATABASE "labhub"', "CREATE USER eve WITH PASSWORD 'x'", "SHOW USERS"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                influx_query(influx, "labhub", statement, hub_user)
+            with refused.value:
+                assert refused.value.code == 403 and b"admin privilege" in refused.value.read()
+        hub_config = (state / "lab-credentials.toml").read_text() + banner
+        assert (read_secret(state / "secrets" / "influx-admin") or "?") not in hub_config
 
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
