@@ -26,6 +26,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_sim.app import PhoneApp
+from hub.registry import Registry
 from hub.services import free_port, start_influxd, start_mosquitto
 
 
@@ -51,10 +52,11 @@ async def wait_http(url: str, timeout: float) -> None:
             await asyncio.sleep(0.1)
 
 
-async def drive(base: str, devices: list[str], rate: float, seconds: float) -> list[PhoneApp]:
+async def drive(base: str, devices: list[str], rate: float, seconds: float, token: str) -> list[PhoneApp]:
     apps = [PhoneApp(base, device, rate / len(devices), seed=i) for i, device in enumerate(devices)]
     connector = aiohttp.TCPConnector(limit=200)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         tasks = [asyncio.create_task(app.run(session, seconds)) for app in apps]
         started = time.monotonic()
         while not all(t.done() for t in tasks):
@@ -77,13 +79,18 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="labhub-armbench-"))
     os.chmod(state, 0o755)
     mqtt_port, influx_port, http_port = free_port(), free_port(), free_port()
-    broker = start_mosquitto(state, port=mqtt_port)
+    broker = start_mosquitto(state, port=mqtt_port)  # closed, as in a lab: every arm has its own account
     influxd = start_influxd(state, http_port=influx_port, rpc_port=free_port())
+    registry = Registry(state / "registry.sqlite3")
+    _, token = registry.add_token("trainer", "bench", "benchmark apps")  # one trainer drives every arm
+    registry.close()
     devices = [f"bench/learner{i:02d}/arm1" for i in range(1, args.arms + 1)]  # as `labhub sim arm` names them
     cfg = state / "bench.toml"
     cfg.write_text(
         f'state_dir = "{state}"\n[mqtt]\nport = {mqtt_port}\nlaunch = false\n'
         f'[influx]\nurl = "http://127.0.0.1:{influx_port}"\nlaunch = false\n[hub]\nhttp_port = {http_port}\n'
+        # the hub's rate limit is per token, and here one token speaks for all the apps
+        f"api_requests_per_second = 1000.0\n"
         + "".join(f'[[devices]]\nid = "{d}"\nkind = "arm"\nprofile = "mearm"\n' for d in devices)
     )
     hub = subprocess.Popen(
@@ -91,6 +98,7 @@ def main() -> int:
         stdout=subprocess.DEVNULL,
         stderr=open(state / "hub.log", "wb"),
     )
+    asyncio.run(wait_http(f"http://127.0.0.1:{http_port}/healthz", 30))  # the hub made the arms' accounts
     arms = subprocess.Popen(
         [
             sys.executable,
@@ -104,6 +112,8 @@ def main() -> int:
             "bench",
             "--port",
             str(mqtt_port),
+            "--credentials",
+            str(state / "lab-credentials.toml"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(state / "arms.log", "wb"),
@@ -112,7 +122,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{http_port}"
         asyncio.run(wait_http(f"{base}/healthz", 30))
         time.sleep(2)  # the arms' first poses and presence reach the hub
-        apps = asyncio.run(drive(base, devices[: args.apps or args.arms], args.rate, args.seconds))
+        apps = asyncio.run(drive(base, devices[: args.apps or args.arms], args.rate, args.seconds, token))
         timings = [t for app in apps for t in app.stats.timings.values()]
         accepted = [(t.accepted - t.posted) * 1000 for t in timings if t.accepted is not None]
         hub_accepted = [t.hub_accepted_ms for t in timings if t.hub_accepted_ms is not None]

@@ -36,9 +36,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_sim.air import AirModel
+from hub.credentials import load_credentials, read_secret
+from hub.dynsec import HUB_USER
+from hub.registry import Registry
 from hub.services import free_port, start_influxd, start_mosquitto
 
 DB = "labhub"
+PROBE = "bench/probe/p1"
+TOKEN = [""]  # the benchmark's viewer token for /api/stats
 
 
 def payload_pool(size: int) -> list[bytes]:
@@ -55,7 +60,10 @@ def influx_query(port: int, q: str) -> list[list[object]]:
 
 
 def hub_stats(port: int) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as resp:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/stats", headers={"Authorization": f"Bearer {TOKEN[0]}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
         result: dict[str, object] = json.load(resp)
         return result
 
@@ -83,10 +91,11 @@ class RawPublisher:
     which the hub, the broker and the database then lacked. This generator costs a few percent.
     """
 
-    def __init__(self, port: int, client_id: str, topic: str, pool: list[bytes]) -> None:
+    def __init__(self, port: int, client_id: str, topic: str, pool: list[bytes], login: tuple[str, str]) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
-        cid = client_id.encode()
-        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+        fields = [client_id.encode(), login[0].encode(), login[1].encode()]
+        # CONNECT: clean session, username and password flags (0xC2), keepalive 60 s.
+        body = b"\x00\x04MQTT\x04\xc2\x00\x3c" + b"".join(len(f).to_bytes(2, "big") + f for f in fields)
         self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
         connack = self.sock.recv(4)
         if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
@@ -104,13 +113,19 @@ class RawPublisher:
         self.sock.close()
 
 
-def raw_broker_rate(mqtt_port: int, pool: list[bytes], devices: int, per_device: int) -> tuple[float, int]:
-    """The same messages, unpaced, to a bare `mosquitto_sub`: the broker's own rate on this machine."""
+def raw_broker_rate(
+    mqtt_port: int, pool: list[bytes], devices: int, per_device: int, hub_login: tuple[str, str]
+) -> tuple[float, int]:
+    """The same messages, unpaced, to a bare `mosquitto_sub`: the broker's own rate on this machine (through
+    the same ACL checks, as the hub's account)."""
     total = devices * per_device
-    sub = subprocess.Popen(["mosquitto_sub", "-p", str(mqtt_port), "-t", "raw/#"], stdout=subprocess.PIPE)
+    login = ["-u", hub_login[0], "-P", hub_login[1]]
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(mqtt_port), *login, "-t", "lab/raw/#"], stdout=subprocess.PIPE)
     assert sub.stdout is not None
     stream = sub.stdout
-    marker = subprocess.Popen(["mosquitto_pub", "-p", str(mqtt_port), "-t", "raw/marker", "-l"], stdin=subprocess.PIPE)
+    marker = subprocess.Popen(
+        ["mosquitto_pub", "-p", str(mqtt_port), *login, "-t", "lab/raw/marker", "-l"], stdin=subprocess.PIPE
+    )
     assert marker.stdin is not None
     ready = threading.Event()
     counted = {"n": 0, "first": 0.0, "last": 0.0}
@@ -136,7 +151,7 @@ def raw_broker_rate(mqtt_port: int, pool: list[bytes], devices: int, per_device:
     marker.stdin.close()
     marker.wait()
     bare = [p.rstrip(b"\n") for p in pool]
-    devs = [RawPublisher(mqtt_port, f"raw-d{i}", f"raw/d{i}", bare) for i in range(devices)]
+    devs = [RawPublisher(mqtt_port, f"raw-d{i}", f"lab/raw/d{i}", bare, hub_login) for i in range(devices)]
     started = time.perf_counter()
     for start in range(0, per_device, 1000):
         for dev in devs:
@@ -153,7 +168,7 @@ def raw_broker_rate(mqtt_port: int, pool: list[bytes], devices: int, per_device:
 class Prober(threading.Thread):
     """Publish a reading, then poll InfluxDB until it is queryable; repeat. Latencies in ms."""
 
-    def __init__(self, mqtt_port: int, influx_port: int, interval_s: float) -> None:
+    def __init__(self, mqtt_port: int, influx_port: int, interval_s: float, password: str) -> None:
         super().__init__(daemon=True)
         self.influx_port = influx_port
         self.interval_s = interval_s
@@ -161,6 +176,7 @@ class Prober(threading.Thread):
         self.timeouts = 0
         self.stop = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+        self.client.username_pw_set(PROBE, password)
         self.client.connect("127.0.0.1", mqtt_port)
         self.client.loop_start()
 
@@ -170,7 +186,7 @@ class Prober(threading.Thread):
         while not self.stop.is_set():
             seq += 1
             started = time.perf_counter()
-            self.client.publish("lab/bench/probe/p1/telemetry", json.dumps({"seq": seq}), qos=0)
+            self.client.publish(f"lab/{PROBE}/telemetry", json.dumps({"seq": seq}), qos=0)
             while True:
                 rows = influx_query(self.influx_port, q)
                 if rows and float(rows[0][1]) >= seq:  # type: ignore[arg-type]
@@ -210,8 +226,12 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="labhub-bench-"))
     os.chmod(state, 0o755)
     mqtt_port, influx_port, rpc_port, http_port = free_port(), free_port(), free_port(), free_port()
-    broker = start_mosquitto(state, port=mqtt_port)
+    broker = start_mosquitto(state, port=mqtt_port)  # closed, as in a lab: every device has its own account
     influxd = start_influxd(state, http_port=influx_port, rpc_port=rpc_port)
+    registry = Registry(state / "registry.sqlite3")
+    _, TOKEN[0] = registry.add_token("viewer", "*", "benchmark")
+    registry.close()
+    hub_login = (HUB_USER, read_secret(state / "secrets" / "mqtt-hub") or "")
     hubs: list[subprocess.Popen[bytes]] = []
     ports = [http_port + i for i in range(args.workers)]
 
@@ -219,13 +239,16 @@ def main() -> int:
         return sum(int(hub_stats(port)["stored"]) for port in ports)  # type: ignore[call-overload]
 
     try:
-        raw_rate, raw_count = (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port, pool, args.devices, per_device)
+        raw_rate, raw_count = (
+            (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port, pool, args.devices, per_device, hub_login)
+        )
         if not args.skip_raw:
             print(f"broker raw rate: {raw_rate:,.0f} msg/s to a bare mosquitto_sub ({raw_count:,}/{total:,} received)")
 
-        devices = "\n".join(
-            f'[[devices]]\nid = "bench/d{i:02d}/aq1"\nkind = "air_quality"\n' for i in range(args.devices)
-        )
+        devices = (
+            "\n".join(f'[[devices]]\nid = "bench/d{i:02d}/aq1"\nkind = "air_quality"\n' for i in range(args.devices))
+            + f'\n[[devices]]\nid = "{PROBE}"\nkind = "generic"\n'
+        )  # the hub makes their accounts
         cfg = state / "bench.toml"
         cfg.write_text(
             f'state_dir = "{state}"\n[mqtt]\nport = {mqtt_port}\nlaunch = false\n'
@@ -267,10 +290,17 @@ def main() -> int:
         cpu0 = sum(p.cpu_times().user + p.cpu_times().system for p in hub_procs)
         other0 = {k: p.cpu_times() for k, p in others.items()}
 
-        prober = Prober(mqtt_port, influx_port, args.probe_interval)
+        passwords = load_credentials(state)
+        prober = Prober(mqtt_port, influx_port, args.probe_interval, passwords[PROBE])
         bare = [p.rstrip(b"\n") for p in pool]
         devs = [
-            RawPublisher(mqtt_port, f"bench-d{i:02d}", f"lab/bench/d{i:02d}/aq1/telemetry", bare)
+            RawPublisher(
+                mqtt_port,
+                f"bench-d{i:02d}",
+                f"lab/bench/d{i:02d}/aq1/telemetry",
+                bare,
+                (f"bench/d{i:02d}/aq1", passwords[f"bench/d{i:02d}/aq1"]),
+            )
             for i in range(args.devices)
         ]
         chunk = 200

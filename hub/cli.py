@@ -22,7 +22,7 @@ from hub.config import (
     LabConfig,
     load_config,
 )
-from hub.credentials import CREDENTIALS_FILE, load_credentials, read_secret, secret_path
+from hub.credentials import CREDENTIALS_FILE, load_credentials, load_credentials_file, read_secret, secret_path
 from hub.dynsec import DynsecError
 from hub.registry import Registry, RegistryError
 from hub.services import INFLUX_HUB, Service, ServiceError, start_influxd, start_mosquitto
@@ -161,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     air.add_argument("--cohort", default="sim")
     air.add_argument("--host", default="127.0.0.1")
     air.add_argument("--port", type=int, default=1883)
+    air.add_argument("--credentials", type=Path, help="passwords file (the lab's lab-credentials.toml)")
     air.set_defaults(func=cmd_sim_air)
     arm = sim_sub.add_parser("arm", help="simulated robotic arms (servo firmware)")
     arm.add_argument("--count", type=int, default=1)
@@ -169,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     arm.add_argument("--cohort", default="sim")
     arm.add_argument("--host", default="127.0.0.1")
     arm.add_argument("--port", type=int, default=1883)
+    arm.add_argument("--credentials", type=Path, help="passwords file (the lab's lab-credentials.toml)")
     arm.set_defaults(func=cmd_sim_arm)
     return parser
 
@@ -538,6 +540,8 @@ async def _registry_change(accounts: Accounts, action: str, args: argparse.Names
 def cmd_sim_air(args: argparse.Namespace) -> int:
     from firmware_sim.air import AirSensor
 
+    passwords = load_credentials_file(args.credentials) if args.credentials else {}
+
     async def run() -> None:
         sensors = [
             AirSensor(
@@ -548,6 +552,7 @@ def cmd_sim_air(args: argparse.Namespace) -> int:
                 args.fault,
                 seed=i,
                 readings=args.readings,
+                password=passwords.get(f"{args.cohort}/learner{i:02d}/aq1"),
             )
             for i in range(1, args.count + 1)
         ]
@@ -584,6 +589,7 @@ def cmd_sim_arm(args: argparse.Namespace) -> int:
     from devices.arm import load_profiles
     from firmware_sim.arm import ArmFirmware
 
+    passwords = load_credentials_file(args.credentials) if args.credentials else {}
     profiles = load_profiles()
     if args.profile not in profiles:
         raise ConfigError(f"no arm profile {args.profile!r} in config/arms (have: {', '.join(profiles)})")
@@ -597,6 +603,7 @@ def cmd_sim_arm(args: argparse.Namespace) -> int:
                 args.port,
                 args.fault,
                 seed=i,
+                password=passwords.get(f"{args.cohort}/learner{i:02d}/arm1"),
             )
             for i in range(1, args.count + 1)
         ]

@@ -56,8 +56,12 @@ def ensure_secret(path: Path) -> str:
 
 def load_credentials(state_dir: Path) -> dict[str, str]:
     """Usernames → passwords of the accounts `labhub up` created for declared devices."""
+    return load_credentials_file(state_dir / CREDENTIALS_FILE)
+
+
+def load_credentials_file(path: Path) -> dict[str, str]:
     try:
-        with open(state_dir / CREDENTIALS_FILE, "rb") as fh:
+        with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
         return {}
