@@ -35,7 +35,7 @@ from hub.dynsec import DynsecError
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
-from hub.openapi import spec
+from hub.openapi import PUBLIC, spec
 from hub.registry import RegistryError, Token, parse_csv
 from hub.topics import DeviceRef, TopicError
 
@@ -106,7 +106,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
-PUBLIC_PATHS = frozenset({"/healthz", "/", "/phone"})
+PUBLIC_PATHS = frozenset(PUBLIC)
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
