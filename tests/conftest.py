@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -125,6 +126,33 @@ async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
     for hub, task in running:
         hub.stop()
         await asyncio.wait_for(task, 30)
+
+
+# Every log record of the run (INFO and up) also goes to one file, which the last test greps for secrets.
+SESSION_LOG = Path(tempfile.gettempdir()) / f"labhub-test-log-{os.getpid()}.log"
+LAST = "test_no_secret_appears_in_any_log"
+
+
+def pytest_configure(config: Any) -> None:
+    handler = logging.FileHandler(SESSION_LOG, mode="w")
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
+def pytest_unconfigure(config: Any) -> None:
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(SESSION_LOG):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    SESSION_LOG.unlink(missing_ok=True)
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """The secrets grep runs last, so it sees the logs of every other test."""
+    items.sort(key=lambda item: item.name == LAST)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
