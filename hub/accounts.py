@@ -56,10 +56,16 @@ class Accounts:
         ref, profile = check_device(key, kind, profile, PROFILES)
         if self.registry.device(ref) is not None:
             raise RegistryError(f"device {ref.key} is already registered (rotate its password to get a new one)")
-        password = new_password()
-        async with self.broker() as sec:
-            await sec.ensure(device_account(ref, text=description), password)
+        # The registry row first: its primary key makes two simultaneous adds (a CLI and the API) one winner,
+        # so nobody is handed a password the other then overwrote. It goes again if the broker says no.
         self.registry.add_device(ref, kind, profile, description)
+        password = new_password()
+        try:
+            async with self.broker() as sec:
+                await sec.ensure(device_account(ref, text=description), password)
+        except BaseException:
+            self.registry.remove_device(ref)
+            raise
         log.info("device %s registered (%s); its account can connect now", ref.key, kind)
         return Credential(ref.key, password)
 

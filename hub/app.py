@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,7 +27,7 @@ from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
 from hub.accounts import Accounts
 from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError
-from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig
+from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
 from hub.credentials import read_secret, save_credentials
 from hub.dynsec import DynsecError
 from hub.ingest import DeviceState, Ingest, InspectorEntry
@@ -123,12 +125,13 @@ class Hub:
         self.registry = Registry(cfg.registry_path)
         self.accounts = Accounts.for_lab(cfg, self.registry)
         self.tokens: dict[str, Token] = {}  # SHA-256 of a token → who it speaks for
+        self.token_listeners: list[Callable[[], None]] = []  # told when tokens change (open WebSockets)
         self._registry_version: tuple[int, int] | None = None
         password = read_secret(cfg.secret_file(cfg.mqtt.password_file, "mqtt-hub")) if cfg.mqtt.username else None
         self.mqtt = MqttClient(
             cfg.mqtt.host,
             cfg.mqtt.port,
-            cfg.mqtt.client_id,
+            self._client_id(cfg),
             on_message=self._on_message,
             on_connect=self._on_connect,
             subscriptions=[(t, 1) for t in subscriptions("labhub" if workers > 1 else None)] + [(BROKER_DROPPED, 0)],
@@ -166,6 +169,21 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @staticmethod
+    def _client_id(cfg: LabConfig) -> str:
+        """The default client id gets a random suffix kept in the state dir: Mosquitto lets any account take
+        over a client id (disconnecting its owner), so a learner must not be able to guess the hub's."""
+        if not cfg.mqtt.client_id.startswith(MqttConfig().client_id):
+            return cfg.mqtt.client_id
+        path = cfg.state_dir / "hub-client-id"
+        try:
+            suffix = path.read_text().strip()
+        except FileNotFoundError:
+            suffix = secrets.token_hex(6)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(suffix + "\n")
+        return f"{cfg.mqtt.client_id}-{suffix}"
 
     # Wiring ------------------------------------------------------------------------------------------
 
@@ -384,7 +402,14 @@ class Hub:
         self.relay.set_arms(
             {ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for ref, d in declared.items() if d.kind == "arm"}
         )
-        self.tokens = dict(self.registry.active_tokens())
+        disabled = {learner.key for learner in self.registry.learners() if not learner.enabled}
+        self.tokens = {
+            digest: token
+            for digest, token in self.registry.active_tokens()
+            if not (token.role == "learner" and token.scope in disabled)  # a disabled learner's apps stop too
+        }
+        for listener in self.token_listeners:
+            listener()
 
     async def _registry_loop(self) -> None:
         while True:

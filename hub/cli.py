@@ -275,6 +275,8 @@ def _lab_tokens(cfg: LabConfig, simulated: list[DeviceConfig]) -> None:
             secret = read_secret(path)
             token = registry.token_for(token_digest(secret)) if secret else None
             if token is None or token.scope != scope:
+                if token is not None:
+                    registry.revoke_token(token.id)  # replaced: the old one must not stay valid
                 _, secret = registry.add_token(role, scope, label)
                 write_secret(path, secret)
                 log.info("new %s token for %s in %s", role, scope, path)

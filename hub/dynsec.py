@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import itertools
 import json
 import logging
 import secrets
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -169,8 +169,7 @@ class Dynsec:
 
     def __init__(self, host: str, port: int, password: str, username: str = ADMIN_USER, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._client = MqttClient(
             host,
             port,
@@ -192,6 +191,9 @@ class Dynsec:
                 f"cannot reach the broker's security admin at {self._client.host}:{self._client.port}: "
                 f"{self._client.last_error or 'no answer'}"
             ) from None
+        except BaseException:  # cancelled: never leave an admin connection behind
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -211,15 +213,15 @@ class Dynsec:
             log.warning("unreadable security response from the broker")
             return
         for response in responses:
-            future = self._pending.get(str(response.get("correlationData")))
-            if future is not None and not future.done():
-                future.set_result(response)
+            pending = self._pending.get(str(response.get("correlationData")))
+            if pending is not None and not pending[1].done() and response.get("command") == pending[0]:
+                pending[1].set_result(response)
 
     async def command(self, name: str, ignore: Iterable[str] = (), **args: Any) -> dict[str, Any]:
         """Send one command; DynsecError unless it succeeded (or failed with one of the `ignore` errors)."""
-        key = str(next(self._ids))
+        key = uuid.uuid4().hex  # every admin session hears every response: ids must not collide
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        self._pending[key] = (name, future)
         try:
             body = {"commands": [{"command": name, "correlationData": key, **args}]}
             self._client.publish(CONTROL, json.dumps(body).encode(), qos=1)

@@ -15,6 +15,7 @@ import logging
 import os
 import pwd
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -216,6 +217,9 @@ def start_mosquitto(
     except DynsecError as err:
         service.stop()
         raise ServiceError(f"mosquitto's security plugin did not take our settings: {err}") from None
+    except BaseException:
+        service.stop()
+        raise
     log.info(
         "mosquitto listening on %s:%d (data in %s; %s)",
         host,
@@ -232,6 +236,7 @@ async def _configure_security(host: str, port: int, admin_password: str, open_mo
 
 
 INFLUX_ADMIN = "labhub_admin"
+DATABASE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 INFLUX_HUB = "labhub_hub"
 
 
@@ -274,7 +279,10 @@ def start_influxd(
     if auth:
         try:
             _provision_influx(f"http://{host}:{http_port}", state_dir, database)
-        except ServiceError:
+        except (OSError, ValueError) as err:  # urllib's errors are OSErrors
+            service.stop()
+            raise ServiceError(f"influxd: cannot set up its users: {type(err).__name__}") from None
+        except BaseException:
             service.stop()
             raise
     log.info(
@@ -311,24 +319,40 @@ def _json_error(raw: bytes) -> str:
         return raw.decode(errors="replace")[:200]
 
 
+def _quoted(secret: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + secret.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _provision_influx(url: str, state_dir: Path, database: str) -> None:
     """The admin user (made while influxd has none), the database, and the hub's user with rights on it only."""
+    if not DATABASE_RE.fullmatch(database):
+        raise ServiceError(f"influx.database {database!r}: use letters, digits, '_' and '-'")
     admin = (INFLUX_ADMIN, ensure_secret(secret_path(state_dir, "influx-admin")))
     hub_password = ensure_secret(secret_path(state_dir, "influx-hub"))
-    answer = _influxql(url, f"CREATE USER {INFLUX_ADMIN} WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES", None)
+    secrets = (admin[1], hub_password)
+    answer = _influxql(url, f"CREATE USER {INFLUX_ADMIN} WITH PASSWORD {_quoted(admin[1])} WITH ALL PRIVILEGES", None)
     if "error" in answer and answer.get("status") != 401:  # 401: an admin exists already (not the first start)
-        raise ServiceError(f"influxd: cannot create its admin user: {answer['error']}")
+        raise ServiceError(f"influxd: cannot create its admin user: {_redact(answer['error'], secrets)}")
     steps = [
-        f'CREATE DATABASE "{database}"',
-        f"CREATE USER {INFLUX_HUB} WITH PASSWORD '{hub_password}'",
-        f"SET PASSWORD FOR {INFLUX_HUB} = '{hub_password}'",
-        f'GRANT ALL ON "{database}" TO {INFLUX_HUB}',
+        ("create the database", f'CREATE DATABASE "{database}"'),
+        ("create the hub's user", f"CREATE USER {INFLUX_HUB} WITH PASSWORD {_quoted(hub_password)}"),
+        ("set the hub user's password", f"SET PASSWORD FOR {INFLUX_HUB} = {_quoted(hub_password)}"),
+        ("grant the hub's user its database", f'GRANT ALL ON "{database}" TO {INFLUX_HUB}'),
     ]
-    for q in steps:
+    for what, q in steps:
         answer = _influxql(url, q, admin)
         if "error" in answer and "already exists" not in str(answer["error"]):
-            what = q.split(" WITH PASSWORD")[0].split(" = ")[0]  # never the password itself
-            raise ServiceError(f"influxd: {what} failed: {answer['error']}")
+            raise ServiceError(f"influxd: cannot {what}: {_redact(answer['error'], secrets)}")
+
+
+def _redact(text: object, secrets: tuple[str, ...]) -> str:
+    """A server's error text may quote the statement: never let a password through."""
+    out = str(text)
+    for secret in secrets:
+        for piece in {secret, *(secret[i : i + 6] for i in range(0, max(1, len(secret) - 5)))}:
+            out = out.replace(piece, "***")
+    return out
 
 
 def _pings(url: str) -> bool:

@@ -243,19 +243,22 @@ class InfluxV1:
                 if resp.status == 400:
                     raise WriteRejected(message)
                 if resp.status == 404 and "database not found" in message:
-                    await self.ensure_database()
-                    raise StorageError("database was missing; created it", retry_after=0.0)
+                    if await self.ensure_database():
+                        raise StorageError("database was missing; created it", retry_after=0.0)
+                    raise StorageError(f"database {self.database!r} does not exist (and this user may not create it)")
                 raise StorageError(f"HTTP {resp.status}: {message}", _retry_after(resp.headers))
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise StorageError(f"{type(err).__name__}: {err}") from None
 
-    async def ensure_database(self) -> None:
-        """Create the database if this user may; a least-privilege user relies on the admin having done it."""
+    async def ensure_database(self) -> bool:
+        """Create the database if this user may (True); a least-privilege user relies on the admin (False)."""
         try:
             await self.query(f'CREATE DATABASE "{self.database}"', method="POST")
         except StorageError as err:
             if "admin privilege" not in str(err):
                 raise
+            return False
+        return True
 
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL; return the `series` of the first statement (times in ns)."""

@@ -48,7 +48,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_KEY: web.RequestKey[Token] = web.RequestKey("token", Token)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
-SOCKETS_KEY: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+SOCKETS_KEY: web.AppKey[dict[web.WebSocketResponse, Token]] = web.AppKey("sockets")
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
@@ -96,8 +96,9 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/tokens", tokens_list)
     app.router.add_post("/api/tokens", tokens_add)
     app.router.add_delete("/api/tokens/{id}", tokens_revoke)
-    app[SOCKETS_KEY] = set()
+    app[SOCKETS_KEY] = {}
     app.on_shutdown.append(_close_sockets)
+    hub.token_listeners.append(lambda: _close_revoked(app))
     return app
 
 
@@ -330,11 +331,14 @@ async def live(request: web.Request) -> web.StreamResponse:
         raise _error(web.HTTPBadRequest, "name 1 to 100 devices: /api/live?device=cohort/learner/device")
     for ref in devices:
         _readable(request, ref)
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    if offered and WS_PROTOCOL not in offered:  # (aiohttp would log the offered list, token and all)
+        raise _error(web.HTTPBadRequest, f"offer the {WS_PROTOCOL!r} subprotocol with the token")
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, protocols=[WS_PROTOCOL])
     await ws.prepare(request)
     hub = request.app[HUB_KEY]
     sockets = request.app[SOCKETS_KEY]
-    sockets.add(ws)
+    sockets[ws] = _token(request)
     client = hub.watch(devices)
 
     async def send() -> None:
@@ -348,14 +352,27 @@ async def live(request: web.Request) -> web.StreamResponse:
     finally:
         sender.cancel()
         hub.unwatch(client)
-        sockets.discard(ws)
+        sockets.pop(ws, None)
     return ws
 
 
 async def _close_sockets(app: web.Application) -> None:
-    sockets: set[web.WebSocketResponse] = app[SOCKETS_KEY]
-    for ws in list(sockets):
+    for ws in list(app[SOCKETS_KEY].keys()):
         await ws.close(code=1001, message=b"hub stopping")
+
+
+_CLOSING: set[asyncio.Task[bool]] = set()
+
+
+def _close_revoked(app: web.Application) -> None:
+    """A revoked token (or a disabled learner's) loses its open live views too."""
+    valid = {token.id for token in app[HUB_KEY].tokens.values()}
+    for ws, token in list(app[SOCKETS_KEY].items()):
+        if token.id not in valid and not ws.closed:
+            app[SOCKETS_KEY].pop(ws, None)
+            closing = asyncio.get_running_loop().create_task(ws.close(code=4001, message=b"token revoked"))
+            _CLOSING.add(closing)  # held until done: the live handler then ends on its own
+            closing.add_done_callback(_CLOSING.discard)
 
 
 async def inspector(request: web.Request) -> web.Response:
@@ -523,6 +540,7 @@ async def tokens_add(request: web.Request) -> web.Response:
 
 
 async def tokens_revoke(request: web.Request) -> web.Response:
+    _check(_token(request).role == "trainer", "revoke tokens (trainers only)")
     registry = request.app[HUB_KEY].registry
     target = registry.token(request.match_info["id"])
     if target is None:

@@ -514,6 +514,39 @@ async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
     assert status == 200 and time.monotonic() - started < 0.5
 
 
+async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_live_views(
+    closed: Closed, lab: tuple[Hub, str], api: Api
+) -> None:
+    hub, cohort = lab
+    arm = DeviceRef(cohort, "ana", "arm1")
+    device(closed, arm.key, "arm")
+    await wait_until(lambda: arm in hub.relay.arms, what="the hub to learn the arm")
+    phone = token(hub, "learner", f"{cohort}/ana")
+    live = f"{api.base}/api/live?device={arm.key}"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as bare:  # the token alone, without the subprotocol
+        await api.session.ws_connect(live, protocols=(f"bearer.{phone}",))
+    assert bare.value.status == 400
+    async with api.session.ws_connect(live, protocols=("labhub", f"bearer.{phone}")) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "presence"
+        closed.cli("learner", "disable", f"{cohort}/ana")  # by a trainer, from another process
+        message = await ws.receive(timeout=3)  # the hub sees the registry change within half a second
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert (await api.call("GET", "/api/devices", phone))[0] == 401
+    closed.cli("learner", "enable", f"{cohort}/ana")
+
+    async def works() -> bool:
+        return (await api.call("GET", "/api/devices", phone))[0] == 200
+
+    await wait_until(works, timeout=3, what="the token to work again")
+    token_id = next(t.id for t in hub.registry.tokens() if t.scope == f"{cohort}/ana")
+    async with api.session.ws_connect(live, protocols=("labhub", f"bearer.{phone}")) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "presence"
+        closed.cli("token", "revoke", token_id)
+        message = await ws.receive(timeout=3)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert (await api.call("GET", "/api/devices", phone))[0] == 401
+
+
 async def test_cors_answers_allow_listed_origins_only(services: Services, start_hub: HubFactory) -> None:
     hub = await start_hub(allowed_origins=("https://dash.example",))
     secret = token(hub, "viewer", "*")
