@@ -76,12 +76,16 @@ class ArmFirmware:
     # Commands ----------------------------------------------------------------------------------
 
     def _on_command(self, msg: Message) -> None:
+        self.command(msg.payload)
+
+    def command(self, payload: bytes) -> None:
+        """One command as it arrived (JSON), whatever the transport."""
         try:
-            command = json.loads(msg.payload)
+            command = json.loads(payload)
             command_id = str(command["id"])
             kind = command["type"]
         except (ValueError, KeyError, TypeError):
-            log.warning("%s: unreadable command %r", self.ref.key, msg.payload[:80])
+            log.warning("%s: unreadable command %r", self.ref.key, payload[:80])
             return
         self.received.append(command)
         if self.fault == "drop" and self.rng.random() < 1 / 3:
@@ -145,39 +149,49 @@ class ArmFirmware:
             moving = True
         return moving
 
-    def _telemetry(self) -> None:
+    def pose_payload(self) -> bytes:
         body: dict[str, object] = {name: round(angle, 2) for name, angle in self.pose.items()}
         body.update({"moving": self.moving, "source": "commanded"})
-        self.client.publish(self.ref.topic("telemetry"), json.dumps(body).encode(), qos=0)
+        return json.dumps(body).encode()
+
+    def _telemetry(self) -> None:
+        self.client.publish(self.ref.topic("telemetry"), self.pose_payload(), qos=0)
+
+    def can_send(self) -> bool:
+        return self.client.connected.is_set()
 
     async def run(self) -> None:
         connection = asyncio.create_task(self.client.run())
         try:
             await self.client.wait_connected(30)
-            last_tick = last_telemetry = time.monotonic()
-            while True:
-                if self.moving or self.current is not None:
-                    await asyncio.sleep(TICK_S)
-                else:  # at rest: wake for the next command, or for the next at-rest telemetry
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), max(0.0, last_telemetry + REST_TELEMETRY_S - time.monotonic())
-                        )
-                    last_tick = time.monotonic() if not self.moving else last_tick
-                now = time.monotonic()
-                was_moving = self.moving
-                self.moving = self.step(now - last_tick)
-                last_tick = now
-                if not self.moving and self.current is not None:  # arrived (or had nothing to do)
-                    self._ack(Ack(self.current, "done", pose=dict(self.pose)))
-                    self.current = None
-                every = MOVING_TELEMETRY_S if self.moving else REST_TELEMETRY_S
-                arrived = was_moving and not self.moving  # the final pose goes out at once
-                if (arrived or now - last_telemetry >= every) and self.client.connected.is_set():
-                    self._telemetry()
-                    last_telemetry = now
+            await self.motion()
         finally:
             self.client.publish(self.ref.topic("status"), b"offline", qos=1, retain=True)
             await self.client.stop()
             connection.cancel()
+
+    async def motion(self) -> None:
+        """Move toward the targets in real time; pose telemetry while moving and every second at rest."""
+        last_tick = last_telemetry = time.monotonic()
+        while True:
+            if self.moving or self.current is not None:
+                await asyncio.sleep(TICK_S)
+            else:  # at rest: wake for the next command, or for the next at-rest telemetry
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), max(0.0, last_telemetry + REST_TELEMETRY_S - time.monotonic())
+                    )
+                last_tick = time.monotonic() if not self.moving else last_tick
+            now = time.monotonic()
+            was_moving = self.moving
+            self.moving = self.step(now - last_tick)
+            last_tick = now
+            if not self.moving and self.current is not None:  # arrived (or had nothing to do)
+                self._ack(Ack(self.current, "done", pose=dict(self.pose)))
+                self.current = None
+            every = MOVING_TELEMETRY_S if self.moving else REST_TELEMETRY_S
+            arrived = was_moving and not self.moving  # the final pose goes out at once
+            if (arrived or now - last_telemetry >= every) and self.can_send():
+                self._telemetry()
+                last_telemetry = now

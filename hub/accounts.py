@@ -14,7 +14,16 @@ from pathlib import Path
 
 from hub.config import ARM_PROFILES, DeviceConfig, LabConfig
 from hub.credentials import new_password, read_secret
-from hub.dynsec import Dynsec, DynsecError, device_account, device_role, learner_account, learner_role
+from hub.dynsec import (
+    Dynsec,
+    DynsecError,
+    bridge_account,
+    bridge_username,
+    device_account,
+    device_role,
+    learner_account,
+    learner_role,
+)
 from hub.registry import DeviceRecord, ImportLine, Registry, RegistryError, check_device, check_learner
 from hub.topics import DeviceRef
 
@@ -80,6 +89,10 @@ class Accounts:
         record = self._known(key)
         async with self.broker() as sec:
             await sec.set_enabled(record.ref.key, enabled)
+            if (await sec.command("getClient", ignore=["Client not found"], username=bridge_username(record.ref))).get(
+                "data"
+            ):
+                await sec.set_enabled(bridge_username(record.ref), enabled)  # its serial bridge too
         self.registry.set_device_enabled(record.ref, enabled)
         log.info("device %s %s", record.ref.key, "enabled" if enabled else "disabled (and disconnected)")
 
@@ -96,8 +109,20 @@ class Accounts:
         record = self._known(key)
         async with self.broker() as sec:
             await sec.remove(record.ref.key, device_role(record.ref))
+            await sec.remove(bridge_username(record.ref), f"bridge:{record.ref.key}")
         self.registry.remove_device(record.ref)
         log.info("device %s removed (its stored readings stay in InfluxDB)", record.ref.key)
+
+    async def bridge_login(self, key: str) -> Credential:
+        """A serial bridge's account for a registered device, with a fresh password (kept in memory by the
+        bridge only: every start makes a new one)."""
+        record = self._known(key)
+        if not record.enabled:
+            raise RegistryError(f"device {record.ref.key} is disabled")
+        password = new_password()
+        async with self.broker() as sec:
+            await sec.ensure(bridge_account(record.ref), password)
+        return Credential(bridge_username(record.ref), password)
 
     # Learners --------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from hub.config import (
     ConfigError,
     DeviceConfig,
     LabConfig,
+    SerialConfig,
     load_config,
 )
 from hub.credentials import CREDENTIALS_FILE, load_credentials, load_credentials_file, read_secret, secret_path
@@ -29,6 +30,7 @@ from hub.services import INFLUX_HUB, Service, ServiceError, start_influxd, start
 from hub.topics import DeviceRef
 
 if TYPE_CHECKING:
+    from devices.serial_bridge import Bridge
     from hub.accounts import Accounts
 
 log = logging.getLogger("labhub")
@@ -84,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     hub.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
     hub.add_argument("--workers", type=int, default=1, help="how many workers share the load")
     hub.set_defaults(func=cmd_hub)
+
+    bridge = sub.add_parser("serial-bridge", help="bridge USB-serial boards to lab devices")
+    lab_options(bridge)
+    bridge.add_argument("--port", help="serial port (e.g. /dev/ttyUSB0); default: the config's [[serial]] entries")
+    bridge.add_argument("--device", help="the lab device it is: cohort/learner/device (registered)")
+    bridge.add_argument("--protocol", default="lines", choices=("lines", "sds011"))
+    bridge.add_argument("--baud", type=int, help="default 115200 for lines, 9600 for sds011")
+    bridge.add_argument(
+        "--password-file",
+        type=Path,
+        help="log in as bridge/<device> with this password "
+        "(default: make the bridge's account with the lab's broker admin)",
+    )
+    bridge.set_defaults(func=cmd_serial_bridge)
 
     device = sub.add_parser("device", help="the registry's devices and their broker accounts")
     device_sub = device.add_subparsers(required=True, metavar="ACTION")
@@ -172,6 +188,15 @@ def _parser() -> argparse.ArgumentParser:
     arm.add_argument("--port", type=int, default=1883)
     arm.add_argument("--credentials", type=Path, help="passwords file (the lab's lab-credentials.toml)")
     arm.set_defaults(func=cmd_sim_arm)
+    ser = sim_sub.add_parser("serial", help="a board on a USB-serial cable, behind a pseudo-terminal")
+    ser.add_argument("--protocol", default="lines", choices=("lines", "sds011", "arm"))
+    ser.add_argument("--path", type=Path, help="where the port appears (default: a new temp dir's ttyLAB0)")
+    ser.add_argument("--period", type=float, default=1.0, help="seconds between readings")
+    ser.add_argument("--fault", choices=("checksum", "garbage"), help="sds011: corrupt frames, or line noise")
+    ser.add_argument("--style", default="pairs", choices=("pairs", "json"), help="lines: key=value or JSON")
+    ser.add_argument("--text", help="lines: print exactly this line every period (e.g. 'temp=21.5,hum=40')")
+    ser.add_argument("--profile", default="mearm", help="arm: an arm profile from config/arms")
+    ser.set_defaults(func=cmd_sim_serial)
     return parser
 
 
@@ -390,6 +415,13 @@ async def _run_lab(
             else:
                 sim = AirSensor(device.ref, cfg.mqtt.host, cfg.mqtt.port, cfg.sim.period_s, seed=i, password=password)
             fleet.append(tg.create_task(sim.run(), name=f"sim-{device.ref.key}"))
+        if cfg.serial and worker == 0:  # the config's USB-serial boards
+            try:
+                bridges = await _make_bridges(cfg, list(cfg.serial))
+            except (DynsecError, RegistryError) as err:
+                log.error("serial bridges not started: %s", err)
+                bridges = []
+            fleet += [tg.create_task(b.run(), name=f"bridge-{b.ref.key}") for b in bridges]
         arms = [d.ref for d in simulated if d.kind == "arm"]
         if arms and worker == 0:  # a phone app drives the first arm now and then, as a learner would
             token = read_secret(secret_path(cfg.state_dir, DEMO_APP_TOKEN)) or ""
@@ -537,6 +569,115 @@ async def _registry_change(accounts: Accounts, action: str, args: argparse.Names
         await accounts.remove_learner(key)
         return f"learner {key} removed, with their devices"
     raise RegistryError(f"unknown action {action}")
+
+
+def cmd_serial_bridge(args: argparse.Namespace) -> int:
+    """Bridge the named port, or every [[serial]] entry of the config, until Ctrl-C."""
+    cfg = _configure(args)
+    if args.port:
+        if not args.device:
+            raise ConfigError("--port needs --device cohort/learner/device (the registered device it is)")
+        try:
+            ref = DeviceRef.parse(args.device)
+        except ValueError as err:
+            raise ConfigError(f"--device: {err}") from None
+        ports = [SerialConfig(args.port, ref, args.protocol, args.baud or 0)]
+    else:
+        ports = list(cfg.serial)
+        if not ports:
+            raise ConfigError("no --port given and no [[serial]] entries in the config")
+    password = None
+    if args.password_file:
+        password = read_secret(args.password_file)
+        if password is None:
+            raise ConfigError(f"{args.password_file}: no password in it")
+    return asyncio.run(_run_bridges(cfg, ports, password))
+
+
+async def _bridge_logins(cfg: LabConfig, ports: list[SerialConfig]) -> dict[DeviceRef, str]:
+    """Each bridged device's bridge account, with a fresh password (the lab's broker admin makes them)."""
+    from hub.accounts import Accounts
+
+    registry = Registry(cfg.registry_path)
+    try:
+        accounts = Accounts.for_lab(cfg, registry)
+        return {p.device: (await accounts.bridge_login(p.device.key)).password for p in ports}
+    finally:
+        registry.close()
+
+
+async def _make_bridges(cfg: LabConfig, ports: list[SerialConfig], password: str | None = None) -> list[Bridge]:
+    from devices.serial_bridge import Bridge
+
+    logins = {p.device: password for p in ports} if password else await _bridge_logins(cfg, ports)
+    for p in ports:
+        log.info("bridging %s (%s) → %s", p.port, p.protocol, p.device.key)
+    return [
+        Bridge(
+            p.device,
+            p.port,
+            p.protocol,
+            p.baud or None,
+            mqtt_host=cfg.mqtt.host,
+            mqtt_port=cfg.mqtt.port,
+            username=f"bridge/{p.device.key}",
+            password=logins[p.device],
+        )
+        for p in ports
+    ]
+
+
+async def _run_bridges(cfg: LabConfig, ports: list[SerialConfig], password: str | None = None) -> int:
+    bridges = await _make_bridges(cfg, ports, password)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(b.run(), name=f"bridge-{b.ref.key}") for b in bridges]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+    return 0
+
+
+def cmd_sim_serial(args: argparse.Namespace) -> int:
+    """A simulated board behind a pty; prints the port's path for `labhub serial-bridge --port`."""
+    import tempfile
+
+    from devices.arm import load_profiles
+    from firmware_sim.serial import PtyPort, Sds011Sensor, SerialAirSensor, SerialArm
+
+    path = args.path or Path(tempfile.mkdtemp(prefix="labhub-serial-")) / "ttyLAB0"
+    port = PtyPort(path)
+
+    async def run() -> None:
+        board: SerialAirSensor | Sds011Sensor | SerialArm
+        if args.protocol == "sds011":
+            board = Sds011Sensor(port, args.period, args.fault)
+        elif args.protocol == "arm":
+            profiles = load_profiles()
+            if args.profile not in profiles:
+                raise ConfigError(f"no arm profile {args.profile!r} in config/arms (have: {', '.join(profiles)})")
+            board = SerialArm(DeviceRef("sim", "serial", "arm1"), profiles[args.profile], port)
+        else:
+            board = SerialAirSensor(port, args.period, args.style, text=args.text)
+        port.plug()
+        protocol = "lines" if args.protocol == "arm" else args.protocol
+        print(f"simulated {args.protocol} board on {path}", flush=True)
+        print(f"bridge it: labhub serial-bridge --port {path} --protocol {protocol} --device <cohort/learner/device>")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(board.run())
+        await stop.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        port.unplug()
+
+    asyncio.run(run())
+    return 0
 
 
 def cmd_sim_air(args: argparse.Namespace) -> int:

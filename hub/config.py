@@ -82,6 +82,16 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SerialConfig:
+    """A USB-serial board bridged to a lab device (`labhub serial-bridge`, and `labhub up`)."""
+
+    port: str
+    device: DeviceRef
+    protocol: str = "lines"
+    baud: int = 0  # 0: the protocol's usual rate (lines 115200, sds011 9600)
+
+
+@dataclass(frozen=True, slots=True)
 class SimConfig:
     period_s: float = 1.0
     extra_air: int = 0  # more simulated air-quality sensors in cohort `sim`, beyond the declared ones
@@ -96,6 +106,7 @@ class LabConfig:
     languages: Mapping[str, str] = field(default_factory=dict)  # cohort → "en" | "fr"
     devices: tuple[DeviceConfig, ...] = ()
     sim: SimConfig = SimConfig()
+    serial: tuple[SerialConfig, ...] = ()
 
     def language(self, cohort: str) -> str:
         return self.languages.get(cohort, "en")
@@ -129,7 +140,7 @@ def load_config(path: Path = DEFAULT_CONFIG) -> LabConfig:
 
 
 def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
-    known = {"state_dir", "mqtt", "influx", "hub", "cohorts", "devices", "sim"}
+    known = {"state_dir", "mqtt", "influx", "hub", "cohorts", "devices", "sim", "serial"}
     _no_unknown(data, known, where, "")
     state = data.get("state_dir")
     state_dir = Path(os.path.expanduser(_typed(state, str, where, "state_dir"))) if state else default_state_dir()
@@ -158,6 +169,20 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
                 raise ConfigError(f"{where}: {key}.profile: expected one of {sorted(ARM_PROFILES)}, got {profile!r}")
         simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
         devices.append(DeviceConfig(ref, kind, simulate, profile))
+    serial = []
+    for i, entry in enumerate(_typed(data.get("serial", []), list, where, "serial")):
+        key = f"serial[{i}]"
+        entry = _typed(entry, dict, where, key)
+        _no_unknown(entry, {"port", "device", "protocol", "baud"}, where, key + ".")
+        try:
+            ref = DeviceRef.parse(_typed(entry.get("device"), str, where, key + ".device"))
+        except TopicError as err:
+            raise ConfigError(f"{where}: {key}.device: {err}") from None
+        protocol = _typed(entry.get("protocol", "lines"), str, where, key + ".protocol")
+        if protocol not in ("lines", "sds011"):
+            raise ConfigError(f"{where}: {key}.protocol: expected 'lines' or 'sds011', got {protocol!r}")
+        port = _typed(entry.get("port"), str, where, key + ".port")
+        serial.append(SerialConfig(port, ref, protocol, _typed(entry.get("baud", 0), int, where, key + ".baud")))
     return LabConfig(
         state_dir=state_dir,
         mqtt=_section(MqttConfig, data, "mqtt", where),
@@ -166,6 +191,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         languages=languages,
         devices=tuple(devices),
         sim=_section(SimConfig, data, "sim", where),
+        serial=tuple(serial),
     )
 
 

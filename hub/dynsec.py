@@ -85,6 +85,15 @@ def device_acls(ref: DeviceRef) -> list[Acl]:
     return acls
 
 
+def bridge_username(ref: DeviceRef) -> str:
+    return f"bridge/{ref.key}"
+
+
+def bridge_acls(ref: DeviceRef) -> list[Acl]:
+    """A serial bridge speaks for its one device, and also reports the cable's problems on its errors topic."""
+    return [*device_acls(ref), _acl("publishClientSend", f"{ROOT}/{ref.key}/errors")]
+
+
 def learner_acls(cohort: str, learner: str) -> list[Acl]:
     """A learner's own app: command requests to their devices; their devices' telemetry, status, results."""
     base = f"{ROOT}/{cohort}/{learner}/+"
@@ -156,6 +165,12 @@ class Account:
 
 def device_account(ref: DeviceRef, enabled: bool = True, text: str = "") -> Account:
     return Account(device_username(ref), device_role(ref), tuple(device_acls(ref)), enabled, text)
+
+
+def bridge_account(ref: DeviceRef) -> Account:
+    return Account(
+        bridge_username(ref), f"bridge:{ref.key}", tuple(bridge_acls(ref)), True, f"serial bridge for {ref.key}"
+    )
 
 
 def learner_account(cohort: str, learner: str, enabled: bool = True) -> Account:

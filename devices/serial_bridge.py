@@ -1,0 +1,292 @@
+"""The serial bridge: a USB-serial prototype becomes a lab device on MQTT. The only module that sees pyserial.
+
+Up the cable: bytes → framer (devices.serial_protocols) → readings on the device's `telemetry` topic (the hub
+validates them like any other), acknowledgements on `ack`, problems on `errors` and in the log. Down the
+cable: the device's `commands`, one JSON line each.
+
+Serial life is messy, and the bridge never dies of it: a port that is absent at start or pulled out is
+retried with capped backoff (so a replugged board is back within half a second); a board reset's boot
+garbage, half lines and checksum errors are reported and skipped. While the broker is unreachable, readings
+wait in a small bounded buffer (the oldest go first, counted). The bridge logs in with its own broker
+account, which may speak for its one device and report on that device's `errors` topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import serial
+
+from devices.serial_protocols import (
+    AckLine,
+    Event,
+    LineFramer,
+    Sds011Framer,
+    SerialProblem,
+    Telemetry,
+    encode_command,
+    parse_line,
+)
+from hub.mqtt import Message, MqttClient, Will
+from hub.topics import DeviceRef
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.05  # a read returns at least this often, so a stop or an unplug is noticed quickly
+BACKOFF_S = (0.05, 0.1, 0.25, 0.5)  # reopening a missing port (a cheap failed open): then twice a second
+ERRORS_PER_S = 2.0  # problem reports on the errors topic, per bridge (a noisy cable would flood it)
+DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}
+
+
+class PortError(Exception):
+    """The port cannot be opened, or went away."""
+
+
+class SerialPort:
+    """A pyserial port (a device path, or a pyserial URL such as `loop://`), with errors turned into PortError."""
+
+    def __init__(self, url: str, baud: int) -> None:
+        self.url = url
+        self.baud = baud
+        self._port: serial.SerialBase | None = None
+
+    def open(self) -> None:
+        try:
+            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S)
+        except (serial.SerialException, OSError, ValueError) as err:
+            raise PortError(str(err)) from None
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def read(self) -> bytes:
+        """Whatever arrived (at most 4 KiB), waiting up to READ_TIMEOUT_S for the first byte."""
+        port = self._require()
+        try:
+            waiting = int(getattr(port, "in_waiting", 0))  # every concrete port has it; SerialBase does not say so
+            return bytes(port.read(max(1, min(4096, waiting))))
+        except (serial.SerialException, OSError) as err:
+            raise PortError(str(err)) from None
+
+    def write(self, data: bytes) -> None:
+        port = self._require()
+        try:
+            port.write(data)
+        except (serial.SerialException, OSError) as err:
+            raise PortError(str(err)) from None
+
+    def close(self) -> None:
+        if self._port is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._port.close()
+            self._port = None
+
+    def _require(self) -> serial.SerialBase:
+        if self._port is None:
+            raise PortError("the port is not open")
+        return self._port
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    readings: int = 0
+    acks: int = 0
+    commands: int = 0
+    problems: int = 0
+    buffered_dropped: int = 0
+    opens: int = 0
+    losses: int = 0
+    problem_codes: dict[str, int] = field(default_factory=dict)
+
+
+class Bridge:
+    """One serial port ↔ one lab device."""
+
+    def __init__(
+        self,
+        ref: DeviceRef,
+        port: str,
+        protocol: str = "lines",
+        baud: int | None = None,
+        *,
+        mqtt_host: str = "127.0.0.1",
+        mqtt_port: int = 1883,
+        username: str | None = None,
+        password: str | None = None,
+        buffer_size: int = 1000,
+        port_factory: Callable[[str, int], SerialPort] = SerialPort,
+    ) -> None:
+        if protocol not in DEFAULT_BAUD:
+            raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(DEFAULT_BAUD)})")
+        self.ref = ref
+        self.protocol = protocol
+        self.port = port_factory(port, baud or DEFAULT_BAUD[protocol])
+        self._framer: LineFramer | Sds011Framer = LineFramer() if protocol == "lines" else Sds011Framer()
+        self.stats = BridgeStats()
+        self._buffer: deque[tuple[str, bytes, int, bool]] = deque(maxlen=buffer_size)
+        self._error_tokens = 10.0
+        self._error_at = time.monotonic()
+        self._suppressed = 0
+        self.port_open = asyncio.Event()
+        self._downlink: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
+        self.mqtt = MqttClient(
+            mqtt_host,
+            mqtt_port,
+            f"bridge-{ref.cohort}-{ref.learner}-{ref.device}",
+            on_message=self._on_command,
+            on_connect=self._on_connect,
+            subscriptions=[(ref.topic("commands"), 1)] if protocol == "lines" else [],
+            will=Will(ref.topic("status"), b"offline"),
+            username=username,
+            password=password,
+        )
+
+    # MQTT side ------------------------------------------------------------------------------------
+
+    def _on_connect(self) -> None:
+        self.mqtt.publish(self.ref.topic("status"), b"online" if self.port_open.is_set() else b"offline", 1, True)
+        while self._buffer and self.mqtt.connected.is_set():
+            topic, payload, qos, retain = self._buffer.popleft()
+            self.mqtt.publish(topic, payload, qos, retain)
+
+    def _publish(self, channel: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        topic = self.ref.topic(channel)
+        if self.mqtt.connected.is_set() and not self._buffer:
+            self.mqtt.publish(topic, payload, qos, retain)
+            return
+        if len(self._buffer) == self._buffer.maxlen:
+            self.stats.buffered_dropped += 1
+            if self.stats.buffered_dropped in (1, 10, 100) or self.stats.buffered_dropped % 1000 == 0:
+                log.warning(
+                    "%s: broker unreachable and the buffer is full: %d oldest messages dropped",
+                    self.ref.key,
+                    self.stats.buffered_dropped,
+                )
+        self._buffer.append((topic, payload, qos, retain))
+
+    def _on_command(self, msg: Message) -> None:
+        try:
+            line = encode_command(msg.payload)
+        except ValueError:
+            log.warning("%s: a command that is not JSON was not sent down the cable", self.ref.key)
+            return
+        try:
+            self._downlink.put_nowait(line)
+        except asyncio.QueueFull:
+            self._problem(SerialProblem("commands_backlog", "too many commands waiting for the port", "", b""))
+
+    # Serial side ----------------------------------------------------------------------------------
+
+    def _problem(self, problem: SerialProblem) -> None:
+        """Log it and tell the device's errors topic (rate-limited; the rest are counted)."""
+        self.stats.problems += 1
+        self.stats.problem_codes[problem.code] = self.stats.problem_codes.get(problem.code, 0) + 1
+        log.warning("%s: %s: %s", self.ref.key, problem.code, problem.message)
+        now = time.monotonic()
+        self._error_tokens = min(10.0, self._error_tokens + (now - self._error_at) * ERRORS_PER_S)
+        self._error_at = now
+        if self._error_tokens < 1.0:
+            self._suppressed += 1
+            return
+        self._error_tokens -= 1.0
+        body = problem.as_json() | {"device": self.ref.key, "time_ns": time.time_ns()}
+        if self._suppressed:
+            body["suppressed_before"] = self._suppressed
+            self._suppressed = 0
+        self._publish("errors", json.dumps(body).encode())
+
+    def handle(self, data: bytes) -> None:
+        """Bytes from the cable → readings, acknowledgements and problems."""
+        events: list[Event | None]
+        if isinstance(self._framer, LineFramer):
+            events = [parse_line(x) if isinstance(x, bytes) else x for x in self._framer.feed(data)]
+        else:
+            events = list(self._framer.feed(data))
+        for event in events:
+            if isinstance(event, Telemetry):
+                self.stats.readings += 1
+                self._publish("telemetry", event.payload)
+            elif isinstance(event, AckLine):
+                self.stats.acks += 1
+                self._publish("ack", event.payload, qos=1)
+            elif isinstance(event, SerialProblem):
+                self._problem(event)
+
+    async def _open(self) -> None:
+        """Open the port, retrying with capped backoff for as long as it takes."""
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.port.open)
+                break
+            except PortError as err:
+                if attempt == 0:
+                    log.warning("%s: cannot open %s (%s); retrying until it appears", self.ref.key, self.port.url, err)
+                await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+        self.stats.opens += 1
+        self._framer.reset()
+        self.port_open.set()
+        log.info("%s: %s open at %d baud (%s)", self.ref.key, self.port.url, self.port.baud, self.protocol)
+        self._publish("status", b"online", qos=1, retain=True)
+
+    def _lost(self, err: PortError) -> None:
+        self.port.close()
+        self.port_open.clear()
+        self.stats.losses += 1
+        self._problem(
+            SerialProblem(
+                "port_lost",
+                f"the serial port {self.port.url} went away ({err})",
+                "the cable was pulled or the board reset; the bridge reconnects when it is back",
+            )
+        )
+        self._publish("status", b"offline", qos=1, retain=True)
+
+    async def _reader(self) -> None:
+        while True:
+            if not self.port.is_open:
+                await self._open()
+            try:
+                data = await asyncio.to_thread(self.port.read)
+            except PortError as err:
+                self._lost(err)
+                continue
+            if data:
+                self.handle(data)
+
+    async def _writer(self) -> None:
+        while True:
+            line = await self._downlink.get()
+            await self.port_open.wait()
+            try:
+                await asyncio.to_thread(self.port.write, line)
+                self.stats.commands += 1
+            except PortError as err:
+                log.warning("%s: a command could not be written: %s", self.ref.key, err)
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self.mqtt.run(), name=f"bridge-mqtt-{self.ref.key}"),
+                tg.create_task(self._reader(), name=f"bridge-read-{self.ref.key}"),
+                tg.create_task(self._writer(), name=f"bridge-write-{self.ref.key}"),
+            ]
+            try:
+                await asyncio.Event().wait()
+            finally:
+                if self.mqtt.connected.is_set():
+                    self.mqtt.publish(self.ref.topic("status"), b"offline", qos=1, retain=True)
+                await self.mqtt.stop()
+                for task in tasks:
+                    task.cancel()
+                self.port.close()

@@ -1,0 +1,248 @@
+"""What comes up a USB-serial cable, and what goes down it. Pure functions over bytes, no I/O.
+
+Two protocols:
+
+- `lines`: newline-delimited text, as Arduino sketches print it. A line is a JSON object (a reading, or an
+  acknowledgement when it has "id" and "status"), or `key=value` / `key:value` pairs separated by spaces,
+  commas, semicolons or tabs (`temp=21.5,hum=40`). Commands go down as one JSON object per line.
+- `sds011`: the Nova SDS011 particulate sensor's 10-byte frames `AA C0 pm25lo pm25hi pm10lo pm10hi id id sum AB`
+  (values in tenths of µg/m³; `sum` is the low byte of the sum of bytes 2–7).
+
+Real cables bring boot garbage, half lines, wrong-baud gibberish and corrupted frames: each becomes a
+`SerialProblem` with a hint, and framing always recovers at the next line or frame header.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+MAX_LINE_BYTES = 1024  # a sketch's line longer than this is cut off and reported
+PROTOCOLS = ("lines", "sds011")
+
+
+@dataclass(frozen=True, slots=True)
+class SerialProblem:
+    """Something on the cable that is not a reading: reported on the device's errors topic."""
+
+    code: str
+    message: str
+    hint: str
+    raw: bytes = b""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "severity": "error",
+            "message": self.message,
+            "hint": self.hint,
+            "received": self.raw[:120].decode("utf-8", "backslashreplace"),
+            "source": "serial-bridge",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """A reading for the device's telemetry topic (JSON, validated by the hub like any other)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AckLine:
+    """An acknowledgement line for the device's ack topic."""
+
+    payload: bytes
+
+
+Event = Telemetry | AckLine | SerialProblem
+
+
+# lines --------------------------------------------------------------------------------------------------
+
+
+class LineFramer:
+    """Bytes in any chunks → complete lines. Keeps a partial line for the next chunk; a line longer than
+    MAX_LINE_BYTES is reported once and skipped up to its end."""
+
+    def __init__(self, max_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._partial = bytearray()
+        self._skipping = False
+
+    def reset(self) -> None:
+        """The port was closed: a half line from before is not the start of the next one."""
+        self._partial.clear()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[bytes | SerialProblem]:
+        out: list[bytes | SerialProblem] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            piece = data[start:end]
+            start = end + 1
+            if self._skipping:
+                self._skipping = False
+                continue
+            self._partial += piece
+            out.append(bytes(self._partial))
+            self._partial.clear()
+        rest = data[start:]
+        if not self._skipping:
+            self._partial += rest
+            if len(self._partial) > self.max_bytes:
+                head = bytes(self._partial[:60])
+                self._partial.clear()
+                self._skipping = True
+                out.append(
+                    SerialProblem(
+                        "line_too_long",
+                        f"a line of more than {self.max_bytes} bytes without a newline",
+                        "end every reading with Serial.println(), and keep lines short",
+                        head,
+                    )
+                )
+        return out
+
+
+PAIR_SPLIT_RE = re.compile(r"[,;\t ]+")
+PAIR_RE = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,63})\s*[=:]\s*(\S+)")
+NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _value(text: str) -> float | bool | str:
+    if NUMBER_RE.fullmatch(text):
+        number = float(text)
+        if math.isfinite(number):
+            return number
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def _printable_share(line: bytes) -> float:
+    if not line:
+        return 1.0
+    return sum(1 for b in line if 32 <= b < 127 or b == 9) / len(line)
+
+
+def parse_line(line: bytes) -> Event | None:
+    """One line of a `lines` sketch → a reading, an acknowledgement, a problem, or None (a blank line)."""
+    text_bytes = line.strip(b"\r\n\t \x00")
+    if not text_bytes:
+        return None
+    if _printable_share(text_bytes) < 0.9:
+        return SerialProblem(
+            "serial_garbage",
+            "unreadable bytes on the serial line",
+            "check that the bridge's --baud matches Serial.begin() in the sketch (boot noise after a reset is "
+            "normal and can be ignored)",
+            text_bytes,
+        )
+    text = text_bytes.decode("ascii", "replace")
+    if text.startswith("{"):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "id" in body and "status" in body:
+            return AckLine(text_bytes)
+        return Telemetry(text_bytes)  # the hub checks it and explains any JSON mistake
+    pairs = [PAIR_RE.fullmatch(part) for part in PAIR_SPLIT_RE.split(text) if part]
+    if pairs and all(pairs):
+        fields = {m.group(1): _value(m.group(2)) for m in pairs if m}
+        return Telemetry(json.dumps(fields).encode())
+    return SerialProblem(
+        "not_a_reading",
+        "a line that is neither JSON nor key=value pairs",
+        "print readings as key=value pairs (temp=21.5,hum=40) or as a JSON object, one per line; "
+        "debug prints show up here too",
+        text_bytes,
+    )
+
+
+def encode_command(payload: bytes) -> bytes:
+    """A command from the hub (a JSON object) as one line down the cable."""
+    return json.dumps(json.loads(payload), separators=(",", ":")).encode() + b"\n"
+
+
+# sds011 -------------------------------------------------------------------------------------------------
+
+SDS_HEAD, SDS_CMD, SDS_TAIL, SDS_LEN = 0xAA, 0xC0, 0xAB, 10
+
+
+def sds011_frame(pm2_5: float, pm10: float, device_id: int = 0xA1B2) -> bytes:
+    """A data frame as the sensor sends it (values rounded to tenths, as it reports them)."""
+    body = bytes(
+        [
+            *round(pm2_5 * 10).to_bytes(2, "little"),
+            *round(pm10 * 10).to_bytes(2, "little"),
+            *device_id.to_bytes(2, "big"),
+        ]
+    )
+    return bytes([SDS_HEAD, SDS_CMD]) + body + bytes([sum(body) & 0xFF, SDS_TAIL])
+
+
+class Sds011Framer:
+    """Bytes in any chunks → readings {"pm2_5", "pm10"} and problems. Resynchronises on the next header after
+    garbage or a bad frame."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def reset(self) -> None:
+        self._buffer.clear()
+
+    def feed(self, data: bytes) -> list[Event]:
+        buf = self._buffer
+        buf += data
+        out: list[Event] = []
+        skipped = bytearray()
+        while buf:
+            if buf[0] != SDS_HEAD:
+                skipped.append(buf.pop(0))
+                continue
+            if len(buf) < SDS_LEN:
+                break
+            frame = bytes(buf[:SDS_LEN])
+            if frame[1] != SDS_CMD or frame[9] != SDS_TAIL:  # not a data frame here: look for the next header
+                skipped.append(buf.pop(0))
+                continue
+            if skipped:
+                out.append(_garbage(bytes(skipped)))
+                skipped.clear()
+            del buf[:SDS_LEN]
+            if sum(frame[2:8]) & 0xFF != frame[8]:
+                out.append(
+                    SerialProblem(
+                        "checksum_error",
+                        f"an SDS011 frame whose checksum is wrong (0x{frame[8]:02X}, expected "
+                        f"0x{sum(frame[2:8]) & 0xFF:02X})",
+                        "a loose wire or electrical noise on the sensor's TX line; the frame was dropped",
+                        frame,
+                    )
+                )
+                continue
+            pm2_5 = int.from_bytes(frame[2:4], "little") / 10
+            pm10 = int.from_bytes(frame[4:6], "little") / 10
+            out.append(Telemetry(json.dumps({"pm2_5": pm2_5, "pm10": pm10}).encode()))
+        if skipped:
+            out.append(_garbage(bytes(skipped)))
+        if len(buf) > 4 * SDS_LEN:  # cannot happen with the loop above; a bound all the same
+            del buf[:-SDS_LEN]
+        return out
+
+
+def _garbage(raw: bytes) -> SerialProblem:
+    return SerialProblem(
+        "serial_garbage",
+        f"{len(raw)} bytes that are not SDS011 frames",
+        "the SDS011 talks at 9600 baud (8N1): check --baud and that TX/RX are not swapped",
+        raw,
+    )
