@@ -166,3 +166,22 @@ def test_shipped_config_is_valid_and_declares_the_demo_fleet() -> None:
     assert cfg.hub.open_mode is False  # anonymous clients refused unless a trainer opens the lab
     assert json.dumps(cfg.language("demo_fr")) == '"fr"'
     assert os.path.basename(str(cfg.state_dir)) == "labhub"
+
+
+def test_serial_entries_are_read_from_the_config(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "serial": [
+                {"port": "/dev/ttyUSB0", "device": "demo/ana/pm1", "protocol": "sds011"},
+                {"port": "loop://", "device": "demo/ana/uno"},
+            ]
+        }
+    )
+    assert [(s.port, s.device.key, s.protocol, s.baud) for s in cfg.serial] == [
+        ("/dev/ttyUSB0", "demo/ana/pm1", "sds011", 0),
+        ("loop://", "demo/ana/uno", "lines", 0),
+    ]
+    with pytest.raises(ConfigError, match=r"serial\[0\]\.protocol"):
+        parse_config({"serial": [{"port": "x", "device": "a/b/c", "protocol": "modbus"}]})
+    with pytest.raises(ConfigError, match=r"serial\[0\]\.device"):
+        parse_config({"serial": [{"port": "x", "device": "a/b"}]})
