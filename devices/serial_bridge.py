@@ -14,13 +14,16 @@ account, which may speak for its one device and report on that device's `errors`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import serial
 
@@ -38,9 +41,12 @@ from hub.mqtt import Message, MqttClient, Will
 from hub.topics import DeviceRef
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READ_TIMEOUT_S = 0.05  # a read returns at least this often, so a stop or an unplug is noticed quickly
 BACKOFF_S = (0.05, 0.1, 0.25, 0.5)  # reopening a missing port (a cheap failed open): then twice a second
+WRITE_TIMEOUT_S = 1.0  # a board that does not read its port must not block the bridge
+STABLE_S = 1.0  # a port that stayed open this long resets the reopening backoff
 ERRORS_PER_S = 2.0  # problem reports on the errors topic, per bridge (a noisy cable would flood it)
 DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}
 
@@ -59,7 +65,9 @@ class SerialPort:
 
     def open(self) -> None:
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S)
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S
+            )
         except (serial.SerialException, OSError, ValueError) as err:
             raise PortError(str(err)) from None
 
@@ -137,6 +145,10 @@ class Bridge:
         self._suppressed = 0
         self.port_open = asyncio.Event()
         self._downlink: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
+        # Every port operation runs on this one thread, in turn: a close never races a read or a write,
+        # and a slow port never takes threads from the hub's own pool (the spool's fsyncs).
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"serial-{ref.device}")
+        self._opened_at = 0.0
         self.mqtt = MqttClient(
             mqtt_host,
             mqtt_port,
@@ -159,8 +171,7 @@ class Bridge:
 
     def _publish(self, channel: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         topic = self.ref.topic(channel)
-        if self.mqtt.connected.is_set() and not self._buffer:
-            self.mqtt.publish(topic, payload, qos, retain)
+        if self.mqtt.connected.is_set() and not self._buffer and self.mqtt.publish(topic, payload, qos, retain):
             return
         if len(self._buffer) == self._buffer.maxlen:
             self.stats.buffered_dropped += 1
@@ -173,10 +184,21 @@ class Bridge:
         self._buffer.append((topic, payload, qos, retain))
 
     def _on_command(self, msg: Message) -> None:
+        if msg.retain:
+            return  # an old command kept by the broker is not an order to move now
         try:
             line = encode_command(msg.payload)
-        except ValueError:
-            log.warning("%s: a command that is not JSON was not sent down the cable", self.ref.key)
+        except ValueError as err:
+            log.warning("%s: a command was not sent down the cable: %s", self.ref.key, err)
+            return
+        if not self.port_open.is_set():  # never replay it later: the hub has given up on it by then
+            self._problem(
+                SerialProblem(
+                    "port_not_connected",
+                    "a command arrived while the board's port is not open; it was not sent",
+                    "plug the board in (the hub reports the command as timed out)",
+                )
+            )
             return
         try:
             self._downlink.put_nowait(line)
@@ -220,27 +242,40 @@ class Bridge:
             elif isinstance(event, SerialProblem):
                 self._problem(event)
 
+    async def _port(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io, call)
+
     async def _open(self) -> None:
         """Open the port, retrying with capped backoff for as long as it takes."""
-        attempt = 0
+        # A port that failed soon after opening keeps backing off (no tight open-fail loop).
+        attempt = 0 if time.monotonic() - self._opened_at >= STABLE_S else len(BACKOFF_S) - 1
+        first = True
         while True:
             try:
-                await asyncio.to_thread(self.port.open)
+                await self._port(self.port.open)
                 break
             except PortError as err:
-                if attempt == 0:
-                    log.warning("%s: cannot open %s (%s); retrying until it appears", self.ref.key, self.port.url, err)
+                if first and self.stats.opens == 0:
+                    self._problem(
+                        SerialProblem(
+                            "port_absent",
+                            f"the serial port {self.port.url} is not there ({err})",
+                            "plug the board in (or check --port); the bridge opens it as soon as it appears",
+                        )
+                    )
+                first = False
                 await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
                 attempt += 1
+        self._opened_at = time.monotonic()
         self.stats.opens += 1
         self._framer.reset()
         self.port_open.set()
         log.info("%s: %s open at %d baud (%s)", self.ref.key, self.port.url, self.port.baud, self.protocol)
         self._publish("status", b"online", qos=1, retain=True)
 
-    def _lost(self, err: PortError) -> None:
-        self.port.close()
+    async def _lost(self, err: PortError) -> None:
         self.port_open.clear()
+        await self._port(self.port.close)
         self.stats.losses += 1
         self._problem(
             SerialProblem(
@@ -253,25 +288,39 @@ class Bridge:
 
     async def _reader(self) -> None:
         while True:
-            if not self.port.is_open:
-                await self._open()
             try:
-                data = await asyncio.to_thread(self.port.read)
-            except PortError as err:
-                self._lost(err)
-                continue
-            if data:
-                self.handle(data)
+                if not self.port.is_open:
+                    await self._open()
+                try:
+                    data = await self._port(self.port.read)
+                except PortError as err:
+                    await self._lost(err)
+                    continue
+                if data:
+                    self.handle(data)
+            except Exception:  # a bug of ours must not end the bridge: log it and go on reading
+                log.exception("%s: internal error in the serial reader", self.ref.key)
+                await asyncio.sleep(0.5)
 
     async def _writer(self) -> None:
         while True:
             line = await self._downlink.get()
-            await self.port_open.wait()
+            if not self.port_open.is_set():
+                self._problem(SerialProblem("port_not_connected", "the port closed before a command was sent", ""))
+                continue
             try:
-                await asyncio.to_thread(self.port.write, line)
+                await self._port(functools.partial(self.port.write, line))
                 self.stats.commands += 1
             except PortError as err:
-                log.warning("%s: a command could not be written: %s", self.ref.key, err)
+                self._problem(
+                    SerialProblem(
+                        "write_failed",
+                        f"a command could not be written: {err}",
+                        "is the board reading its serial port?",
+                    )
+                )
+            except Exception:
+                log.exception("%s: internal error in the serial writer", self.ref.key)
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -289,4 +338,5 @@ class Bridge:
                 await self.mqtt.stop()
                 for task in tasks:
                     task.cancel()
-                self.port.close()
+                self._io.submit(self.port.close)  # after any read or write in progress
+                self._io.shutdown(wait=False)

@@ -79,6 +79,7 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes | SerialProblem]:
         out: list[bytes | SerialProblem] = []
+        data = data.replace(b"\r", b"\n")  # CR, LF or CRLF all end a line (blank lines are skipped later)
         start = 0
         while True:
             end = data.find(b"\n", start)
@@ -89,6 +90,12 @@ class LineFramer:
             if self._skipping:
                 self._skipping = False
                 continue
+            if not piece and not self._partial:
+                continue  # the LF of a CRLF, or a blank line
+            if len(self._partial) + len(piece) > self.max_bytes:
+                out.append(self._too_long(bytes(self._partial + piece[:60])))
+                self._partial.clear()
+                continue
             self._partial += piece
             out.append(bytes(self._partial))
             self._partial.clear()
@@ -96,18 +103,18 @@ class LineFramer:
         if not self._skipping:
             self._partial += rest
             if len(self._partial) > self.max_bytes:
-                head = bytes(self._partial[:60])
+                out.append(self._too_long(bytes(self._partial[:60])))
                 self._partial.clear()
                 self._skipping = True
-                out.append(
-                    SerialProblem(
-                        "line_too_long",
-                        f"a line of more than {self.max_bytes} bytes without a newline",
-                        "end every reading with Serial.println(), and keep lines short",
-                        head,
-                    )
-                )
         return out
+
+    def _too_long(self, head: bytes) -> SerialProblem:
+        return SerialProblem(
+            "line_too_long",
+            f"a line of more than {self.max_bytes} bytes",
+            "end every reading with Serial.println(), and keep lines short",
+            head,
+        )
 
 
 PAIR_SPLIT_RE = re.compile(r"[,;\t ]+")
@@ -126,10 +133,11 @@ def _value(text: str) -> float | bool | str:
     return text
 
 
-def _printable_share(line: bytes) -> float:
-    if not line:
+def _readable_share(text: str) -> float:
+    """Share of characters that are printable text (UTF-8 such as °C or µg/m³ included)."""
+    if not text:
         return 1.0
-    return sum(1 for b in line if 32 <= b < 127 or b == 9) / len(line)
+    return sum(1 for c in text if (c.isprintable() and c != "\ufffd") or c == "\t") / len(text)
 
 
 def parse_line(line: bytes) -> Event | None:
@@ -137,7 +145,8 @@ def parse_line(line: bytes) -> Event | None:
     text_bytes = line.strip(b"\r\n\t \x00")
     if not text_bytes:
         return None
-    if _printable_share(text_bytes) < 0.9:
+    text = text_bytes.decode("utf-8", "replace")
+    if _readable_share(text) < 0.9:
         return SerialProblem(
             "serial_garbage",
             "unreadable bytes on the serial line",
@@ -145,11 +154,10 @@ def parse_line(line: bytes) -> Event | None:
             "normal and can be ignored)",
             text_bytes,
         )
-    text = text_bytes.decode("ascii", "replace")
     if text.startswith("{"):
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict) and "id" in body and "status" in body:
             return AckLine(text_bytes)
@@ -168,8 +176,14 @@ def parse_line(line: bytes) -> Event | None:
 
 
 def encode_command(payload: bytes) -> bytes:
-    """A command from the hub (a JSON object) as one line down the cable."""
-    return json.dumps(json.loads(payload), separators=(",", ":")).encode() + b"\n"
+    """A command from the hub (a JSON object) as one line down the cable; ValueError for anything else."""
+    try:
+        command = json.loads(payload)
+    except RecursionError:
+        raise ValueError("too deeply nested") from None
+    if not isinstance(command, dict):
+        raise ValueError("a command is a JSON object")
+    return json.dumps(command, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 # sds011 -------------------------------------------------------------------------------------------------
@@ -217,8 +231,13 @@ class Sds011Framer:
             if skipped:
                 out.append(_garbage(bytes(skipped)))
                 skipped.clear()
-            del buf[:SDS_LEN]
             if sum(frame[2:8]) & 0xFF != frame[8]:
+                later = frame.find(bytes([SDS_HEAD, SDS_CMD]), 1)
+                if later > 0:  # a cut-off frame with the next one starting inside it: resync there
+                    skipped += buf[:later]
+                    del buf[:later]
+                    continue
+                del buf[:SDS_LEN]
                 out.append(
                     SerialProblem(
                         "checksum_error",
@@ -229,6 +248,7 @@ class Sds011Framer:
                     )
                 )
                 continue
+            del buf[:SDS_LEN]
             pm2_5 = int.from_bytes(frame[2:4], "little") / 10
             pm10 = int.from_bytes(frame[4:6], "little") / 10
             out.append(Telemetry(json.dumps({"pm2_5": pm2_5, "pm10": pm10}).encode()))

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -421,7 +421,7 @@ async def _run_lab(
             except (DynsecError, RegistryError) as err:
                 log.error("serial bridges not started: %s", err)
                 bridges = []
-            fleet += [tg.create_task(b.run(), name=f"bridge-{b.ref.key}") for b in bridges]
+            fleet += [tg.create_task(_keep_running(b.run, f"bridge {b.ref.key}")) for b in bridges]
         arms = [d.ref for d in simulated if d.kind == "arm"]
         if arms and worker == 0:  # a phone app drives the first arm now and then, as a learner would
             token = read_secret(secret_path(cfg.state_dir, DEMO_APP_TOKEN)) or ""
@@ -434,6 +434,17 @@ async def _run_lab(
         for task in fleet + helpers:
             task.cancel()
     return exit_code
+
+
+async def _keep_running(run: Callable[[], Awaitable[None]], name: str) -> None:
+    """A helper of the lab (a serial bridge) must never take the lab down: log its failure, start it again."""
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception("%s failed; starting it again in 2 s", name)
+            await asyncio.sleep(2.0)
 
 
 async def _demo_app(base_url: str, device: str, token: str) -> None:
@@ -581,6 +592,8 @@ def cmd_serial_bridge(args: argparse.Namespace) -> int:
             ref = DeviceRef.parse(args.device)
         except ValueError as err:
             raise ConfigError(f"--device: {err}") from None
+        if args.baud is not None and args.baud <= 0:
+            raise ConfigError("--baud: expected a positive rate, e.g. 115200 or 9600")
         ports = [SerialConfig(args.port, ref, args.protocol, args.baud or 0)]
     else:
         ports = list(cfg.serial)

@@ -169,7 +169,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
                 raise ConfigError(f"{where}: {key}.profile: expected one of {sorted(ARM_PROFILES)}, got {profile!r}")
         simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
         devices.append(DeviceConfig(ref, kind, simulate, profile))
-    serial = []
+    serial: list[SerialConfig] = []
     for i, entry in enumerate(_typed(data.get("serial", []), list, where, "serial")):
         key = f"serial[{i}]"
         entry = _typed(entry, dict, where, key)
@@ -182,7 +182,12 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         if protocol not in ("lines", "sds011"):
             raise ConfigError(f"{where}: {key}.protocol: expected 'lines' or 'sds011', got {protocol!r}")
         port = _typed(entry.get("port"), str, where, key + ".port")
-        serial.append(SerialConfig(port, ref, protocol, _typed(entry.get("baud", 0), int, where, key + ".baud")))
+        baud = _typed(entry.get("baud", 0), int, where, key + ".baud")
+        if baud < 0:
+            raise ConfigError(f"{where}: {key}.baud: expected a positive rate (or 0 for the protocol's usual one)")
+        if any(other.device == ref or other.port == port for other in serial):
+            raise ConfigError(f"{where}: {key}: {ref.key} or {port} is bridged twice")
+        serial.append(SerialConfig(port, ref, protocol, baud))
     return LabConfig(
         state_dir=state_dir,
         mqtt=_section(MqttConfig, data, "mqtt", where),

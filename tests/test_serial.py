@@ -36,7 +36,7 @@ from tests.support import MqttListener, count_when_stable, influx_query, wait_un
 def test_lines_are_framed_across_chunks_and_long_lines_are_cut() -> None:
     framer = LineFramer(max_bytes=32)
     assert framer.feed(b"temp=2") == []
-    assert framer.feed(b"1.5\r\nhum=4") == [b"temp=21.5\r"]
+    assert framer.feed(b"1.5\r\nhum=4") == [b"temp=21.5"]
     assert framer.feed(b"0\n") == [b"hum=40"]
     out = framer.feed(b"x" * 40)
     assert len(out) == 1 and isinstance(out[0], SerialProblem) and out[0].code == "line_too_long"
@@ -44,6 +44,10 @@ def test_lines_are_framed_across_chunks_and_long_lines_are_cut() -> None:
     framer.feed(b"half a li")
     framer.reset()  # the cable was pulled
     assert framer.feed(b"ne\nok=2\n") == [b"ne", b"ok=2"]
+    assert framer.feed(b"a=1\rb=2\r") == [b"a=1", b"b=2"]  # CR alone ends a line too
+    long_line = b"z" * 40 + b"\n"  # complete in one chunk, still too long
+    out = framer.feed(long_line + b"ok=3\n")
+    assert isinstance(out[0], SerialProblem) and out[0].code == "line_too_long" and out[1:] == [b"ok=3"]
 
 
 @pytest.mark.parametrize(
@@ -54,6 +58,7 @@ def test_lines_are_framed_across_chunks_and_long_lines_are_cut() -> None:
         (b"pm2_5=12\tpm10=20;door=open", Telemetry(b'{"pm2_5": 12.0, "pm10": 20.0, "door": "open"}')),
         (b"led=true", Telemetry(b'{"led": true}')),
         (b"t=-3.5e1", Telemetry(b'{"t": -35.0}')),
+        ("unit=°C,t=21".encode(), Telemetry(b'{"unit": "\\u00b0C", "t": 21.0}')),  # UTF-8 text is text
         (b'{"pm2_5": 12.4}', Telemetry(b'{"pm2_5": 12.4}')),
         (b"{pm2_5: 3}", Telemetry(b"{pm2_5: 3}")),  # broken JSON goes on: the hub explains the mistake
         (b'{"id": "m1", "status": "accepted"}', AckLine(b'{"id": "m1", "status": "accepted"}')),
@@ -81,8 +86,10 @@ def test_what_is_not_a_reading_is_a_problem_with_a_hint(line: bytes, code: str) 
 
 def test_commands_go_down_as_one_compact_json_line() -> None:
     assert encode_command(b'{"id": "m1", "type": "stop"}') == b'{"id":"m1","type":"stop"}\n'
-    with pytest.raises(ValueError):
-        encode_command(b"not json")
+    for bad in (b"not json", b"[1, 2]", b'{"a": NaN}', b"[" * 5000):
+        with pytest.raises(ValueError):
+            encode_command(bad)
+    assert isinstance(parse_line(b'{"a":' + b"[" * 5000), Telemetry)  # no RecursionError: the hub will say why
 
 
 def test_sds011_frames_garbage_and_checksums() -> None:
@@ -97,6 +104,10 @@ def test_sds011_frames_garbage_and_checksums() -> None:
     assert isinstance(checksum, SerialProblem) and checksum.code == "checksum_error"
     assert isinstance(first, Telemetry) and json.loads(first.payload) == {"pm2_5": 12.3, "pm10": 45.6}
     assert isinstance(second, Telemetry) and json.loads(second.payload) == {"pm2_5": 1.0, "pm10": 2.0}
+    # A frame cut short by the next one: no checksum error, the next frame is read.
+    events = framer.feed(good[:6] + sds011_frame(7.0, 8.0))
+    assert [json.loads(e.payload) for e in events if isinstance(e, Telemetry)] == [{"pm2_5": 7.0, "pm10": 8.0}]
+    assert not any(isinstance(e, SerialProblem) and e.code == "checksum_error" for e in events)
     # A header byte inside garbage does not derail it: the next real frame is found.
     events = framer.feed(b"\xaa\x00\x01" + sds011_frame(5.0, 6.0))
     assert isinstance(events[-1], Telemetry) and json.loads(events[-1].payload) == {"pm2_5": 5.0, "pm10": 6.0}
