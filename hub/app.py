@@ -121,6 +121,10 @@ class Hub:
             on_reading=self._on_reading,
             watch=lambda ref: self.live.watched(ref),
             refresh=lambda: self.apply_registry(),
+            audit=self._audit,
+            on_rejected=lambda state, problem: (
+                self.live.rejection(state.ref, problem) if self.live.watched(state.ref) else None
+            ),
         )
         self.registry = Registry(cfg.registry_path)
         self.accounts = Accounts.for_lab(cfg, self.registry)
@@ -144,7 +148,7 @@ class Hub:
         self.relay = CommandRelay(
             {d.ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for d in cfg.devices if d.kind == "arm"},
             publish=lambda topic, payload, qos: self.mqtt.publish(topic, payload, qos=qos),
-            audit=lambda key, line: self.spool.append(time.time_ns(), 0, AUDIT_KEY + key, line, None),
+            audit=self._audit,
             online=lambda ref: state.online if (state := self.ingest.devices.get(ref)) else None,
             rate_per_s=cfg.hub.commands_per_second,
         )
@@ -164,11 +168,23 @@ class Hub:
         self.left_at_shutdown = 0
         self.http_port = cfg.hub.http_port
         self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()  # run() has finished: spool closed, connections gone
         self._stop = asyncio.Event()
         self._rates = Rates(time.monotonic())
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def flush_evidence(self, timeout: float) -> None:
+        """Before grading: what the hub has accepted so far is in InfluxDB (or `timeout` has passed)."""
+        await self._commit_once()
+        deadline = time.monotonic() + timeout
+        while self.spool.unstored_bytes and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll of the writer)
+            await asyncio.sleep(0.02)
+
+    def _audit(self, key: str, line: str) -> None:
+        """Evidence (commands, rejections, presence) goes to InfluxDB through the spool, like readings."""
+        self.spool.append(time.time_ns(), 0, AUDIT_KEY + key, line, None)
 
     @staticmethod
     def _client_id(cfg: LabConfig) -> str:
@@ -213,22 +229,24 @@ class Hub:
         if self.live.watched(state.ref):
             self.live.reading(state.ref, fields, time_ns)
 
-    def watch(self, devices: frozenset[DeviceRef]) -> LiveClient:
-        """A live view of some devices (a WebSocket): their readings, presence and command events."""
-        client = self.live.add(devices)
-        for ref in devices:
-            state = self.ingest.devices.get(ref)
-            if state is not None:
-                state.watched = True
-                client.push({"type": "presence", "device": ref.key, **presence_of(state)})
+    def watch(self, devices: frozenset[DeviceRef], cohorts: frozenset[str] = frozenset()) -> LiveClient:
+        """A live view of some devices, or of whole cohorts (a WebSocket): readings, presence, rejections and
+        command events."""
+        client = self.live.add(devices, cohorts)
+        for ref in self._watched_by(client):
+            state = self.ingest.devices[ref]
+            state.watched = True
+            client.push({"type": "presence", "device": ref.key, **presence_of(state)})
         return client
+
+    def _watched_by(self, client: LiveClient) -> list[DeviceRef]:
+        return [ref for ref in self.ingest.devices if ref in client.devices or ref.cohort in client.cohorts]
 
     def unwatch(self, client: LiveClient) -> None:
         self.live.remove(client)
-        for ref in client.devices:
-            state = self.ingest.devices.get(ref)
-            if state is not None:
-                state.watched = state.kind is ARM or self.live.watched(ref)
+        for ref in self._watched_by(client):
+            state = self.ingest.devices[ref]
+            state.watched = state.kind is ARM or self.live.watched(ref)
 
     async def _presence_loop(self) -> None:
         """Every second: message rates, and presence from the last will plus an inactivity timeout."""
@@ -472,6 +490,7 @@ class Hub:
                 await self.spool.commit()
                 for task in tasks:
                     task.cancel()
+        self.stopped.set()
         log.info(
             "hub stopped: %d readings stored, %d rejected",
             self.ingest.totals.stored,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from hub.config import (
@@ -27,6 +29,7 @@ from hub.credentials import CREDENTIALS_FILE, load_credentials, load_credentials
 from hub.dynsec import DynsecError
 from hub.registry import Registry, RegistryError
 from hub.services import INFLUX_HUB, Service, ServiceError, start_influxd, start_mosquitto
+from hub.storage import StorageError
 from hub.topics import DeviceRef
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except* (ConfigError, ServiceError, RegistryError, DynsecError) as group:
+    except* (ConfigError, ServiceError, RegistryError, DynsecError, StorageError) as group:
         for err in group.exceptions:
             log.error("%s", err)
         code = 2
@@ -150,6 +153,30 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("csv", type=Path)
     imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
     imp.set_defaults(func=cmd_registry, action="cohort_import")
+
+    demo = sub.add_parser("demo", help="demo sessions: the windows that are graded")
+    demo_sub = demo.add_subparsers(required=True, metavar="ACTION")
+    dstart = demo_sub.add_parser("start", help="start a learner's demo now")
+    lab_options(dstart)
+    dstart.add_argument("learner", help="cohort/learner")
+    dstart.add_argument("--trainer", default=getpass.getuser(), help="who runs it (default: your login)")
+    dstart.set_defaults(func=cmd_demo, action="start")
+    dstop = demo_sub.add_parser("stop", help="stop a demo (by id, or the learner's running one)")
+    lab_options(dstop)
+    dstop.add_argument("which", help="session id, or cohort/learner")
+    dstop.set_defaults(func=cmd_demo, action="stop")
+    dlist = demo_sub.add_parser("list", help="past and running demos")
+    lab_options(dlist)
+    dlist.add_argument("--cohort")
+    dlist.set_defaults(func=cmd_demo, action="list")
+
+    grade = sub.add_parser("grade", help="grade demos from InfluxDB: print a table, write HTML, CSV and JSON")
+    lab_options(grade)
+    grade.add_argument("--cohort", required=True)
+    grade.add_argument("--learner", help="one learner (default: every learner with a demo)")
+    grade.add_argument("--session", help="one session id (default: each learner's latest finished demo)")
+    grade.add_argument("--out", type=Path, help="where to write the reports (default: <state_dir>/reports/…)")
+    grade.set_defaults(func=cmd_grade)
 
     token = sub.add_parser("token", help="API tokens (trainer, learner, viewer)")
     token_sub = token.add_subparsers(required=True, metavar="ACTION")
@@ -580,6 +607,86 @@ async def _registry_change(accounts: Accounts, action: str, args: argparse.Names
         await accounts.remove_learner(key)
         return f"learner {key} removed, with their devices"
     raise RegistryError(f"unknown action {action}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`labhub demo start|stop|list`."""
+    from hub.registry import check_learner
+
+    cfg = _configure(args)
+    registry = Registry(cfg.registry_path)
+    try:
+        if args.action == "start":
+            cohort, learner = check_learner(args.learner)
+            session = registry.start_session(cohort, learner, args.trainer)
+            print(f"demo {session.id} started for {cohort}/{learner} by {session.trainer}")
+        elif args.action == "stop":
+            which: str = args.which
+            if "/" in which:
+                cohort, learner = check_learner(which)
+                running = [s for s in registry.sessions(cohort, learner) if s.running]
+                if not running:
+                    raise RegistryError(f"{which} has no demo running")
+                which = running[0].id
+            session = registry.stop_session(which)
+            assert session.stopped_ns is not None
+            print(
+                f"demo {session.id} of {session.cohort}/{session.learner} stopped after "
+                f"{(session.stopped_ns - session.started_ns) / 1e9:.0f} s; grade it with: "
+                f"labhub grade --cohort {session.cohort} --learner {session.learner}"
+            )
+        else:
+            for s in registry.sessions(args.cohort):
+                end = "running" if s.running else f"{((s.stopped_ns or 0) - s.started_ns) / 1e9:.0f} s"
+                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.started_ns / 1e9))
+                print(f"{s.id}  {s.cohort}/{s.learner:20} {started}  {end:>9}  {s.trainer}")
+    finally:
+        registry.close()
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade demos from what InfluxDB holds; print a table and write the reports."""
+    from hub.grading import RubricError, load_rubrics
+    from hub.reports import grade_session, sessions_to_grade, table, write_reports
+    from hub.storage import InfluxV1
+
+    cfg = _configure(args)
+    if cfg.influx.backend != "v1":
+        raise ConfigError("grading reads InfluxDB through the 1.x API for now (influx.backend = 'v1')")
+    try:
+        rubrics = load_rubrics()
+    except RubricError as err:
+        raise ConfigError(str(err)) from None
+    registry = Registry(cfg.registry_path)
+    try:
+        sessions = sessions_to_grade(registry, args.cohort, args.learner, args.session)
+        if not sessions:
+            raise RegistryError(
+                f"no demo to grade in cohort {args.cohort}"
+                + (f" for {args.learner}" if args.learner else "")
+                + " (start one with `labhub demo start cohort/learner`)"
+            )
+
+        async def run() -> list[Any]:
+            password = (
+                read_secret(cfg.secret_file(cfg.influx.password_file, "influx-hub")) if cfg.influx.username else None
+            )
+            db = InfluxV1(cfg.influx, password)
+            await db.start()
+            try:
+                return [await grade_session(db, registry, s, rubrics) for s in sessions]
+            finally:
+                await db.close()
+
+        reports = asyncio.run(run())
+        out = args.out or cfg.state_dir / "reports" / f"{args.cohort}-{time.strftime('%Y%m%d-%H%M%S')}"
+        written = write_reports(out, args.cohort, reports, rubrics)
+    finally:
+        registry.close()
+    print(table(reports))
+    print(f"reports: {out}/ ({', '.join(p.name for p in written)})")
+    return 0
 
 
 def cmd_serial_bridge(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ ACK_TIMEOUT_S = 2.0  # a board on classroom Wi-Fi answers in well under a second
 DONE_MARGIN_S = 3.0  # on top of the move's own duration at the commanded speed
 RECENT_PER_DEVICE = 50
 IDEMPOTENCY_KEYS = 10_000
-AUDIT_KEY = "cmd:"  # spool records of the `commands` audit trail carry this before the device key
+AUDIT_KEY = "cmd:"  # spool records of evidence (commands, rejections, presence) carry this before the device key
 
 
 class State(StrEnum):
@@ -184,12 +184,16 @@ class CommandRelay:
             existing = self._keys.get((ref, idempotency_key))
             if existing is not None and existing in self.by_id:
                 return self.by_id[existing]
-        command = parse_command(request)
-        targets: dict[str, float] = {}
-        speed = None
-        if not isinstance(command, Stop):
-            check_command(command, arm.profile, arm.pose)
-            targets, speed = resolve(command, arm.profile)
+        try:
+            command = parse_command(request)
+            targets: dict[str, float] = {}
+            speed = None
+            if not isinstance(command, Stop):
+                check_command(command, arm.profile, arm.pose)
+                targets, speed = resolve(command, arm.profile)
+        except CommandError as err:
+            self._audit(ref.key, refusal_line(ref, request, err, source))  # unsafe, refused: graded as such
+            raise
         assert isinstance(request, Mapping)
         record = CommandRecord(
             id=uuid.uuid4().hex[:16],
@@ -368,6 +372,10 @@ def audit_line(record: CommandRecord) -> str:
     }
     if record.reason:
         fields["reason"] = record.reason[:200]
+    pose = record.pose or {}
+    if record.targets and record.state is State.DONE and all(j in pose for j in record.targets):
+        # How far the final pose is from the targets: "target pose reached" is graded from this.
+        fields["pose_error_deg"] = float(max(abs(pose[j] - t) for j, t in record.targets.items()))
     for name, value in (
         ("accepted_ms", record.latency_ms(record.accepted_ns)),
         ("finished_ms", record.latency_ms(record.finished_ns)),
@@ -375,6 +383,28 @@ def audit_line(record: CommandRecord) -> str:
         if value is not None:
             fields[name] = float(value)
     return encode_line(series_prefix("commands", tags), fields, record.created_ns)
+
+
+def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str) -> str:
+    """The `commands` point for a command refused before anything was sent (state `refused`)."""
+    kind = request.get("type") if isinstance(request, Mapping) else None
+    tags = {
+        "cohort": ref.cohort,
+        "learner": ref.learner,
+        "device": ref.device,
+        "type": str(kind)[:32] if isinstance(kind, str) and kind else "?",
+        "state": "refused",
+    }
+    try:
+        text = json.dumps(request, separators=(",", ":"), default=str)[:200]
+    except (TypeError, ValueError, RecursionError):
+        text = "?"
+    fields: dict[str, float | int | bool | str] = {
+        "source": source,
+        "request": text,
+        "reason": f"{err.code}: {err}"[:200],
+    }
+    return encode_line(series_prefix("commands", tags), fields, time.time_ns())
 
 
 def command_error_json(err: CommandError) -> dict[str, object]:

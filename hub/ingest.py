@@ -90,6 +90,7 @@ class DeviceState:
     errors_suppressed: int = 0
     last_error: dict[str, object] | None = None
     watched: bool = False  # readings are passed on (arms' poses to the relay, live views)
+    last_event_ns: int = 0  # the last evidence point's timestamp (rejections, presence): kept unique
     present: bool = False  # online (last will not published) and heard from recently
     rate_per_s: float = 0.0
 
@@ -148,6 +149,8 @@ class Ingest:
         on_reading: Callable[[DeviceState, dict[str, FieldValue], int], None] | None = None,
         watch: Callable[[DeviceRef], bool] = lambda ref: False,
         refresh: Callable[[], None] | None = None,
+        audit: Callable[[str, str], None] | None = None,
+        on_rejected: Callable[[DeviceState, dict[str, object]], None] | None = None,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -167,6 +170,8 @@ class Ingest:
         self._on_reading = on_reading
         self._watch = watch
         self._refresh = refresh
+        self._audit = audit  # evidence for grading (rejections, presence) → InfluxDB, through the spool
+        self._on_rejected = on_rejected  # live views
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -331,7 +336,7 @@ class Ingest:
         for record in records:
             entry = record.owner
             if entry is None:
-                if record.key.startswith(AUDIT_KEY):  # the commands audit trail, not a reading
+                if record.key.startswith(AUDIT_KEY):  # evidence (commands, rejections, presence), not a reading
                     continue
                 self.totals.stored += 1
                 state = self._state_for(record.key)
@@ -404,6 +409,23 @@ class Ingest:
         )
         state.last_error = rendered[0]
         self._send_error(state, message, now)
+        self._evidence(state, "rejections", {"code": first}, {"message": str(rendered[0].get("message", ""))[:200]})
+        if self._on_rejected is not None:
+            self._on_rejected(state, rendered[0])
+
+    def _evidence(
+        self, state: DeviceState, measurement: str, tags: dict[str, str], fields: dict[str, float | int | bool | str]
+    ) -> None:
+        """A point that grading reads back from InfluxDB (never from memory: a restart must not change a grade)."""
+        if self._audit is None:
+            return
+        ts = max(self._clock(), state.last_event_ns + 1)  # one device's events never share a timestamp
+        state.last_event_ns = ts
+        ref = state.ref
+        prefix = series_prefix(
+            measurement, {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device, **tags}
+        )
+        self._audit(ref.key, encode_line(prefix, fields, ts))
 
     def _warn_collision(self, state: DeviceState, entry: InspectorEntry, ts: int, now: int) -> None:
         problem = Problem("timestamp_collision", "ts", ts)
@@ -442,6 +464,8 @@ class Ingest:
         online = {"online": True, "offline": False}.get(text.lower())
         if online is not None and online != state.online:
             log.info("%s is %s", state.ref.key, "online" if online else "offline")
+        if online is not None:
+            self._evidence(state, "presence", {}, {"online": online})
         state.online = online
 
     # Views -----------------------------------------------------------------------------------------

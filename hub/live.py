@@ -24,6 +24,7 @@ CLIENT_QUEUE = 256
 @dataclass(eq=False)
 class LiveClient:
     devices: frozenset[DeviceRef]
+    cohorts: frozenset[str] = frozenset()  # every device of these cohorts, including ones that appear later
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
     dropped: int = 0
 
@@ -37,14 +38,17 @@ class LiveClient:
 class Live:
     def __init__(self) -> None:
         self.watchers: dict[DeviceRef, set[LiveClient]] = {}
+        self.cohort_watchers: dict[str, set[LiveClient]] = {}
         self.clients: set[LiveClient] = set()
         self.dropped_gone = 0  # events dropped for clients that have gone since
 
-    def add(self, devices: frozenset[DeviceRef]) -> LiveClient:
-        client = LiveClient(devices)
+    def add(self, devices: frozenset[DeviceRef], cohorts: frozenset[str] = frozenset()) -> LiveClient:
+        client = LiveClient(devices, cohorts)
         self.clients.add(client)
         for ref in devices:
             self.watchers.setdefault(ref, set()).add(client)
+        for cohort in cohorts:
+            self.cohort_watchers.setdefault(cohort, set()).add(client)
         return client
 
     def remove(self, client: LiveClient) -> None:
@@ -57,16 +61,26 @@ class Live:
                 watchers.discard(client)
                 if not watchers:
                     del self.watchers[ref]
+        for cohort in client.cohorts:
+            cohort_watchers = self.cohort_watchers.get(cohort)
+            if cohort_watchers is not None:
+                cohort_watchers.discard(client)
+                if not cohort_watchers:
+                    del self.cohort_watchers[cohort]
 
     @property
     def dropped(self) -> int:
         return self.dropped_gone + sum(c.dropped for c in self.clients)
 
     def watched(self, ref: DeviceRef) -> bool:
-        return ref in self.watchers
+        return ref in self.watchers or ref.cohort in self.cohort_watchers
 
     def publish(self, ref: DeviceRef, event: dict[str, Any]) -> None:
-        for client in self.watchers.get(ref, ()):
+        clients = self.watchers.get(ref, set())
+        by_cohort = self.cohort_watchers.get(ref.cohort)
+        if by_cohort:
+            clients = clients | by_cohort
+        for client in clients:
             client.push(event)
 
     def reading(self, ref: DeviceRef, fields: Mapping[str, object], time_ns: int) -> None:
@@ -74,6 +88,9 @@ class Live:
 
     def presence(self, ref: DeviceRef, summary: Mapping[str, object]) -> None:
         self.publish(ref, {"type": "presence", "device": ref.key, "at_ns": time.time_ns(), **summary})
+
+    def rejection(self, ref: DeviceRef, problem: Mapping[str, object]) -> None:
+        self.publish(ref, {"type": "rejection", "device": ref.key, "at_ns": time.time_ns(), "problem": dict(problem)})
 
     def command(self, ref: DeviceRef, record: Mapping[str, object]) -> None:
         self.publish(ref, {"type": "command", "device": ref.key, "command": dict(record)})

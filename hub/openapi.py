@@ -24,6 +24,7 @@ WAIT = {
     "schema": {"type": "number", "minimum": 0, "maximum": 30},
 }
 JSON = {"application/json": {"schema": {"type": "object"}}}
+SESSION = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 COHORT = {"name": "cohort", "in": "query", "required": False, "schema": {"type": "string"}}
 ACTION = {"name": "action", "in": "path", "required": True, "schema": {"enum": ["disable", "enable", "rotate"]}}
 NEW_DEVICE = {
@@ -80,7 +81,13 @@ COMMAND = {
 }
 
 
-PUBLIC = ("/", "/healthz", "/phone")  # no token: health, and page shells that log in with one
+PUBLIC = (
+    "/",
+    "/healthz",
+    "/phone",
+    "/dashboard",
+    "/dashboard/device",
+)  # no token: health, and page shells that log in with one
 
 
 def spec() -> dict[str, Any]:
@@ -161,6 +168,57 @@ def _spec() -> dict[str, Any]:
                 )
             },
             "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},
+            "/dashboard": {"get": _op("The live cohort dashboard (logs in with a token)", responses={"200": "HTML"})},
+            "/dashboard/device": {
+                "get": _op("A device's history plots, inspector and commands", responses={"200": "HTML"})
+            },
+            "/static/vendor/uplot/{name}": {
+                "get": _op(
+                    "The charting library the pages use (uPlot, MIT)",
+                    [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    {"200": "file", "404": "no such file"},
+                )
+            },
+            "/api/kinds": {"get": _op("Device kinds: fields, units, ranges")},
+            "/api/cohorts/{cohort}/overview": {
+                "get": _op(
+                    "A cohort's devices with their state, last reading and a sparkline (one call per dashboard)",
+                    [
+                        {"name": "cohort", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "spark_s", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    ],
+                )
+            },
+            "/api/devices/{cohort}/{learner}/{device}/latest": {
+                "get": _op("The device's last stored reading", DEVICE, {"200": "OK", "404": "unknown device"})
+            },
+            "/api/devices/{cohort}/{learner}/{device}/history": {
+                "get": _op(
+                    "One field over a range, downsampled in InfluxDB (mean/min/max per interval)",
+                    [
+                        *DEVICE,
+                        {"name": "field", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "from", "in": "query", "required": False, "schema": {"type": "number"}},
+                        {"name": "to", "in": "query", "required": False, "schema": {"type": "number"}},
+                        {"name": "points", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    ],
+                    {"200": "OK", "400": "bad field or range", "404": "unknown device"},
+                )
+            },
+            "/api/sessions": {
+                "get": _op("Demo sessions (newest first)", [COHORT]),
+                "post": _op(
+                    "Start a learner's demo",
+                    responses={"201": "started", "409": "one is running already"},
+                    body={"type": "object", "required": ["learner"], "properties": {"learner": {"type": "string"}}},
+                ),
+            },
+            "/api/sessions/{id}/stop": {
+                "post": _op("Stop a demo", [SESSION], {"200": "stopped", "404": "unknown", "409": "stopped already"})
+            },
+            "/api/sessions/{id}/grade": {
+                "get": _op("The demo's grade: scores and evidence from InfluxDB", [SESSION], {"200": "OK"})
+            },
             "/api/registry/devices": {
                 "get": _op("Registered devices (trainers)", [COHORT]),
                 "post": _op(

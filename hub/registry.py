@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS devices (
     PRIMARY KEY (cohort, learner, device),
     FOREIGN KEY (cohort, learner) REFERENCES learners(cohort, learner)
 );
+CREATE TABLE IF NOT EXISTS demo_sessions (
+    id TEXT PRIMARY KEY,
+    cohort TEXT NOT NULL,
+    learner TEXT NOT NULL,
+    trainer TEXT NOT NULL,
+    started_ns INTEGER NOT NULL,
+    stopped_ns INTEGER
+);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     digest TEXT NOT NULL UNIQUE,
@@ -111,6 +119,32 @@ class Token:
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "role": self.role, "scope": self.scope, "label": self.label, "revoked": self.revoked}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSession:
+    """A learner's demonstration: the window that is graded, and the trainer who ran it."""
+
+    id: str
+    cohort: str
+    learner: str
+    trainer: str
+    started_ns: int
+    stopped_ns: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.stopped_ns is None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "learner": f"{self.cohort}/{self.learner}",
+            "trainer": self.trainer,
+            "started_ns": self.started_ns,
+            "stopped_ns": self.stopped_ns,
+            "running": self.running,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +366,46 @@ class Registry:
             "DELETE FROM devices WHERE cohort = ? AND learner = ? AND device = ?", (ref.cohort, ref.learner, ref.device)
         ):
             raise RegistryError(f"no device {ref.key} in the registry")
+
+    # Demo sessions ---------------------------------------------------------------------------------
+
+    def start_session(self, cohort: str, learner: str, trainer: str, now_ns: int | None = None) -> DemoSession:
+        if self.learner(cohort, learner) is None:
+            raise RegistryError(f"no learner {cohort}/{learner} in the registry")
+        running = [s for s in self.sessions(cohort, learner) if s.running]
+        if running:
+            raise RegistryError(f"{cohort}/{learner} already has a demo running ({running[0].id}); stop it first")
+        session = DemoSession(secrets.token_hex(4), cohort, learner, trainer[:100], now_ns or time.time_ns(), None)
+        self._write(
+            "INSERT INTO demo_sessions (id, cohort, learner, trainer, started_ns) VALUES (?, ?, ?, ?, ?)",
+            (session.id, cohort, learner, session.trainer, session.started_ns),
+        )
+        return session
+
+    def stop_session(self, session_id: str, now_ns: int | None = None) -> DemoSession:
+        session = self.session(session_id)
+        if session is None:
+            raise RegistryError(f"no demo session {session_id!r}")
+        if not session.running:
+            raise RegistryError(f"demo session {session_id} was already stopped")
+        stopped = now_ns or time.time_ns()
+        self._write("UPDATE demo_sessions SET stopped_ns = ? WHERE id = ?", (stopped, session_id))
+        return DemoSession(session.id, session.cohort, session.learner, session.trainer, session.started_ns, stopped)
+
+    def session(self, session_id: str) -> DemoSession | None:
+        row = self._db.execute(
+            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns FROM demo_sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
+        return DemoSession(*row) if row else None
+
+    def sessions(self, cohort: str | None = None, learner: str | None = None) -> list[DemoSession]:
+        rows = self._db.execute(
+            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns FROM demo_sessions "
+            "WHERE (? IS NULL OR cohort = ?) AND (? IS NULL OR learner = ?) ORDER BY started_ns DESC",
+            (cohort, cohort, learner, learner),
+        )
+        return [DemoSession(*r) for r in rows]
 
     # Tokens ----------------------------------------------------------------------------------------
 

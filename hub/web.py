@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from devices.arm import CommandError
+from devices.kinds import FIELD_NAME_RE, KINDS
 from hub.auth import (
     WS_PROTOCOL,
     RateLimiter,
@@ -32,17 +35,21 @@ from hub.auth import (
 from hub.commands import FINAL, ArmState, OfflineError, command_error_json
 from hub.config import ARM_PROFILES
 from hub.dynsec import DynsecError
+from hub.grading import RubricError, load_rubrics
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
 from hub.openapi import PUBLIC, spec
-from hub.registry import RegistryError, Token, parse_csv
-from hub.topics import DeviceRef, TopicError
+from hub.registry import DemoSession, RegistryError, Token, check_learner, parse_csv
+from hub.reports import grade_session
+from hub.storage import StorageError
+from hub.topics import SEGMENT_RE, DeviceRef, TopicError
 
 if TYPE_CHECKING:
     from hub.app import Hub
     from hub.ingest import DeviceState
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_KEY: web.RequestKey[Token] = web.RequestKey("token", Token)
@@ -56,6 +63,7 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 <li><a href="/healthz">/healthz</a> — ok or degraded, with reasons</li>
 <li><a href="/api/stats">/api/stats</a> — counters</li>
 <li><a href="/metrics">/metrics</a> — the same, for Prometheus</li>
+<li><a href="/dashboard">/dashboard</a> — the live cohort dashboard (trainers, classroom screens)</li>
 <li><a href="/phone">/phone</a> — the phone control page for arms</li>
 <li><a href="/api/openapi.json">/api/openapi.json</a> — the API's OpenAPI description</li>
 <li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
@@ -85,6 +93,17 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/phone", phone)
+    app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/dashboard/device", device_page)
+    app.router.add_get("/static/vendor/uplot/{name}", vendor)
+    app.router.add_get("/api/kinds", kinds)
+    app.router.add_get("/api/cohorts/{cohort}/overview", cohort_overview)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/latest", latest)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history)
+    app.router.add_get("/api/sessions", sessions_list)
+    app.router.add_post("/api/sessions", sessions_start)
+    app.router.add_post("/api/sessions/{id}/stop", sessions_stop)
+    app.router.add_get("/api/sessions/{id}/grade", sessions_grade)
     app.router.add_get("/api/registry/devices", registry_devices)
     app.router.add_post("/api/registry/devices", registry_add_device)
     app.router.add_delete("/api/registry/devices/{cohort}/{learner}/{device}", registry_remove_device)
@@ -108,6 +127,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
 PUBLIC_PATHS = frozenset(PUBLIC)
+PUBLIC_PREFIXES = ("/static/vendor/",)  # a charting library: no data
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -128,7 +148,7 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         cors["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
         cors["Access-Control-Max-Age"] = "600"
         return web.Response(status=204, headers=cors)
-    if request.path not in PUBLIC_PATHS:
+    if request.path not in PUBLIC_PATHS and not request.path.startswith(PUBLIC_PREFIXES):
         secret = bearer_token(request.headers.get("Authorization"), request.headers.get("Sec-WebSocket-Protocol"))
         token = lookup(hub.tokens, secret)
         if token is None:
@@ -167,6 +187,24 @@ def _check(allowed: bool, what: str) -> None:
 
 def _readable(request: web.Request, ref: DeviceRef) -> None:
     _check(can_read(_token(request), ref), f"see {ref.key}")
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
+
+
+async def device_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "device.html", headers={"Cache-Control": "no-cache"})
+
+
+VENDOR = {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE"}
+
+
+async def vendor(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in VENDOR:
+        raise _error(web.HTTPNotFound, "no such file")
+    return web.FileResponse(STATIC / "vendor" / "uplot" / name, headers={"Cache-Control": "max-age=86400"})
 
 
 async def phone(request: web.Request) -> web.FileResponse:
@@ -322,15 +360,20 @@ async def list_commands(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
-    """WebSocket: `?device=c/l/d` (repeatable) streams those devices' readings, presence and command events."""
+    """WebSocket: `?device=c/l/d` (repeatable) streams those devices' readings, presence, rejections and command
+    events; `?cohort=C` (repeatable) streams every device of the cohort, including ones that appear later."""
     try:
         devices = frozenset(DeviceRef.parse(d) for d in request.query.getall("device", []))
     except TopicError as err:
         raise _error(web.HTTPBadRequest, str(err)) from None
-    if not devices or len(devices) > 100:
-        raise _error(web.HTTPBadRequest, "name 1 to 100 devices: /api/live?device=cohort/learner/device")
+    cohorts = frozenset(request.query.getall("cohort", []))
+    if not (devices or cohorts) or len(devices) > 100 or len(cohorts) > 10:
+        raise _error(web.HTTPBadRequest, "name 1 to 100 devices (?device=cohort/learner/device) or cohorts (?cohort=C)")
     for ref in devices:
         _readable(request, ref)
+    token = _token(request)
+    for cohort in cohorts:
+        _check(token.role != "learner" and token.scope in ("*", cohort), f"watch all of cohort {cohort!r}")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if offered and WS_PROTOCOL not in offered:  # (aiohttp would log the offered list, token and all)
         raise _error(web.HTTPBadRequest, f"offer the {WS_PROTOCOL!r} subprotocol with the token")
@@ -339,7 +382,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB_KEY]
     sockets = request.app[SOCKETS_KEY]
     sockets[ws] = _token(request)
-    client = hub.watch(devices)
+    client = hub.watch(devices, cohorts)
 
     async def send() -> None:
         while True:
@@ -552,3 +595,234 @@ async def tokens_revoke(request: web.Request) -> web.Response:
 
 async def _sync(call: Callable[[], T]) -> T:
     return call()
+
+
+# Dashboard data: kinds, latest values, history ---------------------------------------------------------------
+
+
+async def kinds(request: web.Request) -> web.Response:
+    """Every device kind's fields with their units and ranges (the dashboard labels values with them)."""
+    return web.json_response(
+        {
+            name: {
+                "description": kind.description,
+                "open_fields": kind.open_fields,
+                "fields": {
+                    f.name: {"type": f.type.value, "unit": f.unit}
+                    | ({"min": f.minimum} if math.isfinite(f.minimum) else {})
+                    | ({"max": f.maximum} if math.isfinite(f.maximum) else {})
+                    for f in kind.fields.values()
+                },
+            }
+            for name, kind in KINDS.items()
+        }
+    )
+
+
+def _measurement(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
+    hub = request.app[HUB_KEY]
+    state = hub.ingest.devices.get(ref)
+    if state is None or state.kind is None:
+        raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or registered")
+    if not hasattr(hub.backend, "query"):
+        raise _error(web.HTTPNotImplemented, "history and grades need the InfluxDB 1.x backend for now")
+    return state.kind.name, state.kind.measurement
+
+
+def _tags(ref: DeviceRef) -> str:
+    return f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
+
+
+async def _query(request: web.Request, q: str) -> list[dict[str, Any]]:
+    backend = request.app[HUB_KEY].backend
+    try:
+        series: list[dict[str, Any]] = await backend.query(q)  # type: ignore[union-attr]
+    except StorageError as err:
+        raise _error(web.HTTPServiceUnavailable, f"InfluxDB: {err}") from None
+    return series
+
+
+MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
+
+
+async def cohort_overview(request: web.Request) -> web.Response:
+    """One request for a whole dashboard: every visible device of the cohort with its state, its last stored
+    reading and a sparkline of its main field (`?spark_s=`, default the last 5 minutes, in InfluxDB buckets)."""
+    hub = request.app[HUB_KEY]
+    cohort = request.match_info["cohort"]
+    token = _token(request)
+    states = [s for s in hub.ingest.devices.values() if s.ref.cohort == cohort and can_read(token, s.ref)]
+    if not hasattr(hub.backend, "query"):
+        raise _error(web.HTTPNotImplemented, "the overview needs the InfluxDB 1.x backend for now")
+    try:
+        spark_s = max(30, min(3600, int(request.query.get("spark_s", "300"))))
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "spark_s: seconds") from None
+    if not SEGMENT_RE.fullmatch(cohort):
+        raise _error(web.HTTPBadRequest, "not a cohort name")
+    latest_by: dict[tuple[str, str], dict[str, Any]] = {}
+    measurements = {s.kind.measurement for s in states if s.kind is not None}
+    for measurement in sorted(measurements):
+        q = f"SELECT * FROM \"{measurement}\" WHERE cohort = '{cohort}' GROUP BY learner, device ORDER BY time DESC LIMIT 1"
+        for series in await _query(request, q):
+            tags = series.get("tags", {})
+            for values in series.get("values", []):
+                row = dict(zip(series["columns"], values, strict=False))
+                at = row.pop("time")
+                fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
+                latest_by[(tags.get("learner", ""), tags.get("device", ""))] = {"time_ns": at, "fields": fields}
+    main: dict[tuple[str, str], str] = {}
+    for state in states:
+        if state.kind is None:
+            continue
+        fields = latest_by.get((state.ref.learner, state.ref.device), {}).get("fields", {})
+        name = MAIN_FIELD.get(state.kind.name)
+        if name not in fields:
+            name = next((f for f, v in fields.items() if isinstance(v, int | float) and not isinstance(v, bool)), None)
+        if name:
+            main[(state.ref.learner, state.ref.device)] = name
+    sparks: dict[tuple[str, str], list[list[float]]] = {}
+    interval = max(1, spark_s // 60)
+    for measurement, name in sorted(
+        {
+            (s.kind.measurement, main[(s.ref.learner, s.ref.device)])
+            for s in states
+            if s.kind is not None and (s.ref.learner, s.ref.device) in main
+        }
+    ):
+        q = (
+            f'SELECT mean("{name}") FROM "{measurement}" WHERE cohort = \'{cohort}\' AND time > now() - {spark_s}s '
+            f"GROUP BY time({interval}s), learner, device fill(none)"
+        )
+        for series in await _query(request, q):
+            key = (series.get("tags", {}).get("learner", ""), series.get("tags", {}).get("device", ""))
+            if main.get(key) == name:
+                sparks[key] = [[v[0] / 1e9, v[1]] for v in series.get("values", []) if v[1] is not None]
+    devices = []
+    for state in sorted(states, key=lambda s: s.ref.key):
+        key = (state.ref.learner, state.ref.device)
+        devices.append(
+            state.summary()
+            | {"latest": latest_by.get(key), "spark": {"field": main.get(key), "points": sparks.get(key, [])}}
+        )
+    return web.json_response({"cohort": cohort, "spark_s": spark_s, "devices": devices})
+
+
+async def latest(request: web.Request) -> web.Response:
+    """The device's last stored reading."""
+    ref = _ref(request)
+    _readable(request, ref)
+    kind, measurement = _measurement(request, ref)
+    series = await _query(request, f'SELECT * FROM "{measurement}" WHERE {_tags(ref)} ORDER BY time DESC LIMIT 1')
+    fields: dict[str, object] = {}
+    at = None
+    for s in series:
+        for values in s.get("values", []):
+            row = dict(zip(s["columns"], values, strict=False))
+            at = row.pop("time")
+            fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
+    return web.json_response({"device": ref.key, "kind": kind, "time_ns": at, "fields": fields})
+
+
+async def history(request: web.Request) -> web.Response:
+    """One field over a time range, downsampled in InfluxDB: mean, min and max per interval, so a day of 1 Hz
+    readings is `points` (default 300) rows. `from`/`to`: Unix seconds (default: the last hour)."""
+    ref = _ref(request)
+    _readable(request, ref)
+    kind, measurement = _measurement(request, ref)
+    name = request.query.get("field", "")
+    if not FIELD_NAME_RE.fullmatch(name):
+        raise _error(web.HTTPBadRequest, "field: a field name, e.g. ?field=pm2_5")
+    try:
+        end = float(request.query.get("to", time.time()))
+        start = float(request.query.get("from", end - 3600))
+        points = max(10, min(2000, int(request.query.get("points", "300"))))
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "from and to are Unix seconds; points a whole number") from None
+    if not 0 < end - start <= 90 * 86400:
+        raise _error(web.HTTPBadRequest, "the range must be positive and at most 90 days")
+    interval = max(1, math.ceil((end - start) / points))
+    q = (
+        f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {_tags(ref)} '
+        f"AND time >= {int(start * 1e9)} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(none)"
+    )
+    rows = [values for s in await _query(request, q) for values in s.get("values", [])]
+    spec = KINDS[kind].fields.get(name)
+    return web.json_response(
+        {
+            "device": ref.key,
+            "field": name,
+            "unit": spec.unit if spec else "",
+            "interval_s": interval,
+            "from": start,
+            "to": end,
+            "points": [[row[0] / 1e9, row[1], row[2], row[3]] for row in rows],
+        }
+    )
+
+
+# Demo sessions and grades --------------------------------------------------------------------------------
+
+
+async def sessions_list(request: web.Request) -> web.Response:
+    token = _token(request)
+    cohort = request.query.get("cohort")
+    learner = request.query.get("learner")
+    if token.role == "learner":
+        cohort, learner = token.scope.split("/", 1)
+    elif token.scope != "*":
+        if cohort not in (None, token.scope):
+            raise _error(web.HTTPForbidden, f"this token may not see cohort {cohort!r}")
+        cohort = token.scope
+    rows = request.app[HUB_KEY].registry.sessions(cohort, learner)
+    return web.json_response({"sessions": [s.as_json() for s in rows[:200]]})
+
+
+async def sessions_start(request: web.Request) -> web.Response:
+    """Start a learner's demo: {"learner": "cohort/learner"} → 201 with the session."""
+    body = await _body(request)
+    try:
+        cohort, learner = check_learner(_text(body, "learner"))
+    except RegistryError as err:
+        raise _error(web.HTTPBadRequest, str(err)) from None
+    _managed_cohort(request, cohort)
+    token = _token(request)
+    trainer = f"{token.label or 'trainer'} (token {token.id})"
+    registry = request.app[HUB_KEY].registry
+    session = await _registry_call(request, _sync(lambda: registry.start_session(cohort, learner, trainer)))
+    log.info("demo %s started for %s/%s by %s", session.id, cohort, learner, trainer)
+    return web.json_response(session.as_json(), status=201)
+
+
+def _session(request: web.Request) -> DemoSession:
+    session = request.app[HUB_KEY].registry.session(request.match_info["id"])
+    token = _token(request)
+    if session is None or not (can_read(token, DeviceRef(session.cohort, session.learner, "x"))):
+        raise _error(web.HTTPNotFound, "no such demo session (or not yours to see)")
+    return session
+
+
+async def sessions_stop(request: web.Request) -> web.Response:
+    session = _session(request)
+    _managed_cohort(request, session.cohort)
+    registry = request.app[HUB_KEY].registry
+    stopped = await _registry_call(request, _sync(lambda: registry.stop_session(session.id)))
+    log.info("demo %s of %s/%s stopped", stopped.id, stopped.cohort, stopped.learner)
+    return web.json_response(stopped.as_json())
+
+
+async def sessions_grade(request: web.Request) -> web.Response:
+    """The session's grade from what InfluxDB holds for its window (a running session: up to now)."""
+    session = _session(request)
+    hub = request.app[HUB_KEY]
+    if not hasattr(hub.backend, "query"):
+        raise _error(web.HTTPNotImplemented, "grades need the InfluxDB 1.x backend for now")
+    await hub.flush_evidence(timeout=2.0)
+    try:
+        rubrics = load_rubrics()
+        report = await grade_session(hub.backend, hub.registry, session, rubrics)
+    except RubricError as err:
+        raise _error(web.HTTPInternalServerError, f"a rubric in config/rubrics is wrong: {err}") from None
+    except StorageError as err:
+        raise _error(web.HTTPServiceUnavailable, f"InfluxDB: {err}") from None
+    return web.json_response(report.as_json())

@@ -1,0 +1,424 @@
+"""Grading a demonstration from evidence: rubrics (TOML in config/rubrics/) and the measures they use. Pure.
+
+A rubric lists criteria; each names a *measure* (a function of what InfluxDB holds for the device over the
+demo window: readings, rejections, presence, commands), a `good` and a `bad` value (the score goes linearly
+from 0 at `bad` to 1 at `good`, whichever way round they are) and a weight. Every criterion reports its
+evidence, the numbers behind the score, so a trainer (or a learner) can check them. A criterion whose
+evidence does not exist in the window (no stop was sent, no eCO2 sensor) is *not applicable* and does not
+count. Scores come only from stored data, never from a running hub's memory: a restart does not change a
+grade.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.topics import DeviceRef
+
+RUBRICS_DIR = Path(__file__).resolve().parent.parent / "config" / "rubrics"
+ANY = "any"  # the rubric every device gets, on top of its kind's
+PRESENCE_TIMEOUT_S = 30.0  # without presence messages, a device is online while it sends this often
+
+Value = float | bool | str
+
+
+class RubricError(ValueError):
+    """A rubric file that cannot be used as written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    time_ns: int
+    type: str
+    state: str
+    accepted_ms: float | None = None
+    finished_ms: float | None = None
+    pose_error_deg: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What InfluxDB holds for one device over [start_ns, end_ns)."""
+
+    ref: DeviceRef
+    kind: str
+    start_ns: int
+    end_ns: int
+    readings: Sequence[tuple[int, Mapping[str, Value]]] = ()
+    rejections: Sequence[tuple[int, str]] = ()  # (time, code)
+    presence: Sequence[tuple[int, bool]] = ()  # (time, online), the last one before the window included
+    commands: Sequence[Command] = ()
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, (self.end_ns - self.start_ns) / 1e9)
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    id: str
+    title: str
+    measure: str
+    good: float
+    bad: float
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def score(self, value: float) -> float:
+        if self.good == self.bad:
+            return 1.0 if value == self.good else 0.0
+        return min(1.0, max(0.0, (value - self.bad) / (self.good - self.bad)))
+
+
+@dataclass(frozen=True, slots=True)
+class Rubric:
+    kind: str
+    title: str
+    criteria: tuple[Criterion, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    criterion: Criterion
+    value: float | None  # None: not applicable
+    evidence: Mapping[str, Any]
+
+    @property
+    def applicable(self) -> bool:
+        return self.value is not None
+
+    @property
+    def score(self) -> float | None:
+        return None if self.value is None else self.criterion.score(self.value)
+
+    def as_json(self) -> dict[str, Any]:
+        c = self.criterion
+        return {
+            "id": c.id,
+            "title": c.title,
+            "measure": c.measure,
+            "value": None if self.value is None else round(self.value, 4),
+            "good": c.good,
+            "bad": c.bad,
+            "weight": c.weight,
+            "score": None if self.score is None else round(self.score, 4),
+            "applicable": self.applicable,
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGrade:
+    ref: DeviceRef
+    kind: str
+    start_ns: int
+    end_ns: int
+    results: tuple[Result, ...]
+
+    @property
+    def score(self) -> float | None:
+        """Weighted mean of the applicable criteria, 0–1."""
+        scored = [(r.criterion.weight, r.score) for r in self.results if r.score is not None]
+        total = sum(w for w, _ in scored)
+        return None if not total else sum(w * s for w, s in scored if s is not None) / total
+
+    def as_json(self) -> dict[str, Any]:
+        score = self.score
+        return {
+            "device": self.ref.key,
+            "kind": self.kind,
+            "window": {"start_ns": self.start_ns, "end_ns": self.end_ns},
+            "score_percent": None if score is None else round(100 * score, 1),
+            "score_20": None if score is None else round(20 * score, 1),
+            "criteria": [r.as_json() for r in self.results],
+        }
+
+
+# Measures ---------------------------------------------------------------------------------------------------
+
+Measure = Callable[[Window, Mapping[str, Any]], tuple[float | None, dict[str, Any]]]
+MEASURES: dict[str, Measure] = {}
+
+
+def measure(name: str) -> Callable[[Measure], Measure]:
+    def register(fn: Measure) -> Measure:
+        MEASURES[name] = fn
+        return fn
+
+    return register
+
+
+@measure("reading_rate")
+def reading_rate(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Readings stored, as a share of what the declared period promises over the window."""
+    period = float(p.get("period_s", 1.0))
+    expected = w.seconds / period
+    return len(w.readings) / expected, {
+        "readings": len(w.readings),
+        "window_s": round(w.seconds, 3),
+        "period_s": period,
+        "expected": round(expected, 1),
+    }
+
+
+@measure("longest_gap")
+def longest_gap(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """The longest stretch of the window without a reading (the window's edges count)."""
+    times = [w.start_ns, *sorted(t for t, _ in w.readings), w.end_ns]
+    gap, at = max((b - a, a) for a, b in itertools.pairwise(times))
+    return gap / 1e9, {"longest_gap_s": round(gap / 1e9, 3), "from_ns": at, "to_ns": at + gap}
+
+
+@measure("valid_share")
+def valid_share(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Stored readings among everything the device sent (stored + rejected)."""
+    total = len(w.readings) + len(w.rejections)
+    if not total:
+        return None, {"readings": 0, "rejections": 0, "note": "nothing sent in the window"}
+    return len(w.readings) / total, {"readings": len(w.readings), "rejections": len(w.rejections)}
+
+
+@measure("rejections")
+def rejections(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Messages the hub refused, by reason."""
+    codes: dict[str, int] = {}
+    for _, code in w.rejections:
+        codes[code] = codes.get(code, 0) + 1
+    return float(len(w.rejections)), {"rejections": len(w.rejections), "by_code": codes}
+
+
+def _numbers(w: Window, name: str) -> list[float]:
+    """The field's numeric values in time order (InfluxDB's JSON gives 40.0 back as 40)."""
+    values = []
+    for _, f in sorted(w.readings, key=lambda r: r[0]):
+        v = f.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            values.append(float(v))
+    return values
+
+
+@measure("plausible_share")
+def plausible_share(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Readings whose `field` lies in the rubric's plausible range (tighter than the sensor's own limits)."""
+    name = str(p.get("field", ""))
+    values = _numbers(w, name)
+    if not values:
+        return None, {"field": name, "readings_with_field": 0}
+    low, high = float(p.get("min", -math.inf)), float(p.get("max", math.inf))
+    inside = sum(1 for v in values if low <= v <= high)
+    return inside / len(values), {
+        "field": name,
+        "plausible": inside,
+        "readings_with_field": len(values),
+        "range": [low, high],
+    }
+
+
+@measure("stuck_run")
+def stuck_run(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """The longest run of identical consecutive values of `field` (a frozen sensor repeats itself)."""
+    name = str(p.get("field", ""))
+    values = _numbers(w, name)
+    if not values:
+        return None, {"field": name, "readings_with_field": 0}
+    longest = run = 1
+    for a, b in itertools.pairwise(values):
+        run = run + 1 if a == b else 1
+        longest = max(longest, run)
+    return float(longest), {"field": name, "longest_identical_run": longest, "readings_with_field": len(values)}
+
+
+@measure("warmup_artefacts")
+def warmup_artefacts(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Readings with the SGP30's warm-up values (eCO2 400 ppm and TVOC 0 ppb together): firmware should
+    hold these back for the sensor's first 15 s."""
+    pairs = [(f.get("eco2"), f.get("tvoc")) for _, f in w.readings if "eco2" in f and "tvoc" in f]
+    if not pairs:
+        return None, {"readings_with_eco2_and_tvoc": 0}
+    count = sum(1 for eco2, tvoc in pairs if eco2 == 400.0 and tvoc == 0.0)
+    return float(count), {"warmup_readings": count, "readings_with_eco2_and_tvoc": len(pairs)}
+
+
+def _online_intervals(w: Window) -> tuple[float, int, str]:
+    """(seconds online in the window, reconnects, source of the answer)."""
+    events = sorted(w.presence)
+    if events:
+        online_s, reconnects = 0.0, 0
+        state = False
+        since = w.start_ns
+        for t, online in events:
+            t = max(t, w.start_ns)
+            if t >= w.end_ns:
+                break
+            if state:
+                online_s += (t - since) / 1e9
+            if online and not state and t > w.start_ns:
+                reconnects += 1
+            state, since = online, t
+        if state:
+            online_s += (w.end_ns - since) / 1e9
+        return online_s, reconnects, "presence"
+    timeout = int(PRESENCE_TIMEOUT_S * 1e9)
+    covered = 0
+    last_end = w.start_ns
+    for t in sorted(t for t, _ in w.readings):
+        begin, end = max(t, last_end), min(t + timeout, w.end_ns)
+        if end > begin:
+            covered += end - begin
+            last_end = end
+    return covered / 1e9, 0, "readings"
+
+
+@measure("online_share")
+def online_share(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Time online in the window (from its status messages; without them, from its readings)."""
+    online_s, _, source = _online_intervals(w)
+    return online_s / w.seconds, {"online_s": round(online_s, 3), "window_s": round(w.seconds, 3), "from": source}
+
+
+@measure("reconnects")
+def reconnects(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Times the device came back online during the window (its status went offline, then online)."""
+    _, count, source = _online_intervals(w)
+    if source != "presence":
+        return None, {"note": "the device publishes no status: reconnects cannot be seen"}
+    return float(count), {"reconnects": count}
+
+
+def _sent(w: Window) -> list[Command]:
+    return [c for c in w.commands if c.state != "refused"]
+
+
+@measure("commands_done")
+def commands_done(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Commands that reached `done`, among those sent to the device."""
+    sent = _sent(w)
+    by_state: dict[str, int] = {}
+    for c in w.commands:
+        by_state[c.state] = by_state.get(c.state, 0) + 1
+    if not sent:
+        return None, {"sent": 0, "by_state": by_state}
+    done = sum(1 for c in sent if c.state == "done")
+    return done / len(sent), {"done": done, "sent": len(sent), "by_state": by_state}
+
+
+@measure("latency_p95")
+def latency_p95(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """95th percentile of request → accepted by the device (ms)."""
+    values = sorted(c.accepted_ms for c in w.commands if c.accepted_ms is not None)
+    if not values:
+        return None, {"accepted": 0}
+    rank = max(0, math.ceil(0.95 * len(values)) - 1)  # nearest-rank percentile
+    return values[rank], {"p95_ms": values[rank], "accepted": len(values), "max_ms": values[-1]}
+
+
+@measure("pose_reached")
+def pose_reached(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Finished moves whose final pose is within `tolerance_deg` of the targets."""
+    tolerance = float(p.get("tolerance_deg", 1.0))
+    errors = [c.pose_error_deg for c in w.commands if c.pose_error_deg is not None]
+    if not errors:
+        return None, {"finished_moves": 0}
+    reached = sum(1 for e in errors if e <= tolerance)
+    return reached / len(errors), {
+        "reached": reached,
+        "finished_moves": len(errors),
+        "tolerance_deg": tolerance,
+        "worst_error_deg": round(max(errors), 3),
+    }
+
+
+@measure("unsafe_refused")
+def unsafe_refused(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Unsafe commands stopped before reaching the arm (refused by the hub) rather than attempted and
+    rejected by the device."""
+    refused = sum(1 for c in w.commands if c.state == "refused")
+    rejected = sum(1 for c in w.commands if c.state == "rejected")
+    if not refused + rejected:
+        return None, {"refused": 0, "rejected_by_device": 0, "note": "no unsafe command was tried"}
+    return refused / (refused + rejected), {"refused": refused, "rejected_by_device": rejected}
+
+
+@measure("stop_honoured")
+def stop_honoured(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Stops that reached `done` within `within_ms`."""
+    within = float(p.get("within_ms", 1000.0))
+    stops = [c for c in w.commands if c.type == "stop" and c.state != "refused"]
+    if not stops:
+        return None, {"stops": 0, "note": "no stop was sent"}
+    honoured = sum(1 for c in stops if c.state == "done" and (c.finished_ms or math.inf) <= within)
+    return honoured / len(stops), {"honoured": honoured, "stops": len(stops), "within_ms": within}
+
+
+# Rubrics ------------------------------------------------------------------------------------------------
+
+
+def parse_rubric(data: Mapping[str, Any], where: str) -> Rubric:
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise RubricError(f"{where}: kind: expected a device kind (or 'any')")
+    criteria = []
+    entries = data.get("criteria", [])
+    if not isinstance(entries, list) or not entries:
+        raise RubricError(f"{where}: criteria: expected at least one [[criteria]] table")
+    for i, entry in enumerate(entries):
+        key = f"{where}: criteria[{i}]"
+        if not isinstance(entry, dict):
+            raise RubricError(f"{key}: expected a table")
+        name = entry.get("measure")
+        if name not in MEASURES:
+            raise RubricError(f"{key}.measure: expected one of {', '.join(sorted(MEASURES))}, got {name!r}")
+        try:
+            good, bad, weight = float(entry["good"]), float(entry["bad"]), float(entry.get("weight", 1.0))
+        except KeyError as err:
+            raise RubricError(f"{key}: missing {err.args[0]!r} (the value scoring 1, and the one scoring 0)") from None
+        except (TypeError, ValueError):
+            raise RubricError(f"{key}: good, bad and weight must be numbers") from None
+        if weight < 0:
+            raise RubricError(f"{key}.weight: must not be negative")
+        params = {k: v for k, v in entry.items() if k not in ("id", "title", "measure", "good", "bad", "weight")}
+        criteria.append(
+            Criterion(str(entry.get("id", name)), str(entry.get("title", name)), name, good, bad, weight, params)
+        )
+    return Rubric(kind, str(data.get("title", kind)), tuple(criteria), where)
+
+
+def load_rubrics(directory: Path = RUBRICS_DIR) -> dict[str, Rubric]:
+    """Every `*.toml` in the directory, by kind."""
+    rubrics: dict[str, Rubric] = {}
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as err:
+            raise RubricError(f"{path}: not valid TOML: {err}") from None
+        rubric = parse_rubric(data, str(path))
+        if rubric.kind in rubrics:
+            raise RubricError(f"{path}: a second rubric for kind {rubric.kind!r}")
+        rubrics[rubric.kind] = rubric
+    return rubrics
+
+
+def grade(window: Window, rubrics: Mapping[str, Rubric]) -> DeviceGrade:
+    """The device's kind rubric, then the rubric for any device."""
+    results = []
+    for rubric in (rubrics.get(window.kind), rubrics.get(ANY)):
+        if rubric is None:
+            continue
+        for criterion in rubric.criteria:
+            value, evidence = MEASURES[criterion.measure](window, criterion.params)
+            results.append(Result(criterion, value, evidence))
+    return DeviceGrade(window.ref, window.kind, window.start_ns, window.end_ns, tuple(results))
+
+
+def learner_score(grades: Sequence[DeviceGrade]) -> float | None:
+    """A learner's score: the mean of their devices' scores (devices with nothing applicable left out)."""
+    scores = [g.score for g in grades if g.score is not None]
+    return None if not scores else sum(scores) / len(scores)

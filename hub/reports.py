@@ -1,0 +1,328 @@
+"""Grades from InfluxDB, and the reports trainers keep: HTML (scores, evidence, plots), CSV and JSON.
+
+`fetch_window` reads what InfluxDB holds for a device over a demo window (readings, rejections, presence,
+commands); `hub.grading` turns that into scores; `write_reports` renders them. Plots are drawn on the server
+with matplotlib as SVG inside the HTML, so a report is one static file that prints and archives well.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from devices.kinds import KINDS
+from hub.grading import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
+from hub.registry import DemoSession, Registry
+from hub.topics import DeviceRef
+
+
+class Queryable(Protocol):
+    async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]: ...
+
+
+TAG_COLUMNS = {"time", "cohort", "learner", "device"}
+
+
+def _where(ref: DeviceRef, start_ns: int, end_ns: int) -> str:
+    # Names are checked segments ([A-Za-z0-9_-]): safe inside quotes.
+    return (
+        f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}' "
+        f"AND time >= {start_ns} AND time < {end_ns}"
+    )
+
+
+def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for s in series:
+        columns = s.get("columns", [])
+        rows += [dict(zip(columns, values, strict=False)) for values in s.get("values", [])]
+    return rows
+
+
+async def fetch_window(db: Queryable, ref: DeviceRef, kind: str, start_ns: int, end_ns: int) -> Window:
+    """Everything grading needs about one device over [start_ns, end_ns), from InfluxDB."""
+    measurement = KINDS[kind].measurement if kind in KINDS else "generic"
+    where = _where(ref, start_ns, end_ns)
+    readings: list[tuple[int, Mapping[str, Value]]] = []
+    for row in _rows(await db.query(f'SELECT * FROM "{measurement}" WHERE {where}')):
+        fields = {k: v for k, v in row.items() if k not in TAG_COLUMNS and v is not None}
+        readings.append((int(row["time"]), fields))
+    rejections = [
+        (int(r["time"]), str(r.get("code")))
+        for r in _rows(await db.query(f'SELECT "message", "code" FROM "rejections" WHERE {where}'))
+    ]
+    tags = f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
+    before = _rows(await db.query(f'SELECT last("online") FROM "presence" WHERE {tags} AND time < {start_ns}'))
+    presence = [(start_ns, bool(r["last"])) for r in before if r.get("last") is not None]
+    presence += [
+        (int(r["time"]), bool(r["online"]))
+        for r in _rows(await db.query(f'SELECT "online" FROM "presence" WHERE {where}'))
+    ]
+    commands = [
+        Command(
+            int(r["time"]),
+            str(r.get("type")),
+            str(r.get("state")),
+            _float(r.get("accepted_ms")),
+            _float(r.get("finished_ms")),
+            _float(r.get("pose_error_deg")),
+        )
+        for r in _rows(await db.query(f'SELECT * FROM "commands" WHERE {where}'))
+    ]
+    return Window(ref, kind, start_ns, end_ns, readings, rejections, presence, commands)
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerReport:
+    session: DemoSession
+    end_ns: int  # the session's stop, or when the grade was made for a running one
+    grades: tuple[DeviceGrade, ...]
+    windows: tuple[Window, ...]
+
+    @property
+    def learner(self) -> str:
+        return f"{self.session.cohort}/{self.session.learner}"
+
+    @property
+    def score(self) -> float | None:
+        return learner_score(self.grades)
+
+    def as_json(self) -> dict[str, Any]:
+        score = self.score
+        return {
+            "learner": self.learner,
+            "session": self.session.as_json(),
+            "window": {"start_ns": self.session.started_ns, "end_ns": self.end_ns},
+            "score_percent": None if score is None else round(100 * score, 1),
+            "score_20": None if score is None else round(20 * score, 1),
+            "devices": [g.as_json() for g in self.grades],
+        }
+
+
+def learner_devices(registry: Registry, cohort: str, learner: str) -> list[tuple[DeviceRef, str]]:
+    return [(d.ref, d.kind) for d in registry.devices(cohort) if d.ref.learner == learner]
+
+
+async def grade_session(
+    db: Queryable,
+    registry: Registry,
+    session: DemoSession,
+    rubrics: Mapping[str, Rubric],
+    now_ns: int | None = None,
+) -> LearnerReport:
+    end = session.stopped_ns or now_ns or time.time_ns()
+    windows = [
+        await fetch_window(db, ref, kind, session.started_ns, end)
+        for ref, kind in learner_devices(registry, session.cohort, session.learner)
+    ]
+    grades = tuple(grade(w, rubrics) for w in windows)
+    return LearnerReport(session, end, grades, tuple(windows))
+
+
+def sessions_to_grade(
+    registry: Registry, cohort: str, learner: str | None = None, session_id: str | None = None
+) -> list[DemoSession]:
+    """The named session, or each learner's latest session (a finished one if there is one)."""
+    if session_id:
+        session = registry.session(session_id)
+        return [session] if session is not None else []
+    chosen = []
+    for record in registry.learners(cohort):
+        if learner and record.learner != learner:
+            continue
+        sessions = registry.sessions(cohort, record.learner)
+        finished = [s for s in sessions if not s.running]
+        if finished or sessions:
+            chosen.append((finished or sessions)[0])
+    return chosen
+
+
+# Rendering ----------------------------------------------------------------------------------------------
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _pct(score: float | None) -> str:
+    return "n/a" if score is None else f"{100 * score:.0f}%"
+
+
+def _twenty(score: float | None) -> str:
+    return "n/a" if score is None else f"{20 * score:.1f}/20"
+
+
+def plot_svg(window: Window) -> str:
+    """The device's numeric fields over the window, one panel each, as inline SVG."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    from matplotlib import dates as mdates
+    from matplotlib import pyplot as plt
+
+    numeric: dict[str, list[tuple[datetime, float]]] = {}
+    for t, fields in sorted(window.readings, key=lambda r: r[0]):
+        for name, value in fields.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                numeric.setdefault(name, []).append((datetime.fromtimestamp(t / 1e9, UTC), float(value)))
+    if not numeric:
+        return "<p class='muted'>No numeric readings in the window.</p>"
+    names = sorted(numeric)[:8]
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.7 * len(names)), sharex=True, squeeze=False)
+    kind = KINDS.get(window.kind)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        points = numeric[name]
+        ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=1.2, color="#1565c0")
+        spec = kind.fields.get(name) if kind else None
+        ax.set_ylabel(f"{name}\n({spec.unit})" if spec and spec.unit else name, fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+    start = datetime.fromtimestamp(window.start_ns / 1e9, UTC)
+    end = datetime.fromtimestamp(window.end_ns / 1e9, UTC)
+    axes[-1, 0].set_xlim(start, end)
+    axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]
+    axes[-1, 0].set_xlabel("time (UTC)", fontsize=8)
+    fig.tight_layout()
+    out = io.StringIO()
+    fig.savefig(out, format="svg")
+    plt.close(fig)
+    text = out.getvalue()
+    return text[text.index("<svg") :]
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 960px; color: #222; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 20px; font-size: 14px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: left; vertical-align: top; }
+.score { font-weight: 700; } .muted { color: #777; } code { font-size: 12px; }
+"""
+
+
+def _evidence(evidence: Mapping[str, Any]) -> str:
+    return "<br>".join(f"{html.escape(str(k))}: <code>{html.escape(json.dumps(v))}</code>" for k, v in evidence.items())
+
+
+def learner_html(report: LearnerReport, rubrics: Mapping[str, Rubric]) -> str:
+    s = report.session
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(report.learner)} — demo"
+        f"</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(report.learner)}: {_pct(report.score)} ({_twenty(report.score)})</h1>",
+        f"<p>Demo session <code>{html.escape(s.id)}</code> run by {html.escape(s.trainer)}, "
+        f"{_when(s.started_ns)} → {_when(report.end_ns)}{' (still running)' if s.running else ''}. "
+        "Every number below was read back from InfluxDB for this window.</p>",
+    ]
+    for device_grade, window in zip(report.grades, report.windows, strict=True):
+        parts.append(
+            f"<h2>{html.escape(device_grade.ref.key)} <span class='muted'>({html.escape(device_grade.kind)})</span>: "
+            f"{_pct(device_grade.score)}</h2>"
+        )
+        parts.append("<table><tr><th>criterion</th><th>value</th><th>score</th><th>weight</th><th>evidence</th></tr>")
+        for r in device_grade.results:
+            value = "n/a" if r.value is None else f"{r.value:.4g}"
+            parts.append(
+                f"<tr><td>{html.escape(r.criterion.title)}</td><td>{value}</td>"
+                f"<td class='score'>{_pct(r.score)}</td><td>{r.criterion.weight:g}</td>"
+                f"<td>{_evidence(r.evidence)}</td></tr>"
+            )
+        parts.append("</table>")
+        parts.append(plot_svg(window))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def cohort_html(cohort: str, reports: Sequence[LearnerReport]) -> str:
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(r.session.learner)}.html'>{html.escape(r.learner)}</a></td>"
+        f"<td class='score'>{_pct(r.score)}</td><td>{_twenty(r.score)}</td>"
+        f"<td>{html.escape(', '.join(f'{g.ref.device} {_pct(g.score)}' for g in r.grades))}</td>"
+        f"<td>{_when(r.session.started_ns)} → {_when(r.end_ns)}</td></tr>"
+        for r in reports
+    )
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(cohort)} — grades</title>"
+        f"<style>{STYLE}</style></head><body><h1>Cohort {html.escape(cohort)}</h1>"
+        "<table><tr><th>learner</th><th>score</th><th>/20</th><th>devices</th><th>demo window</th></tr>"
+        f"{rows}</table></body></html>"
+    )
+
+
+def rows_csv(reports: Sequence[LearnerReport]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "learner",
+            "session",
+            "device",
+            "kind",
+            "criterion",
+            "value",
+            "score",
+            "weight",
+            "device_score",
+            "learner_score",
+            "evidence",
+        ]
+    )
+    for r in reports:
+        for g in r.grades:
+            for res in g.results:
+                writer.writerow(
+                    [
+                        r.learner,
+                        r.session.id,
+                        g.ref.key,
+                        g.kind,
+                        res.criterion.id,
+                        "" if res.value is None else round(res.value, 4),
+                        "" if res.score is None else round(res.score, 4),
+                        res.criterion.weight,
+                        "" if g.score is None else round(g.score, 4),
+                        "" if r.score is None else round(r.score, 4),
+                        json.dumps(dict(res.evidence)),
+                    ]
+                )
+    return out.getvalue()
+
+
+def write_reports(
+    out_dir: Path, cohort: str, reports: Sequence[LearnerReport], rubrics: Mapping[str, Rubric]
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for report in reports:
+        path = out_dir / f"{report.session.learner}.html"
+        path.write_text(learner_html(report, rubrics))
+        written.append(path)
+    for name, text in (
+        ("cohort.html", cohort_html(cohort, reports)),
+        ("grades.csv", rows_csv(reports)),
+        ("grades.json", json.dumps({"cohort": cohort, "learners": [r.as_json() for r in reports]}, indent=1)),
+    ):
+        (out_dir / name).write_text(text)
+        written.append(out_dir / name)
+    return written
+
+
+def table(reports: Sequence[LearnerReport]) -> str:
+    """The terminal table `labhub grade` prints."""
+    lines = [f"{'learner':24} {'device':28} {'kind':12} {'score':>6} {'/20':>6}  window"]
+    for r in reports:
+        window = f"{_when(r.session.started_ns)} → {_when(r.end_ns)}{' (running)' if r.session.running else ''}"
+        for g in r.grades:
+            lines.append(f"{r.learner:24} {g.ref.key:28} {g.kind:12} {_pct(g.score):>6} {_twenty(g.score):>6}")
+        lines.append(f"{r.learner:24} {'= learner':28} {'':12} {_pct(r.score):>6} {_twenty(r.score):>6}  {window}")
+    return "\n".join(lines)
