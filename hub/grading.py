@@ -237,13 +237,20 @@ def stuck_run(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, 
 
 @measure("warmup_artefacts")
 def warmup_artefacts(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
-    """Readings with the SGP30's warm-up values (eCO2 400 ppm and TVOC 0 ppb together): firmware should
-    hold these back for the sensor's first 15 s."""
-    pairs = [(f.get("eco2"), f.get("tvoc")) for _, f in w.readings if "eco2" in f and "tvoc" in f]
+    """Readings with the SGP30's warm-up values (eCO2 400 ppm and TVOC 0 ppb together) in the first
+    `warmup_s` (15) seconds after the device came online: firmware should hold these back. (Clean air later
+    can read 400/0 too, so only the warm-up after a (re)start counts.)"""
+    warmup = int(float(p.get("warmup_s", 15.0)) * 1e9)
+    starts = [t for t, online in sorted(w.presence) if online]
+    pairs = [(t, f.get("eco2"), f.get("tvoc")) for t, f in w.readings if "eco2" in f and "tvoc" in f]
     if not pairs:
         return None, {"readings_with_eco2_and_tvoc": 0}
-    count = sum(1 for eco2, tvoc in pairs if eco2 == 400.0 and tvoc == 0.0)
-    return float(count), {"warmup_readings": count, "readings_with_eco2_and_tvoc": len(pairs)}
+    if not starts:
+        return None, {"note": "the device publishes no status: its (re)starts cannot be seen"}
+    count = sum(
+        1 for t, eco2, tvoc in pairs if eco2 == 400.0 and tvoc == 0.0 and any(s <= t < s + warmup for s in starts)
+    )
+    return float(count), {"warmup_readings": count, "starts_seen": len(starts), "warmup_s": warmup / 1e9}
 
 
 def _online_intervals(w: Window) -> tuple[float, int, str]:

@@ -221,9 +221,14 @@ class Ingest:
 
     def declare(self, declared: Iterable[DeviceConfig]) -> None:
         """The registry changed: new devices get a state, a changed kind applies from the next message on."""
+        previous = self._declared
         self._declared = {d.ref: d for d in declared}
         for ref in self._declared:
             self._device(ref)
+        for ref in set(previous) - set(self._declared):
+            if not self.open_mode:  # removed from a closed lab: forget it (its retained status is cleared)
+                self.devices.pop(ref, None)
+                self._routes.clear()
         for state in self.devices.values():
             kind = self._kind_of(state.ref)
             state.declared = state.ref in self._declared
@@ -262,6 +267,8 @@ class Ingest:
         Returns the inspector entry when readings were spooled (the message may be acknowledged once they
         are committed), None when there is nothing to wait for.
         """
+        if not msg.payload and msg.topic.endswith("/status"):
+            return None  # a retained status being cleared (a removed device): nothing to say about anyone
         route = self._routes.get(msg.topic) or self._route(msg.topic)
         if route is None:
             return None

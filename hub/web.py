@@ -726,7 +726,8 @@ async def latest(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """One field over a time range, downsampled in InfluxDB: mean, min and max per interval, so a day of 1 Hz
-    readings is `points` (default 300) rows. `from`/`to`: Unix seconds (default: the last hour)."""
+    readings is `points` (default 300) rows; an interval without readings is null (a gap, not a line).
+    `from`/`to`: Unix seconds (default: the last hour)."""
     ref = _ref(request)
     _readable(request, ref)
     kind, measurement = _measurement(request, ref)
@@ -744,9 +745,13 @@ async def history(request: web.Request) -> web.Response:
     interval = max(1, math.ceil((end - start) / points))
     q = (
         f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {_tags(ref)} '
-        f"AND time >= {int(start * 1e9)} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(none)"
+        f"AND time >= {int(start * 1e9)} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
     )
     rows = [values for s in await _query(request, q) for values in s.get("values", [])]
+    while rows and rows[0][1] is None:  # empty buckets before the first reading and after the last: no plot
+        rows.pop(0)
+    while rows and rows[-1][1] is None:
+        rows.pop()
     spec = KINDS[kind].fields.get(name)
     return web.json_response(
         {

@@ -64,8 +64,16 @@ def test_reading_measures() -> None:
     assert measure("stuck_run", w, field="pm2_5")[0] == 3.0
     assert measure("plausible_share", w, field="pm2_5", min=0, max=5.5)[0] == pytest.approx(3 / 5)
     assert measure("stuck_run", w, field="co2") == (None, {"field": "co2", "readings_with_field": 0})
-    warm = window(readings=[(S, {"eco2": 400, "tvoc": 0}), (2 * S, {"eco2": 612.0, "tvoc": 40.0})])
-    assert measure("warmup_artefacts", warm)[0] == 1.0
+    warm = window(
+        readings=[
+            (S, {"eco2": 400, "tvoc": 0}),
+            (2 * S, {"eco2": 612.0, "tvoc": 40.0}),
+            (30 * S, {"eco2": 400, "tvoc": 0}),
+        ],
+        presence=[(0, True)],
+        end=40 * S,
+    )
+    assert measure("warmup_artefacts", warm)[0] == 1.0  # the clean-air 400/0 at 30 s is not a warm-up artefact
     assert measure("warmup_artefacts", w)[0] is None  # no such sensor: not applicable
     assert measure("valid_share", window())[0] is None
 
