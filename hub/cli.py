@@ -528,7 +528,8 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
             if arms
             else []
         ),
-        f"    open {api}/phone and paste the token",
+        f"    open {api}/dashboard (the live cohort dashboard) or {api}/phone, and paste the token",
+        "    labhub demo start demo/ana; …; labhub demo stop demo/ana; labhub grade --cohort demo --learner ana",
         "  Ctrl-C stops everything.",
         "",
     ]
