@@ -176,12 +176,13 @@ class Hub:
     def stop(self) -> None:
         self._stop.set()
 
-    async def flush_evidence(self, timeout: float) -> None:
-        """Before grading: what the hub has accepted so far is in InfluxDB (or `timeout` has passed)."""
+    async def flush_evidence(self, timeout: float) -> bool:
+        """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
         await self._commit_once()
         deadline = time.monotonic() + timeout
         while self.spool.unstored_bytes and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll of the writer)
             await asyncio.sleep(0.02)
+        return not self.spool.unstored_bytes
 
     def _audit(self, key: str, line: str) -> None:
         """Evidence (commands, rejections, presence) goes to InfluxDB through the spool, like readings."""

@@ -662,6 +662,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     registry = Registry(cfg.registry_path)
     try:
         sessions = sessions_to_grade(registry, args.cohort, args.learner, args.session)
+        if args.session and sessions and sessions[0].cohort != args.cohort:
+            raise RegistryError(f"demo {args.session} is in cohort {sessions[0].cohort}, not {args.cohort}")
         if not sessions:
             raise RegistryError(
                 f"no demo to grade in cohort {args.cohort}"
@@ -680,6 +682,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
             finally:
                 await db.close()
 
+        settle = max((s.stopped_ns or 0) for s in sessions) + 2_000_000_000 - time.time_ns()
+        if settle > 0:  # the hub writes within milliseconds; give what it accepted last a moment to land
+            time.sleep(settle / 1e9)
         reports = asyncio.run(run())
         out = args.out or cfg.state_dir / "reports" / f"{args.cohort}-{time.strftime('%Y%m%d-%H%M%S')}"
         written = write_reports(out, args.cohort, reports, rubrics)

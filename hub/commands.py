@@ -153,6 +153,7 @@ class CommandRelay:
         self._keys: OrderedDict[tuple[DeviceRef, str], str] = OrderedDict()
         self.counts: dict[str, int] = {s.value: 0 for s in State}
         self.listeners: list[Callable[[CommandRecord], None]] = []
+        self._last_refusal_ns = 0
 
     def set_arms(self, profiles: Mapping[DeviceRef, ArmProfile]) -> None:
         """The registry changed: new arms can be commanded at once; an arm with a new profile, or removed,
@@ -192,7 +193,9 @@ class CommandRelay:
                 check_command(command, arm.profile, arm.pose)
                 targets, speed = resolve(command, arm.profile)
         except CommandError as err:
-            self._audit(ref.key, refusal_line(ref, request, err, source))  # unsafe, refused: graded as such
+            now = max(time.time_ns(), self._last_refusal_ns + 1)  # two refusals never share a point
+            self._last_refusal_ns = now
+            self._audit(ref.key, refusal_line(ref, request, err, source, now))  # unsafe, refused: graded as such
             raise
         assert isinstance(request, Mapping)
         record = CommandRecord(
@@ -385,7 +388,7 @@ def audit_line(record: CommandRecord) -> str:
     return encode_line(series_prefix("commands", tags), fields, record.created_ns)
 
 
-def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str) -> str:
+def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str, time_ns: int) -> str:
     """The `commands` point for a command refused before anything was sent (state `refused`)."""
     kind = request.get("type") if isinstance(request, Mapping) else None
     tags = {
@@ -404,7 +407,7 @@ def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str
         "request": text,
         "reason": f"{err.code}: {err}"[:200],
     }
-    return encode_line(series_prefix("commands", tags), fields, time.time_ns())
+    return encode_line(series_prefix("commands", tags), fields, time_ns)
 
 
 def command_error_json(err: CommandError) -> dict[str, object]:

@@ -235,16 +235,26 @@ def stuck_run(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, 
     return float(longest), {"field": name, "longest_identical_run": longest, "readings_with_field": len(values)}
 
 
+def _starts(w: Window) -> list[int]:
+    """When the device came online: an online status after an offline one (or its first status at all)."""
+    starts, state = [], None
+    for t, online in sorted(w.presence):
+        if online and state is not True:
+            starts.append(t)
+        state = online
+    return starts
+
+
 @measure("warmup_artefacts")
 def warmup_artefacts(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
     """Readings with the SGP30's warm-up values (eCO2 400 ppm and TVOC 0 ppb together) in the first
     `warmup_s` (15) seconds after the device came online: firmware should hold these back. (Clean air later
     can read 400/0 too, so only the warm-up after a (re)start counts.)"""
     warmup = int(float(p.get("warmup_s", 15.0)) * 1e9)
-    starts = [t for t, online in sorted(w.presence) if online]
     pairs = [(t, f.get("eco2"), f.get("tvoc")) for t, f in w.readings if "eco2" in f and "tvoc" in f]
     if not pairs:
         return None, {"readings_with_eco2_and_tvoc": 0}
+    starts = _starts(w)
     if not starts:
         return None, {"note": "the device publishes no status: its (re)starts cannot be seen"}
     count = sum(
@@ -258,15 +268,15 @@ def _online_intervals(w: Window) -> tuple[float, int, str]:
     events = sorted(w.presence)
     if events:
         online_s, reconnects = 0.0, 0
-        state = False
+        state: bool | None = None  # unknown until the first status
         since = w.start_ns
         for t, online in events:
-            t = max(t, w.start_ns)
             if t >= w.end_ns:
                 break
+            t = max(t, w.start_ns)
             if state:
                 online_s += (t - since) / 1e9
-            if online and not state and t > w.start_ns:
+            if online and state is False and t > w.start_ns:  # back after being seen offline
                 reconnects += 1
             state, since = online, t
         if state:
@@ -360,7 +370,7 @@ def stop_honoured(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[s
     stops = [c for c in w.commands if c.type == "stop" and c.state != "refused"]
     if not stops:
         return None, {"stops": 0, "note": "no stop was sent"}
-    honoured = sum(1 for c in stops if c.state == "done" and (c.finished_ms or math.inf) <= within)
+    honoured = sum(1 for c in stops if c.state == "done" and c.finished_ms is not None and c.finished_ms <= within)
     return honoured / len(stops), {"honoured": honoured, "stops": len(stops), "within_ms": within}
 
 

@@ -277,7 +277,7 @@ class Ingest:
         state.last_seen_ns = now
         if channel != "telemetry":
             if channel == "status":
-                self._status(state, msg.payload, now)
+                self._status(state, msg.payload, now, msg.retain)
             return None
         # QoS 1 messages can come again after a crash; the digest recognises what is already spooled.
         digest = payload_digest(msg.payload) if msg.qos else 0
@@ -418,7 +418,7 @@ class Ingest:
         self._send_error(state, message, now)
         self._evidence(state, "rejections", {"code": first}, {"message": str(rendered[0].get("message", ""))[:200]})
         if self._on_rejected is not None:
-            self._on_rejected(state, rendered[0])
+            self._on_rejected(state, rendered[0] | {"rejected_total": sum(state.rejected.values())})
 
     def _evidence(
         self, state: DeviceState, measurement: str, tags: dict[str, str], fields: dict[str, float | int | bool | str]
@@ -426,7 +426,11 @@ class Ingest:
         """A point that grading reads back from InfluxDB (never from memory: a restart must not change a grade)."""
         if self._audit is None:
             return
-        ts = max(self._clock(), state.last_event_ns + 1)  # one device's events never share a timestamp
+        # One device's events never share a timestamp; workers stamp in disjoint classes, as for readings.
+        now = self._clock()
+        ts = now - now % self._stride + self._offset
+        if ts <= state.last_event_ns:
+            ts = state.last_event_ns + self._stride
         state.last_event_ns = ts
         ref = state.ref
         prefix = series_prefix(
@@ -461,7 +465,7 @@ class Ingest:
         state.errors_sent += 1
         self.totals.errors_sent += 1
 
-    def _status(self, state: DeviceState, payload: bytes, now: int) -> None:
+    def _status(self, state: DeviceState, payload: bytes, now: int, retained: bool = False) -> None:
         text = payload[:200].decode("utf-8", errors="replace").strip()
         if text.startswith("{"):
             try:
@@ -471,7 +475,9 @@ class Ingest:
         online = {"online": True, "offline": False}.get(text.lower())
         if online is not None and online != state.online:
             log.info("%s is %s", state.ref.key, "online" if online else "offline")
-        if online is not None:
+        # Evidence of a real change only: not the broker's stored copy sent again when the hub (re)connects,
+        # and (with several workers, who all see every status) written by worker 0 alone.
+        if online is not None and online != state.online and not retained and self._offset == 0:
             self._evidence(state, "presence", {}, {"online": online})
         state.online = online
 

@@ -180,6 +180,7 @@ def _spec() -> dict[str, Any]:
                 )
             },
             "/api/kinds": {"get": _op("Device kinds: fields, units, ranges")},
+            "/api/whoami": {"get": _op("The token's role and scope")},
             "/api/cohorts/{cohort}/overview": {
                 "get": _op(
                     "A cohort's devices with their state, last reading and a sparkline (one call per dashboard)",

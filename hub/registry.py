@@ -9,14 +9,17 @@ Pure checks (`parse_csv`, `check_device`) live here too; talking to the broker i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
+import json
 import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devices.kinds import KINDS
 from hub.topics import DeviceRef, TopicError, _check_segment
@@ -131,6 +134,7 @@ class DemoSession:
     trainer: str
     started_ns: int
     stopped_ns: int | None
+    devices: tuple[tuple[str, str], ...] | None = None  # (device id, kind) when it started: what is graded
 
     @property
     def running(self) -> bool:
@@ -144,6 +148,7 @@ class DemoSession:
             "started_ns": self.started_ns,
             "stopped_ns": self.stopped_ns,
             "running": self.running,
+            "devices": [key for key, _ in self.devices or ()],
         }
 
 
@@ -255,6 +260,9 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(demo_sessions)")}
+        if "devices" not in columns:  # a registry from before sessions kept their devices
+            self._db.execute("ALTER TABLE demo_sessions ADD COLUMN devices TEXT")
         self._changes = 0
         path.chmod(0o600)
 
@@ -375,10 +383,13 @@ class Registry:
         running = [s for s in self.sessions(cohort, learner) if s.running]
         if running:
             raise RegistryError(f"{cohort}/{learner} already has a demo running ({running[0].id}); stop it first")
-        session = DemoSession(secrets.token_hex(4), cohort, learner, trainer[:100], now_ns or time.time_ns(), None)
+        devices = tuple((d.ref.key, d.kind) for d in self.devices(cohort) if d.ref.learner == learner)
+        session = DemoSession(
+            secrets.token_hex(4), cohort, learner, trainer[:100], now_ns or time.time_ns(), None, devices
+        )
         self._write(
-            "INSERT INTO demo_sessions (id, cohort, learner, trainer, started_ns) VALUES (?, ?, ?, ?, ?)",
-            (session.id, cohort, learner, session.trainer, session.started_ns),
+            "INSERT INTO demo_sessions (id, cohort, learner, trainer, started_ns, devices) VALUES (?, ?, ?, ?, ?, ?)",
+            (session.id, cohort, learner, session.trainer, session.started_ns, json.dumps(devices)),
         )
         return session
 
@@ -390,22 +401,22 @@ class Registry:
             raise RegistryError(f"demo session {session_id} was already stopped")
         stopped = now_ns or time.time_ns()
         self._write("UPDATE demo_sessions SET stopped_ns = ? WHERE id = ?", (stopped, session_id))
-        return DemoSession(session.id, session.cohort, session.learner, session.trainer, session.started_ns, stopped)
+        return dataclasses.replace(session, stopped_ns=stopped)
 
     def session(self, session_id: str) -> DemoSession | None:
         row = self._db.execute(
-            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns FROM demo_sessions WHERE id = ?",
+            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns, devices FROM demo_sessions WHERE id = ?",
             (session_id,),
         ).fetchone()
-        return DemoSession(*row) if row else None
+        return _session(row) if row else None
 
     def sessions(self, cohort: str | None = None, learner: str | None = None) -> list[DemoSession]:
         rows = self._db.execute(
-            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns FROM demo_sessions "
+            "SELECT id, cohort, learner, trainer, started_ns, stopped_ns, devices FROM demo_sessions "
             "WHERE (? IS NULL OR cohort = ?) AND (? IS NULL OR learner = ?) ORDER BY started_ns DESC",
             (cohort, cohort, learner, learner),
         )
-        return [DemoSession(*r) for r in rows]
+        return [_session(r) for r in rows]
 
     # Tokens ----------------------------------------------------------------------------------------
 
@@ -445,6 +456,12 @@ class Registry:
     def active_tokens(self) -> Iterator[tuple[str, Token]]:
         for row in self._db.execute("SELECT digest, id, role, scope, label FROM tokens WHERE revoked_ns IS NULL"):
             yield row[0], Token(row[1], row[2], row[3], row[4])
+
+
+def _session(row: tuple[Any, ...]) -> DemoSession:
+    session_id, cohort, learner, trainer, started_ns, stopped_ns, devices = row
+    listed = tuple((str(k), str(v)) for k, v in json.loads(devices)) if devices else None
+    return DemoSession(session_id, cohort, learner, trainer, started_ns, stopped_ns, listed)
 
 
 def _device(row: tuple[object, ...]) -> DeviceRecord:

@@ -61,7 +61,7 @@ async def fetch_window(db: Queryable, ref: DeviceRef, kind: str, start_ns: int, 
     ]
     tags = f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
     before = _rows(await db.query(f'SELECT last("online") FROM "presence" WHERE {tags} AND time < {start_ns}'))
-    presence = [(start_ns, bool(r["last"])) for r in before if r.get("last") is not None]
+    presence = [(int(r["time"]), bool(r["last"])) for r in before if r.get("last") is not None]
     presence += [
         (int(r["time"]), bool(r["online"]))
         for r in _rows(await db.query(f'SELECT "online" FROM "presence" WHERE {where}'))
@@ -115,6 +115,13 @@ def learner_devices(registry: Registry, cohort: str, learner: str) -> list[tuple
     return [(d.ref, d.kind) for d in registry.devices(cohort) if d.ref.learner == learner]
 
 
+def session_devices(registry: Registry, session: DemoSession) -> list[tuple[DeviceRef, str]]:
+    """The devices as they were when the demo started (a later registry change does not regrade it)."""
+    if session.devices is not None:
+        return [(DeviceRef.parse(key), kind) for key, kind in session.devices]
+    return learner_devices(registry, session.cohort, session.learner)
+
+
 async def grade_session(
     db: Queryable,
     registry: Registry,
@@ -124,8 +131,7 @@ async def grade_session(
 ) -> LearnerReport:
     end = session.stopped_ns or now_ns or time.time_ns()
     windows = [
-        await fetch_window(db, ref, kind, session.started_ns, end)
-        for ref, kind in learner_devices(registry, session.cohort, session.learner)
+        await fetch_window(db, ref, kind, session.started_ns, end) for ref, kind in session_devices(registry, session)
     ]
     grades = tuple(grade(w, rubrics) for w in windows)
     return LearnerReport(session, end, grades, tuple(windows))

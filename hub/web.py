@@ -97,6 +97,7 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/dashboard/device", device_page)
     app.router.add_get("/static/vendor/uplot/{name}", vendor)
     app.router.add_get("/api/kinds", kinds)
+    app.router.add_get("/api/whoami", whoami)
     app.router.add_get("/api/cohorts/{cohort}/overview", cohort_overview)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/latest", latest)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history)
@@ -600,6 +601,12 @@ async def _sync(call: Callable[[], T]) -> T:
 # Dashboard data: kinds, latest values, history ---------------------------------------------------------------
 
 
+async def whoami(request: web.Request) -> web.Response:
+    """The token's role and scope (pages adapt to them)."""
+    token = _token(request)
+    return web.json_response({"id": token.id, "role": token.role, "scope": token.scope, "label": token.label})
+
+
 async def kinds(request: web.Request) -> web.Response:
     """Every device kind's fields with their units and ranges (the dashboard labels values with them)."""
     return web.json_response(
@@ -643,6 +650,7 @@ async def _query(request: web.Request, q: str) -> list[dict[str, Any]]:
 
 
 MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
+LATEST_WITHIN = "30d"  # "last values" older than this are not looked for (InfluxDB would scan every shard)
 
 
 async def cohort_overview(request: web.Request) -> web.Response:
@@ -662,8 +670,12 @@ async def cohort_overview(request: web.Request) -> web.Response:
         raise _error(web.HTTPBadRequest, "not a cohort name")
     latest_by: dict[tuple[str, str], dict[str, Any]] = {}
     measurements = {s.kind.measurement for s in states if s.kind is not None}
+    narrow = f" AND learner = '{token.scope.split('/', 1)[1]}'" if token.role == "learner" else ""
     for measurement in sorted(measurements):
-        q = f"SELECT * FROM \"{measurement}\" WHERE cohort = '{cohort}' GROUP BY learner, device ORDER BY time DESC LIMIT 1"
+        q = (
+            f"SELECT * FROM \"{measurement}\" WHERE cohort = '{cohort}'{narrow} AND time > now() - {LATEST_WITHIN} "
+            "GROUP BY learner, device ORDER BY time DESC LIMIT 1"
+        )
         for series in await _query(request, q):
             tags = series.get("tags", {})
             for values in series.get("values", []):
@@ -713,7 +725,8 @@ async def latest(request: web.Request) -> web.Response:
     ref = _ref(request)
     _readable(request, ref)
     kind, measurement = _measurement(request, ref)
-    series = await _query(request, f'SELECT * FROM "{measurement}" WHERE {_tags(ref)} ORDER BY time DESC LIMIT 1')
+    q = f'SELECT * FROM "{measurement}" WHERE {_tags(ref)} AND time > now() - {LATEST_WITHIN} ORDER BY time DESC LIMIT 1'
+    series = await _query(request, q)
     fields: dict[str, object] = {}
     at = None
     for s in series:
@@ -822,7 +835,11 @@ async def sessions_grade(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     if not hasattr(hub.backend, "query"):
         raise _error(web.HTTPNotImplemented, "grades need the InfluxDB 1.x backend for now")
-    await hub.flush_evidence(timeout=2.0)
+    if not await hub.flush_evidence(timeout=3.0):
+        raise _error(
+            web.HTTPServiceUnavailable,
+            "readings accepted before now are still on their way to InfluxDB (is it down?): a grade now would miss them",
+        )
     try:
         rubrics = load_rubrics()
         report = await grade_session(hub.backend, hub.registry, session, rubrics)

@@ -199,3 +199,23 @@ def test_the_registry_keeps_token_digests_and_sees_other_writers(tmp_path: Path)
     finally:
         hub_view.close()
         cli.close()
+
+
+def test_demo_sessions_keep_their_window_trainer_and_devices(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.sqlite3")
+    try:
+        with pytest.raises(RegistryError, match="no learner"):
+            registry.start_session("demo", "ana", "trainer")
+        registry.add_device(ANA, "air_quality", None)
+        session = registry.start_session("demo", "ana", "Mme Martin", now_ns=100)
+        with pytest.raises(RegistryError, match="already has a demo running"):
+            registry.start_session("demo", "ana", "Mme Martin")
+        registry.add_device(DeviceRef("demo", "ana", "arm1"), "arm", "mearm")  # added after the start
+        stopped = registry.stop_session(session.id, now_ns=200)
+        assert (stopped.started_ns, stopped.stopped_ns, stopped.trainer) == (100, 200, "Mme Martin")
+        assert stopped.devices == (("demo/ana/aq1", "air_quality"),)  # what is graded: the devices at the start
+        assert registry.sessions("demo", "ana") == [stopped]
+        with pytest.raises(RegistryError, match="already stopped"):
+            registry.stop_session(session.id)
+    finally:
+        registry.close()

@@ -72,7 +72,7 @@ async def test_the_dashboard_shows_new_devices_live_and_plots_history(
                 arg=[bob.key, first],
                 timeout=10_000,
             )
-            assert await bob_card.locator(".dot.on").count() == 1
+            await bob_card.locator(".dot.on").wait_for(timeout=10_000)
             assert await ana_card.locator(".spark canvas").count() >= 1
             await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
@@ -89,10 +89,12 @@ async def test_the_dashboard_shows_new_devices_live_and_plots_history(
             await page.goto(f"{base}/dashboard/device?device={ana.key}")
             chart = page.locator('.chart[data-field="pm2_5"]')
             await chart.locator("canvas").wait_for(timeout=10_000)
-            await page.wait_for_timeout(300)  # let uPlot paint its first frame
-            await chart.screenshot(path=str(tmp_path / "chart.png"))
             assert "µg/m³" in await chart.locator("h3").inner_text()
-            drawn = series_pixels(tmp_path / "chart.png")
+            drawn = 0
+            deadline = time.monotonic() + 10
+            while drawn <= 100 and time.monotonic() < deadline:  # uPlot paints on the next animation frame
+                await chart.screenshot(path=str(tmp_path / "chart.png"))
+                drawn = series_pixels(tmp_path / "chart.png")
             print(f"device page: {drawn} pixels of the pm2_5 series drawn, {time.monotonic() - started:.1f} s in")
             assert drawn > 100, "the chart has no series drawn"
             await browser.close()
