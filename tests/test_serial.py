@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from devices.arm import load_profiles
@@ -26,9 +27,8 @@ from devices.serial_protocols import (
 )
 from firmware_sim.serial import PtyPort, Sds011Sensor, SerialArm
 from hub.app import Hub
-from hub.commands import FINAL
 from tests.conftest import HubFactory, Services, unique
-from tests.support import MqttListener, count_when_stable, influx_query, wait_until
+from tests.support import MqttListener, api_token, count_when_stable, influx_query, wait_until
 
 # Framing ----------------------------------------------------------------------------------------------------
 
@@ -254,9 +254,12 @@ async def test_a_serial_arm_is_driven_through_the_bridge_to_done(
         running(bridge.run())
         await bridge.mqtt.subscribed.wait()
         await wait_until(lambda: hub.ingest.devices[bridge.ref].online, what="the bridge to say the arm is online")
-        record = hub.relay.submit(bridge.ref, {"type": "move", "targets": {"base": 30}}, "test")
-        record = await hub.relay.wait(record, 10)
-        assert record.state.value == "done" and record.state in FINAL
+        token = api_token(hub, "learner", f"{bridge.ref.cohort}/{bridge.ref.learner}")  # the learner's phone
+        url = f"http://127.0.0.1:{hub.http_port}/api/devices/{key}/commands?wait=10"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            async with session.post(url, json={"type": "move", "targets": {"base": 30}}) as resp:
+                record = await resp.json()
+        assert resp.status == 200 and record["state"] == "done", record
         assert arm.pose["base"] == 30
         assert bridge.stats.commands >= 1 and bridge.stats.acks >= 2  # accepted, done
     finally:
