@@ -239,12 +239,18 @@ async def stats(request: web.Request) -> web.Response:
 async def devices(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     token = _token(request)
-    rows = [s.summary() for s in hub.ingest.devices.values() if can_read(token, s.ref)]
+    rows = [s.summary() for s in hub.ingest.devices.values() if can_read(token, s.ref) and _listed(s)]
     cohort = request.query.get("cohort")
     if cohort:
         rows = [r for r in rows if r["cohort"] == cohort]
     rows.sort(key=lambda r: str(r["id"]))
     return web.json_response({"devices": rows})
+
+
+def _listed(state: DeviceState) -> bool:
+    """Registered devices, and unregistered ones that sent something; not a stale retained status of a device
+    that was removed (the broker keeps it until someone clears it)."""
+    return state.kind is not None or state.received > 0
 
 
 def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -659,7 +665,9 @@ async def cohort_overview(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     cohort = request.match_info["cohort"]
     token = _token(request)
-    states = [s for s in hub.ingest.devices.values() if s.ref.cohort == cohort and can_read(token, s.ref)]
+    states = [
+        s for s in hub.ingest.devices.values() if s.ref.cohort == cohort and can_read(token, s.ref) and _listed(s)
+    ]
     if not hasattr(hub.backend, "query"):
         raise _error(web.HTTPNotImplemented, "the overview needs the InfluxDB 1.x backend for now")
     try:
