@@ -62,8 +62,8 @@ async def test_simulated_sensors_are_stored_with_tags_fields_and_types(
     point = dict(zip(rows[0]["columns"], rows[0]["values"][0], strict=True))
     assert point["cohort"] == cohort and point["device"] == "aq1"
     assert 0 <= point["pm2_5"] <= 1000 and 300 <= point["pressure"] <= 1100
-    stats = hub.stats()
-    assert stats["stored"] == 60 and stats["rejected"] == {}
+    await wait_until(lambda: hub.stats()["stored"] == 60, what="the hub to count what it stored")
+    assert hub.stats()["rejected"] == {}
 
 
 FAULT_CODES = {
@@ -379,8 +379,13 @@ async def test_two_workers_share_the_load_without_colliding(services: Services, 
         )
     finally:
         pub.close()
-    shares = [first.ingest.devices[ref].stored, second.ingest.devices[ref].stored]
-    assert sum(shares) == 201 and min(shares) > 0  # both took part
+
+    def shares() -> list[int]:
+        return [first.ingest.devices[ref].stored, second.ingest.devices[ref].stored]
+
+    # A point is queryable a moment before the writer that stored it has counted it.
+    await wait_until(lambda: sum(shares()) == 201, what="both workers to count what they stored")
+    assert min(shares()) > 0  # both took part
     times = [row[0] for row in influx_query(services.influx_port, db, "SELECT n FROM generic")[0]["values"]]
     assert len(set(times)) == 201
     assert {t % 2 for t in times} == {0, 1}  # each worker stamps its own residue class
