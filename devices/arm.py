@@ -357,5 +357,8 @@ def load_profile(path: Path) -> ArmProfile:
     return profile
 
 
+DEFAULT_PROFILE = "mearm"  # an arm declared without a profile
+
+
 def load_profiles(directory: Path = PROFILE_DIR) -> dict[str, ArmProfile]:
     return {p.name: p for p in (load_profile(path) for path in sorted(directory.glob("*.toml")))}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -99,3 +99,18 @@ GENERIC = _kind(
 ARM = _kind("arm", "Robotic arm: joint angles in degrees, as commanded", [], open_fields=True)
 
 KINDS: Mapping[str, DeviceKind] = MappingProxyType({k.name: k for k in (AIR_QUALITY, GENERIC, ARM)})
+
+
+def check_kind(kind: str, profile: str | None, profiles: Collection[str], default_profile: str) -> str | None:
+    """A device's kind and arm profile as someone declared them (config, CLI, CSV, API); ValueError says what
+    is wrong. An arm without a profile gets `default_profile`; only arms have one."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
+    if kind == "arm":
+        profile = profile or default_profile
+        if profile not in profiles:
+            raise ValueError(f"arm profile {profile!r} is not one of {', '.join(sorted(profiles))}")
+        return profile
+    if profile:
+        raise ValueError(f"only arms have a profile (kind {kind!r} does not)")
+    return None

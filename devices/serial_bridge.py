@@ -48,7 +48,7 @@ BACKOFF_S = (0.05, 0.1, 0.25, 0.5)  # reopening a missing port (a cheap failed o
 WRITE_TIMEOUT_S = 1.0  # a board that does not read its port must not block the bridge
 STABLE_S = 1.0  # a port that stayed open this long resets the reopening backoff
 ERRORS_PER_S = 2.0  # problem reports on the errors topic, per bridge (a noisy cable would flood it)
-DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}
+DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}  # one per protocol of devices.serial_protocols.PROTOCOLS
 
 
 class PortError(Exception):

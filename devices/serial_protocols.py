@@ -254,9 +254,7 @@ class Sds011Framer:
             out.append(Telemetry(json.dumps({"pm2_5": pm2_5, "pm10": pm10}).encode()))
         if skipped:
             out.append(_garbage(bytes(skipped)))
-        if len(buf) > 4 * SDS_LEN:  # cannot happen with the loop above; a bound all the same
-            del buf[:-SDS_LEN]
-        return out
+        return out  # what is left is less than one frame, starting with a header
 
 
 def _garbage(raw: bytes) -> SerialProblem:

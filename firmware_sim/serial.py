@@ -118,11 +118,9 @@ class SerialAirSensor:
         self.style = style
         self.model = AirModel(seed, time.time())
         self.sent = 0
-        self.seq = 0
         self._booted = 0
 
     def line(self) -> bytes:
-        self.seq += 1
         if self.text is not None:
             return self.text.encode() + b"\r\n"
         values = self.model.sample(time.time())

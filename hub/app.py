@@ -122,16 +122,13 @@ class Hub:
             watch=lambda ref: self.live.watched(ref),
             refresh=lambda: self.apply_registry(),
             audit=self._audit,
-            on_rejected=lambda state, problem: (
-                self.live.rejection(state.ref, problem) if self.live.watched(state.ref) else None
-            ),
+            on_rejected=lambda state, problem: self.live.rejection(state.ref, problem),
         )
         self.registry = Registry(cfg.registry_path)
         self.accounts = Accounts.for_lab(cfg, self.registry)
         self.tokens: dict[str, Token] = {}  # SHA-256 of a token → who it speaks for
         self.token_listeners: list[Callable[[], None]] = []  # told when tokens change (open WebSockets)
         self._registry_version: tuple[int, int] | None = None
-        self._declared_refs: frozenset[DeviceRef] = frozenset()
         password = read_secret(cfg.secret_file(cfg.mqtt.password_file, "mqtt-hub")) if cfg.mqtt.username else None
         self.mqtt = MqttClient(
             cfg.mqtt.host,
@@ -414,15 +411,12 @@ class Hub:
         version = self.registry.version()
         if version == self._registry_version:
             return
-        first = self._registry_version is None
         self._registry_version = version
         declared = {d.ref: d for d in self.cfg.devices}
         for record in self.registry.devices():
             declared[record.ref] = DeviceConfig(record.ref, record.kind, False, record.profile)
-        removed = set(self._declared_refs) - set(declared)
-        self._declared_refs = frozenset(declared)
-        self.ingest.declare(declared.values())
-        if not first and self.worker == 0:
+        removed = self.ingest.declare(declared.values())
+        if self.worker == 0:
             for ref in removed:  # the broker forgets a removed device's retained status
                 self.mqtt.publish(ref.topic("status"), b"", qos=1, retain=True)
         self.relay.set_arms(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from devices.serial_protocols import PROTOCOLS
 from hub.config import (
     ARM_PROFILES,
     DEFAULT_ARM_PROFILE,
@@ -94,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_options(bridge)
     bridge.add_argument("--port", help="serial port (e.g. /dev/ttyUSB0); default: the config's [[serial]] entries")
     bridge.add_argument("--device", help="the lab device it is: cohort/learner/device (registered)")
-    bridge.add_argument("--protocol", default="lines", choices=("lines", "sds011"))
+    bridge.add_argument("--protocol", default="lines", choices=PROTOCOLS)
     bridge.add_argument("--baud", type=int, help="default 115200 for lines, 9600 for sds011")
     bridge.add_argument(
         "--password-file",
@@ -216,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     arm.add_argument("--credentials", type=Path, help="passwords file (the lab's lab-credentials.toml)")
     arm.set_defaults(func=cmd_sim_arm)
     ser = sim_sub.add_parser("serial", help="a board on a USB-serial cable, behind a pseudo-terminal")
-    ser.add_argument("--protocol", default="lines", choices=("lines", "sds011", "arm"))
+    ser.add_argument("--protocol", default="lines", choices=(*PROTOCOLS, "arm"))
     ser.add_argument("--path", type=Path, help="where the port appears (default: a new temp dir's ttyLAB0)")
     ser.add_argument("--period", type=float, default=1.0, help="seconds between readings")
     ser.add_argument("--fault", choices=("checksum", "garbage"), help="sds011: corrupt frames, or line noise")
@@ -461,6 +462,15 @@ async def _run_lab(
         for task in fleet + helpers:
             task.cancel()
     return exit_code
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event that Ctrl-C or SIGTERM sets (for the commands that run until stopped)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _keep_running(run: Callable[[], Awaitable[None]], name: str) -> None:
@@ -755,10 +765,7 @@ async def _make_bridges(cfg: LabConfig, ports: list[SerialConfig], password: str
 
 async def _run_bridges(cfg: LabConfig, ports: list[SerialConfig], password: str | None = None) -> int:
     bridges = await _make_bridges(cfg, ports, password)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(b.run(), name=f"bridge-{b.ref.key}") for b in bridges]
         await stop.wait()
@@ -792,10 +799,7 @@ def cmd_sim_serial(args: argparse.Namespace) -> int:
         protocol = "lines" if args.protocol == "arm" else args.protocol
         print(f"simulated {args.protocol} board on {path}", flush=True)
         print(f"bridge it: labhub serial-bridge --port {path} --protocol {protocol} --device <cohort/learner/device>")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         task = asyncio.create_task(board.run())
         await stop.wait()
         task.cancel()
@@ -832,10 +836,7 @@ def cmd_sim_air(args: argparse.Namespace) -> int:
             args.port,
             f" (fault: {args.fault})" if args.fault else "",
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
 
         async def all_sent() -> None:
             for sensor in sensors:
@@ -884,10 +885,7 @@ def cmd_sim_arm(args: argparse.Namespace) -> int:
             args.port,
             args.cohort,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(arm.run()) for arm in arms]
             await stop.wait()

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devices.arm import load_profiles
-from devices.kinds import KINDS
+from devices.arm import DEFAULT_PROFILE, load_profiles
+from devices.kinds import check_kind
+from devices.serial_protocols import PROTOCOLS
 from hub.messages import LANGUAGES
 from hub.topics import DeviceRef, TopicError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ARM_PROFILES = load_profiles()
-DEFAULT_ARM_PROFILE = "mearm"
+DEFAULT_ARM_PROFILE = DEFAULT_PROFILE
 DEFAULT_CONFIG = CONFIG_DIR / "labhub.toml"
 
 
@@ -155,18 +156,13 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         key = f"devices[{i}]"
         entry = _typed(entry, dict, where, key)
         _no_unknown(entry, {"id", "kind", "simulate", "profile"}, where, key + ".")
-        try:
-            ref = DeviceRef.parse(_typed(entry.get("id"), str, where, key + ".id"))
-        except TopicError as err:
-            raise ConfigError(f"{where}: {key}.id: {err}") from None
+        ref = _device_ref(entry, "id", where, key)
         kind = _typed(entry.get("kind", "generic"), str, where, key + ".kind")
-        if kind not in KINDS:
-            raise ConfigError(f"{where}: {key}.kind: expected one of {sorted(KINDS)}, got {kind!r}")
-        profile = None
-        if kind == "arm":
-            profile = _typed(entry.get("profile", DEFAULT_ARM_PROFILE), str, where, key + ".profile")
-            if profile not in ARM_PROFILES:
-                raise ConfigError(f"{where}: {key}.profile: expected one of {sorted(ARM_PROFILES)}, got {profile!r}")
+        profile = _typed(entry["profile"], str, where, key + ".profile") if "profile" in entry else None
+        try:
+            profile = check_kind(kind, profile, ARM_PROFILES, DEFAULT_ARM_PROFILE)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {key}: {err}") from None
         simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
         devices.append(DeviceConfig(ref, kind, simulate, profile))
     serial: list[SerialConfig] = []
@@ -174,13 +170,10 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         key = f"serial[{i}]"
         entry = _typed(entry, dict, where, key)
         _no_unknown(entry, {"port", "device", "protocol", "baud"}, where, key + ".")
-        try:
-            ref = DeviceRef.parse(_typed(entry.get("device"), str, where, key + ".device"))
-        except TopicError as err:
-            raise ConfigError(f"{where}: {key}.device: {err}") from None
+        ref = _device_ref(entry, "device", where, key)
         protocol = _typed(entry.get("protocol", "lines"), str, where, key + ".protocol")
-        if protocol not in ("lines", "sds011"):
-            raise ConfigError(f"{where}: {key}.protocol: expected 'lines' or 'sds011', got {protocol!r}")
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"{where}: {key}.protocol: expected one of {PROTOCOLS}, got {protocol!r}")
         port = _typed(entry.get("port"), str, where, key + ".port")
         baud = _typed(entry.get("baud", 0), int, where, key + ".baud")
         if baud < 0:
@@ -198,6 +191,13 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         sim=_section(SimConfig, data, "sim", where),
         serial=tuple(serial),
     )
+
+
+def _device_ref(entry: Mapping[str, Any], name: str, where: str, key: str) -> DeviceRef:
+    try:
+        return DeviceRef.parse(_typed(entry.get(name), str, where, f"{key}.{name}"))
+    except TopicError as err:
+        raise ConfigError(f"{where}: {key}.{name}: {err}") from None
 
 
 def _check_influx(cfg: InfluxConfig, where: str) -> InfluxConfig:

@@ -276,9 +276,6 @@ class Dynsec:
         await self.command("enableClient" if account.enabled else "disableClient", username=account.username)
         return created
 
-    async def set_password(self, username: str, password: str) -> None:
-        await self.command("setClientPassword", username=username, password=password)
-
     async def set_enabled(self, username: str, enabled: bool) -> None:
         """Disabling also disconnects the client, at once."""
         await self.command("enableClient" if enabled else "disableClient", username=username)
@@ -286,11 +283,6 @@ class Dynsec:
     async def remove(self, username: str, role: str) -> None:
         await self.command("deleteClient", ignore=["Client not found"], username=username)
         await self.command("deleteRole", ignore=["Role not found"], rolename=role)
-
-    async def usernames(self) -> list[str]:
-        response = await self.command("listClients", count=-1, offset=0)
-        names: list[str] = response.get("data", {}).get("clients", [])
-        return names
 
     async def set_role(self, rolename: str, acls: Iterable[Acl]) -> None:
         """Create a role, or make an existing role's rules exactly `acls`."""

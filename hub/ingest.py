@@ -219,16 +219,18 @@ class Ingest:
         if kind is not None and kind.open_fields:
             state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
 
-    def declare(self, declared: Iterable[DeviceConfig]) -> None:
-        """The registry changed: new devices get a state, a changed kind applies from the next message on."""
+    def declare(self, declared: Iterable[DeviceConfig]) -> set[DeviceRef]:
+        """The registry changed: new devices get a state, a changed kind applies from the next message on.
+        Returns the devices no longer declared."""
         previous = self._declared
         self._declared = {d.ref: d for d in declared}
         for ref in self._declared:
             self._device(ref)
-        for ref in set(previous) - set(self._declared):
-            if not self.open_mode:  # removed from a closed lab: forget it (its retained status is cleared)
+        removed = set(previous) - set(self._declared)
+        if removed and not self.open_mode:  # gone from a closed lab: forget them
+            for ref in removed:
                 self.devices.pop(ref, None)
-                self._routes.clear()
+            self._routes.clear()
         for state in self.devices.values():
             kind = self._kind_of(state.ref)
             state.declared = state.ref in self._declared
@@ -239,6 +241,7 @@ class Ingest:
                 state.pins.clear()
                 self._pin_known(state)
                 state.watched = kind is ARM or self._watch(state.ref)
+        return removed
 
     def _route(self, topic: str) -> tuple[DeviceState, str, str | None] | None:
         try:
@@ -248,6 +251,8 @@ class Ingest:
             if self.totals.bad_topics <= 10 or self.totals.bad_topics % 1000 == 0:
                 log.warning("ignored message on %r: %s (%d so far)", topic[:120], err, self.totals.bad_topics)
             return None
+        if parsed.channel == "status" and parsed.ref not in self.devices and self._kind_of(parsed.ref) is None:
+            return None  # a status of no device of this closed lab (a removed one's retained status): ignored
         state = self._device(parsed.ref)
         if state is None:
             self.totals.bad_topics += 1
@@ -267,8 +272,6 @@ class Ingest:
         Returns the inspector entry when readings were spooled (the message may be acknowledged once they
         are committed), None when there is nothing to wait for.
         """
-        if not msg.payload and msg.topic.endswith("/status"):
-            return None  # a retained status being cleared (a removed device): nothing to say about anyone
         route = self._routes.get(msg.topic) or self._route(msg.topic)
         if route is None:
             return None
@@ -417,7 +420,7 @@ class Ingest:
         state.last_error = rendered[0]
         self._send_error(state, message, now)
         self._evidence(state, "rejections", {"code": first}, {"message": str(rendered[0].get("message", ""))[:200]})
-        if self._on_rejected is not None:
+        if state.watched and self._on_rejected is not None:  # someone has it on screen
             self._on_rejected(state, rendered[0] | {"rejected_total": sum(state.rejected.values())})
 
     def _evidence(

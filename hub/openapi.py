@@ -92,8 +92,9 @@ PUBLIC = (
 
 def spec() -> dict[str, Any]:
     document = _spec()
-    for path in PUBLIC:
-        document["paths"][path]["get"]["security"] = []
+    for path in document["paths"]:
+        if path in PUBLIC or path.startswith("/static/"):  # pages and their scripts hold no data
+            document["paths"][path]["get"]["security"] = []
     return document
 
 
@@ -179,6 +180,7 @@ def _spec() -> dict[str, Any]:
                     {"200": "file", "404": "no such file"},
                 )
             },
+            "/static/labhub.js": {"get": _op("The pages' shared script (token, API calls)", responses={"200": "file"})},
             "/api/kinds": {"get": _op("Device kinds: fields, units, ranges")},
             "/api/whoami": {"get": _op("The token's role and scope")},
             "/api/cohorts/{cohort}/overview": {

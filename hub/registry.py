@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices.kinds import KINDS
+from devices.arm import DEFAULT_PROFILE
+from devices.kinds import check_kind
 from hub.topics import DeviceRef, TopicError, _check_segment
 
 SCHEMA = """
@@ -184,18 +185,9 @@ def check_learner(key: str) -> tuple[str, str]:
 def check_device(key: str, kind: str, profile: str | None, profiles: frozenset[str]) -> tuple[DeviceRef, str | None]:
     """Check a device as a trainer names it; arms get the default profile if none is given."""
     try:
-        ref = DeviceRef.parse(key)
-    except TopicError as err:
+        return DeviceRef.parse(key), check_kind(kind, profile, profiles, DEFAULT_PROFILE)
+    except ValueError as err:  # TopicError is one too
         raise RegistryError(str(err)) from None
-    if kind not in KINDS:
-        raise RegistryError(f"kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
-    if kind == "arm":
-        profile = profile or "mearm"
-        if profile not in profiles:
-            raise RegistryError(f"arm profile {profile!r} is not one of {', '.join(sorted(profiles))}")
-    elif profile:
-        raise RegistryError(f"only arms have a profile (kind {kind!r} does not)")
-    return ref, profile
 
 
 def check_scope(role: str, scope: str) -> str:

@@ -31,12 +31,13 @@ class Queryable(Protocol):
 TAG_COLUMNS = {"time", "cohort", "learner", "device"}
 
 
+def device_clause(ref: DeviceRef) -> str:
+    """InfluxQL selecting one device's series (names are checked segments, [A-Za-z0-9_-]: safe in quotes)."""
+    return f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
+
+
 def _where(ref: DeviceRef, start_ns: int, end_ns: int) -> str:
-    # Names are checked segments ([A-Za-z0-9_-]): safe inside quotes.
-    return (
-        f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}' "
-        f"AND time >= {start_ns} AND time < {end_ns}"
-    )
+    return f"{device_clause(ref)} AND time >= {start_ns} AND time < {end_ns}"
 
 
 def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,8 +60,9 @@ async def fetch_window(db: Queryable, ref: DeviceRef, kind: str, start_ns: int, 
         (int(r["time"]), str(r.get("code")))
         for r in _rows(await db.query(f'SELECT "message", "code" FROM "rejections" WHERE {where}'))
     ]
-    tags = f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
-    before = _rows(await db.query(f'SELECT last("online") FROM "presence" WHERE {tags} AND time < {start_ns}'))
+    before = _rows(
+        await db.query(f'SELECT last("online") FROM "presence" WHERE {device_clause(ref)} AND time < {start_ns}')
+    )
     presence = [(int(r["time"]), bool(r["last"])) for r in before if r.get("last") is not None]
     presence += [
         (int(r["time"]), bool(r["online"]))

@@ -6,13 +6,14 @@ Built by a factory that receives the hub; the only module that sees aiohttp's re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
@@ -41,8 +42,8 @@ from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
 from hub.openapi import PUBLIC, spec
 from hub.registry import DemoSession, RegistryError, Token, check_learner, parse_csv
-from hub.reports import grade_session
-from hub.storage import StorageError
+from hub.reports import device_clause, grade_session
+from hub.storage import InfluxV1, StorageError
 from hub.topics import SEGMENT_RE, DeviceRef, TopicError
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from hub.ingest import DeviceState
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_KEY: web.RequestKey[Token] = web.RequestKey("token", Token)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
@@ -96,6 +96,7 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/dashboard/device", device_page)
     app.router.add_get("/static/vendor/uplot/{name}", vendor)
+    app.router.add_get("/static/labhub.js", shared_script)
     app.router.add_get("/api/kinds", kinds)
     app.router.add_get("/api/whoami", whoami)
     app.router.add_get("/api/cohorts/{cohort}/overview", cohort_overview)
@@ -128,11 +129,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
 PUBLIC_PATHS = frozenset(PUBLIC)
-PUBLIC_PREFIXES = ("/static/vendor/",)  # a charting library: no data
-
-
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js")  # the pages' scripts: no data
 
 
 @web.middleware
@@ -142,7 +139,9 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
     allowed = hub.cfg.hub.allowed_origins
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, request.host, allowed):
-        return _json_error(403, f"origin {origin[:100] if origin else ''!r} is not allowed (hub.allowed_origins)")
+        raise _error(
+            web.HTTPForbidden, f"origin {origin[:100] if origin else ''!r} is not allowed (hub.allowed_origins)"
+        )
     cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and origin in allowed else {}
     if request.method == "OPTIONS" and cors:  # a browser's preflight for an allow-listed origin
         cors["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
@@ -153,8 +152,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         secret = bearer_token(request.headers.get("Authorization"), request.headers.get("Sec-WebSocket-Protocol"))
         token = lookup(hub.tokens, secret)
         if token is None:
-            return _json_error(
-                401,
+            raise _error(
+                web.HTTPUnauthorized,
                 "a valid API token is needed: Authorization: Bearer <token> (ask your trainer)"
                 if secret is None
                 else "this API token is not valid (revoked, or mistyped)",
@@ -162,8 +161,10 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             )
         wait = request.app[LIMITER_KEY].check(token.id, time.monotonic())
         if wait:
-            return _json_error(
-                429, "too many requests with this token; slow down", {"Retry-After": retry_after(wait), **cors}
+            raise _error(
+                web.HTTPTooManyRequests,
+                "too many requests with this token; slow down",
+                {"Retry-After": retry_after(wait), **cors},
             )
         request[TOKEN_KEY] = token
     try:
@@ -208,6 +209,10 @@ async def vendor(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "vendor" / "uplot" / name, headers={"Cache-Control": "max-age=86400"})
 
 
+async def shared_script(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "labhub.js", headers={"Cache-Control": "no-cache"})
+
+
 async def phone(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "phone.html", headers={"Cache-Control": "no-cache"})
 
@@ -239,7 +244,7 @@ async def stats(request: web.Request) -> web.Response:
 async def devices(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     token = _token(request)
-    rows = [s.summary() for s in hub.ingest.devices.values() if can_read(token, s.ref) and _listed(s)]
+    rows = [s.summary() for s in hub.ingest.devices.values() if can_read(token, s.ref)]
     cohort = request.query.get("cohort")
     if cohort:
         rows = [r for r in rows if r["cohort"] == cohort]
@@ -247,15 +252,9 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response({"devices": rows})
 
 
-def _listed(state: DeviceState) -> bool:
-    """Registered devices, and unregistered ones that sent something; not a stale retained status of a device
-    that was removed (the broker keeps it until someone clears it)."""
-    return state.kind is not None or state.received > 0
-
-
-def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+def _error(cls: type[web.HTTPException], message: str, headers: dict[str, str] | None = None) -> web.HTTPException:
     """API errors are JSON too: {"error": "..."}."""
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+    return cls(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
 
 
 def _state(request: web.Request) -> DeviceState:
@@ -451,10 +450,11 @@ def _text(body: dict[str, object], key: str, default: str | None = None) -> str:
     return value
 
 
-async def _registry_call(request: web.Request, change: Awaitable[T]) -> T:
-    """Run a registry change; bad input → 400/404/409, the broker unreachable → 503."""
+@contextlib.contextmanager
+def _registry_change(request: web.Request) -> Iterator[None]:
+    """Around a registry change: bad input → 400/404/409, the broker unreachable → 503; then the hub follows."""
     try:
-        result = await change
+        yield
     except RegistryError as err:
         text = str(err)
         status = 404 if text.startswith("no ") else 409 if "already" in text else 400
@@ -462,7 +462,6 @@ async def _registry_call(request: web.Request, change: Awaitable[T]) -> T:
     except DynsecError as err:
         raise _error(web.HTTPServiceUnavailable, f"the broker's accounts could not be changed: {err}") from None
     request.app[HUB_KEY].apply_registry()
-    return result
 
 
 def _managed_cohort(request: web.Request, cohort: str) -> None:
@@ -491,19 +490,19 @@ async def registry_add_device(request: web.Request) -> web.Response:
     key = _text(body, "id")
     _managed_cohort(request, key.split("/", 1)[0])
     profile = body.get("profile")
-    credential = await _registry_call(
-        request,
-        request.app[HUB_KEY].accounts.add_device(
-            key, _text(body, "kind", "generic"), str(profile) if profile else None, _text(body, "description", "")
-        ),
-    )
+    kind, description = _text(body, "kind", "generic"), _text(body, "description", "")
+    with _registry_change(request):
+        credential = await request.app[HUB_KEY].accounts.add_device(
+            key, kind, str(profile) if profile else None, description
+        )
     return web.json_response({"username": credential.username, "password": credential.password}, status=201)
 
 
 async def registry_remove_device(request: web.Request) -> web.Response:
     ref = _ref(request)
     _managed_cohort(request, ref.cohort)
-    await _registry_call(request, request.app[HUB_KEY].accounts.remove_device(ref.key))
+    with _registry_change(request):
+        await request.app[HUB_KEY].accounts.remove_device(ref.key)
     return web.json_response({"removed": ref.key})
 
 
@@ -514,11 +513,13 @@ async def registry_device_action(request: web.Request) -> web.Response:
     accounts = request.app[HUB_KEY].accounts
     action = request.match_info["action"]
     if action == "rotate":
-        credential = await _registry_call(request, accounts.rotate_device(ref.key))
+        with _registry_change(request):
+            credential = await accounts.rotate_device(ref.key)
         return web.json_response({"username": credential.username, "password": credential.password})
     if action not in ("disable", "enable"):
         raise _error(web.HTTPNotFound, f"no action {action!r}: disable, enable or rotate")
-    await _registry_call(request, accounts.set_device_enabled(ref.key, action == "enable"))
+    with _registry_change(request):
+        await accounts.set_device_enabled(ref.key, action == "enable")
     return web.json_response({"device": ref.key, "enabled": action == "enable"})
 
 
@@ -535,7 +536,8 @@ async def registry_add_learner(request: web.Request) -> web.Response:
     body = await _body(request)
     key = _text(body, "id")
     _managed_cohort(request, key.split("/", 1)[0])
-    credential = await _registry_call(request, request.app[HUB_KEY].accounts.add_learner(key))
+    with _registry_change(request):
+        credential = await request.app[HUB_KEY].accounts.add_learner(key)
     return web.json_response({"username": credential.username, "password": credential.password}, status=201)
 
 
@@ -546,11 +548,13 @@ async def registry_learner_action(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     key = f"{cohort}/{learner}"
     if action == "rotate":
-        credential = await _registry_call(request, accounts.rotate_learner(key))
+        with _registry_change(request):
+            credential = await accounts.rotate_learner(key)
         return web.json_response({"username": credential.username, "password": credential.password})
     if action not in ("disable", "enable"):
         raise _error(web.HTTPNotFound, f"no action {action!r}: disable, enable or rotate")
-    await _registry_call(request, accounts.set_learner_enabled(key, action == "enable"))
+    with _registry_change(request):
+        await accounts.set_learner_enabled(key, action == "enable")
     return web.json_response({"learner": key, "enabled": action == "enable"})
 
 
@@ -563,7 +567,8 @@ async def registry_import(request: web.Request) -> web.Response:
         raise _error(web.HTTPBadRequest, str(err)) from None
     for cohort in {line.cohort for line in lines}:
         _managed_cohort(request, cohort)
-    made = await _registry_call(request, request.app[HUB_KEY].accounts.import_lines(lines))
+    with _registry_change(request):
+        made = await request.app[HUB_KEY].accounts.import_lines(lines)
     return web.json_response({"accounts": [{"username": c.username, "password": c.password} for c in made]}, status=201)
 
 
@@ -584,8 +589,9 @@ async def tokens_add(request: web.Request) -> web.Response:
     role, scope = _text(body, "role"), _text(body, "scope")
     _check(can_grant(_token(request), role, scope), f"create a {role} token for {scope!r}")
     registry = request.app[HUB_KEY].registry
-    made = await _registry_call(request, _sync(lambda: registry.add_token(role, scope, _text(body, "label", ""))))
-    token, secret = made
+    label = _text(body, "label", "")
+    with _registry_change(request):
+        token, secret = registry.add_token(role, scope, label)
     return web.json_response(token.as_json() | {"token": secret}, status=201)
 
 
@@ -596,12 +602,9 @@ async def tokens_revoke(request: web.Request) -> web.Response:
     if target is None:
         raise _error(web.HTTPNotFound, "no such token")
     _check(can_grant(_token(request), target.role, target.scope), "revoke this token")
-    await _registry_call(request, _sync(lambda: registry.revoke_token(target.id)))
+    with _registry_change(request):
+        registry.revoke_token(target.id)
     return web.json_response({"revoked": target.id})
-
-
-async def _sync(call: Callable[[], T]) -> T:
-    return call()
 
 
 # Dashboard data: kinds, latest values, history ---------------------------------------------------------------
@@ -633,26 +636,25 @@ async def kinds(request: web.Request) -> web.Response:
 
 
 def _measurement(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
-    hub = request.app[HUB_KEY]
-    state = hub.ingest.devices.get(ref)
+    state = request.app[HUB_KEY].ingest.devices.get(ref)
     if state is None or state.kind is None:
         raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or registered")
-    if not hasattr(hub.backend, "query"):
-        raise _error(web.HTTPNotImplemented, "history and grades need the InfluxDB 1.x backend for now")
     return state.kind.name, state.kind.measurement
 
 
-def _tags(ref: DeviceRef) -> str:
-    return f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
+def _db(request: web.Request) -> InfluxV1:
+    """The database, for reading (history, overview, grades): the 1.x API only, for now."""
+    backend = request.app[HUB_KEY].backend
+    if not isinstance(backend, InfluxV1):
+        raise _error(web.HTTPNotImplemented, "history, overviews and grades need the InfluxDB 1.x backend for now")
+    return backend
 
 
 async def _query(request: web.Request, q: str) -> list[dict[str, Any]]:
-    backend = request.app[HUB_KEY].backend
     try:
-        series: list[dict[str, Any]] = await backend.query(q)  # type: ignore[union-attr]
+        return await _db(request).query(q)
     except StorageError as err:
         raise _error(web.HTTPServiceUnavailable, f"InfluxDB: {err}") from None
-    return series
 
 
 MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
@@ -665,11 +667,7 @@ async def cohort_overview(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     cohort = request.match_info["cohort"]
     token = _token(request)
-    states = [
-        s for s in hub.ingest.devices.values() if s.ref.cohort == cohort and can_read(token, s.ref) and _listed(s)
-    ]
-    if not hasattr(hub.backend, "query"):
-        raise _error(web.HTTPNotImplemented, "the overview needs the InfluxDB 1.x backend for now")
+    states = [s for s in hub.ingest.devices.values() if s.ref.cohort == cohort and can_read(token, s.ref)]
     try:
         spark_s = max(30, min(3600, int(request.query.get("spark_s", "300"))))
     except ValueError:
@@ -733,7 +731,7 @@ async def latest(request: web.Request) -> web.Response:
     ref = _ref(request)
     _readable(request, ref)
     kind, measurement = _measurement(request, ref)
-    q = f'SELECT * FROM "{measurement}" WHERE {_tags(ref)} AND time > now() - {LATEST_WITHIN} ORDER BY time DESC LIMIT 1'
+    q = f'SELECT * FROM "{measurement}" WHERE {device_clause(ref)} AND time > now() - {LATEST_WITHIN} ORDER BY time DESC LIMIT 1'
     series = await _query(request, q)
     fields: dict[str, object] = {}
     at = None
@@ -765,7 +763,7 @@ async def history(request: web.Request) -> web.Response:
         raise _error(web.HTTPBadRequest, "the range must be positive and at most 90 days")
     interval = max(1, math.ceil((end - start) / points))
     q = (
-        f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {_tags(ref)} '
+        f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {device_clause(ref)} '
         f"AND time >= {int(start * 1e9)} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
     )
     rows = [values for s in await _query(request, q) for values in s.get("values", [])]
@@ -815,7 +813,8 @@ async def sessions_start(request: web.Request) -> web.Response:
     token = _token(request)
     trainer = f"{token.label or 'trainer'} (token {token.id})"
     registry = request.app[HUB_KEY].registry
-    session = await _registry_call(request, _sync(lambda: registry.start_session(cohort, learner, trainer)))
+    with _registry_change(request):
+        session = registry.start_session(cohort, learner, trainer)
     log.info("demo %s started for %s/%s by %s", session.id, cohort, learner, trainer)
     return web.json_response(session.as_json(), status=201)
 
@@ -832,7 +831,8 @@ async def sessions_stop(request: web.Request) -> web.Response:
     session = _session(request)
     _managed_cohort(request, session.cohort)
     registry = request.app[HUB_KEY].registry
-    stopped = await _registry_call(request, _sync(lambda: registry.stop_session(session.id)))
+    with _registry_change(request):
+        stopped = registry.stop_session(session.id)
     log.info("demo %s of %s/%s stopped", stopped.id, stopped.cohort, stopped.learner)
     return web.json_response(stopped.as_json())
 
@@ -841,8 +841,7 @@ async def sessions_grade(request: web.Request) -> web.Response:
     """The session's grade from what InfluxDB holds for its window (a running session: up to now)."""
     session = _session(request)
     hub = request.app[HUB_KEY]
-    if not hasattr(hub.backend, "query"):
-        raise _error(web.HTTPNotImplemented, "grades need the InfluxDB 1.x backend for now")
+    db = _db(request)
     if not await hub.flush_evidence(timeout=3.0):
         raise _error(
             web.HTTPServiceUnavailable,
@@ -850,7 +849,7 @@ async def sessions_grade(request: web.Request) -> web.Response:
         )
     try:
         rubrics = load_rubrics()
-        report = await grade_session(hub.backend, hub.registry, session, rubrics)
+        report = await grade_session(db, hub.registry, session, rubrics)
     except RubricError as err:
         raise _error(web.HTTPInternalServerError, f"a rubric in config/rubrics is wrong: {err}") from None
     except StorageError as err:

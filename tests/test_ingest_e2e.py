@@ -258,9 +258,11 @@ async def test_closed_lab_refuses_unknown_devices_and_open_lab_registers_them_ge
     cohort = unique("c")
     closed = await start_hub(open_mode=False)
     stranger = DeviceRef(cohort, "eve", "box")
+    ghost = DeviceRef(cohort, "gus", "box")  # only a (retained) status left behind: not a device of this lab
     listener = await MqttListener(services.mqtt_port, stranger.topic("errors")).ready()
     pub = MqttPublisher(services.mqtt_port)
     try:
+        await pub.publish(ghost.topic("status"), b"offline")
         await pub.publish(stranger.topic("telemetry"), b'{"t": 1}')
         error = await listener.next_json()
     finally:
@@ -268,6 +270,7 @@ async def test_closed_lab_refuses_unknown_devices_and_open_lab_registers_them_ge
         pub.close()
     assert error["code"] == "unknown_device" and error["value"] == stranger.key
     assert influx_count(services.influx_port, closed.cfg.influx.database, "generic", "t") == 0
+    assert stranger in closed.ingest.devices and ghost not in closed.ingest.devices  # its status came first
 
 
 async def test_generic_devices_pin_types_and_a_cross_device_conflict_is_isolated(
