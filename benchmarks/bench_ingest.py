@@ -182,7 +182,7 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         seq = 0
-        q = "SELECT last(seq) FROM generic WHERE device = 'p1'"
+        q = "SELECT last(seq) FROM /^generic\\./ WHERE device = 'p1'"
         while not self.stop.is_set():
             seq += 1
             started = time.perf_counter()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +23,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from devices.text import finite_float, has_surrogates, valid_text
+
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "arms"
 ACK_STATUSES = ("accepted", "rejected", "done")
 MAX_ID = 64
+MAX_JOINTS = 16  # more than any classroom arm has: bounds what an app or an ack may name
 
 
 class ProfileError(ValueError):
@@ -132,9 +134,18 @@ COMMAND_TYPES = ("move", "pose", "gripper", "home", "stop")
 
 
 def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CommandError("not_a_number", f"{what} must be a number of degrees, got {json.dumps(value)[:40]}")
-    return float(value)
+    number = finite_float(value)  # never float() on a 400-digit integer: OverflowError
+    if number is None:
+        raise CommandError("not_a_number", f"{what} must be a number of degrees, got {_show(value)}")
+    return number
+
+
+def _show(value: object) -> str:
+    """A short JSON copy of a value for an error message (huge integers and odd objects included)."""
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError, RecursionError):
+        return "?"
 
 
 def _speed(obj: Mapping[str, Any]) -> float | None:
@@ -155,7 +166,9 @@ def parse_command(obj: object) -> Command:
         targets = obj.get("targets")
         if not isinstance(targets, Mapping) or not targets:
             raise CommandError("malformed", 'a move needs "targets": an object of joint names to angles in degrees')
-        return Move({str(k): _number(v, f"target for {k}") for k, v in targets.items()}, _speed(obj))
+        if len(targets) > MAX_JOINTS:
+            raise CommandError("malformed", f"a move names at most {MAX_JOINTS} joints")
+        return Move({str(k): _number(v, f"target for {_show(k)}") for k, v in targets.items()}, _speed(obj))
     if kind == "pose":
         name = obj.get("name")
         if not isinstance(name, str) or not name:
@@ -172,9 +185,7 @@ def parse_command(obj: object) -> Command:
         return Home(_speed(obj))
     if kind == "stop":
         return Stop()
-    raise CommandError(
-        "unknown_type", f"unknown command type {json.dumps(kind)[:40]}: use one of {', '.join(COMMAND_TYPES)}"
-    )
+    raise CommandError("unknown_type", f"unknown command type {_show(kind)}: use one of {', '.join(COMMAND_TYPES)}")
 
 
 def resolve(command: Command, profile: ArmProfile) -> tuple[dict[str, float], float | None]:
@@ -273,13 +284,19 @@ def decode_ack(payload: bytes) -> Ack:
         raise ValueError('ack needs the command\'s "id"')
     if status not in ACK_STATUSES:
         raise ValueError(f"ack status must be one of {', '.join(ACK_STATUSES)}")
+    if has_surrogates(command_id):
+        raise ValueError("ack id is not valid text")
     pose = obj.get("pose")
     clean_pose = None
-    if isinstance(pose, dict):
-        clean_pose = {
-            str(k): float(v) for k, v in pose.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-    return Ack(command_id, status, str(obj.get("reason", ""))[:200], clean_pose, bool(obj.get("interrupted", False)))
+    if isinstance(pose, dict):  # numbers only, and never more joints than an arm can have
+        clean_pose = {}
+        for key, value in list(pose.items())[:MAX_JOINTS]:
+            number = finite_float(value)
+            if number is not None:
+                clean_pose[valid_text(str(key))[:MAX_ID]] = number
+    reason = obj.get("reason", "")
+    text = valid_text(reason[:200]) if isinstance(reason, str) else ""
+    return Ack(command_id, status, text, clean_pose, obj.get("interrupted") is True)
 
 
 def encode_ack(ack: Ack) -> bytes:

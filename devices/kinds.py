@@ -52,10 +52,30 @@ class DeviceKind:
 
     @property
     def measurement(self) -> str:
-        """InfluxDB measurement holding this kind's readings: one per kind."""
+        """The measurement of a fixed kind's readings (open kinds: see measurement_for)."""
         return self.name
 
+    def measurement_for(self, cohort: str, learner: str) -> str:
+        """The InfluxDB measurement holding a device's readings.
 
+        A fixed kind has one measurement (its schema fixes every field's type). An open kind has one per
+        learner, `<kind>.<cohort>.<learner>`: InfluxDB gives a field one type per measurement and shard,
+        so in a shared measurement the first learner to send `temperature` as text would get every other
+        learner's numbers refused. Names are unambiguous: cohort and learner names hold no dots.
+        """
+        return f"{self.name}.{cohort}.{learner}" if self.open_fields else self.name
+
+    def measurement_source(self, cohort: str | None = None) -> str:
+        """An InfluxQL FROM clause for this kind's readings (of one cohort): an open kind's per-learner
+        measurements by regex (cohort names hold only letters, digits, `_` and `-`)."""
+        if not self.open_fields:
+            return f'"{self.name}"'
+        return f"/^{self.name}\\.{cohort}\\./" if cohort else f"/^{self.name}\\./"
+
+
+# Distinct field names one device of an open kind may use over its life: each is a column in InfluxDB,
+# and a board that puts a value or a counter in the name would otherwise grow them without end.
+MAX_DISTINCT_FIELDS = 64
 # Field names a learner may choose: they must survive line protocol, Flux and InfluxQL unquoted.
 FIELD_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # use with fullmatch()
 # Names the hub owns: the tags it sets from the topic and the timestamp keys.

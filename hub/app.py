@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -25,8 +26,10 @@ from aiohttp import web
 
 from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
+from devices.text import json_has_surrogates
 from hub.accounts import Accounts
-from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError
+from hub.boundary import MQTT, Boundaries
+from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
 from hub.credentials import read_secret, save_credentials
 from hub.dynsec import DynsecError
@@ -46,6 +49,15 @@ BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
 MAX_PENDING_COMMIT = 200_000
 REGISTRY_POLL_S = 0.5  # how soon a registry change (a CLI command) reaches the hub
 COMMIT_EVERY_S = 0.002  # records waiting for an fsync before intake pauses (a stalled disk)
+WATCH_EVERY_S = 0.1  # the watchdog's tick: how late it wakes is the event loop's lag
+LAG_WINDOW_S = 5.0  # the lag reported is the worst of this window
+LAG_DEGRADED_S = 0.5  # worse than this, /healthz says degraded: every device's answers wait that long
+STALL_S = 2.0  # messages waiting and none handled for this long: intake is stalled
+
+
+def source_of(topic: str) -> str:
+    """Who sent a message, for the boundary's log: the device part of its topic (escaped when logged)."""
+    return "/".join(topic.split("/", 4)[:4])
 
 
 def presence_of(state: DeviceState) -> dict[str, object]:
@@ -55,6 +67,24 @@ def presence_of(state: DeviceState) -> dict[str, object]:
         "last_seen_ns": state.last_seen_ns or None,
         "rate_per_s": round(state.rate_per_s, 2),
     }
+
+
+@dataclass(slots=True)
+class Watchdog:
+    """What the watchdog measured: the event loop's lag, and whether intake moves."""
+
+    lag_s: float = 0.0  # the worst lag over the last LAG_WINDOW_S
+    stalled_s: float = 0.0  # how long messages have waited with none handled (0: intake moves)
+    stalls: int = 0  # times intake was found stalled
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if self.lag_s > LAG_DEGRADED_S:
+            out.append(f"event loop lagging: {self.lag_s * 1000:.0f} ms")
+        if self.stalled_s >= STALL_S:
+            out.append(f"intake stalled: messages waiting, none handled for {self.stalled_s:.0f} s")
+        return out
 
 
 @dataclass(slots=True)
@@ -97,6 +127,7 @@ class Hub:
             read_secret(cfg.secret_file(cfg.influx.password_file, "influx-hub")) if cfg.influx.username else None
         )
         self.backend = make_backend(cfg.influx, influx_password)
+        self.boundaries = Boundaries()  # failures of single inputs, by surface and error type
         self.live = Live()
         spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
         self.spool: Spool[InspectorEntry] = Spool(
@@ -123,6 +154,7 @@ class Hub:
             refresh=lambda: self.apply_registry(),
             audit=self._audit,
             on_rejected=lambda state, problem: self.live.rejection(state.ref, problem),
+            clear_retained=lambda topic: self.mqtt.publish(topic, b"", qos=1, retain=True),
         )
         self.registry = Registry(cfg.registry_path)
         self.accounts = Accounts.for_lab(cfg, self.registry)
@@ -135,6 +167,7 @@ class Hub:
             cfg.mqtt.port,
             self._client_id(cfg),
             on_message=self._on_message,
+            on_failure=lambda msg, err: self.boundaries.failed(MQTT, source_of(msg.topic), err),
             on_connect=self._on_connect,
             subscriptions=[(t, 1) for t in subscriptions("labhub" if workers > 1 else None)] + [(BROKER_DROPPED, 0)],
             keepalive=cfg.mqtt.keepalive,
@@ -155,6 +188,7 @@ class Hub:
         self.writer: Writer[InspectorEntry] = Writer(
             self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
         )
+        self.unreadable_acks = 0
         self.broker_dropped: int | None = None
         self.broker_drop_alarm_until = 0.0
         self._acks: deque[AckSlot] = deque()
@@ -169,6 +203,7 @@ class Hub:
         self.stopped = asyncio.Event()  # run() has finished: spool closed, connections gone
         self._stop = asyncio.Event()
         self._rates = Rates(time.monotonic())
+        self.watchdog = Watchdog()
 
     def stop(self) -> None:
         self._stop.set()
@@ -197,29 +232,40 @@ class Hub:
         except FileNotFoundError:
             suffix = secrets.token_hex(6)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(suffix + "\n")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a secret: private
+            with os.fdopen(fd, "w") as fh:
+                fh.write(suffix + "\n")
         return f"{cfg.mqtt.client_id}-{suffix}"
 
     # Wiring ------------------------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
+        """The boundary of one MQTT message: whatever happens inside is counted and logged, and a QoS 1
+        message is settled (acknowledged in turn once its readings are committed, or at once when there
+        is nothing to commit or its handling failed), so nothing is redelivered forever."""
         topic = msg.topic
         if topic[:1] == "$":
-            self._broker_stat(msg)
+            with self.boundaries.guard(MQTT, "$SYS"):
+                self._broker_stat(msg)
             return
-        if topic.endswith("/ack") or topic.endswith("/commands/request"):
-            self._command_message(msg)
-            if msg.qos:
-                self._acks.append(AckSlot(msg.mid, msg.qos, True))
-                self._flush_acks()
-            return
-        entry = self.ingest.handle(msg)
+        slot = None
         if msg.qos:
-            slot = AckSlot(msg.mid, msg.qos, entry is None)  # nothing to store: acknowledge in turn
+            slot = AckSlot(msg.mid, msg.qos, False)
             self._acks.append(slot)
+        entry = None
+        try:
+            if topic.endswith("/ack") or topic.endswith("/commands/request"):
+                self._command_message(msg)
+            else:
+                entry = self.ingest.handle(msg)
+        except Exception as err:  # the boundary: one message's failure stops here
+            self.boundaries.failed(MQTT, source_of(topic), err)
+            entry = None
+        if slot is not None:
             if entry is not None:
                 self._entry_acks[id(entry)] = slot
             else:
+                slot.ready = True  # nothing to wait for: acknowledge in turn
                 self._flush_acks()
 
     def _on_reading(self, state: DeviceState, fields: dict[str, FieldValue], time_ns: int) -> None:
@@ -282,13 +328,16 @@ class Hub:
             try:
                 self.relay.on_ack(parsed.ref, decode_ack(msg.payload))
             except ValueError as err:
-                log.warning("%s: unreadable acknowledgement: %s", parsed.ref.key, err)
+                self.unreadable_acks += 1
+                self.boundaries.warn(parsed.ref.key, "%s: unreadable acknowledgement: %s", parsed.ref.key, err)
             return
         request_id = None
         try:
             request = json.loads(msg.payload)
+            if json_has_surrogates(request):
+                raise ValueError("not valid Unicode")
             if isinstance(request, dict) and request.get("request_id") is not None:
-                request_id = str(request["request_id"])[:64]
+                request_id = text_of(request["request_id"])[:64]
             self.relay.submit(parsed.ref, request, "mqtt", request_id=request_id)
         except CommandError as err:
             body = {"request_id": request_id, "state": "refused", "error": err.as_json()}
@@ -297,7 +346,7 @@ class Hub:
             body = {
                 "request_id": None,
                 "state": "refused",
-                "error": {"code": "malformed", "message": "a command request is a JSON object"},
+                "error": {"code": "malformed", "message": "a command request is a JSON object of valid UTF-8 text"},
             }
             self.mqtt.publish(parsed.ref.topic("commands/result"), json.dumps(body).encode(), qos=0)
         except OfflineError:
@@ -471,6 +520,7 @@ class Hub:
                     tg.create_task(self._report_loop(), name="report"),
                     tg.create_task(self._presence_loop(), name="presence"),
                     tg.create_task(self._registry_loop(), name="registry"),
+                    tg.create_task(self._watchdog_loop(), name="watchdog"),
                 ]
                 try:
                     await self.mqtt.wait_connected(30)
@@ -505,11 +555,36 @@ class Hub:
             return
         try:
             await self.backend.ensure_database()
-            types = await self.backend.field_types("generic")
+            types = await self.backend.field_types()
         except StorageError as err:
             log.warning("InfluxDB not ready at start (%s); writes will be retried", err)
             return
-        self.ingest.learn_types("generic", types)
+        self.ingest.learn_types(types)
+
+    async def _watchdog_loop(self) -> None:
+        """Event-loop lag (how late a timer fires) and intake stalls (bytes wait, no message is handled)."""
+        window: deque[tuple[float, float]] = deque()
+        handled, moved_at = self.mqtt.handled, time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(WATCH_EVERY_S)
+            now = time.monotonic()
+            window.append((now, max(0.0, now - before - WATCH_EVERY_S)))
+            while window[0][0] < now - LAG_WINDOW_S:
+                window.popleft()
+            self.watchdog.lag_s = max(lag for _, lag in window)
+            idle = self.mqtt.paused or not self.mqtt.connected.is_set() or not self.mqtt.waiting()
+            if self.mqtt.handled != handled or idle:
+                handled, moved_at = self.mqtt.handled, now
+                self.watchdog.stalled_s = 0.0
+                continue
+            was_stalled = self.watchdog.stalled_s >= STALL_S
+            self.watchdog.stalled_s = now - moved_at
+            if self.watchdog.stalled_s >= STALL_S and not was_stalled:
+                self.watchdog.stalls += 1
+                log.error(
+                    "intake stalled: %d bytes wait from the broker, no message handled for 2 s", self.mqtt.waiting()
+                )
 
     async def _report_loop(self) -> None:
         while True:
@@ -528,6 +603,11 @@ class Hub:
             f"spool {self.spool.unstored_bytes // 1024} KiB, "
             f"InfluxDB {'failing: ' + self.writer.stats.last_error if self.writer.stats.last_error else 'ok'}"
         )
+        problems = self.watchdog.problems
+        failures = self.boundaries.total
+        if failures:
+            line += f", {failures} inputs failed inside the hub"
+        line += f"; DEGRADED: {'; '.join(problems)}" if problems else ""
         self._rates = Rates(now, totals.received, totals.stored, rejected)
         return line
 
@@ -551,6 +631,7 @@ class Hub:
             reasons.append(f"spool full ({self.spool.unstored_bytes} bytes waiting for InfluxDB): intake paused")
         if self._commit_paused:
             reasons.append(f"{self.spool.pending} readings wait for the disk: intake paused")
+        reasons += self.watchdog.problems
         return {"status": "degraded" if reasons else "ok", "reasons": reasons}
 
     def stats(self) -> dict[str, object]:

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from devices.arm import (
+    COMMAND_TYPES,
     Ack,
     ArmProfile,
     Command,
@@ -42,6 +43,8 @@ from devices.arm import (
     parse_command,
     resolve,
 )
+from devices.text import valid_text
+from hub.boundary import escape
 from hub.lineproto import encode_line, series_prefix
 from hub.topics import DeviceRef
 
@@ -290,14 +293,19 @@ class CommandRelay:
         if record is None or record.device != ref:
             # Every worker sees every acknowledgement; only the one that sent the command knows it.
             log.debug(
-                "%s: acknowledgement for a command not sent from here: %s (%s)", ref.key, ack.command_id, ack.status
+                "%s: acknowledgement for a command not sent from here: %s (%s)",
+                ref.key,
+                escape(ack.command_id, 64),
+                ack.status,
             )
             return
         if record.state in FINAL:
             log.info("%s: late %s for command %s, already %s", ref.key, ack.status, record.id, record.state.value)
             return
-        if ack.pose:
-            self.arms[ref].pose.update(ack.pose)
+        arm = self.arms.get(ref)
+        joints = arm.profile.joints if arm is not None else {}
+        if ack.pose and arm is not None:  # the arm's own joints only: an ack cannot grow the pose the hub keeps
+            arm.pose.update({k: v for k, v in ack.pose.items() if k in joints})
         if ack.status == "accepted":
             if record.state is State.SENT:
                 record.state = State.ACCEPTED
@@ -309,7 +317,7 @@ class CommandRelay:
         else:
             if record.accepted_ns is None:
                 record.accepted_ns = time.time_ns()
-            record.pose = dict(ack.pose) if ack.pose else None
+            record.pose = {k: v for k, v in ack.pose.items() if k in joints} if ack.pose else None
             record.interrupted = ack.interrupted
             self._finish(record, State.DONE, "interrupted" if ack.interrupted else "")
 
@@ -357,24 +365,41 @@ class CommandRelay:
                 self._finish(record, State.FAILED, "the hub stopped")
 
 
+OTHER_TYPE = "other"
+
+
+def type_tag(kind: object) -> str:
+    """The `type` tag of a `commands` point: a known command type or `other` (tags come from closed
+    vocabularies: a learner's text never becomes a series or a measurement)."""
+    return kind if isinstance(kind, str) and kind in COMMAND_TYPES else OTHER_TYPE
+
+
+def text_of(value: object) -> str:
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        text = "?"
+    return valid_text(text[:200])
+
+
 def audit_line(record: CommandRecord) -> str:
     """The `commands` point for a finished command (tags: device, type, state; latencies as fields)."""
     tags = {
         "cohort": record.device.cohort,
         "learner": record.device.learner,
         "device": record.device.device,
-        "type": str(record.request.get("type", "?")),
+        "type": type_tag(record.request.get("type")),
         "state": record.state.value,
     }
     fields: dict[str, float | int | bool | str] = {
         "id": record.id,
         "source": record.source,
-        "request": json.dumps(dict(record.request), separators=(",", ":"))[:200],
+        "request": text_of(dict(record.request)),
         "interrupted": record.interrupted,
         "expected_s": float(record.duration_s),
     }
     if record.reason:
-        fields["reason"] = record.reason[:200]
+        fields["reason"] = valid_text(record.reason[:200])
     pose = record.pose or {}
     if record.targets and record.state is State.DONE and all(j in pose for j in record.targets):
         # How far the final pose is from the targets: "target pose reached" is graded from this.
@@ -395,7 +420,7 @@ def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str
         "cohort": ref.cohort,
         "learner": ref.learner,
         "device": ref.device,
-        "type": str(kind)[:32] if isinstance(kind, str) and kind else "?",
+        "type": type_tag(kind),
         "state": "refused",
     }
     try:
@@ -405,8 +430,10 @@ def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str
     fields: dict[str, float | int | bool | str] = {
         "source": source,
         "request": text,
-        "reason": f"{err.code}: {err}"[:200],
+        "reason": valid_text(f"{err.code}: {err}"[:200]),
     }
+    if tags["type"] == OTHER_TYPE and kind is not None:
+        fields["type_sent"] = text_of(kind)  # the raw text is kept, as a field: never a tag or a name
     return encode_line(series_prefix("commands", tags), fields, time_ns)
 
 

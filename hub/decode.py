@@ -17,6 +17,7 @@ from enum import StrEnum
 
 import orjson
 
+from devices.text import has_surrogates, json_has_surrogates, valid_text
 from hub.problems import PayloadRejected, reject
 
 TIMESTAMP_KEYS = ("ts", "time", "timestamp")
@@ -111,7 +112,10 @@ def _decode_json(text: str) -> Decoded:
     except ValueError:  # int beyond Python's digit limit
         raise reject("number_too_long", value=text) from None
     if not isinstance(obj, dict):
-        raise reject("not_an_object", value=text, got=_JSON_TYPES.get(type(obj), type(obj).__name__))
+        raise reject("not_an_object", value=valid_text(text), got=_JSON_TYPES.get(type(obj), type(obj).__name__))
+    broken = _surrogate_field(obj)
+    if broken is not None:  # JSON can spell text that is not Unicode ("\udc80"): refused here, at the edge
+        raise reject("invalid_unicode", field=broken)
     timestamp = None
     for key in TIMESTAMP_KEYS:
         if key in obj:
@@ -121,20 +125,51 @@ def _decode_json(text: str) -> Decoded:
     return Decoded(obj, timestamp, Source.JSON)
 
 
+DIAGNOSE_CHARS = 4096  # the beginner's mistake shows in the first few KiB; the diagnosis stays cheap
+
+
 def _diagnose_json(text: str, err: json.JSONDecodeError) -> PayloadRejected:
-    """Name the usual beginner mistakes instead of echoing the parser."""
-    if _UNQUOTED_KEY.search(_strip_strings(text)):
+    """Name the usual beginner mistakes instead of echoing the parser. Linear time: the patterns below have
+    no nested repetition, and they see at most DIAGNOSE_CHARS characters."""
+    head = text[:DIAGNOSE_CHARS]
+    if _UNQUOTED_KEY.search(_strip_strings(head)):
         return reject("json_unquoted_key", value=text, position=err.pos)
-    if _SINGLE_QUOTED.search(text):
+    if _SINGLE_QUOTED.search(head):
         return reject("json_single_quotes", value=text, position=err.pos)
-    if _TRAILING_COMMA.search(text):
+    if _TRAILING_COMMA.search(head):
         return reject("json_trailing_comma", value=text, position=err.pos)
     return reject("invalid_json", value=text, position=err.pos, detail=err.msg, line=err.lineno, column=err.colno)
 
 
 def _strip_strings(text: str) -> str:
-    """The text with double-quoted strings blanked, so a ':' inside a string is not mistaken for a key."""
-    return re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    """The text with double-quoted strings blanked, so a ':' inside a string is not mistaken for a key.
+
+    One pass over the text (a regex search for strings is quadratic on an unterminated one: it restarts
+    at every quote); an unterminated string blanks the rest."""
+    out: list[str] = []
+    start = 0  # where the text outside strings resumes
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] != '"':
+            i += 1
+            continue
+        out.append(text[start:i])
+        i += 1
+        while i < n and text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        out.append('""')
+        i += 1
+        start = i
+    out.append(text[start:])
+    return "".join(out)
+
+
+def _surrogate_field(obj: dict[str, object]) -> str | None:
+    """The first key whose name or value holds a lone surrogate (see devices.text), or None."""
+    for key, value in obj.items():
+        if has_surrogates(key) or json_has_surrogates(value):
+            return key
+    return None
 
 
 def _decode_bare(field: str, text: str) -> Decoded:

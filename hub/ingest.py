@@ -15,10 +15,11 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from devices.kinds import ARM, KINDS, DeviceKind, FieldType
+from hub.boundary import escape
 from hub.commands import AUDIT_KEY
 from hub.config import DeviceConfig
 from hub.decode import decode_payload
@@ -35,18 +36,21 @@ log = logging.getLogger(__name__)
 
 MAX_ROUTES = 100_000
 MAX_DEVICES = 10_000
+EVICT_FRACTION = 10  # when the table is full, the 1/10 of undeclared devices idle the longest are forgotten
 ERROR_BURST = 20.0
+INSPECT_BYTES = 2048  # the inspector keeps (and shows) this much of each payload, whatever its size
 
 
 class InspectorEntry:
     """One raw message as the hub saw it, and what became of it."""
 
-    __slots__ = ("device", "digest", "errors", "payload", "pending", "received_ns", "topic", "verdict")
+    __slots__ = ("device", "digest", "errors", "payload", "pending", "received_ns", "size", "topic", "verdict")
 
     def __init__(self, received_ns: int, topic: str, payload: bytes, device: DeviceState) -> None:
         self.received_ns = received_ns
         self.topic = topic
-        self.payload = payload
+        self.payload = payload[:INSPECT_BYTES]  # a device cannot make the hub keep 50 × 1 MiB
+        self.size = len(payload)
         self.verdict = "queued"
         self.errors: list[dict[str, object]] = []
         self.pending = 0
@@ -54,12 +58,12 @@ class InspectorEntry:
         self.digest = 0
 
     def as_json(self) -> dict[str, object]:
-        text = self.payload[:2048].decode("utf-8", errors="replace")
+        text = self.payload.decode("utf-8", errors="replace")
         return {
             "received_ns": self.received_ns,
             "topic": self.topic,
             "payload": text,
-            "payload_bytes": len(self.payload),
+            "payload_bytes": self.size,
             "verdict": self.verdict,
             "errors": self.errors,
         }
@@ -80,6 +84,8 @@ class DeviceState:
     rejected: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     pins: dict[str, FieldType] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)  # field names this device has had accepted (open kinds)
+    measurement: str = ""
     last_stamp_ns: int = 0
     last_device_ts: int | None = None
     online: bool | None = None
@@ -123,6 +129,8 @@ class IngestTotals:
     rejected: Counter[str] = field(default_factory=Counter)
     bad_topics: int = 0
     duplicates: int = 0  # redeliveries recognised as already spooled
+    retained_ignored: int = 0  # stored copies of telemetry sent again by the broker: never stored twice
+    devices_evicted: int = 0  # undeclared devices forgotten to make room (open mode)
     errors_sent: int = 0
     errors_suppressed: int = 0
 
@@ -151,6 +159,7 @@ class Ingest:
         refresh: Callable[[], None] | None = None,
         audit: Callable[[str, str], None] | None = None,
         on_rejected: Callable[[DeviceState, dict[str, object]], None] | None = None,
+        clear_retained: Callable[[str], object] | None = None,
     ) -> None:
         self._declared = {d.ref: d for d in declared}
         self._enqueue = enqueue
@@ -172,6 +181,8 @@ class Ingest:
         self._refresh = refresh
         self._audit = audit  # evidence for grading (rejections, presence) → InfluxDB, through the spool
         self._on_rejected = on_rejected  # live views
+        self._clear_retained = clear_retained  # asks the broker to forget a retained telemetry message
+        self._clearing: set[str] = set()
         self.devices: dict[DeviceRef, DeviceState] = {}
         self._routes: dict[str, tuple[DeviceState, str, str | None]] = {}
         self.known_types: dict[tuple[str, str], FieldType] = {}
@@ -191,7 +202,7 @@ class Ingest:
         state = self.devices.get(ref)
         if state is not None:
             return state
-        if len(self.devices) >= MAX_DEVICES:
+        if len(self.devices) >= MAX_DEVICES and not self._evict():
             return None
         kind = self._kind_of(ref)
         if kind is not None and ref not in self._declared:
@@ -204,20 +215,37 @@ class Ingest:
             prefix=self._prefix(ref, kind),
             inspector=deque(maxlen=self._inspector_size),
             watched=kind is ARM or self._watch(ref),
+            measurement=_measurement(ref, kind),
         )
         self._pin_known(state)
         self.devices[ref] = state
         return state
 
+    def _evict(self) -> bool:
+        """Make room in a full device table: forget the undeclared, unwatched devices idle the longest (in
+        open mode anyone can invent devices; they must not fill the table for good). False: none to forget."""
+        idle = sorted(
+            (s for s in self.devices.values() if not s.declared and not s.watched), key=lambda s: s.last_seen_ns
+        )
+        if not idle:
+            return False
+        forget = idle[: max(1, len(self.devices) // EVICT_FRACTION)]
+        for state in forget:
+            del self.devices[state.ref]
+        self.totals.devices_evicted += len(forget)
+        self._routes.clear()
+        log.warning("device table full (%d): forgot the undeclared devices idle the longest", MAX_DEVICES)
+        return True
+
     @staticmethod
     def _prefix(ref: DeviceRef, kind: DeviceKind | None) -> str:
         tags = {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device}
-        return series_prefix(kind.measurement if kind else "unregistered", tags)
+        return series_prefix(_measurement(ref, kind), tags)
 
     def _pin_known(self, state: DeviceState) -> None:
         kind = state.kind
         if kind is not None and kind.open_fields:
-            state.pins.update({f: t for (m, f), t in self.known_types.items() if m == kind.measurement})
+            state.pins.update({f: t for (m, f), t in self.known_types.items() if m == state.measurement})
 
     def declare(self, declared: Iterable[DeviceConfig]) -> set[DeviceRef]:
         """The registry changed: new devices get a state, a changed kind applies from the next message on.
@@ -238,7 +266,9 @@ class Ingest:
                 log.info("%s is now of kind %s", state.ref.key, kind.name if kind else "unregistered")
                 state.kind = kind
                 state.prefix = self._prefix(state.ref, kind)
+                state.measurement = _measurement(state.ref, kind)
                 state.pins.clear()
+                state.names.clear()
                 self._pin_known(state)
                 state.watched = kind is ARM or self._watch(state.ref)
         return removed
@@ -282,6 +312,17 @@ class Ingest:
             if channel == "status":
                 self._status(state, msg.payload, now, msg.retain)
             return None
+        if msg.retain:  # the broker's stored copy, sent again at each (re)connect: stored once already
+            self.totals.retained_ignored += 1
+            if msg.payload and self._clear_retained is not None:
+                if len(self._clearing) >= MAX_ROUTES:
+                    self._clearing.clear()
+                self._clearing.add(msg.topic)
+                self._clear_retained(msg.topic)  # the broker forgets it (and sends us the empty message)
+            return None
+        if not msg.payload and msg.topic in self._clearing:
+            self._clearing.discard(msg.topic)  # our own clearing of a retained copy, not the device's
+            return None
         # QoS 1 messages can come again after a crash; the digest recognises what is already spooled.
         digest = payload_digest(msg.payload) if msg.qos else 0
         if msg.dup and digest and self._is_duplicate(state.ref.key, digest):
@@ -301,7 +342,7 @@ class Ingest:
             return None
         try:
             decoded = decode_payload(msg.payload, field_name, self.max_payload_bytes)
-            readings = [validate(kind, d, now, state.pins, self._limits) for d in decoded]
+            readings = [validate(kind, d, now, state.pins, self._limits, state.names) for d in decoded]
         except PayloadRejected as err:
             self._reject(state, entry, err.problems, now)
             return None
@@ -331,6 +372,7 @@ class Ingest:
             for name, ftype in reading.types.items():
                 if name not in pins:
                     pins[name] = ftype
+            state.names.update(reading.types)
         if state.kind is not None and not state.kind.open_fields:
             line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         else:
@@ -386,19 +428,20 @@ class Ingest:
             problem = Problem("type_conflict", conflict.field, None, {"pinned": existing.value, "got": got.value})
             self.known_types[(conflict.measurement, conflict.field)] = existing
             for other in self.devices.values():
-                if other.kind is not None and other.kind.measurement == conflict.measurement and other.kind.open_fields:
+                if other.measurement == conflict.measurement and other.kind is not None and other.kind.open_fields:
                     other.pins[conflict.field] = existing
         log.warning("InfluxDB refused a point from %s: %s", state.ref.key, detail[:200])
         entry.pending -= 1
         self._reject(state, entry, [problem], self._clock())
 
-    def learn_types(self, measurement: str, types: dict[str, str]) -> None:
-        """Field types InfluxDB already holds (read at start), so conflicts are caught before writing."""
-        for name, influx_type in types.items():
+    def learn_types(self, types: Mapping[tuple[str, str], str]) -> None:
+        """Field types InfluxDB already holds, by (measurement, field) (read at start), so conflicts are
+        caught before writing."""
+        for (measurement, name), influx_type in types.items():
             ftype = _influx_type(influx_type)
             self.known_types[(measurement, name)] = ftype
             for state in self.devices.values():
-                if state.kind is not None and state.kind.measurement == measurement and state.kind.open_fields:
+                if state.measurement == measurement and state.kind is not None and state.kind.open_fields:
                     state.pins.setdefault(name, ftype)
 
     def _reject(self, state: DeviceState, entry: InspectorEntry, problems: list[Problem], now: int) -> None:
@@ -460,7 +503,7 @@ class Ingest:
             self.totals.errors_suppressed += 1
             return
         state.error_tokens -= 1.0
-        log.info("%s: %s — %s", state.ref.key, message.get("code"), message.get("message"))
+        log.info("%s: %s — %s", state.ref.key, message.get("code"), escape(message.get("message", "")))
         if state.errors_suppressed:
             message["suppressed_before"] = state.errors_suppressed
         message["time_ns"] = now
@@ -488,6 +531,10 @@ class Ingest:
 
     def online_count(self) -> int:
         return sum(1 for s in self.devices.values() if s.online)
+
+
+def _measurement(ref: DeviceRef, kind: DeviceKind | None) -> str:
+    return kind.measurement_for(ref.cohort, ref.learner) if kind is not None else "unregistered"
 
 
 def _influx_type(name: str) -> FieldType:

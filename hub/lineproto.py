@@ -3,16 +3,20 @@
 The series prefix (measurement and tags) is computed once per device; per reading only the fields and
 the timestamp are formatted. Escaping follows the line-protocol reference: commas, spaces and equals
 signs in tag keys/values and field keys, commas and spaces in measurements, quotes and backslashes in
-string field values.
+string field values, and control characters everywhere (as visible text: see _CONTROLS).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\\": "\\\\"})
-_KEY_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\=", "\\": "\\\\"})
-_STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\"})
+# Line protocol has no escape for a line break: one in a name or a value would end the point and start
+# another, named by the sender. Control characters are written as visible text instead (a backslash makes
+# InfluxDB's scanner skip the character after it, so `\n` can never break a line or a section).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\\": "\\\\", **_CONTROLS})
+_KEY_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\=", "\\": "\\\\", **_CONTROLS})
+_STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\", **_CONTROLS})
 
 
 def escape_measurement(name: str) -> str:

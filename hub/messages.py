@@ -10,6 +10,7 @@ import json
 import string
 from collections.abc import Mapping
 
+from devices.text import valid_text
 from hub.problems import Problem
 
 LANGUAGES = ("en", "fr")
@@ -35,6 +36,16 @@ CATALOGUE: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "fr": (
             "le message n'est pas de l'UTF-8 valide (octet invalide à la position {offset})",
             'envoyez du texte : du JSON comme {{"temperature": 21.5}} ; vérifiez le tampon que vous publiez',
+        ),
+    },
+    "invalid_unicode": {
+        "en": (
+            "payload holds a broken text escape (a lone \\u surrogate such as \\ud800) in {field}",
+            "send plain UTF-8 text; if your code builds JSON by hand, let a JSON library escape strings",
+        ),
+        "fr": (
+            "le message contient un échappement de texte cassé (un \\u isolé comme \\ud800) dans {field}",
+            "envoyez du texte UTF-8 ; si votre code écrit le JSON à la main, laissez une bibliothèque JSON le faire",
         ),
     },
     "empty_payload": {
@@ -157,6 +168,18 @@ CATALOGUE: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "fr": (
             "{size} champs dans une mesure (limite {limit})",
             "envoyez moins de champs, ou répartissez-les sur plusieurs appareils",
+        ),
+    },
+    "too_many_distinct_fields": {
+        "en": (
+            "new field '{field}': this device already has {limit} different field names",
+            "reuse your existing field names (a field name is a column, not a value); ask your trainer if you "
+            "really need more",
+        ),
+        "fr": (
+            "nouveau champ '{field}' : cet appareil a déjà {limit} noms de champs différents",
+            "réutilisez vos noms de champs (un nom de champ est une colonne, pas une valeur) ; demandez à votre "
+            "formateur s'il vous en faut vraiment plus",
         ),
     },
     "unknown_field_suggest": {
@@ -349,6 +372,7 @@ def preview(value: object) -> str:
             text = json.dumps(value, allow_nan=True)
         except (TypeError, ValueError):
             text = repr(value)
+    text = valid_text(text)
     return text if len(text) <= VALUE_PREVIEW else text[: VALUE_PREVIEW - 1] + "…"
 
 
@@ -360,13 +384,14 @@ def render(problem: Problem, lang: str = "en") -> dict[str, object]:
     else:
         message, hint = entries.get(lang) or entries["en"]
     values = _Lenient(problem.params)
-    values["field"] = problem.field if problem.field is not None else "?"
+    field = None if problem.field is None else preview(problem.field)
+    values["field"] = field if field is not None else "?"
     values["value"] = preview(problem.value)
     formatter = string.Formatter()
     out: dict[str, object] = {
         "code": problem.code,
         "severity": "warning" if problem.code in WARNINGS else "error",
-        "field": problem.field,
+        "field": field,
         "value": None if problem.value is None else preview(problem.value),
         "message": formatter.vformat(message, (), values),
         "hint": formatter.vformat(hint, (), values),

@@ -95,6 +95,30 @@ class HubCollector(Collector):
             "Events dropped for slow WebSocket clients",
             hub.live.dropped,
         )
+        failures = CounterMetricFamily(
+            "labhub_input_failures",
+            "Units of input whose handling failed inside the hub (caught at their boundary), by surface and error",
+            labels=["surface", "error"],
+        )
+        for (surface, error), count in sorted(hub.boundaries.failures.items()):
+            failures.add_metric([surface, error], count)
+        yield failures
+        yield gauge("loop_lag_seconds", "Worst event-loop lag over the last 5 s", hub.watchdog.lag_s)
+        yield gauge(
+            "intake_stalled",
+            "1 while messages wait and none is handled (2 s or more)",
+            float(hub.watchdog.stalled_s >= 2),
+        )
+        yield counter("intake_stalls", "Times intake was found stalled", hub.watchdog.stalls)
+        yield counter(
+            "retained_telemetry_ignored",
+            "Stored copies of telemetry the broker sent again (not stored twice)",
+            totals.retained_ignored,
+        )
+        yield counter(
+            "devices_evicted", "Undeclared devices forgotten when the device table was full", totals.devices_evicted
+        )
+        yield counter("spool_corrupt_bytes", "Corrupt spool bytes skipped when reading back", spool.corrupt_bytes)
         yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import random
 import socket
+import struct
+import termios
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from hub.boundary import escape
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +135,7 @@ class _PahoClient(paho.Client):
         try:
             topic = bytes(packet[2:start]).decode("utf-8")
         except UnicodeDecodeError:  # brokers refuse such topics; never pass one on, never ask for it again
-            log.warning("dropped a message whose topic is not UTF-8: %r", bytes(packet[2:start])[:80])
+            log.warning("dropped a message whose topic is not UTF-8: %s", escape(bytes(packet[2:start])[:80]))
             return self._send_puback(mid) if qos else MQTTErrorCode.MQTT_ERR_SUCCESS
         deliver(Message(topic, bytes(packet[end:]), qos, bool(header & 0x01), mid, bool(header & 0x08)))
         if qos and not self._manual_ack:
@@ -149,6 +154,7 @@ class MqttClient:
         client_id: str,
         *,
         on_message: Callable[[Message], None] | None = None,
+        on_failure: Callable[[Message, Exception], None] | None = None,
         subscriptions: Iterable[tuple[str, int]] = (),
         will: Will | None = None,
         keepalive: int = 60,
@@ -164,6 +170,9 @@ class MqttClient:
         self.port = port
         self.client_id = client_id
         self._on_message_cb = on_message
+        self._on_failure = on_failure
+        self.handled = 0  # messages whose handler returned (the watchdog's "intake moves" signal)
+        self.failures = 0  # handlers that raised (each counted, logged by on_failure, the message settled)
         self._on_connect_cb = on_connect
         self._subscriptions = list(subscriptions)
         self._keepalive = keepalive
@@ -185,6 +194,7 @@ class MqttClient:
         self._v5 = protocol == "5"
         version = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
         self._persistent = persistent
+        self._manual_ack = manual_ack
         # A persistent session keeps the hub's subscriptions and queues its QoS 1 messages while it is away;
         # with manual acks a message is acknowledged only when the hub says so (after the spool's fsync).
         client = _PahoClient(
@@ -234,7 +244,7 @@ class MqttClient:
                     break
                 attempt = 0 if self.connects > connects_before else attempt + 1
                 delay = self._backoff.delay(attempt)
-                log.warning("%s: %s; reconnecting in %.1f s", self.client_id, self.last_error or "disconnected", delay)
+                log.warning("MQTT: %s; reconnecting in %.1f s", self.last_error or "disconnected", delay)
                 await asyncio.sleep(delay)
         finally:
             misc.cancel()
@@ -265,12 +275,12 @@ class MqttClient:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._acked.wait(), max(0.0, deadline - time.monotonic()))
             if self._unacked:
-                log.warning("%s: disconnecting with %d messages not acknowledged", self.client_id, len(self._unacked))
+                log.warning("MQTT: disconnecting with %d messages not acknowledged", len(self._unacked))
             self._client.disconnect()
             try:
                 await asyncio.wait_for(self._disconnected.wait(), timeout)
             except TimeoutError:
-                log.warning("%s: broker did not confirm the disconnect", self.client_id)
+                log.warning("MQTT: the broker did not confirm the disconnect")
         self._disconnected.set()
 
     def drop(self) -> None:
@@ -320,6 +330,19 @@ class MqttClient:
     def paused(self) -> bool:
         return self._paused
 
+    def waiting(self) -> int:
+        """Bytes received but not yet handled (in our buffer and in the kernel's): the watchdog's "is
+        anything waiting" signal."""
+        sock = self._sock
+        if sock is None:
+            return 0
+        waiting = sock.buffered if isinstance(sock, BufferedSocket) else 0
+        try:
+            waiting += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            pass
+        return waiting
+
     # paho callbacks (all on the loop thread) ---------------------------------------------------
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -332,7 +355,7 @@ class MqttClient:
             _, self._subscribe_mid = client.subscribe(self._subscription_list(self._subscriptions))
         else:
             self.subscribed.set()
-        log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
+        log.info("connected to the broker at %s:%d", self.host, self.port)  # never the client id: a secret
         self.connected.set()
         if self._on_connect_cb is not None:
             self._on_connect_cb()
@@ -352,18 +375,29 @@ class MqttClient:
         if mid == self._subscribe_mid:
             failed = [r for r in reasons if r.is_failure]
             if failed:
-                log.error("%s: broker refused subscriptions: %s", self.client_id, failed)
+                log.error("MQTT: the broker refused subscriptions: %s", failed)
             self.subscribed.set()
 
     def _deliver(self, message: Message) -> None:
+        """The last boundary before paho's read path: an exception escaping here would make paho handle the
+        same packet again and again (its input state is reset only after the handler returns)."""
         self._received += 1
-        if self._on_message_cb is not None:
+        if self._on_message_cb is None:
+            return
+        try:
             self._on_message_cb(message)
+        except Exception as err:  # the handler has its own boundary; this one keeps paho's read path safe
+            self.failures += 1
+            if self._on_failure is not None:
+                self._on_failure(message, err)
+            else:
+                log.error("a message on %s failed: %s", escape(message.topic, 120), escape(err))
+            if message.qos and self._manual_ack:
+                self._client.ack(message.mid, message.qos)  # settled: never redelivered forever
+        self.handled += 1
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._received += 1
-        if self._on_message_cb is not None:
-            self._on_message_cb(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
+        self._deliver(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock

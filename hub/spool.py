@@ -12,7 +12,10 @@ timestamp, so writing it again stores the same point (same series, time and valu
 
 Record layout: header `<IIQQ` (body length, crc32 of body, received ns, payload digest), then the body
 `device-key NUL line`. A torn record at the end of the last segment (a crash mid-write) was never
-acknowledged: it is cut off at open, and the broker sends that message again.
+acknowledged: it is cut off at open, and the broker sends that message again. A corrupt record anywhere
+else (a bad sector, a stray write) is skipped, counted and logged, and reading resumes at the next record
+whose header and CRC check out: every later, acknowledged record is still replayed.
+Spool files are private (0600, folder 0700): they hold every learner's readings.
 """
 
 from __future__ import annotations
@@ -36,6 +39,43 @@ HEADER = struct.Struct("<IIQQ")
 SEGMENT_SUFFIX = ".log"
 MAX_RECORD = 1 << 20
 RECENT = 200_000
+
+
+def scan(data: bytes, base: int) -> tuple[list[tuple[int, int, int, int, bytes]], int, int]:
+    """Records in `data` (which starts at spool position `base`). Pure.
+
+    Returns ([(position, end, received_ns, digest, body)], where the last whole record ends (relative to
+    `data`), corrupt bytes skipped). A record whose CRC fails, or whose length is impossible, is skipped by
+    resynchronising on the next offset where a whole record with a good CRC starts; if none does, the rest
+    is an unfinished write (a torn tail) and the scan stops before it.
+    """
+    out: list[tuple[int, int, int, int, bytes]] = []
+    pos, end, skipped = 0, 0, 0
+    size = len(data)
+    while pos + HEADER.size <= size:
+        length, crc, received_ns, digest = HEADER.unpack_from(data, pos)
+        stop = pos + HEADER.size + length
+        if 0 < length <= MAX_RECORD and stop <= size and zlib.crc32(data[pos + HEADER.size : stop]) == crc:
+            out.append((base + pos, base + stop, received_ns, digest, data[pos + HEADER.size : stop]))
+            pos = end = stop
+            continue
+        following = _resync(data, pos + 1)
+        if following is None:
+            break  # nothing valid after it: a torn tail
+        skipped += following - pos
+        pos = following
+    return out, end, skipped
+
+
+def _resync(data: bytes, start: int) -> int | None:
+    """The first offset at or after `start` where a whole record with a good CRC begins."""
+    size = len(data)
+    for pos in range(start, size - HEADER.size + 1):
+        length, crc = struct.unpack_from("<II", data, pos)
+        stop = pos + HEADER.size + length
+        if 0 < length <= MAX_RECORD and stop <= size and zlib.crc32(data[pos + HEADER.size : stop]) == crc:
+            return pos
+    return None
 
 
 def payload_digest(payload: bytes) -> int:
@@ -83,7 +123,9 @@ class Spool(Generic[T]):
         self.segment_bytes = segment_bytes
         self._on_full = on_full
         self._on_drained = on_drained
-        self._pending: list[tuple[int, int, str, str, T | None]] = []  # received_ns, digest, key, line, owner
+        self._pending: list[
+            tuple[int, int, str, str, T | None, bytes]
+        ] = []  # received_ns, digest, key, line, owner, body
         self._pending_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._ready = asyncio.Event()
@@ -100,6 +142,7 @@ class Spool(Generic[T]):
         self.recent: dict[tuple[str, int], int] = {}  # (device, digest) → position, for redelivery checks
         self._recent_order: deque[tuple[tuple[str, int], int]] = deque()
         self.full = False
+        self.corrupt_bytes = 0  # skipped when reading back (counted, logged; the records after them are kept)
         self.commits = 0
         self.replayed = 0
         self.backlog_started_ns: int | None = None
@@ -108,7 +151,8 @@ class Spool(Generic[T]):
 
     def open(self) -> int:
         """Recover the spool; return how many bytes of unstored records will be replayed."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)  # also when it was made before, with the default mode
         segments = self._segments()
         self.checkpoint = self._load_checkpoint(segments)
         end = segments[-1] if segments else 0
@@ -142,16 +186,13 @@ class Spool(Generic[T]):
         return max(value, segments[0] if segments else 0)
 
     def _recover_tail(self, start: int) -> int:
-        """Walk the last segment's records; cut a torn or corrupt tail; return the end position."""
+        """Walk the last segment's records; skip corrupt ones; cut a torn tail; return the end position."""
         path = self._path(start)
         data = path.read_bytes()
-        offset = 0
-        while offset + HEADER.size <= len(data):
-            length, crc, _, _ = HEADER.unpack_from(data, offset)
-            body = data[offset + HEADER.size : offset + HEADER.size + length]
-            if length > MAX_RECORD or len(body) < length or zlib.crc32(body) != crc:
-                break
-            offset += HEADER.size + length
+        _, offset, skipped = scan(data, start)
+        if skipped:
+            self.corrupt_bytes += skipped
+            log.error("spool: skipped %d corrupt bytes in %s; the records after them are kept", skipped, path.name)
         if offset < len(data):
             log.warning(
                 "spool: cutting %d bytes of an unfinished write at the end of %s", len(data) - offset, path.name
@@ -180,7 +221,7 @@ class Spool(Generic[T]):
         if self._fd >= 0:
             os.close(self._fd)
         self._segment_start = start
-        self._fd = os.open(self._path(start), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self._path(start), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -196,8 +237,14 @@ class Spool(Generic[T]):
     # Intake side -------------------------------------------------------------------------------
 
     def append(self, received_ns: int, digest: int, key: str, line: str, owner: T | None) -> None:
-        """Add a record to the next group commit (not durable until commit() returns)."""
-        self._pending.append((received_ns, digest, key, line, owner))
+        """Add a record to the next group commit (not durable until commit() returns).
+
+        The record is encoded here, so text that cannot be UTF-8 fails the caller (inside its input's
+        boundary), never the commit that holds everyone's readings."""
+        body = f"{key}\0{line}".encode()
+        if len(body) > MAX_RECORD:
+            raise ValueError(f"a spool record of {len(body)} bytes is over {MAX_RECORD}")
+        self._pending.append((received_ns, digest, key, line, owner, body))
         self._pending_event.set()
 
     def seen(self, key: str, digest: int) -> bool:
@@ -226,8 +273,7 @@ class Spool(Generic[T]):
         records: list[Record[T]] = []
         position = self.committed_end
         pack, crc32, header_size = HEADER.pack, zlib.crc32, HEADER.size
-        for received_ns, digest, key, line, owner in group:
-            body = f"{key}\0{line}".encode()
+        for received_ns, digest, key, line, owner, body in group:
             size = len(body)
             chunks.append(pack(size, crc32(body), received_ns, digest))
             chunks.append(body)
@@ -345,7 +391,9 @@ class Spool(Generic[T]):
             return
         self._checkpoint_saved = now
         tmp = self.directory / "checkpoint.tmp"
-        tmp.write_text(str(self.checkpoint))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(self.checkpoint))
         os.replace(tmp, self.directory / "checkpoint")
 
     def _read_backlog(self, most: int) -> list[Record[T]]:
@@ -375,24 +423,22 @@ class Spool(Generic[T]):
                 data = fh.read(size)
         except FileNotFoundError:
             return []
+        records, _, skipped = scan(data, start + offset)
+        if skipped:
+            self.corrupt_bytes += skipped
+            log.error("spool: %d corrupt bytes at %d of %s skipped", skipped, start + offset, self._path(start).name)
         out: list[tuple[Record[T], int]] = []
-        pos = 0
-        while pos + HEADER.size <= len(data):
-            at = start + offset + pos
+        for at, stop, received_ns, digest, body in records:
             if end is not None and at >= end:
                 break
-            length, crc, received_ns, digest = HEADER.unpack_from(data, pos)
-            body = data[pos + HEADER.size : pos + HEADER.size + length]
-            if len(body) < length:
-                break
-            size = HEADER.size + length
-            if zlib.crc32(body) != crc:
-                log.error("spool: record at %d of %s is corrupt; skipped", at, self._path(start).name)
-                pos += size
-                continue
             key, _, line = body.partition(b"\0")
-            out.append((Record(at, at + size, received_ns, key.decode(), line.decode(), None), digest))
-            pos += size
+            try:
+                record: Record[T] = Record(at, stop, received_ns, key.decode(), line.decode(), None)
+            except UnicodeDecodeError:  # a good CRC over bad text: written by something else; skip it
+                self.corrupt_bytes += stop - at
+                log.error("spool: record at %d of %s is not text; skipped", at, self._path(start).name)
+                continue
+            out.append((record, digest))
         return out
 
     # State -------------------------------------------------------------------------------------

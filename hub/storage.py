@@ -80,7 +80,7 @@ class Backend(Protocol):
 
     async def write(self, body: str) -> None: ...
 
-    async def field_types(self, measurement: str) -> dict[str, str]: ...
+    async def field_types(self) -> dict[tuple[str, str], str]: ...
 
 
 # Writer ------------------------------------------------------------------------------------------
@@ -276,9 +276,10 @@ class InfluxV1:
         series: list[dict[str, Any]] = result.get("series", [])
         return series
 
-    async def field_types(self, measurement: str) -> dict[str, str]:
-        series = await self.query(f'SHOW FIELD KEYS FROM "{measurement}"')
-        return {row[0]: row[1] for s in series for row in s.get("values", [])}
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        """Every field's type, by (measurement, field)."""
+        series = await self.query("SHOW FIELD KEYS")
+        return {(s["name"], row[0]): row[1] for s in series for row in s.get("values", [])}
 
 
 def _v1_error(text: str) -> str:
@@ -326,7 +327,7 @@ class InfluxV2:
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise StorageError(f"{type(err).__name__}: {err}") from None
 
-    async def field_types(self, measurement: str) -> dict[str, str]:
+    async def field_types(self) -> dict[tuple[str, str], str]:
         return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 400s
 
 

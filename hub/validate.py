@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from devices.kinds import (
     FIELD_NAME_RE,
+    MAX_DISTINCT_FIELDS,
     MAX_FIELDS,
     MAX_STRING_LENGTH,
     RESERVED_NAMES,
@@ -71,8 +72,11 @@ def validate(
     now_ns: int,
     pinned: Mapping[str, FieldType],
     limits: Limits = DEFAULT_LIMITS,
+    names: Collection[str] = (),
 ) -> Reading:
-    """Check every field and the timestamp; raise PayloadRejected listing all problems."""
+    """Check every field and the timestamp; raise PayloadRejected listing all problems.
+
+    `names`: the field names this device (of an open kind) already used; at most MAX_DISTINCT_FIELDS in all."""
     values = decoded.values
     if not kind.open_fields and decoded.timestamp is None and _all_plain(kind.bounds, values):
         return Reading(values, _NO_TYPES, None)  # type: ignore[arg-type]
@@ -88,6 +92,11 @@ def validate(
             problem = _check_open_field(name, value, decoded.source, pinned, fields, types)
             if problem is not None:
                 problems.append(problem)
+        new = [name for name in fields if name not in names]
+        room = MAX_DISTINCT_FIELDS - len(names)
+        if len(new) > room:
+            first = new[max(0, room)]
+            problems.append(Problem("too_many_distinct_fields", first, fields[first], {"limit": MAX_DISTINCT_FIELDS}))
     else:
         for name, value in values.items():
             problem = _check_kind_field(kind, name, value, fields)

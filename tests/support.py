@@ -48,6 +48,10 @@ class MqttListener:
         result: dict[str, Any] = json.loads(payload)
         return result
 
+    def pending(self) -> int:
+        """Messages received and not taken yet."""
+        return self.queue.qsize()
+
     def close(self) -> None:
         self.client.disconnect()  # wakes paho's thread, so loop_stop() does not wait out its select()
         self.client.loop_stop()
@@ -90,15 +94,17 @@ def influx_query(port: int, db: str, q: str, auth: tuple[str, str] | None = None
 def influx_count(
     port: int, db: str, measurement: str, field: str, where: str = "", auth: tuple[str, str] | None = None
 ) -> int:
-    """How many values of `field` are stored (0 while the database does not exist yet)."""
+    """How many values of `field` are stored (0 while the database does not exist yet); `measurement` may be
+    a regex (`/^generic\\./`: the open kind's measurements of every learner)."""
     clause = f" WHERE {where}" if where else ""
+    source = measurement if measurement.startswith("/") else f'"{measurement}"'  # a regex: every learner's
     try:
-        series = influx_query(port, db, f'SELECT count("{field}") FROM "{measurement}"{clause}', auth)
+        series = influx_query(port, db, f'SELECT count("{field}") FROM {source}{clause}', auth)
     except AssertionError as err:
         if "database not found" in str(err):
             return 0
         raise
-    return int(series[0]["values"][0][1]) if series else 0
+    return sum(int(s["values"][0][1]) for s in series)
 
 
 def api_token(hub: Any, role: str = "trainer", scope: str = "*") -> str:

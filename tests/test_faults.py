@@ -93,15 +93,16 @@ class Lab:
     def counts(self, cohort: str) -> tuple[int, int]:
         """(points, distinct sequence numbers) stored for a cohort."""
         try:
-            total = influx_query(self.influx_port, "labhub", f"SELECT count(n) FROM generic WHERE cohort = '{cohort}'")
+            total = influx_query(
+                self.influx_port, "labhub", f"SELECT count(n) FROM /^generic\\./ WHERE cohort = '{cohort}'"
+            )
             distinct = influx_query(
-                self.influx_port, "labhub", f"SELECT count(distinct(n)) FROM generic WHERE cohort = '{cohort}'"
+                self.influx_port, "labhub", f"SELECT count(distinct(n)) FROM /^generic\\./ WHERE cohort = '{cohort}'"
             )
         except (OSError, AssertionError):
             return 0, 0
-        if not total:
-            return 0, 0
-        return int(total[0]["values"][0][1]), int(distinct[0]["values"][0][1])
+        # One series per learner's measurement; sequence numbers are unique across learners.
+        return sum(int(s["values"][0][1]) for s in total), sum(int(s["values"][0][1]) for s in distinct)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.hub_logs if p.exists())
@@ -357,7 +358,8 @@ def test_conflict_in_the_first_write_into_a_new_database(lab: Lab) -> None:
     client.connect("127.0.0.1", lab.mqtt_port)
     client.loop_start()
     infos = [client.publish(f"lab/{cohort}/ana/dev/telemetry", json.dumps({"x": 1.5, "n": 0}), qos=1)]
-    infos.append(client.publish(f"lab/{cohort}/ben/dev/telemetry", json.dumps({"x": "text", "n": 1}), qos=1))
+    # Another device of the same learner: they share a measurement (other learners' types never apply).
+    infos.append(client.publish(f"lab/{cohort}/ana/dev2/telemetry", json.dumps({"x": "text", "n": 1}), qos=1))
     infos += [client.publish(f"lab/{cohort}/eve/dev/telemetry", json.dumps({"n": i}), qos=1) for i in range(2, 10)]
     wait_for(lambda: all(info.is_published() for info in infos), 30, "all published")
     wait_for(lambda: (lab.stats() or {}).get("writer", {}).get("retries", 0) >= 1, 15, "writes to be retried")

@@ -269,39 +269,53 @@ async def test_closed_lab_refuses_unknown_devices_and_open_lab_registers_them_ge
         listener.close()
         pub.close()
     assert error["code"] == "unknown_device" and error["value"] == stranger.key
-    assert influx_count(services.influx_port, closed.cfg.influx.database, "generic", "t") == 0
+    assert influx_count(services.influx_port, closed.cfg.influx.database, "/^generic\\./", "t") == 0
     assert stranger in closed.ingest.devices and ghost not in closed.ingest.devices  # its status came first
 
 
-async def test_generic_devices_pin_types_and_a_cross_device_conflict_is_isolated(
+async def test_generic_devices_pin_types_and_one_learner_cannot_shape_anothers_types(
     services: Services, start_hub: HubFactory
 ) -> None:
     cohort = unique("c")
-    ana, ben = DeviceRef(cohort, "ana", "robot"), DeviceRef(cohort, "ben", "robot")
+    ana, ana2, ben = (
+        DeviceRef(cohort, "ana", "robot"),
+        DeviceRef(cohort, "ana", "robot2"),
+        DeviceRef(cohort, "ben", "robot"),
+    )
     hub = await start_hub()
     db = hub.cfg.influx.database
-    listener = await MqttListener(services.mqtt_port, f"lab/{cohort}/+/robot/errors").ready()
+    listener = await MqttListener(services.mqtt_port, f"lab/{cohort}/+/+/errors").ready()
     pub = MqttPublisher(services.mqtt_port)
     try:
         await pub.publish(ana.topic("telemetry"), b'{"speed": 1.5, "mode": "auto", "armed": true}')
-        await count_when_stable(services.influx_port, db, "generic", "speed", "", 1)
+        await count_when_stable(services.influx_port, db, f"generic.{cohort}.ana", "speed", "", 1)
         await pub.publish(ana.topic("telemetry"), b'{"speed": "fast"}')  # flips its own pinned type
         own = await listener.next_json()
-        # Ben never sent `speed`, so only InfluxDB knows it is a float: the write is refused and isolated.
-        await pub.publish(ben.topic("telemetry"), b'{"speed": "slow"}')
-        await pub.publish(ben.topic("telemetry/temperature"), b"21.5")
+        # Ana's other device never sent `speed`, so only InfluxDB knows it is a float in Ana's measurement:
+        # the write is refused and isolated.
+        await pub.publish(ana2.topic("telemetry"), b'{"speed": "slow"}')
+        await pub.publish(ana2.topic("telemetry/temperature"), b"21.5")
         conflict = await listener.next_json(timeout=5)
-        await count_when_stable(services.influx_port, db, "generic", "temperature", "", 1)
-        await pub.publish(ben.topic("telemetry"), b'{"speed": "slower"}')  # now known before writing
+        await count_when_stable(services.influx_port, db, f"generic.{cohort}.ana", "temperature", "", 1)
+        await pub.publish(ana2.topic("telemetry"), b'{"speed": "slower"}')  # now known before writing
         again = await listener.next_json()
+        # Ben is another learner: Ana's types never apply to him, his text is stored, he gets no error.
+        await pub.publish(ben.topic("telemetry"), b'{"speed": "slow"}')
+        await count_when_stable(services.influx_port, db, f"generic.{cohort}.ben", "speed", "", 1)
+        await pub.publish(ana.topic("telemetry"), b'{"speed": 2.5}')  # a marker after Ben's reading
+        await count_when_stable(services.influx_port, db, f"generic.{cohort}.ana", "speed", "", 2)
+        assert listener.pending() == 0, "Ben was told off for Ana's types"
     finally:
         listener.close()
         pub.close()
     assert (own["code"], own["field"], own["device"]) == ("type_changed", "speed", ana.key)
-    assert (conflict["code"], conflict["field"], conflict["device"]) == ("type_conflict", "speed", ben.key)
-    assert (again["code"], again["device"]) == ("type_changed", ben.key)
-    speeds = influx_query(services.influx_port, db, "SELECT speed, mode, armed FROM generic")[0]["values"]
-    assert [row[1:] for row in speeds] == [[1.5, "auto", True]]
+    assert (conflict["code"], conflict["field"], conflict["device"]) == ("type_conflict", "speed", ana2.key)
+    assert (again["code"], again["device"]) == ("type_changed", ana2.key)
+    speeds = influx_query(services.influx_port, db, f'SELECT speed, mode, armed FROM "generic.{cohort}.ana"')[0]
+    assert [row[1:] for row in speeds["values"]] == [[1.5, "auto", True], [2.5, None, None]]
+    bens = influx_query(services.influx_port, db, f'SELECT speed FROM "generic.{cohort}.ben"')[0]["values"]
+    assert [row[1] for row in bens] == ["slow"]
+    assert hub.ingest.devices[ben].rejected == {}
 
 
 async def test_line_protocol_and_bare_values_are_accepted(services: Services, start_hub: HubFactory) -> None:
@@ -378,7 +392,8 @@ async def test_two_workers_share_the_load_without_colliding(services: Services, 
         await pub.publish(ref.topic("telemetry"), json.dumps({"n": 200}))
         db = config.influx.database
         assert (
-            await count_when_stable(services.influx_port, db, "generic", "n", f"learner = '{ref.learner}'", 201) == 201
+            await count_when_stable(services.influx_port, db, "/^generic\\./", "n", f"learner = '{ref.learner}'", 201)
+            == 201
         )
     finally:
         pub.close()
@@ -389,7 +404,7 @@ async def test_two_workers_share_the_load_without_colliding(services: Services, 
     # A point is queryable a moment before the writer that stored it has counted it.
     await wait_until(lambda: sum(shares()) == 201, what="both workers to count what they stored")
     assert min(shares()) > 0  # both took part
-    times = [row[0] for row in influx_query(services.influx_port, db, "SELECT n FROM generic")[0]["values"]]
+    times = [row[0] for row in influx_query(services.influx_port, db, "SELECT n FROM /^generic\\./")[0]["values"]]
     assert len(set(times)) == 201
     assert {t % 2 for t in times} == {0, 1}  # each worker stamps its own residue class
 

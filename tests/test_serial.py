@@ -196,8 +196,10 @@ async def test_a_lines_sketch_is_stored_and_its_noise_reported(
         port.write(b"temp=21.5,hum=40\r\n")
         port.write(b"Sensor ready!\r\ntemp=21.7,hum=41\r\n")
         db = hub.cfg.influx.database
-        assert await count_when_stable(services.influx_port, db, "generic", "temp", f"cohort = '{cohort}'", 2) == 2
-        rows = influx_query(services.influx_port, db, f"SELECT temp, hum FROM generic WHERE cohort = '{cohort}'")
+        assert (
+            await count_when_stable(services.influx_port, db, "/^generic\\./", "temp", f"cohort = '{cohort}'", 2) == 2
+        )
+        rows = influx_query(services.influx_port, db, f"SELECT temp, hum FROM /^generic\\./ WHERE cohort = '{cohort}'")
         assert [row[1:] for row in rows[0]["values"]] == [[21.5, 40.0], [21.7, 41.0]]
         codes = {(await errors.next_json(timeout=3))["code"] for _ in range(2)}
         assert codes == {"serial_garbage", "not_a_reading"}
@@ -311,7 +313,7 @@ async def test_unplug_and_replug_lose_only_what_was_sent_while_unplugged(
 
     def stored_after() -> bool:
         rows = influx_query(
-            services.influx_port, db, f"SELECT n FROM generic WHERE cohort = '{cohort}' AND n > {first_after}"
+            services.influx_port, db, f"SELECT n FROM /^generic\\./ WHERE cohort = '{cohort}' AND n > {first_after}"
         )
         return bool(rows)
 
@@ -321,9 +323,11 @@ async def test_unplug_and_replug_lose_only_what_was_sent_while_unplugged(
     count = len(sent)
     stop_at = sent[-1]
     total = await count_when_stable(
-        services.influx_port, db, "generic", "n", f"cohort = '{cohort}' AND n <= {stop_at}", count
+        services.influx_port, db, "/^generic\\./", "n", f"cohort = '{cohort}' AND n <= {stop_at}", count
     )
-    rows = influx_query(services.influx_port, db, f"SELECT n FROM generic WHERE cohort = '{cohort}' AND n <= {stop_at}")
+    rows = influx_query(
+        services.influx_port, db, f"SELECT n FROM /^generic\\./ WHERE cohort = '{cohort}' AND n <= {stop_at}"
+    )
     stored = sorted(int(row[1]) for row in rows[0]["values"])
     print(
         f"unplug/replug: {len(lost)} lost while unplugged, {total} stored, resumed {resumed_s:.2f} s after the replug"

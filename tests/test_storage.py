@@ -146,7 +146,7 @@ async def test_readings_wait_for_influxdb_and_none_is_lost(
         assert status == 503 and health["status"] == "degraded"
         assert "InfluxDB writes failing" in health["reasons"][0]
         influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port())
-        assert await count_when_stable(port, "late", "generic", "n", "", 50) == 50
+        assert await count_when_stable(port, "late", "/^generic\\./", "n", "", 50) == 50
         await wait_until(lambda: hub.health()["status"] == "ok", what="health ok again")
     finally:
         pub.close()
@@ -171,8 +171,8 @@ async def test_queue_full_pauses_intake_and_resumes(
         await wait_until(lambda: hub.spool.full, what="spool full")
         assert hub.mqtt.paused and hub.health()["reasons"][-1].startswith("spool full")
         influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port())
-        assert await count_when_stable(port, "bp", "generic", "n", "", 100) == 100
-        values = sorted(row[1] for row in influx_query(port, "bp", "SELECT n FROM generic")[0]["values"])
+        assert await count_when_stable(port, "bp", "/^generic\\./", "n", "", 100) == 100
+        values = sorted(row[1] for row in influx_query(port, "bp", "SELECT n FROM /^generic\\./")[0]["values"])
         assert values == [float(i) for i in range(100)]
     finally:
         pub.close()

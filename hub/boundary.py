@@ -1,0 +1,93 @@
+"""Boundaries around each unit of outside input, and the text rules every input passes. Pure but for logging.
+
+A classroom sends everything a broken firmware can send. Each unit of input (an MQTT message, an HTTP
+request, a WebSocket message, a serial line, a spool record) is handled inside one boundary: whatever
+escapes its handler is counted by surface and error type, logged once per source and minute (control
+characters escaped, so a device cannot forge log lines), and the rest of the input keeps flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from devices.text import has_surrogates, valid_json, valid_text
+
+__all__ = ["Boundaries", "escape", "has_surrogates", "valid_json", "valid_text"]
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_S = 60.0  # one log line per (surface, source) and minute; every failure is counted
+MAX_SOURCES = 10_000  # sources remembered for log rate limiting (then the memory starts afresh)
+
+# Surfaces: where outside input enters the hub (metric label values; a closed vocabulary).
+MQTT = "mqtt"
+HTTP = "http"
+WEBSOCKET = "websocket"
+SERIAL = "serial"
+SPOOL = "spool"
+SURFACES = (MQTT, HTTP, WEBSOCKET, SERIAL, SPOOL)
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def escape(text: object, limit: int = 200) -> str:
+    """Text safe for one log line: control characters and lone surrogates escaped, at most `limit` characters."""
+    raw = text if isinstance(text, str) else str(text)
+    out = valid_text(raw[:limit].translate(_CONTROLS))
+    return out + ("…" if len(raw) > limit else "")
+
+
+class Boundaries:
+    """Counts and logs what escaped a handler; one instance per hub."""
+
+    def __init__(self) -> None:
+        self.failures: Counter[tuple[str, str]] = Counter()  # (surface, error type) → count
+        self._logged: dict[tuple[str, str], float] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.failures.values())
+
+    def failed(self, surface: str, source: str, err: BaseException) -> None:
+        """Record one failure of a unit of input from `source` (a device key, a route, a port)."""
+        self.failures[(surface, type(err).__name__)] += 1
+        key = (surface, source)
+        now = time.monotonic()
+        if now - self._logged.get(key, -1e18) < LOG_EVERY_S:
+            return
+        if len(self._logged) >= MAX_SOURCES:
+            self._logged.clear()
+        first = key not in self._logged
+        self._logged[key] = now
+        log.error(
+            "%s input from %s failed inside the hub (%s: %s); it was dropped and the rest goes on",
+            surface,
+            escape(source, 120),
+            type(err).__name__,
+            escape(err),
+            exc_info=err if first else None,
+        )
+
+    def warn(self, source: str, message: str, *args: object) -> None:
+        """Log a warning about `source`'s input at most once a minute (the caller counts the event)."""
+        key = ("warn", source)
+        now = time.monotonic()
+        if now - self._logged.get(key, -1e18) < LOG_EVERY_S:
+            return
+        if len(self._logged) >= MAX_SOURCES:
+            self._logged.clear()
+        self._logged[key] = now
+        log.warning(message, *(escape(a) if isinstance(a, (str, BaseException)) else a for a in args))
+
+    @contextmanager
+    def guard(self, surface: str, source: str) -> Iterator[None]:
+        """`with boundaries.guard(MQTT, key): handle(message)` — nothing escapes; failures are recorded."""
+        try:
+            yield
+        except Exception as err:  # the boundary: anything a handler lets through stops here
+            self.failed(surface, source, err)
