@@ -41,16 +41,17 @@ MAX_RECORD = 1 << 20
 RECENT = 200_000
 
 
-def scan(data: bytes, base: int) -> tuple[list[tuple[int, int, int, int, bytes]], int, int]:
+def scan(data: bytes, base: int) -> tuple[list[tuple[int, int, int, int, bytes]], int, list[tuple[int, int]]]:
     """Records in `data` (which starts at spool position `base`). Pure.
 
     Returns ([(position, end, received_ns, digest, body)], where the last whole record ends (relative to
-    `data`), corrupt bytes skipped). A record whose CRC fails, or whose length is impossible, is skipped by
+    `data`), [(position, bytes) of each corrupt stretch skipped]). A record whose CRC fails, or whose length is impossible, is skipped by
     resynchronising on the next offset where a whole record with a good CRC starts; if none does, the rest
     is an unfinished write (a torn tail) and the scan stops before it.
     """
     out: list[tuple[int, int, int, int, bytes]] = []
-    pos, end, skipped = 0, 0, 0
+    pos, end = 0, 0
+    skipped: list[tuple[int, int]] = []
     size = len(data)
     while pos + HEADER.size <= size:
         length, crc, received_ns, digest = HEADER.unpack_from(data, pos)
@@ -62,7 +63,7 @@ def scan(data: bytes, base: int) -> tuple[list[tuple[int, int, int, int, bytes]]
         following = _resync(data, pos + 1)
         if following is None:
             break  # nothing valid after it: a torn tail
-        skipped += following - pos
+        skipped.append((base + pos, following - pos))
         pos = following
     return out, end, skipped
 
@@ -143,6 +144,7 @@ class Spool(Generic[T]):
         self._recent_order: deque[tuple[tuple[str, int], int]] = deque()
         self.full = False
         self.corrupt_bytes = 0  # skipped when reading back (counted, logged; the records after them are kept)
+        self._corrupt_seen: set[int] = set()
         self.commits = 0
         self.replayed = 0
         self.backlog_started_ns: int | None = None
@@ -190,9 +192,7 @@ class Spool(Generic[T]):
         path = self._path(start)
         data = path.read_bytes()
         _, offset, skipped = scan(data, start)
-        if skipped:
-            self.corrupt_bytes += skipped
-            log.error("spool: skipped %d corrupt bytes in %s; the records after them are kept", skipped, path.name)
+        self._count_corrupt(skipped, path.name)
         if offset < len(data):
             log.warning(
                 "spool: cutting %d bytes of an unfinished write at the end of %s", len(data) - offset, path.name
@@ -424,9 +424,7 @@ class Spool(Generic[T]):
         except FileNotFoundError:
             return []
         records, _, skipped = scan(data, start + offset)
-        if skipped:
-            self.corrupt_bytes += skipped
-            log.error("spool: %d corrupt bytes at %d of %s skipped", skipped, start + offset, self._path(start).name)
+        self._count_corrupt(skipped, self._path(start).name)
         out: list[tuple[Record[T], int]] = []
         for at, stop, received_ns, digest, body in records:
             if end is not None and at >= end:
@@ -435,11 +433,21 @@ class Spool(Generic[T]):
             try:
                 record: Record[T] = Record(at, stop, received_ns, key.decode(), line.decode(), None)
             except UnicodeDecodeError:  # a good CRC over bad text: written by something else; skip it
-                self.corrupt_bytes += stop - at
-                log.error("spool: record at %d of %s is not text; skipped", at, self._path(start).name)
+                self._count_corrupt([(at, stop - at)], self._path(start).name)
                 continue
             out.append((record, digest))
         return out
+
+    def _count_corrupt(self, stretches: list[tuple[int, int]], name: str) -> None:
+        """Count and log each corrupt stretch once, however often it is read past."""
+        for position, size in stretches:
+            if position in self._corrupt_seen:
+                continue
+            self._corrupt_seen.add(position)
+            self.corrupt_bytes += size
+            log.error(
+                "spool: %d corrupt bytes at %d in %s skipped; the records after them are kept", size, position, name
+            )
 
     # State -------------------------------------------------------------------------------------
 
