@@ -63,6 +63,11 @@ def lab_wide(token: Token) -> bool:
     return token.role in ("trainer", "viewer") and token.scope == "*"
 
 
+def health_details(token: Token) -> bool:
+    """Why the hub is degraded (error texts of the broker and the database) is for trainers and viewers."""
+    return token.role in ("trainer", "viewer")
+
+
 def can_grant(token: Token, role: str, scope: str) -> bool:
     """A trainer hands out learner and viewer tokens in their cohorts; only an all-cohort trainer makes trainers."""
     if token.role != "trainer":

@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import getpass
 import logging
+import os
+import resource
 import signal
 import sys
 import time
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s " + _worker_tag(args) + "%(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    raise_fd_limit()
     try:
         code: int = args.func(args)
     except* (ConfigError, ServiceError, RegistryError, DynsecError, StorageError) as group:
@@ -56,6 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except* KeyboardInterrupt:
         code = 130
     return code
+
+
+FD_CEILING = 1 << 20  # when the hard limit is "unlimited": the kernel's usual nr_open
+
+
+def raise_fd_limit() -> None:
+    """Every socket (devices' MQTT traffic goes through one, but each live view and API client has its own) is a
+    file descriptor: the soft limit (often 1,024) goes up to the hard limit, which needs no privilege."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = FD_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as err:
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, err)
+            return
+        log.debug("open-files limit raised from %d to %d", soft, target)
+
+
+def private_state_dir(state_dir: Path) -> None:
+    """The state dir holds the registry, secrets, spool and reports: nobody else may list or read it. As root,
+    others keep only the right to pass through (0711), so the broker's unprivileged user reaches its folder."""
+    mode = 0o711 if os.geteuid() == 0 else 0o700
+    state_dir.mkdir(parents=True, exist_ok=True, mode=mode)
+    if state_dir.stat().st_mode & 0o777 != mode:
+        state_dir.chmod(mode)
 
 
 def _worker_tag(args: argparse.Namespace) -> str:
@@ -268,7 +297,7 @@ def sim_devices(cfg: LabConfig, extra: int) -> LabConfig:
 
 def start_services(cfg: LabConfig) -> list[Service]:
     services: list[Service] = []
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    private_state_dir(cfg.state_dir)
     try:
         if cfg.mqtt.launch:
             services.append(start_mosquitto(cfg.state_dir, cfg.mqtt.host, cfg.mqtt.port, open_mode=cfg.hub.open_mode))
@@ -339,6 +368,7 @@ def _lab_tokens(cfg: LabConfig, simulated: list[DeviceConfig]) -> None:
 
 def cmd_hub(args: argparse.Namespace) -> int:
     cfg = sim_devices(_configure(args), args.sim_count)
+    private_state_dir(cfg.state_dir)
     return asyncio.run(_run_lab(cfg, [], [], [], args.workers, args.worker))
 
 
@@ -504,9 +534,10 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
     example = next((d.ref for d in cfg.devices if d.kind == "air_quality"), DeviceRef("demo", "ana", "aq1"))
     arms = [d.ref for d in simulated if d.kind == "arm"]
     air = sum(1 for d in simulated if d.kind == "air_quality")
-    credentials = load_credentials(cfg.state_dir)
-    declared = [d.ref.key for d in cfg.devices if d.ref.key in credentials and d.ref.cohort != "sim"]
-    login = f"-u {example.key} -P '{credentials[example.key]}' " if example.key in credentials else ""
+    credentials_file = cfg.state_dir / CREDENTIALS_FILE
+    credentials = load_credentials(cfg.state_dir)  # only which accounts have one: a banner is projected
+    declared = [d.ref.key for d in cfg.devices if d.ref.key in credentials]
+    login = f'-u {example.key} -P "$PW" ' if example.key in credentials else ""
     token_file = secret_path(cfg.state_dir, TRAINER_TOKEN)
     api = f"http://{cfg.hub.http_host}:{http_port}"
     mode = (
@@ -523,9 +554,10 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
         f"  simulated      {air} air-quality sensors, {len(arms)} arm{'s' if len(arms) != 1 else ''}",
         f"  hub workers    {workers}"
         + (f" (APIs on ports {http_port}…{http_port + workers - 1})" if workers > 1 else ""),
-        f"  accounts       declared devices' MQTT passwords in {cfg.state_dir / CREDENTIALS_FILE}:",
-        *(f"                 {key:24} {credentials[key]}" for key in declared),
+        f"  accounts       {len(declared)} declared devices' MQTT passwords are in {credentials_file}",
+        "                 (readable by this account only; not shown here: a screen may be projected)",
         "  try:",
+        *([f"    PW=$(grep '\"{example.key}\"' {credentials_file} | cut -d'\"' -f4)"] if login else []),
         f"    mosquitto_sub -p {cfg.mqtt.port} {login}-t '{example.topic('errors')}' &",
         f"    mosquitto_pub -p {cfg.mqtt.port} {login}-t '{example.topic('telemetry')}' -m '{{\"pm25\": \"twelve\"}}'",
         f'    curl -s -H "Authorization: Bearer $(cat {token_file})" {api}/api/devices',
@@ -550,7 +582,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     """`labhub device|learner|cohort|token …`: change the registry and the broker's accounts together.
     Passwords and tokens go to stdout once; logs never carry them."""
     from hub.accounts import Accounts
-    from hub.registry import parse_csv
+    from hub.registry import MAX_CSV_BYTES, decode_csv, parse_csv
 
     cfg = _configure(args)
     registry = Registry(cfg.registry_path)
@@ -576,10 +608,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
             print(f"token {args.id} revoked")
         elif action == "cohort_import":
             try:
-                text = args.csv.read_text(encoding="utf-8-sig")
+                with open(args.csv, "rb") as fh:
+                    data = fh.read(MAX_CSV_BYTES + 1)  # a huge file is refused without reading it all
             except OSError as err:
                 raise RegistryError(f"{args.csv}: cannot read: {err.strerror}") from None
-            lines = parse_csv(text, frozenset(ARM_PROFILES))
+            try:
+                lines = parse_csv(decode_csv(data), frozenset(ARM_PROFILES))
+            except RegistryError as err:
+                raise RegistryError(f"{args.csv}: {err}") from None
             made = asyncio.run(accounts.import_lines(lines, learner_accounts=not args.no_learner_accounts))
             print(f"{len(lines)} lines read, {len(made)} new accounts (passwords shown once):")
             print("username,password")

@@ -23,12 +23,24 @@ def secret_path(state_dir: Path, name: str) -> Path:
     return state_dir / "secrets" / name
 
 
-def _write_private(path: Path, text: str) -> None:
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only its owner may enter (0700), made if missing, tightened if it was wider."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str, private_parent: bool = False) -> None:
+    """Write a file its owner alone may read (0600), atomically; never through a link, never briefly wider.
+    A missing folder is made 0700; `private_parent` tightens an existing one too (the secrets folder)."""
+    if private_parent or not path.parent.exists():
+        private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a stale .tmp (or a link planted there) is not written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # whatever the umask
         fh.write(text)
     os.replace(tmp, path)
 
@@ -41,7 +53,7 @@ def read_secret(path: Path) -> str | None:
 
 
 def write_secret(path: Path, value: str) -> None:
-    _write_private(path, value + "\n")
+    write_private(path, value + "\n", private_parent=True)
 
 
 def ensure_secret(path: Path) -> str:
@@ -50,7 +62,7 @@ def ensure_secret(path: Path) -> str:
     if existing is not None:
         return existing
     value = new_password()
-    _write_private(path, value + "\n")
+    write_private(path, value + "\n", private_parent=True)
     return value
 
 
@@ -79,5 +91,5 @@ def save_credentials(state_dir: Path, new: dict[str, str]) -> Path:
         *(f'"{user}" = "{password}"' for user, password in sorted(accounts.items())),
     ]
     path = state_dir / CREDENTIALS_FILE
-    _write_private(path, "\n".join(lines) + "\n")
+    write_private(path, "\n".join(lines) + "\n")
     return path

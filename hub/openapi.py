@@ -104,7 +104,12 @@ def _spec() -> dict[str, Any]:
         "info": {"title": "LabHub", "version": "0.1.0", "description": "The hub of an IoT maker lab."},
         "paths": {
             "/": {"get": _op("A short index page", responses={"200": "HTML"})},
-            "/healthz": {"get": _op("ok or degraded, with reasons", responses={"200": "ok", "503": "degraded"})},
+            "/healthz": {
+                "get": _op(
+                    "ok or degraded; the reasons only with a trainer's or viewer's token",
+                    responses={"200": "ok", "503": "degraded"},
+                )
+            },
             "/metrics": {"get": _op("Prometheus metrics", responses={"200": "text exposition format"})},
             "/api/openapi.json": {"get": _op("This description")},
             "/api/stats": {"get": _op("Counters: received, stored, rejected, spool, writer, MQTT")},

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -87,6 +88,7 @@ class DeviceRecord:
     description: str
     enabled: bool
     from_config: bool
+    created_ns: int = 0  # when it was registered: older data of that name belongs to someone else
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -206,12 +208,58 @@ def check_scope(role: str, scope: str) -> str:
 
 
 CSV_COLUMNS = ("cohort", "learner", "device", "kind", "profile", "description")
+MAX_CSV_BYTES = 1 << 20  # a cohort of 1,000 devices is ~50 KiB
+MAX_CSV_LINES = 10_000
+MAX_CSV_FIELD = 1_000  # characters in one cell (descriptions are kept to 200)
+_CONTROL = {c: None for c in range(32) if c not in (9, 10, 13)} | {0x7F: None}
+
+
+def decode_csv(data: bytes) -> str:
+    """A cohort CSV's bytes as text: UTF-8 (a spreadsheet's BOM allowed), size-capped, no control characters."""
+    if len(data) > MAX_CSV_BYTES:
+        raise RegistryError(f"the CSV is {len(data)} bytes: at most {MAX_CSV_BYTES} (split the cohort)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise RegistryError(
+            f"line {line}: the CSV is not UTF-8 text (save it from the spreadsheet as 'CSV UTF-8')"
+        ) from None
+    return text
+
+
+def _check_cell(where: str, text: str) -> None:
+    if len(text) > MAX_CSV_FIELD:
+        raise RegistryError(f"{where}: a cell of {len(text)} characters (at most {MAX_CSV_FIELD})")
+    if text.translate(_CONTROL) != text:
+        raise RegistryError(f"{where}: a control character in {text[:40].encode('unicode_escape').decode()!r}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RegistryError(f"{where}: text that is not valid Unicode (a lone surrogate)") from None
 
 
 def parse_csv(text: str, profiles: frozenset[str]) -> list[ImportLine]:
     """A cohort as a trainer writes it: a header with cohort,learner[,device,kind,profile,description], then
-    one line per learner or device. Errors name the line."""
+    one line per learner or device. Errors name the line; hostile text (control characters, lone surrogates,
+    huge cells or files) is refused with a RegistryError, never another exception."""
+    try:
+        return _parse_csv(text, profiles)
+    except csv.Error as err:
+        raise RegistryError(f"the CSV cannot be read: {escape_text(str(err))}") from None
+
+
+def escape_text(text: str) -> str:
+    return text[:120].encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def _parse_csv(text: str, profiles: frozenset[str]) -> list[ImportLine]:
+    if len(text) > MAX_CSV_BYTES:
+        raise RegistryError(f"the CSV is too large (at most {MAX_CSV_BYTES} characters)")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+    for name in reader.fieldnames or []:
+        _check_cell("line 1", name)
     header = [h.strip().lower() for h in reader.fieldnames or []]
     if "cohort" not in header or "learner" not in header:
         raise RegistryError("the CSV needs a header line with at least: cohort,learner (then device,kind,…)")
@@ -222,7 +270,11 @@ def parse_csv(text: str, profiles: frozenset[str]) -> list[ImportLine]:
     lines = []
     for row in reader:
         where = f"line {reader.line_num}"
+        if reader.line_num > MAX_CSV_LINES:
+            raise RegistryError(f"{where}: at most {MAX_CSV_LINES} lines (split the cohort)")
         values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        for value in values.values():
+            _check_cell(where, value)
         if not any(values.values()):
             continue
         try:
@@ -246,8 +298,16 @@ class Registry:
     """The registry file. Methods are small synchronous SQLite calls (well under a millisecond)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
         self.path = path
+        # Private from the first byte: SQLite gives its -wal and -shm files the mode of the database file.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
+        for suffix in ("-wal", "-shm", "-journal"):
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                companion.chmod(0o600)
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -256,7 +316,6 @@ class Registry:
         if "devices" not in columns:  # a registry from before sessions kept their devices
             self._db.execute("ALTER TABLE demo_sessions ADD COLUMN devices TEXT")
         self._changes = 0
-        path.chmod(0o600)
 
     def close(self) -> None:
         self._db.close()
@@ -306,7 +365,20 @@ class Registry:
             raise RegistryError(f"no learner {cohort}/{learner} in the registry")
 
     def remove_learner(self, cohort: str, learner: str) -> None:
-        self._write("DELETE FROM learners WHERE cohort = ? AND learner = ?", (cohort, learner))
+        """The learner goes with everything that spoke for them: their tokens are revoked and their demo
+        sessions forgotten, so a new learner of the same name inherits nothing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write(
+                "UPDATE tokens SET revoked_ns = ? WHERE role = 'learner' AND scope = ? AND revoked_ns IS NULL",
+                (time.time_ns(), f"{cohort}/{learner}"),
+            )
+            self._write("DELETE FROM demo_sessions WHERE cohort = ? AND learner = ?", (cohort, learner))
+            self._write("DELETE FROM learners WHERE cohort = ? AND learner = ?", (cohort, learner))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def cohorts(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT cohort FROM cohorts ORDER BY cohort")]
@@ -334,7 +406,7 @@ class Registry:
 
     def device(self, ref: DeviceRef) -> DeviceRecord | None:
         row = self._db.execute(
-            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config FROM devices "
+            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config, created_ns FROM devices "
             "WHERE cohort = ? AND learner = ? AND device = ?",
             (ref.cohort, ref.learner, ref.device),
         ).fetchone()
@@ -342,7 +414,7 @@ class Registry:
 
     def devices(self, cohort: str | None = None) -> list[DeviceRecord]:
         rows = self._db.execute(
-            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config FROM devices "
+            "SELECT cohort, learner, device, kind, profile, description, enabled, from_config, created_ns FROM devices "
             "WHERE ? IS NULL OR cohort = ? ORDER BY cohort, learner, device",
             (cohort, cohort),
         )
@@ -457,7 +529,7 @@ def _session(row: tuple[Any, ...]) -> DemoSession:
 
 
 def _device(row: tuple[object, ...]) -> DeviceRecord:
-    cohort, learner, device, kind, profile, description, enabled, from_config = row
+    cohort, learner, device, kind, profile, description, enabled, from_config, created_ns = row
     return DeviceRecord(
         DeviceRef(str(cohort), str(learner), str(device)),
         str(kind),
@@ -465,4 +537,5 @@ def _device(row: tuple[object, ...]) -> DeviceRecord:
         str(description),
         bool(enabled),
         bool(from_config),
+        int(created_ns) if isinstance(created_ns, int) else 0,
     )

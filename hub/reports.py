@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from devices.kinds import KINDS
+from devices.kinds import GENERIC, KINDS
+from hub.credentials import private_dir, write_private
 from hub.grading import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
 from hub.registry import DemoSession, Registry
 from hub.topics import DeviceRef
@@ -50,7 +51,7 @@ def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def fetch_window(db: Queryable, ref: DeviceRef, kind: str, start_ns: int, end_ns: int) -> Window:
     """Everything grading needs about one device over [start_ns, end_ns), from InfluxDB."""
-    measurement = KINDS[kind].measurement if kind in KINDS else "generic"
+    measurement = KINDS.get(kind, GENERIC).measurement_for(ref.cohort, ref.learner)
     where = _where(ref, start_ns, end_ns)
     readings: list[tuple[int, Mapping[str, Value]]] = []
     for row in _rows(await db.query(f'SELECT * FROM "{measurement}" WHERE {where}')):
@@ -251,13 +252,14 @@ def learner_html(report: LearnerReport, rubrics: Mapping[str, Rubric]) -> str:
     return "\n".join(parts)
 
 
-def cohort_html(cohort: str, reports: Sequence[LearnerReport]) -> str:
+def cohort_html(cohort: str, reports: Sequence[LearnerReport], pages: Sequence[str] | None = None) -> str:
+    pages = page_names(reports) if pages is None else pages
     rows = "".join(
-        f"<tr><td><a href='{html.escape(r.session.learner)}.html'>{html.escape(r.learner)}</a></td>"
+        f"<tr><td><a href='{html.escape(page)}'>{html.escape(r.learner)}</a></td>"
         f"<td class='score'>{_pct(r.score)}</td><td>{_twenty(r.score)}</td>"
         f"<td>{html.escape(', '.join(f'{g.ref.device} {_pct(g.score)}' for g in r.grades))}</td>"
         f"<td>{_when(r.session.started_ns)} → {_when(r.end_ns)}</td></tr>"
-        for r in reports
+        for r, page in zip(reports, pages, strict=True)
     )
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(cohort)} — grades</title>"
@@ -306,21 +308,50 @@ def rows_csv(reports: Sequence[LearnerReport]) -> str:
     return out.getvalue()
 
 
+COHORT_FILES = ("cohort.html", "grades.csv", "grades.json")
+
+
+def page_names(reports: Sequence[LearnerReport]) -> list[str]:
+    """Each report's file name, never one of the cohort's files nor another report's: `<learner>.html`; a
+    learner whose page would take a cohort file's name (a learner called `cohort`) gets
+    `<learner>.learner.html`, and a learner's second report `<learner>.<session id>.html` (names have no dot)."""
+    taken = set(COHORT_FILES)
+    names = []
+    for report in reports:
+        learner = report.session.learner
+        name = f"{learner}.html"
+        if name in taken:
+            name = f"{learner}.learner.html"
+        if name in taken:
+            name = f"{learner}.{report.session.id}.html"
+        if name in taken:
+            raise RuntimeError(f"two reports of session {report.session.id}")
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def write_reports(
     out_dir: Path, cohort: str, reports: Sequence[LearnerReport], rubrics: Mapping[str, Rubric]
 ) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The reports, readable by their owner only (0600; the folder 0700 when made here): grades are personal."""
+    if not out_dir.exists():
+        private_dir(out_dir)
+    names = page_names(reports)
     written = []
-    for report in reports:
-        path = out_dir / f"{report.session.learner}.html"
-        path.write_text(learner_html(report, rubrics))
-        written.append(path)
-    for name, text in (
-        ("cohort.html", cohort_html(cohort, reports)),
-        ("grades.csv", rows_csv(reports)),
-        ("grades.json", json.dumps({"cohort": cohort, "learners": [r.as_json() for r in reports]}, indent=1)),
+    for report, name in zip(reports, names, strict=True):
+        write_private(out_dir / name, learner_html(report, rubrics))
+        written.append(out_dir / name)
+    for name, text in zip(
+        COHORT_FILES,
+        (
+            cohort_html(cohort, reports, names),
+            rows_csv(reports),
+            json.dumps({"cohort": cohort, "learners": [r.as_json() for r in reports]}, indent=1),
+        ),
+        strict=True,
     ):
-        (out_dir / name).write_text(text)
+        write_private(out_dir / name, text)
         written.append(out_dir / name)
     return written
 

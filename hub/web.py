@@ -6,16 +6,20 @@ Built by a factory that receives the hub; the only module that sees aiohttp's re
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client.registry import CollectorRegistry
 
 from devices.arm import CommandError
@@ -28,11 +32,13 @@ from hub.auth import (
     can_grant,
     can_manage,
     can_read,
+    health_details,
     lab_wide,
     lookup,
     origin_allowed,
     retry_after,
 )
+from hub.boundary import HTTP, WEBSOCKET, escape, has_surrogates
 from hub.commands import FINAL, ArmState, OfflineError, command_error_json
 from hub.config import ARM_PROFILES
 from hub.dynsec import DynsecError
@@ -41,7 +47,7 @@ from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import registry_for
 from hub.metrics import render as render_metrics
 from hub.openapi import PUBLIC, spec
-from hub.registry import DemoSession, RegistryError, Token, check_learner, parse_csv
+from hub.registry import DemoSession, RegistryError, Token, check_learner, decode_csv, parse_csv
 from hub.reports import device_clause, grade_session
 from hub.storage import InfluxV1, StorageError
 from hub.topics import SEGMENT_RE, DeviceRef, TopicError
@@ -55,12 +61,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_KEY: web.RequestKey[Token] = web.RequestKey("token", Token)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
-SOCKETS_KEY: web.AppKey[dict[web.WebSocketResponse, Token]] = web.AppKey("sockets")
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter")
+CSP_KEY: web.AppKey[dict[str, str]] = web.AppKey("csp")
+
+
+@dataclass(eq=False, slots=True)
+class Socket:
+    """An open live view: whose token, and the registered devices it named (it closes if they go)."""
+
+    token: Token
+    devices: frozenset[DeviceRef]
+
+
+SOCKETS_KEY: web.AppKey[dict[web.WebSocketResponse, Socket]] = web.AppKey("sockets")
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
 <body><h1>LabHub</h1><p>API:</p><ul>
-<li><a href="/healthz">/healthz</a> — ok or degraded, with reasons</li>
+<li><a href="/healthz">/healthz</a> — ok or degraded (the reasons with a trainer's or viewer's token)</li>
 <li><a href="/api/stats">/api/stats</a> — counters</li>
 <li><a href="/metrics">/metrics</a> — the same, for Prometheus</li>
 <li><a href="/dashboard">/dashboard</a> — the live cohort dashboard (trainers, classroom screens)</li>
@@ -72,11 +89,14 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 
 
 MAX_BODY_BYTES = 64 * 1024  # a command is well under 1 KiB; a cohort CSV of 1,000 lines fits
+MAX_SOCKETS_PER_TOKEN = 8  # live views one token may hold open: a phone, a dashboard and its device pages
+MAX_SOCKETS = 512  # live views in all, well under the file descriptors a process gets (1,024 at the least)
 
 
 def make_app(hub: Hub) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[security])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[boundary, security])
     app[HUB_KEY] = hub
+    app[CSP_KEY] = page_policies()
     app[LIMITER_KEY] = RateLimiter(hub.cfg.hub.api_requests_per_second, 2 * hub.cfg.hub.api_requests_per_second)
     app[METRICS_KEY] = registry_for(hub)
     app.router.add_get("/", index)
@@ -119,11 +139,70 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_delete("/api/tokens/{id}", tokens_revoke)
     app[SOCKETS_KEY] = {}
     app.on_shutdown.append(_close_sockets)
-    hub.token_listeners.append(lambda: _close_revoked(app))
+    hub.token_listeners.append(lambda: _close_stale(app))
     return app
 
 
 STATIC = Path(__file__).resolve().parent / "static"
+PAGES = {"/phone": "phone.html", "/dashboard": "dashboard.html", "/dashboard/device": "device.html"}
+
+
+# Every answer: a boundary around the handler, and headers that keep pages out of frames and sniffing --------
+
+API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+INLINE_RE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)  # inline blocks only (no src attribute)
+
+
+def page_policy(html: str) -> str:
+    """A page's Content-Security-Policy: its own scripts and styles (files from this hub, and its inline
+    blocks by SHA-256), the API and live WebSocket on this origin, never inside a frame."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for tag, body in INLINE_RE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        hashes[tag].append(f"'sha256-{digest}'")
+    return (
+        f"default-src 'none'; script-src 'self' {' '.join(hashes['script'])}; "
+        f"style-src 'self' {' '.join(hashes['style'])}; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def page_policies() -> dict[str, str]:
+    policies = {path: page_policy((STATIC / name).read_text()) for path, name in PAGES.items()}
+    policies["/"] = page_policy(INDEX)
+    return policies
+
+
+def _harden(headers: Any, request: web.Request) -> None:
+    headers["Content-Security-Policy"] = request.app[CSP_KEY].get(request.path, API_POLICY)
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else escape(request.path, 100)
+
+
+INTERNAL_ERROR = "the hub could not answer this request (the failure is logged); try again, or tell the trainer"
+
+
+@web.middleware
+async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One boundary per request: whatever a handler lets escape (but an HTTP answer) is counted and logged by
+    the hub's boundaries and answered 500 with a JSON error that tells nothing of the hub's insides."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as err:
+        _harden(err.headers, request)
+        raise
+    except Exception as err:  # the boundary: one request's failure stops here
+        request.app[HUB_KEY].boundaries.failed(HTTP, _route_of(request), err)
+        response = web.json_response({"error": INTERNAL_ERROR}, status=500)
+    if not response.prepared:
+        _harden(response.headers, request)
+    return response
 
 
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
@@ -192,11 +271,11 @@ def _readable(request: web.Request, ref: DeviceRef) -> None:
 
 
 async def dashboard(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / PAGES["/dashboard"], headers={"Cache-Control": "no-cache"})
 
 
 async def device_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "device.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / PAGES["/dashboard/device"], headers={"Cache-Control": "no-cache"})
 
 
 VENDOR = {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE"}
@@ -214,7 +293,7 @@ async def shared_script(request: web.Request) -> web.FileResponse:
 
 
 async def phone(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "phone.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / PAGES["/phone"], headers={"Cache-Control": "no-cache"})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -226,8 +305,14 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    health = request.app[HUB_KEY].health()
-    return web.json_response(health, status=200 if health["status"] == "ok" else 503)
+    """Public: ok or degraded (503), nothing more. The reasons only for a trainer's or viewer's token."""
+    hub = request.app[HUB_KEY]
+    health = hub.health()
+    status = 200 if health["status"] == "ok" else 503
+    token = lookup(hub.tokens, bearer_token(request.headers.get("Authorization")))
+    if token is not None and health_details(token):
+        return web.json_response(health, status=status)
+    return web.json_response({"status": health["status"]}, status=status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -304,7 +389,9 @@ async def post_command(request: web.Request) -> web.Response:
     ref, _ = _arm(request)
     _check(can_command(_token(request), ref), f"send commands to {ref.key}")
     try:
-        body = await request.json()
+        body = await _json(request)
+    except HostileBody as err:
+        return web.json_response({"error": {"code": "malformed", "message": str(err)}}, status=400)
     except ValueError:
         return web.json_response(
             {"error": {"code": "malformed", "message": "the body must be a JSON command"}}, status=422
@@ -383,12 +470,25 @@ async def live(request: web.Request) -> web.StreamResponse:
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if offered and WS_PROTOCOL not in offered:  # (aiohttp would log the offered list, token and all)
         raise _error(web.HTTPBadRequest, f"offer the {WS_PROTOCOL!r} subprotocol with the token")
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, protocols=[WS_PROTOCOL])
-    await ws.prepare(request)
     hub = request.app[HUB_KEY]
     sockets = request.app[SOCKETS_KEY]
-    sockets[ws] = _token(request)
-    client = hub.watch(devices, cohorts)
+    if sum(1 for s in sockets.values() if s.token.id == token.id) >= MAX_SOCKETS_PER_TOKEN:
+        raise _error(
+            web.HTTPTooManyRequests,
+            f"this token has {MAX_SOCKETS_PER_TOKEN} live views open already: close one first",
+            {"Retry-After": "5"},
+        )
+    if len(sockets) >= MAX_SOCKETS:
+        raise _error(web.HTTPServiceUnavailable, "the hub has all the live views it can serve", {"Retry-After": "10"})
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, protocols=[WS_PROTOCOL])
+    registered = frozenset(ref for ref in devices if hub.registry.device(ref) is not None)
+    sockets[ws] = Socket(token, registered)  # counted from now: handshakes in flight take their place too
+    try:
+        await ws.prepare(request)
+        client = hub.watch(devices, cohorts)
+    except BaseException:
+        sockets.pop(ws, None)
+        raise
 
     async def send() -> None:
         while True:
@@ -396,13 +496,22 @@ async def live(request: web.Request) -> web.StreamResponse:
 
     sender = asyncio.create_task(send())
     try:
-        async for _ in ws:  # nothing to read from the app; this ends when it goes away
-            pass
+        async for message in ws:  # nothing is expected from the app; whatever comes is handled in a boundary
+            with hub.boundaries.guard(WEBSOCKET, f"/api/live (token {token.id})"):
+                _from_app(message)
+    except Exception as err:  # the socket is open: no HTTP answer can be given any more
+        hub.boundaries.failed(WEBSOCKET, f"/api/live (token {token.id})", err)
     finally:
         sender.cancel()
         hub.unwatch(client)
         sockets.pop(ws, None)
     return ws
+
+
+def _from_app(message: WSMessage) -> None:
+    """A message from a live view's app: none is needed (the view is read-only); text must be valid Unicode."""
+    if message.type == WSMsgType.TEXT and has_surrogates(message.data):
+        raise HostileBody("a live-view message that is not valid Unicode")
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -413,15 +522,27 @@ async def _close_sockets(app: web.Application) -> None:
 _CLOSING: set[asyncio.Task[bool]] = set()
 
 
-def _close_revoked(app: web.Application) -> None:
-    """A revoked token (or a disabled learner's) loses its open live views too."""
-    valid = {token.id for token in app[HUB_KEY].tokens.values()}
-    for ws, token in list(app[SOCKETS_KEY].items()):
-        if token.id not in valid and not ws.closed:
-            app[SOCKETS_KEY].pop(ws, None)
-            closing = asyncio.get_running_loop().create_task(ws.close(code=4001, message=b"token revoked"))
-            _CLOSING.add(closing)  # held until done: the live handler then ends on its own
-            closing.add_done_callback(_CLOSING.discard)
+def _close_stale(app: web.Application) -> None:
+    """The registry changed: a revoked token (or a disabled or removed learner's) loses its open live views,
+    and so does a view of a device that has been removed."""
+    hub = app[HUB_KEY]
+    valid = {token.id for token in hub.tokens.values()}
+    sockets = app[SOCKETS_KEY]
+    named = set().union(*(s.devices for s in sockets.values())) if sockets else set()
+    removed = {ref for ref in named if hub.registry.device(ref) is None}
+    for ws, socket in list(sockets.items()):
+        if ws.closed:
+            continue
+        if socket.token.id not in valid:
+            code, why = 4001, b"token revoked"
+        elif socket.devices & removed:
+            code, why = 4004, b"device removed"
+        else:
+            continue
+        sockets.pop(ws, None)
+        closing = asyncio.get_running_loop().create_task(ws.close(code=code, message=why))
+        _CLOSING.add(closing)  # held until done: the live handler then ends on its own
+        closing.add_done_callback(_CLOSING.discard)
 
 
 async def inspector(request: web.Request) -> web.Response:
@@ -433,9 +554,62 @@ async def inspector(request: web.Request) -> web.Response:
 # Registry and tokens (trainers) ---------------------------------------------------------------------------
 
 
+MAX_JSON_DEPTH = 32  # a command is 3 levels deep
+MAX_INT_DIGITS = 19  # int64; a longer integer is no angle, speed or id
+
+
+class HostileBody(ValueError):
+    """A body no client of ours sends: not UTF-8, lone surrogates, absurd numbers or nesting (→ 400)."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise HostileBody(f"an integer of {len(text)} digits is too large (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _no_constant(name: str) -> object:
+    raise HostileBody(f"{name} is not a JSON number")
+
+
+def _check_text(value: object) -> None:
+    """Every string (keys too) valid Unicode, at most MAX_JSON_DEPTH levels: iterative, linear in the size."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if has_surrogates(item):
+                raise HostileBody("the body holds a lone surrogate (e.g. \\ud800): text must be valid Unicode")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise HostileBody(f"the body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+            if isinstance(item, dict):
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+
+
+async def _json(request: web.Request) -> object:
+    """The body as JSON from outside: HostileBody for what no client sends, ValueError if it is not JSON."""
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HostileBody("the body is not UTF-8 text") from None
+    try:
+        value = json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise HostileBody(f"the body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    _check_text(value)
+    return value
+
+
 async def _body(request: web.Request) -> dict[str, object]:
     try:
-        body = await request.json()
+        body = await _json(request)
+    except HostileBody as err:
+        raise _error(web.HTTPBadRequest, str(err)) from None
     except ValueError:
         raise _error(web.HTTPBadRequest, "the body must be a JSON object") from None
     if not isinstance(body, dict):
@@ -560,8 +734,8 @@ async def registry_learner_action(request: web.Request) -> web.Response:
 
 async def registry_import(request: web.Request) -> web.Response:
     """A cohort CSV (cohort,learner,device,kind,profile,description): 201 with the new accounts' passwords."""
-    text = await request.text()
     try:
+        text = decode_csv(await request.read())
         lines = parse_csv(text, frozenset(ARM_PROFILES))
     except RegistryError as err:
         raise _error(web.HTTPBadRequest, str(err)) from None
@@ -639,7 +813,14 @@ def _measurement(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
     state = request.app[HUB_KEY].ingest.devices.get(ref)
     if state is None or state.kind is None:
         raise _error(web.HTTPNotFound, f"no device {ref.key} has been seen or registered")
-    return state.kind.name, state.kind.measurement
+    return state.kind.name, state.kind.measurement_for(ref.cohort, ref.learner)
+
+
+def _registered_since(request: web.Request, ref: DeviceRef) -> int:
+    """When the device was registered (ns), or 0: readings from before belong to an earlier device (or
+    learner) of the same name, removed since, and are not shown as this one's."""
+    record = request.app[HUB_KEY].registry.device(ref)
+    return record.created_ns if record is not None else 0
 
 
 def _db(request: web.Request) -> InfluxV1:
@@ -675,11 +856,12 @@ async def cohort_overview(request: web.Request) -> web.Response:
     if not SEGMENT_RE.fullmatch(cohort):
         raise _error(web.HTTPBadRequest, "not a cohort name")
     latest_by: dict[tuple[str, str], dict[str, Any]] = {}
-    measurements = {s.kind.measurement for s in states if s.kind is not None}
+    since = {(r.ref.learner, r.ref.device): r.created_ns for r in hub.registry.devices(cohort)}
+    measurements = {s.kind.measurement_source(cohort) for s in states if s.kind is not None}
     narrow = f" AND learner = '{token.scope.split('/', 1)[1]}'" if token.role == "learner" else ""
     for measurement in sorted(measurements):
         q = (
-            f"SELECT * FROM \"{measurement}\" WHERE cohort = '{cohort}'{narrow} AND time > now() - {LATEST_WITHIN} "
+            f"SELECT * FROM {measurement} WHERE cohort = '{cohort}'{narrow} AND time > now() - {LATEST_WITHIN} "
             "GROUP BY learner, device ORDER BY time DESC LIMIT 1"
         )
         for series in await _query(request, q):
@@ -687,8 +869,11 @@ async def cohort_overview(request: web.Request) -> web.Response:
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values, strict=False))
                 at = row.pop("time")
+                key = (tags.get("learner", ""), tags.get("device", ""))
+                if at < since.get(key, 0):
+                    continue  # an earlier device of that name
                 fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
-                latest_by[(tags.get("learner", ""), tags.get("device", ""))] = {"time_ns": at, "fields": fields}
+                latest_by[key] = {"time_ns": at, "fields": fields}
     main: dict[tuple[str, str], str] = {}
     for state in states:
         if state.kind is None:
@@ -703,19 +888,23 @@ async def cohort_overview(request: web.Request) -> web.Response:
     interval = max(1, spark_s // 60)
     for measurement, name in sorted(
         {
-            (s.kind.measurement, main[(s.ref.learner, s.ref.device)])
+            (s.kind.measurement_source(cohort), main[(s.ref.learner, s.ref.device)])
             for s in states
             if s.kind is not None and (s.ref.learner, s.ref.device) in main
         }
     ):
         q = (
-            f'SELECT mean("{name}") FROM "{measurement}" WHERE cohort = \'{cohort}\' AND time > now() - {spark_s}s '
+            f"SELECT mean(\"{name}\") FROM {measurement} WHERE cohort = '{cohort}' AND time > now() - {spark_s}s "
             f"GROUP BY time({interval}s), learner, device fill(none)"
         )
         for series in await _query(request, q):
             key = (series.get("tags", {}).get("learner", ""), series.get("tags", {}).get("device", ""))
             if main.get(key) == name:
-                sparks[key] = [[v[0] / 1e9, v[1]] for v in series.get("values", []) if v[1] is not None]
+                sparks[key] = [
+                    [v[0] / 1e9, v[1]]
+                    for v in series.get("values", [])
+                    if v[1] is not None and v[0] >= since.get(key, 0)
+                ]
     devices = []
     for state in sorted(states, key=lambda s: s.ref.key):
         key = (state.ref.learner, state.ref.device)
@@ -731,7 +920,10 @@ async def latest(request: web.Request) -> web.Response:
     ref = _ref(request)
     _readable(request, ref)
     kind, measurement = _measurement(request, ref)
-    q = f'SELECT * FROM "{measurement}" WHERE {device_clause(ref)} AND time > now() - {LATEST_WITHIN} ORDER BY time DESC LIMIT 1'
+    q = (
+        f'SELECT * FROM "{measurement}" WHERE {device_clause(ref)} AND time > now() - {LATEST_WITHIN} '
+        f"AND time >= {_registered_since(request, ref)} ORDER BY time DESC LIMIT 1"
+    )
     series = await _query(request, q)
     fields: dict[str, object] = {}
     at = None
@@ -762,9 +954,10 @@ async def history(request: web.Request) -> web.Response:
     if not 0 < end - start <= 90 * 86400:
         raise _error(web.HTTPBadRequest, "the range must be positive and at most 90 days")
     interval = max(1, math.ceil((end - start) / points))
+    since = max(int(start * 1e9), _registered_since(request, ref))
     q = (
         f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {device_clause(ref)} '
-        f"AND time >= {int(start * 1e9)} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
+        f"AND time >= {since} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
     )
     rows = [values for s in await _query(request, q) for values in s.get("values", [])]
     while rows and rows[0][1] is None:  # empty buckets before the first reading and after the last: no plot
