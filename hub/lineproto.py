@@ -13,9 +13,11 @@ from collections.abc import Mapping
 # Line protocol has no escape for a line break: one in a name or a value would end the point and start
 # another, named by the sender. Control characters are written as visible text instead (a backslash makes
 # InfluxDB's scanner skip the character after it, so `\n` can never break a line or a section).
+# A backslash in a name is written `\x5c`: InfluxDB 1.x reads `\\,` in a name as a backslash and an
+# escaped comma, and a trailing `\\` before a space as a broken tag, so doubling it is not safe there.
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
-_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\\": "\\\\", **_CONTROLS})
-_KEY_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\=", "\\": "\\\\", **_CONTROLS})
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\\": "\\x5c", **_CONTROLS})
+_KEY_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\=", "\\": "\\x5c", **_CONTROLS})
 _STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\", **_CONTROLS})
 
 
