@@ -6,7 +6,9 @@ cable: the device's `commands`, one JSON line each.
 
 Serial life is messy, and the bridge never dies of it: a port that is absent at start or pulled out is
 retried with capped backoff (so a replugged board is back within half a second); a board reset's boot
-garbage, half lines and checksum errors are reported and skipped. While the broker is unreachable, readings
+garbage, half lines and checksum errors are reported and skipped (logged once a minute per kind, every one
+counted). Each line or frame is handled inside a boundary (hub.boundary): whatever a bug lets escape is
+counted and logged once a minute per port, and reading goes on. While the broker is unreachable, readings
 wait in a small bounded buffer (the oldest go first, counted). The bridge logs in with its own broker
 account, which may speak for its one device and report on that device's `errors` topic.
 """
@@ -37,6 +39,7 @@ from devices.serial_protocols import (
     encode_command,
     parse_line,
 )
+from hub.boundary import SERIAL, Boundaries, escape
 from hub.mqtt import Message, MqttClient, Will
 from hub.topics import DeviceRef
 
@@ -48,6 +51,7 @@ BACKOFF_S = (0.05, 0.1, 0.25, 0.5)  # reopening a missing port (a cheap failed o
 WRITE_TIMEOUT_S = 1.0  # a board that does not read its port must not block the bridge
 STABLE_S = 1.0  # a port that stayed open this long resets the reopening backoff
 ERRORS_PER_S = 2.0  # problem reports on the errors topic, per bridge (a noisy cable would flood it)
+PROBLEM_LOG_EVERY_S = 60.0  # one log line per problem code and bridge in this time; the rest are counted
 DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}  # one per protocol of devices.serial_protocols.PROTOCOLS
 
 
@@ -131,6 +135,7 @@ class Bridge:
         password: str | None = None,
         buffer_size: int = 1000,
         port_factory: Callable[[str, int], SerialPort] = SerialPort,
+        boundaries: Boundaries | None = None,
     ) -> None:
         if protocol not in DEFAULT_BAUD:
             raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(DEFAULT_BAUD)})")
@@ -139,6 +144,8 @@ class Bridge:
         self.port = port_factory(port, baud or DEFAULT_BAUD[protocol])
         self._framer: LineFramer | Sds011Framer = LineFramer() if protocol == "lines" else Sds011Framer()
         self.stats = BridgeStats()
+        self.boundaries = boundaries if boundaries is not None else Boundaries()
+        self._problem_logged: dict[str, tuple[float, int]] = {}  # code → (last logged, not logged since)
         self._buffer: deque[tuple[str, bytes, int, bool]] = deque(maxlen=buffer_size)
         self._error_tokens = 10.0
         self._error_at = time.monotonic()
@@ -189,7 +196,7 @@ class Bridge:
         try:
             line = encode_command(msg.payload)
         except ValueError as err:
-            log.warning("%s: a command was not sent down the cable: %s", self.ref.key, err)
+            log.warning("%s: a command was not sent down the cable: %s", self.ref.key, escape(err))
             return
         if not self.port_open.is_set():  # never replay it later: the hub has given up on it by then
             self._problem(
@@ -211,8 +218,14 @@ class Bridge:
         """Log it and tell the device's errors topic (rate-limited; the rest are counted)."""
         self.stats.problems += 1
         self.stats.problem_codes[problem.code] = self.stats.problem_codes.get(problem.code, 0) + 1
-        log.warning("%s: %s: %s", self.ref.key, problem.code, problem.message)
         now = time.monotonic()
+        logged, unlogged = self._problem_logged.get(problem.code, (-1e18, 0))
+        if now - logged >= PROBLEM_LOG_EVERY_S:
+            self._problem_logged[problem.code] = (now, 0)
+            more = f" ({unlogged} more since the last report)" if unlogged else ""
+            log.warning("%s: %s: %s%s", self.ref.key, problem.code, escape(problem.message), more)
+        else:
+            self._problem_logged[problem.code] = (logged, unlogged + 1)
         self._error_tokens = min(10.0, self._error_tokens + (now - self._error_at) * ERRORS_PER_S)
         self._error_at = now
         if self._error_tokens < 1.0:
@@ -226,21 +239,30 @@ class Bridge:
         self._publish("errors", json.dumps(body).encode())
 
     def handle(self, data: bytes) -> None:
-        """Bytes from the cable → readings, acknowledgements and problems."""
-        events: list[Event | None]
-        if isinstance(self._framer, LineFramer):
-            events = [parse_line(x) if isinstance(x, bytes) else x for x in self._framer.feed(data)]
-        else:
-            events = list(self._framer.feed(data))
-        for event in events:
-            if isinstance(event, Telemetry):
-                self.stats.readings += 1
-                self._publish("telemetry", event.payload)
-            elif isinstance(event, AckLine):
-                self.stats.acks += 1
-                self._publish("ack", event.payload, qos=1)
-            elif isinstance(event, SerialProblem):
-                self._problem(event)
+        """Bytes from the cable → readings, acknowledgements and problems. Each line or frame is handled inside
+        the boundary: a failure drops that one, is counted and logged (once a minute per port), and the rest
+        goes on; a framer that failed starts afresh at the next line or frame."""
+        items: list[bytes | Event] = []
+        with self.boundaries.guard(SERIAL, self.port.url):
+            try:
+                items = list(self._framer.feed(data))
+            except Exception:
+                self._framer.resync()
+                raise
+        for item in items:
+            with self.boundaries.guard(SERIAL, self.port.url):
+                self._handle_one(item)
+
+    def _handle_one(self, item: bytes | Event) -> None:
+        event: Event | None = parse_line(item) if isinstance(item, bytes) else item
+        if isinstance(event, Telemetry):
+            self.stats.readings += 1
+            self._publish("telemetry", event.payload)
+        elif isinstance(event, AckLine):
+            self.stats.acks += 1
+            self._publish("ack", event.payload, qos=1)
+        elif isinstance(event, SerialProblem):
+            self._problem(event)
 
     async def _port(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, call)
@@ -270,7 +292,7 @@ class Bridge:
         self.stats.opens += 1
         self._framer.reset()
         self.port_open.set()
-        log.info("%s: %s open at %d baud (%s)", self.ref.key, self.port.url, self.port.baud, self.protocol)
+        log.info("%s: %s open at %d baud (%s)", self.ref.key, escape(self.port.url), self.port.baud, self.protocol)
         self._publish("status", b"online", qos=1, retain=True)
 
     async def _lost(self, err: PortError) -> None:

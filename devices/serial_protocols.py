@@ -19,6 +19,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from hub.boundary import has_surrogates, valid_text
+
 MAX_LINE_BYTES = 1024  # a sketch's line longer than this is cut off and reported
 PROTOCOLS = ("lines", "sds011")
 
@@ -76,6 +78,11 @@ class LineFramer:
         """The port was closed: a half line from before is not the start of the next one."""
         self._partial.clear()
         self._skipping = False
+
+    def resync(self) -> None:
+        """After a failure in the middle of a chunk: drop what is held and skip to the next line's start."""
+        self._partial.clear()
+        self._skipping = True
 
     def feed(self, data: bytes) -> list[bytes | SerialProblem]:
         out: list[bytes | SerialProblem] = []
@@ -159,9 +166,14 @@ def parse_line(line: bytes) -> Event | None:
             body = json.loads(text)
         except (ValueError, RecursionError):
             body = None
+        payload = text.encode()  # valid UTF-8 whatever came up the cable (bad bytes are U+FFFD by now)
+        if "\\u" in text and isinstance(body, dict):
+            decoded = json.dumps(body, ensure_ascii=False)
+            if has_surrogates(decoded):  # a lone surrogate escape (\ud800) is not Unicode: U+FFFD instead
+                payload = valid_text(decoded).encode()
         if isinstance(body, dict) and "id" in body and "status" in body:
-            return AckLine(text_bytes)
-        return Telemetry(text_bytes)  # the hub checks it and explains any JSON mistake
+            return AckLine(payload)
+        return Telemetry(payload)  # the hub checks it and explains any JSON mistake
     pairs = [PAIR_RE.fullmatch(part) for part in PAIR_SPLIT_RE.split(text) if part]
     if pairs and all(pairs):
         fields = {m.group(1): _value(m.group(2)) for m in pairs if m}
@@ -211,6 +223,10 @@ class Sds011Framer:
         self._buffer = bytearray()
 
     def reset(self) -> None:
+        self._buffer.clear()
+
+    def resync(self) -> None:
+        """After a failure: start again at the next frame header."""
         self._buffer.clear()
 
     def feed(self, data: bytes) -> list[Event]:

@@ -48,7 +48,9 @@ class Accounts:
 
     @classmethod
     def for_lab(cls, cfg: LabConfig, registry: Registry) -> Accounts:
-        return cls(registry, cfg.mqtt.host, cfg.mqtt.port, cfg.secret_file(cfg.mqtt.admin_password_file, "mqtt-admin"))
+        """The admin connects to the broker's internal listener: a full lab listener never locks it out."""
+        admin_password_file = cfg.secret_file(cfg.mqtt.admin_password_file, "mqtt-admin")
+        return cls(registry, cfg.mqtt.hub_host, cfg.mqtt.hub_port, admin_password_file)
 
     def broker(self) -> Dynsec:
         password = read_secret(self.admin_password_file)

@@ -29,16 +29,34 @@ class ConfigError(ValueError):
     """A config file that cannot be used as written."""
 
 
+INTERNAL_HOST = "127.0.0.1"  # the broker's internal listener (hub and security admin) is on loopback only
+
+
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = 1883  # the lab listener: devices, bridges and learners' apps
     launch: bool = True
+    # The internal listener, on 127.0.0.1 only, for the hub and the security admin: the lab listener's limits
+    # (max_connections, client id = username) never lock them out. 0: port + 1. For a broker labhub does not
+    # launch and that has one listener only, set it to `port` (the hub then connects to host:port).
+    internal_port: int = 0
+    max_connections: int = 500  # clients at once on the lab listener (each device, bridge and app is one)
     client_id: str = "labhub-hub"
     keepalive: int = 60
     username: str = "labhub-hub"  # the hub's own broker account ("" to connect anonymously)
     password_file: str = ""  # default: <state_dir>/secrets/mqtt-hub (created by `labhub up`)
     admin_password_file: str = ""  # the broker's security admin; default: <state_dir>/secrets/mqtt-admin
+
+    @property
+    def hub_port(self) -> int:
+        """Where the hub and the security admin connect: the internal listener."""
+        return self.internal_port or self.port + 1
+
+    @property
+    def hub_host(self) -> str:
+        """Loopback for the internal listener; `host` when the broker has one listener (internal_port = port)."""
+        return self.host if self.hub_port == self.port else INTERNAL_HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +201,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         serial.append(SerialConfig(port, ref, protocol, baud))
     return LabConfig(
         state_dir=state_dir,
-        mqtt=_section(MqttConfig, data, "mqtt", where),
+        mqtt=_check_mqtt(_section(MqttConfig, data, "mqtt", where), where),
         influx=_check_influx(_section(InfluxConfig, data, "influx", where), where),
         hub=_section(HubConfig, data, "hub", where),
         languages=languages,
@@ -200,6 +218,18 @@ def _device_ref(entry: Mapping[str, Any], name: str, where: str, key: str) -> De
         raise ConfigError(f"{where}: {key}.{name}: {err}") from None
 
 
+def _check_mqtt(cfg: MqttConfig, where: str) -> MqttConfig:
+    for key in ("port", "internal_port"):
+        value = getattr(cfg, key)
+        if not (key == "internal_port" and value == 0) and not 1 <= value <= 65535:
+            raise ConfigError(f"{where}: mqtt.{key}: expected a TCP port (1–65535), got {value}")
+    if cfg.hub_port > 65535:
+        raise ConfigError(f"{where}: mqtt.internal_port: port + 1 is not a TCP port: set internal_port")
+    if cfg.max_connections < 1:
+        raise ConfigError(f"{where}: mqtt.max_connections: expected at least 1, got {cfg.max_connections}")
+    return cfg
+
+
 def _check_influx(cfg: InfluxConfig, where: str) -> InfluxConfig:
     if cfg.backend not in ("v1", "v2"):
         raise ConfigError(f"{where}: influx.backend: expected 'v1' or 'v2', got {cfg.backend!r}")
@@ -213,7 +243,7 @@ def _section(cls: Any, data: Mapping[str, Any], name: str, where: str) -> Any:
     defaults = cls()
     kwargs = {}
     for key, value in table.items():
-        if not hasattr(defaults, key):
+        if key not in cls.__dataclass_fields__:  # not hasattr: properties are not keys
             raise ConfigError(f"{where}: {name}.{key}: unknown key (known: {', '.join(cls.__slots__)})")
         expected = type(getattr(defaults, key))
         if expected is tuple:

@@ -7,6 +7,10 @@ take effect at once, without restarting the broker, and disabling a client disco
 Accounts are named after what they are, never after a client id (which any client may pick): a device is
 `cohort/learner/device`, a learner `cohort/learner`; the hub and the admin have fixed names without a slash,
 so no registry name can collide with them.
+
+Telemetry is `telemetry` or `telemetry/<field>`, one level: nothing deeper is accepted from anyone. Mosquitto
+2.0's ACLs cannot tell a retained publish from another, so a device may still retain a reading on its own
+`telemetry` topics (one per field name at most); the hub ignores retained telemetry and clears it.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def device_acls(ref: DeviceRef) -> list[Acl]:
     """A device publishes its own telemetry, ack and status; it hears only its own commands and errors."""
     base = f"{ROOT}/{ref.key}"
     acls = [_acl("publishClientSend", f"{base}/{channel}") for channel in ("telemetry", "ack", "status")]
-    acls.append(_acl("publishClientSend", f"{base}/telemetry/#"))
+    acls.append(_acl("publishClientSend", f"{base}/telemetry/+"))  # one field: never a tree of retained topics
     for channel in ("commands", "errors"):
         acls.append(_acl("subscribePattern", f"{base}/{channel}"))
         acls.append(_acl("publishClientReceive", f"{base}/{channel}"))
@@ -98,7 +102,7 @@ def learner_acls(cohort: str, learner: str) -> list[Acl]:
     """A learner's own app: command requests to their devices; their devices' telemetry, status, results."""
     base = f"{ROOT}/{cohort}/{learner}/+"
     acls = [_acl("publishClientSend", f"{base}/commands/request")]
-    for topic in (f"{base}/telemetry", f"{base}/telemetry/#", f"{base}/status", f"{base}/commands/result"):
+    for topic in (f"{base}/telemetry", f"{base}/telemetry/+", f"{base}/status", f"{base}/commands/result"):
         acls.append(_acl("subscribePattern", topic))
         acls.append(_acl("publishClientReceive", topic))
     return acls
@@ -123,7 +127,7 @@ def open_acls() -> list[Acl]:
     """Classroom open mode, for anonymous clients: publish as any device or app, read the lab; never speak
     for the hub (commands and errors)."""
     acls = [_acl("publishClientSend", f"{ROOT}/+/+/+/{channel}") for channel in ("telemetry", "ack", "status")] + [
-        _acl("publishClientSend", f"{ROOT}/+/+/+/telemetry/#"),
+        _acl("publishClientSend", f"{ROOT}/+/+/+/telemetry/+"),
         _acl("publishClientSend", f"{ROOT}/+/+/+/commands/request"),
         _acl("subscribePattern", f"{ROOT}/#"),
         _acl("publishClientReceive", f"{ROOT}/#"),
@@ -301,9 +305,30 @@ class Dynsec:
             if key not in have:
                 await self.command("addRoleACL", rolename=rolename, **acl)
 
+    async def narrow_telemetry(self) -> int:
+        """Roles made by older versions allowed `telemetry/#` (any depth): make them `telemetry/+`. Returns
+        how many rules were changed."""
+        listing = await self.command("listRoles", verbose=True, count=-1, offset=0)
+        changed = 0
+        for role in listing.get("data", {}).get("roles", []):
+            for acl in role.get("acls", []):
+                topic = str(acl.get("topic", ""))
+                if topic.endswith("/telemetry/#"):
+                    rolename, acltype = role["rolename"], acl["acltype"]
+                    await self.command("removeRoleACL", rolename=rolename, acltype=acltype, topic=topic)
+                    narrow = {**acl, "topic": topic[:-1] + "+"}
+                    await self.command(
+                        "addRoleACL", ignore=["ACL with this topic already exists"], rolename=rolename, **narrow
+                    )
+                    changed += 1
+        if changed:
+            log.info("%d broker rules narrowed from telemetry/# to telemetry/+", changed)
+        return changed
+
     async def configure_lab(self, open_mode: bool) -> None:
         """At broker start: the hub's rules as this version wants them, and the anonymous (open mode) role."""
         await self.set_role(HUB_ROLE, hub_acls())
+        await self.narrow_telemetry()
         await self.set_role(OPEN_ROLE, open_acls() if open_mode else [])
         await self.command("createGroup", ignore=["Group already exists"], groupname=OPEN_GROUP)
         group = await self.command("getGroup", groupname=OPEN_GROUP)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from hub.config import CONFIG_DIR
+from hub.config import CONFIG_DIR, INTERNAL_HOST, MqttConfig
 from hub.credentials import ensure_secret, secret_path
 from hub.dynsec import Dynsec, DynsecError, initial_config
 
@@ -76,11 +76,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     calls in a row (so two services of one test get one port), and an ephemeral port can be taken as the
     local end of some client connection before the service binds it (or binds it again after a restart).
     Ports 20000–32767 are below Linux's ephemeral range (32768–60999), so clients never take them.
+    A port's neighbours are not handed out either: a broker's internal listener is on its port + 1.
     """
     rng = random.Random()
     for _ in range(1000):
-        port = rng.randrange(20000, 32768)
-        if port in _handed_out:
+        port = rng.randrange(20000, 32767)
+        if not _handed_out.isdisjoint((port - 1, port, port + 1)):
             continue
         with socket.socket() as sock:
             try:
@@ -105,9 +106,12 @@ def _require(binary: str, package: str) -> str:
     return path
 
 
+def _rendered(template: str, **values: object) -> str:
+    return Template((CONFIG_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+
+
 def _render(template: str, target: Path, **values: object) -> None:
-    text = Template((CONFIG_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
-    target.write_text(text)
+    target.write_text(_rendered(template, **values))
 
 
 def _spawn(name: str, argv: list[str], log_path: Path, address: str, env: dict[str, str] | None = None) -> Service:
@@ -162,22 +166,38 @@ def dynsec_plugin() -> str:
     return found[0]
 
 
+INTERNAL_MAX_CONNECTIONS = 64  # the hub's workers and the security admin's short sessions (CLI, API)
+
+
 def start_mosquitto(
-    state_dir: Path, host: str = "127.0.0.1", port: int = 1883, open_mode: bool = False, timeout: float = 15.0
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 1883,
+    open_mode: bool = False,
+    timeout: float = 15.0,
+    internal_port: int = 0,
+    max_connections: int = MqttConfig().max_connections,
 ) -> Service:
     """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user.
 
+    Two listeners: the lab's on `host:port` (at most `max_connections` clients; in a closed lab each
+    client id is the account's username, so no account can take over another's session), and the internal
+    one on 127.0.0.1:`internal_port` (0: port + 1, as `MqttConfig.hub_port`) for the hub and the admin.
     Security: the dynamic security plugin, seeded on first start with the admin and hub accounts (their
     passwords in `state_dir/secrets`); open mode lets anonymous clients in with the classroom role.
     """
     binary = _require("mosquitto", "mosquitto")
     plugin = dynsec_plugin()
+    internal_port = internal_port or port + 1
+    if internal_port == port:
+        raise ServiceError(f"mqtt.internal_port must differ from mqtt.port ({port}) for the broker labhub launches")
     data_dir = _prepare(
         state_dir / "mosquitto",
         host,
         [port],
         "another broker? set mqtt.port or --mqtt-port, or mqtt.launch = false to use that broker",
     )
+    _prepare(data_dir, INTERNAL_HOST, [internal_port], "set mqtt.internal_port to a free port")
     security = data_dir / "dynamic-security.json"
     admin_password = ensure_secret(secret_path(state_dir, "mqtt-admin"))
     hub_password = ensure_secret(secret_path(state_dir, "mqtt-hub"))
@@ -205,15 +225,22 @@ def start_mosquitto(
         conf,
         host=host,
         port=port,
+        max_connections=max_connections,
+        bind_client_ids="false" if open_mode else "true",
+        internal_port=internal_port,
+        internal_max_connections=INTERNAL_MAX_CONNECTIONS,
         data_dir=data_dir,
         user_line=user_line,
         allow_anonymous="true" if open_mode else "false",
         dynsec_plugin=plugin,
     )
     service = _spawn("mosquitto", [binary, "-c", str(conf)], state_dir / "mosquitto.log", f"{host}:{port}")
-    _wait(service, lambda: port_in_use(host, port), timeout)
+    # Only the internal port is probed: mosquitto 2.0.11 counts every closed connection twice against its
+    # listener's max_connections (each probe would raise the lab listener's limit by one). It opens all its
+    # listeners before it serves any, so the lab's is open once the internal one answers.
+    _wait(service, lambda: port_in_use(INTERNAL_HOST, internal_port), timeout)
     try:
-        asyncio.run(_configure_security(host, port, admin_password, open_mode))
+        asyncio.run(_configure_security(INTERNAL_HOST, internal_port, admin_password, open_mode))
     except DynsecError as err:
         service.stop()
         raise ServiceError(f"mosquitto's security plugin did not take our settings: {err}") from None
@@ -221,9 +248,12 @@ def start_mosquitto(
         service.stop()
         raise
     log.info(
-        "mosquitto listening on %s:%d (data in %s; %s)",
+        "mosquitto listening on %s:%d for the lab (at most %d clients), on %s:%d for the hub (data in %s; %s)",
         host,
         port,
+        max_connections,
+        INTERNAL_HOST,
+        internal_port,
         data_dir,
         "open mode: anonymous clients allowed" if open_mode else "anonymous clients refused",
     )
@@ -256,23 +286,11 @@ def start_influxd(
     and nothing else (password in `state_dir/secrets/influx-hub`).
     """
     binary = _require("influxd", "influxdb")
-    data_dir = _prepare(
-        state_dir / "influxdb",
-        host,
-        [http_port, rpc_port],
-        "another influxd? set influx.url, "
-        "influx.rpc_port or --influx-port, or influx.launch = false to use that database",
-    )
+    advice = "another influxd? set influx.url, influx.rpc_port or --influx-port, or influx.launch = false"
+    data_dir = _prepare(state_dir / "influxdb", host, [http_port], advice + " to use that database")
+    _prepare(data_dir, INTERNAL_HOST, [rpc_port], advice)
     conf = state_dir / "influxdb.conf"
-    _render(
-        "influxdb.conf.in",
-        conf,
-        host=host,
-        http_port=http_port,
-        rpc_port=rpc_port,
-        data_dir=data_dir,
-        auth_enabled="true" if auth else "false",
-    )
+    conf.write_text(influxd_config(host, http_port, rpc_port, data_dir, auth))
     env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))
     service = _spawn("influxd", [binary, "-config", str(conf)], state_dir / "influxd.log", f"{host}:{http_port}", env)
     _wait(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout)
@@ -293,6 +311,19 @@ def start_influxd(
         f"; auth on, the hub writes as {INFLUX_HUB}" if auth else "",
     )
     return service
+
+
+def influxd_config(host: str, http_port: int, rpc_port: int, data_dir: Path, auth: bool) -> str:
+    """influxd's config: HTTP on `host`; the backup/RPC port (no authentication at all) on loopback only."""
+    return _rendered(
+        "influxdb.conf.in",
+        host=host,
+        http_port=http_port,
+        rpc_host=INTERNAL_HOST,
+        rpc_port=rpc_port,
+        data_dir=data_dir,
+        auth_enabled="true" if auth else "false",
+    )
 
 
 def _influxql(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, object]:

@@ -1,0 +1,340 @@
+"""Broker limits by role, against the real mosquitto: one field of telemetry at most, client ids bound to
+accounts (no takeover), a bounded lab listener with the hub and admin on their own loopback listener; and
+influxd's unauthenticated RPC port on loopback only.
+
+These tests run their own *closed* brokers (the rest of the suite shares one in classroom open mode), and make
+accounts straight through the security admin on the internal listener, as `labhub` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub.config import ConfigError, MqttConfig, parse_config
+from hub.credentials import read_secret
+from hub.dynsec import HUB_USER, Dynsec, _acl, device_account
+from hub.services import Service, free_port, influxd_config, start_mosquitto
+from hub.topics import DeviceRef
+from tests.conftest import Services, make_state_dir, unique
+
+NOT_AUTHORIZED = 0x87
+ACCEPTED = (0x00, 0x10)  # success, or "no matching subscribers" (still accepted)
+
+
+@dataclass
+class Broker:
+    state: Path
+    port: int
+    service: Service
+
+    @property
+    def internal_port(self) -> int:
+        return MqttConfig(port=self.port).hub_port
+
+    def secret(self, name: str) -> str:
+        value = read_secret(self.state / "secrets" / name)
+        assert value is not None
+        return value
+
+    async def device(self, key: str) -> tuple[str, str]:
+        """A device account (made by the admin over the internal listener): its username and password."""
+        password = secrets.token_urlsafe(12)
+        async with Dynsec("127.0.0.1", self.internal_port, self.secret("mqtt-admin")) as sec:
+            await sec.ensure(device_account(DeviceRef.parse(key)), password)
+        return key, password
+
+    def hub(self, client_id: str = "") -> Client:
+        """A client with the hub's account, on the internal listener."""
+        return Client(self.internal_port, HUB_USER, self.secret("mqtt-hub"), client_id)
+
+
+def start_closed(max_connections: int = MqttConfig().max_connections) -> Broker:
+    state = make_state_dir("labhub-limits-")
+    port = free_port()
+    try:
+        return Broker(state, port, start_mosquitto(state, port=port, open_mode=False, max_connections=max_connections))
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+def stop(broker: Broker) -> None:
+    broker.service.stop()
+    shutil.rmtree(broker.state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def closed() -> Iterator[Broker]:
+    broker = start_closed()
+    try:
+        yield broker
+    finally:
+        stop(broker)
+
+
+@dataclass
+class Client:
+    """An MQTT v5 client (plain paho in its own thread) that records what the broker answers."""
+
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)  # never in a test report
+    client_id: str = ""
+    connected: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # refused, or the connection closed
+    acks: dict[int, Any] = field(default_factory=dict)
+    got: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.acked = threading.Condition()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id or unique("lim-"), protocol=paho.MQTTv5
+        )
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.ended.set()
+        self.client.on_publish = self._on_ack
+        self.client.on_subscribe = self._on_ack
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload), bool(m.retain)))
+        self.client.reconnect_delay_set(60, 60)  # no automatic reconnect within a test
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        (self.ended if reason.is_failure else self.connected).set()
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self.acked:
+            self.acks[mid] = reason
+            self.acked.notify_all()
+
+    async def accepted(self, timeout: float = 5.0) -> bool:
+        """True once connected; False once refused or cut off before that."""
+
+        def wait() -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.connected.wait(0.02):
+                    return True
+                if self.ended.is_set():
+                    return False
+            raise AssertionError(f"neither connected nor refused in {timeout} s")
+
+        return await asyncio.to_thread(wait)
+
+    async def _ack(self, mid: int) -> Any:
+        def wait() -> Any:
+            with self.acked:
+                assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
+                return self.acks.pop(mid)
+
+        return await asyncio.to_thread(wait)
+
+    async def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """QoS 1; the PUBACK's reason code."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        return int((await self._ack(info.mid)).value)
+
+    async def subscribe(self, topic: str) -> int:
+        _, mid = self.client.subscribe(topic, qos=1)
+        return int((await self._ack(mid))[0].value)
+
+    async def received(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(t == topic and p == payload for t, p, _ in self.got):
+            assert time.monotonic() < deadline, f"{topic} {payload!r} not received in {timeout} s: {self.got}"
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# Telemetry: one field deep ------------------------------------------------------------------------------------
+
+
+async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(closed: Broker) -> None:
+    ref = DeviceRef(unique("k"), "ana", "aq1")
+    device = Client(closed.port, *await closed.device(ref.key))
+    hub = closed.hub()
+    try:
+        assert await device.accepted() and await hub.accepted()
+        assert await hub.subscribe(f"lab/{ref.cohort}/#") == 1
+        deep = ref.topic("telemetry/a/b/c")
+        assert await device.publish(deep, b"1", retain=True) == NOT_AUTHORIZED
+        assert await device.publish(ref.topic("telemetry/x/y"), b"2") == NOT_AUTHORIZED
+        assert await device.publish(ref.topic("telemetry/temperature"), b"21.5") == 0
+        assert await device.publish(ref.topic("telemetry"), b'{"pm2_5": 1}') == 0
+        await hub.received(ref.topic("telemetry"), b'{"pm2_5": 1}')  # published last, on the same connection
+        assert [t for t, _, _ in hub.got] == [ref.topic("telemetry/temperature"), ref.topic("telemetry")]
+    finally:
+        device.close()
+        hub.close()
+    # Nothing deeper was retained either: a new subscriber to the whole tree gets no copy of it.
+    late = closed.hub()
+    try:
+        assert await late.accepted()
+        assert await late.subscribe(f"lab/{ref.cohort}/#") == 1
+        marker = ref.topic("status")
+        late.client.publish(marker, b"marker", qos=1)
+        await late.received(marker, b"marker")  # retained copies come right after the SUBACK, before this
+        assert not [t for t, _, _ in late.got if t.startswith(ref.topic("telemetry/")) and t.count("/") > 5]
+    finally:
+        late.close()
+
+
+async def test_old_telemetry_wildcard_rules_are_narrowed_at_broker_start(closed: Broker) -> None:
+    role = f"device:{unique('k')}/ana/aq1"
+    old = [_acl("publishClientSend", "lab/x/ana/aq1/telemetry"), _acl("publishClientSend", "lab/x/ana/aq1/telemetry/#")]
+    async with Dynsec("127.0.0.1", closed.internal_port, closed.secret("mqtt-admin")) as sec:
+        await sec.set_role(role, old)
+        await sec.configure_lab(open_mode=False)  # what every broker start does
+        acls = (await sec.command("getRole", rolename=role))["data"]["role"]["acls"]
+    assert sorted(a["topic"] for a in acls) == ["lab/x/ana/aq1/telemetry", "lab/x/ana/aq1/telemetry/+"]
+
+
+# Client ids ---------------------------------------------------------------------------------------------------
+
+
+async def test_no_account_can_take_over_another_accounts_client_id(closed: Broker) -> None:
+    cohort = unique("k")
+    a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    auth_a, auth_b = await closed.device(a.key), await closed.device(b.key)
+    victim = Client(closed.port, *auth_a, client_id="esp32-board")
+    hub = closed.hub(client_id=f"labhub-hub-{secrets.token_hex(6)}")
+    try:
+        assert await victim.accepted() and await hub.accepted()
+        assert await victim.subscribe(a.topic("errors")) == 1
+        # Another account tries the victim's own id, its username, and the hub's (internal listener) id.
+        for spoofed_id in ("esp32-board", a.key, hub.client_id):
+            thief = Client(closed.port, *auth_b, client_id=spoofed_id)
+            try:
+                assert await thief.accepted()
+                assert await thief.publish(b.topic("telemetry"), b'{"pm2_5": 1}') in ACCEPTED  # in, and settled
+            finally:
+                thief.close()
+        # Both are still connected: each answers a round trip through the broker.
+        payload = unique("still-here-").encode()
+        assert await hub.publish(a.topic("errors"), payload) == 0
+        await victim.received(a.topic("errors"), payload)
+        assert not victim.ended.is_set() and not hub.ended.is_set()
+    finally:
+        victim.close()
+        hub.close()
+
+
+async def test_open_mode_lets_anonymous_clients_in_and_the_hub_on_its_own_listener(services: Services) -> None:
+    """The session's broker runs in classroom open mode: anonymous clients cannot be bound to an account, so
+    client ids stay free there (README); the hub's account reaches the internal listener."""
+    anonymous = Client(services.mqtt_port, None, None)
+    hub = Client(MqttConfig(port=services.mqtt_port).hub_port, *services.hub_auth)
+    try:
+        assert await anonymous.accepted()
+        assert await hub.accepted()
+    finally:
+        anonymous.close()
+        hub.close()
+
+
+# Connections --------------------------------------------------------------------------------------------------
+
+
+async def test_the_lab_listener_holds_max_connections_and_the_hub_and_admin_still_get_in() -> None:
+    broker = await asyncio.to_thread(start_closed, 2)  # start_mosquitto runs its own event loop
+    clients: list[Client] = []
+    try:
+        cohort = unique("k")
+        accounts = [await broker.device(f"{cohort}/l{i}/aq1") for i in range(3)]
+        for account in accounts[:2]:
+            clients.append(Client(broker.port, *account))
+            assert await clients[-1].accepted()
+        clients.append(Client(broker.port, *accounts[2]))
+        assert await clients[-1].accepted() is False, "a third client got in on a lab listener of 2"
+        # The lab is full; the hub and the security admin use the internal listener.
+        hub = broker.hub()
+        clients.append(hub)
+        assert await hub.accepted()
+        await broker.device(f"{cohort}/late/aq1")
+    finally:
+        for client in clients:
+            client.close()
+        await asyncio.to_thread(stop, broker)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mosquitto 2.0.11 counts each closed connection twice against max_connections "
+    "(eclipse-mosquitto/mosquitto#1460): every client that leaves raises the limit by one. When the broker "
+    "is fixed this passes: remove the marker and the README's caveat.",
+)
+async def test_max_connections_still_holds_after_clients_come_and_go() -> None:
+    broker = await asyncio.to_thread(start_closed, 2)
+    clients: list[Client] = []
+    try:
+        account = await broker.device(f"{unique('k')}/ana/aq1")
+        for _ in range(3):  # one device reconnecting three times
+            comer = Client(broker.port, *account)
+            assert await comer.accepted()
+            comer.close()
+        cohort = unique("k")
+        for i in range(3):
+            clients.append(Client(broker.port, *await broker.device(f"{cohort}/l{i}/aq1")))
+        assert [await c.accepted() for c in clients] == [True, True, False]
+    finally:
+        for client in clients:
+            client.close()
+        await asyncio.to_thread(stop, broker)
+
+
+def test_the_mqtt_config_knows_the_internal_listener() -> None:
+    assert (MqttConfig().hub_host, MqttConfig().hub_port) == ("127.0.0.1", 1884)
+    lan = parse_config({"mqtt": {"host": "192.0.2.10", "port": 1883, "internal_port": 2883, "max_connections": 40}})
+    assert (lan.mqtt.hub_host, lan.mqtt.hub_port, lan.mqtt.max_connections) == ("127.0.0.1", 2883, 40)
+    single = parse_config({"mqtt": {"host": "broker.example", "port": 1883, "internal_port": 1883, "launch": False}})
+    assert (single.mqtt.hub_host, single.mqtt.hub_port) == ("broker.example", 1883)  # a broker with one listener
+    for bad in ({"hub_port": 1}, {"max_connections": 0}, {"internal_port": 70000}, {"port": 65535}):
+        with pytest.raises(ConfigError):
+            parse_config({"mqtt": bad})
+
+
+# influxd --------------------------------------------------------------------------------------------------------
+
+
+def test_influxd_rpc_port_is_on_loopback_whatever_the_http_address() -> None:
+    text = influxd_config("192.0.2.7", 8086, 8089, Path("/data"), auth=True)
+    binds = re.findall(r'^\s*bind-address = "([^"]+)"', text, re.M)
+    assert binds == ["127.0.0.1:8089", "192.0.2.7:8086"]  # the top-level one is the RPC service's
+
+
+def test_the_running_influxd_listens_for_rpc_on_loopback_only(services: Services) -> None:
+    conf = (services.state_dir / "influxdb.conf").read_text()
+    rpc = re.search(r'^bind-address = "[^"]*:(\d+)"', conf, re.M)
+    assert rpc is not None
+    port = int(rpc.group(1))
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                listening.add(address)
+    assert listening == {"0100007F"}, listening  # 127.0.0.1, and nothing else (no 0.0.0.0, no ::)
