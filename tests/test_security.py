@@ -457,8 +457,10 @@ async def test_every_route_needs_a_token_and_stays_in_its_scope(closed: Closed, 
             if not ok:
                 failures.append(f"{method} {path} as {name}: {status} {str(answer)[:120]}")
     assert not failures, "\n".join(failures)
-    # Health stays open: monitors have no token.
-    assert (await api.call("GET", "/healthz", None))[0] == 200
+    # Health stays open: monitors have no token. (It may say degraded: this test blocks the hub's loop while
+    # the CLI runs, and the watchdog sees that lag.)
+    status, health = await api.call("GET", "/healthz", None)
+    assert status in (200, 503) and set(health) == {"status"}, health
     # A trainer of this cohort registers a device over HTTP; another cohort's trainer may not.
     status, made = await api.call("POST", "/api/registry/devices", tokens["trainer"], {"id": f"{cohort}/cy/aq1"})
     assert status == 201 and made["username"] == f"{cohort}/cy/aq1"

@@ -22,7 +22,7 @@ from hub.spool import Spool
 from hub.storage import InfluxV1, InfluxV2, StorageError, Writer, parse_conflict
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, lab_config, unique
-from tests.support import MqttPublisher, count_when_stable, http_json, influx_query, wait_until
+from tests.support import MqttPublisher, api_token, count_when_stable, http_json, influx_query, wait_until
 
 FAST = Backoff(first_s=0.01, cap_s=0.05)
 
@@ -142,7 +142,7 @@ async def test_readings_wait_for_influxdb_and_none_is_lost(
         for i in range(50):
             await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}))
         await wait_until(lambda: hub.writer.stats.retries >= 2, what="write retries")
-        status, health = await http_json(f"http://127.0.0.1:{hub.http_port}/healthz")
+        status, health = await http_json(f"http://127.0.0.1:{hub.http_port}/healthz", api_token(hub))
         assert status == 503 and health["status"] == "degraded"
         assert "InfluxDB writes failing" in health["reasons"][0]
         influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port())
