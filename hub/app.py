@@ -163,8 +163,8 @@ class Hub:
         self._registry_version: tuple[int, int] | None = None
         password = read_secret(cfg.secret_file(cfg.mqtt.password_file, "mqtt-hub")) if cfg.mqtt.username else None
         self.mqtt = MqttClient(
-            cfg.mqtt.host,
-            cfg.mqtt.port,
+            cfg.mqtt.hub_host,
+            cfg.mqtt.hub_port,
             self._client_id(cfg),
             on_message=self._on_message,
             on_failure=lambda msg, err: self.boundaries.failed(MQTT, source_of(msg.topic), err),

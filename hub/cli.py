@@ -300,7 +300,16 @@ def start_services(cfg: LabConfig) -> list[Service]:
     private_state_dir(cfg.state_dir)
     try:
         if cfg.mqtt.launch:
-            services.append(start_mosquitto(cfg.state_dir, cfg.mqtt.host, cfg.mqtt.port, open_mode=cfg.hub.open_mode))
+            services.append(
+                start_mosquitto(
+                    cfg.state_dir,
+                    cfg.mqtt.host,
+                    cfg.mqtt.port,
+                    open_mode=cfg.hub.open_mode,
+                    internal_port=cfg.mqtt.internal_port,
+                    max_connections=cfg.mqtt.max_connections,
+                )
+            )
         if cfg.influx.launch and cfg.influx.backend == "v1":
             url = urlparse(cfg.influx.url)
             services.append(
@@ -538,6 +547,7 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
     credentials = load_credentials(cfg.state_dir)  # only which accounts have one: a banner is projected
     declared = [d.ref.key for d in cfg.devices if d.ref.key in credentials]
     login = f'-u {example.key} -P "$PW" ' if example.key in credentials else ""
+    watch = f'-u {cfg.mqtt.username} -P "$HUBPW" ' if login else ""
     token_file = secret_path(cfg.state_dir, TRAINER_TOKEN)
     api = f"http://{cfg.hub.http_host}:{http_port}"
     mode = (
@@ -557,8 +567,17 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
         f"  accounts       {len(declared)} declared devices' MQTT passwords are in {credentials_file}",
         "                 (readable by this account only; not shown here: a screen may be projected)",
         "  try:",
-        *([f"    PW=$(grep '\"{example.key}\"' {credentials_file} | cut -d'\"' -f4)"] if login else []),
-        f"    mosquitto_sub -p {cfg.mqtt.port} {login}-t '{example.topic('errors')}' &",
+        *(
+            [
+                f"    PW=$(grep '\"{example.key}\"' {credentials_file} | cut -d'\"' -f4)",
+                # One account is one connection (the broker binds client ids to usernames): watch with the
+                # hub's account, publish for a moment in the board's place.
+                f"    HUBPW=$(cat {cfg.secret_file(cfg.mqtt.password_file, 'mqtt-hub')})",
+            ]
+            if login
+            else []
+        ),
+        f"    mosquitto_sub -p {cfg.mqtt.port} {watch}-t '{example.topic('errors')}' &",
         f"    mosquitto_pub -p {cfg.mqtt.port} {login}-t '{example.topic('telemetry')}' -m '{{\"pm25\": \"twelve\"}}'",
         f'    curl -s -H "Authorization: Bearer $(cat {token_file})" {api}/api/devices',
         *(

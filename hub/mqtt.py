@@ -229,7 +229,7 @@ class MqttClient:
         """Stay connected until cancelled or stop() is called."""
         self._loop = asyncio.get_running_loop()
         attempt = 0
-        misc = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc-{self.client_id}")
+        misc = asyncio.create_task(self._misc_loop(), name="mqtt-misc")  # never the client id: a secret
         try:
             while not self._stopping:
                 self._disconnected.clear()

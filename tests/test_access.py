@@ -114,7 +114,7 @@ def test_device_rules_name_only_its_own_topics() -> None:
     rules = {(a["acltype"], a["topic"]) for a in device_acls(ANA) if a["allow"]}
     assert rules == {
         ("publishClientSend", "lab/demo/ana/aq1/telemetry"),
-        ("publishClientSend", "lab/demo/ana/aq1/telemetry/#"),
+        ("publishClientSend", "lab/demo/ana/aq1/telemetry/+"),
         ("publishClientSend", "lab/demo/ana/aq1/ack"),
         ("publishClientSend", "lab/demo/ana/aq1/status"),
         ("subscribePattern", "lab/demo/ana/aq1/commands"),
