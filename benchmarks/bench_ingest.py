@@ -240,7 +240,9 @@ def main() -> int:
 
     try:
         raw_rate, raw_count = (
-            (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port, pool, args.devices, per_device, hub_login)
+            # On the broker's internal listener: the lab one binds client ids to usernames, and these
+            # publishers all use the hub's account.
+            (0.0, 0) if args.skip_raw else raw_broker_rate(mqtt_port + 1, pool, args.devices, per_device, hub_login)
         )
         if not args.skip_raw:
             print(f"broker raw rate: {raw_rate:,.0f} msg/s to a bare mosquitto_sub ({raw_count:,}/{total:,} received)")
