@@ -1,0 +1,887 @@
+"""The adversarial suite: hostile input on every surface of a real lab, and what must hold after each batch.
+
+The lab: a closed mosquitto (every device and learner app logs in with its own account, as `labhub up`
+runs it), the real influxd, one hub. Two learners (ana, ben) each have an air-quality sensor, an arm (with
+hostile firmware answering its commands), a generic device, a learner MQTT app and an API token; ana also
+has a USB-serial board behind a bridge. A third learner's canaries (an air-quality sensor and a generic
+device) publish readings every 50 ms the whole time. Before the canaries start, the hostile generic devices
+try to pin the canaries' field names to other types.
+
+Hypothesis batches (tests/hostile.py) go to every surface: telemetry (JSON, line protocol, bare values on
+`telemetry/<field>`), status, ack, commands/request, HTTP command bodies (and their headers, query and path),
+WebSocket handshakes and messages, serial lines, cohort CSV imports. After each batch:
+
+- the hub is alive (its task runs, it is connected to the broker);
+- the canaries' readings are stored within 1 s (no gap over 1 s in what InfluxDB holds, and a reading sent
+  after the batch is queryable within 1 s);
+- no point exists outside its sender's own series: every series in the database is a measurement the hub
+  may write, tagged with a device of this lab that may produce it, tags from closed vocabularies, and field
+  names a learner may use;
+- every error the hub's loggers wrote was counted by a boundary (hub.boundary);
+- the event loop never lagged 100 ms (a probe task in the loop the hub runs on);
+- no HTTP request got a 500, and no learner's token reached another learner's device.
+
+The known-bad payloads of issue 11 also have their own small tests (minimal reproducers), so a regression
+names itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import shutil
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+import pytest
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.serial_bridge import Bridge, PortError, SerialPort
+from hub.app import Hub
+from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.registry import parse_csv
+from hub.services import Service, free_port, start_mosquitto
+from hub.topics import DeviceRef
+from tests import hostile
+from tests.conftest import Services, make_state_dir, unique
+from tests.support import influx_query
+
+pytestmark = pytest.mark.timeout(150)
+
+CANARY_PERIOD_S = 0.05
+MAX_STORE_S = 1.0  # a canary reading is queryable within this, whatever else is sent
+MAX_LAG_S = 0.1  # the event loop never stalls longer
+BATCHES = 20  # the CI-sized run: Hypothesis batches of hostile input on every surface
+CSV_COHORT = "csvk"  # the cohort CSV strategy's placeholder, replaced by a unique name per lab
+HOSTILE = ("ana", "ben")
+CANARY = "cyd"
+LAB_DEVICES = {  # name → (kind, profile)
+    "aq1": ("air_quality", ""),
+    "arm1": ("arm", "mearm"),
+    "gen1": ("generic", ""),
+}
+SERIAL_DEVICE = "uno"  # ana's USB-serial board (generic)
+CANARY_DEVICES = {"canq": "air_quality", "cang": "generic"}
+ERROR_LOGGERS = ("hub", "devices", "aiohttp", "asyncio")
+
+
+# The closed broker ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Broker:
+    state: Path
+    port: int
+    service: Service
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    state = make_state_dir("labhub-adversarial-")
+    port = free_port()
+    service = start_mosquitto(state, port=port, open_mode=False)
+    try:
+        yield Broker(state, port, service)
+    finally:
+        service.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+# Clients --------------------------------------------------------------------------------------------------------
+
+
+class Client:
+    """A paho client (MQTT 3.1.1, its own thread) logged in with one account."""
+
+    def __init__(self, port: int, username: str, password: str) -> None:
+        self.connected = threading.Event()
+        self.got: list[tuple[str, bytes]] = []
+        self.on_message: Any = None
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("adv-"))
+        self.client.username_pw_set(username, password)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = lambda c, u, f, rc, p: self.connected.set() if not rc.is_failure else None
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.got.append((msg.topic, bytes(msg.payload)))
+        if self.on_message is not None:
+            self.on_message(msg.topic, bytes(msg.payload))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> paho.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class FeedPort(SerialPort):
+    """A serial port whose bytes come from the test (the bridge's own reader thread reads them)."""
+
+    def __init__(self, url: str, baud: int) -> None:
+        super().__init__(url, baud)
+        self.chunks: list[bytes] = []
+        self.lock = threading.Lock()
+        self.opened = False
+
+    def open(self) -> None:
+        self.opened = True
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened
+
+    def read(self) -> bytes:
+        if not self.opened:
+            raise PortError("closed")
+        with self.lock:
+            if self.chunks:
+                return self.chunks.pop(0)
+        time.sleep(0.01)
+        return b""
+
+    def write(self, data: bytes) -> None:
+        if not self.opened:
+            raise PortError("closed")
+
+    def close(self) -> None:
+        self.opened = False
+
+    def feed(self, data: bytes) -> None:
+        with self.lock:
+            self.chunks.append(data)
+
+
+class ErrorLog(logging.Handler):
+    """Every record at ERROR or above from the hub's side of the lab (its own loggers, aiohttp's, asyncio's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".")[0] in ERROR_LOGGERS:
+            self.records.append(record)
+
+
+class LagProbe:
+    """Measures how late the event loop wakes a sleeper (what every other task on the loop suffers too)."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.period)
+            lag = time.monotonic() - started - self.period
+            self.worst = max(self.worst, lag)
+            self.samples.append(lag)
+            if len(self.samples) > 200_000:
+                del self.samples[:100_000]
+
+    def take(self) -> float:
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+
+# The lab ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Device:
+    ref: DeviceRef
+    kind: str
+    client: Client | None = None
+    commands_seen: int = 0
+
+
+@dataclass
+class Outcome:
+    """What one batch sent and what it broke."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    lag_s: float = 0.0
+    canary_gap_s: float = 0.0
+    canary_store_s: float = 0.0
+    boundary_failures: dict[str, int] = field(default_factory=dict)
+
+
+class Lab:
+    """A running hub on the closed broker, its devices, learners and canaries (see the module docstring)."""
+
+    def __init__(self, services: Services, broker: Broker) -> None:
+        self.services = services
+        self.broker = broker
+        self.cohort = unique("adv")
+        self.csv_cohort = unique("csv")
+        name = unique()
+        self.cfg = LabConfig(
+            state_dir=broker.state,
+            mqtt=MqttConfig(port=broker.port, launch=False, client_id=f"hub-{name}"),
+            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
+            hub=HubConfig(http_port=0, open_mode=False, registry=str(broker.state / "registries" / f"{name}.sqlite3")),
+        )
+        self.db = name
+        self.devices: dict[str, Device] = {}  # "learner/device" → device
+        self.learner_apps: dict[str, Client] = {}
+        self.tokens: dict[str, str] = {}
+        self.errors = ErrorLog()
+        self.lag = LagProbe()
+        self.hub: Hub | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.bridge: Bridge | None = None
+        self.serial_port: FeedPort | None = None
+        self.canary_stop = threading.Event()
+        self.canary_thread: threading.Thread | None = None
+        self.canary_sent = 0
+        self.firmware_acks: list[dict[str, Any]] = [{"status": "accepted"}]
+        self.http: aiohttp.ClientSession | None = None
+        self.base = ""
+        self.counted = 0  # boundary failures seen so far
+        self.logged = 0  # error records seen so far
+
+    # Start and stop ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        logging.getLogger().addHandler(self.errors)
+        hub = self.hub = Hub(self.cfg)
+        self.task = asyncio.create_task(hub.run())
+        ready = asyncio.create_task(hub.ready.wait())
+        await asyncio.wait([self.task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self.task.done():
+            self.task.result()
+        assert hub.mqtt.connected.is_set(), f"hub did not connect: {hub.mqtt.last_error}"
+        self.tasks.append(asyncio.create_task(self.lag.run()))
+        rows = ["cohort,learner,device,kind,profile,description"]
+        for learner in (*HOSTILE, CANARY):
+            rows.append(f"{self.cohort},{learner},,,,")
+        for learner in HOSTILE:
+            rows += [f"{self.cohort},{learner},{d},{kind},{profile}," for d, (kind, profile) in LAB_DEVICES.items()]
+        rows.append(f"{self.cohort},ana,{SERIAL_DEVICE},generic,,")
+        rows += [f"{self.cohort},{CANARY},{d},{kind},," for d, kind in CANARY_DEVICES.items()]
+        made = await hub.accounts.import_lines(parse_csv("\n".join(rows), frozenset(["mearm", "braccio"])))
+        hub.apply_registry()
+        passwords = {c.username: c.password for c in made}
+        for learner in HOSTILE:
+            for name, (kind, _) in LAB_DEVICES.items():
+                self._device(learner, name, kind, passwords)
+            self.learner_apps[learner] = app = Client(
+                self.broker.port, f"{self.cohort}/{learner}", passwords[f"{self.cohort}/{learner}"]
+            )
+            app.client.subscribe(f"lab/{self.cohort}/{learner}/+/commands/result", qos=1)
+            self.tokens[learner] = hub.registry.add_token("learner", f"{self.cohort}/{learner}", "adversarial")[1]
+        for name, kind in CANARY_DEVICES.items():
+            self._device(CANARY, name, kind, passwords)
+        self.tokens["trainer"] = hub.registry.add_token("trainer", self.csv_cohort, "adversarial")[1]
+        self.tokens["ana-live"] = hub.registry.add_token("learner", f"{self.cohort}/ana", "adversarial live")[1]
+        hub.apply_registry()
+        for device in self.devices.values():
+            if device.kind == "arm" and device.client is not None:
+                device.client.client.subscribe(device.ref.topic("commands"), qos=1)
+                device.client.on_message = self._firmware(device)
+        for client in [*(d.client for d in self.devices.values()), *self.learner_apps.values()]:
+            assert client is not None
+            assert await asyncio.to_thread(client.connected.wait, 10), "a lab client did not connect"
+        # ana's USB-serial board, through a bridge logged in with its own bridge account.
+        serial_ref = DeviceRef(self.cohort, "ana", SERIAL_DEVICE)
+        self.devices[f"ana/{SERIAL_DEVICE}"] = Device(serial_ref, "generic")
+        login = await hub.accounts.bridge_login(serial_ref.key)
+        ports: list[FeedPort] = []
+
+        def port_factory(url: str, baud: int) -> SerialPort:
+            ports.append(FeedPort(url, baud))
+            return ports[-1]
+
+        self.bridge = Bridge(
+            serial_ref,
+            "feed://",
+            mqtt_port=self.broker.port,
+            username=login.username,
+            password=login.password,
+            port_factory=port_factory,
+        )
+        self.serial_port = ports[0]
+        self.tasks.append(asyncio.create_task(self.bridge.run()))
+        await asyncio.wait_for(self.bridge.mqtt.connected.wait(), 10)
+        await asyncio.wait_for(self.bridge.port_open.wait(), 10)
+        self.http = aiohttp.ClientSession()
+        self.base = f"http://127.0.0.1:{hub.http_port}"
+        await self.pin_attack()
+        self.canary_thread = threading.Thread(target=self._canaries, daemon=True)
+        self.canary_thread.start()
+        await self.wait_for(
+            lambda: all(self.state(f"{CANARY}/{d}").received > 0 for d in CANARY_DEVICES), "canaries heard"
+        )
+        self.counted, self.logged = self.boundary_total(), len(self.errors.records)
+
+    def _device(self, learner: str, name: str, kind: str, passwords: dict[str, str]) -> None:
+        ref = DeviceRef(self.cohort, learner, name)
+        self.devices[f"{learner}/{name}"] = Device(ref, kind, Client(self.broker.port, ref.key, passwords[ref.key]))
+
+    async def stop(self) -> None:
+        self.canary_stop.set()
+        if self.canary_thread is not None:
+            await asyncio.to_thread(self.canary_thread.join, 5)
+        for client in [*(d.client for d in self.devices.values() if d.client), *self.learner_apps.values()]:
+            client.close()
+        if self.http is not None:
+            await self.http.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.hub is not None and self.task is not None and not self.task.done():
+            self.hub.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, 30)
+        logging.getLogger().removeHandler(self.errors)
+
+    # Helpers ------------------------------------------------------------------------------------
+
+    def state(self, key: str) -> Any:
+        assert self.hub is not None
+        return self.hub.ingest.devices[self.devices[key].ref]
+
+    def boundary_total(self) -> int:
+        counted = 0
+        for owner in (self.hub, self.bridge):
+            boundaries = getattr(owner, "boundaries", None)
+            counted += int(getattr(boundaries, "total", 0))
+        return counted
+
+    def boundary_failures(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for owner in (self.hub, self.bridge):
+            failures = getattr(getattr(owner, "boundaries", None), "failures", {})
+            for (surface, error), n in failures.items():
+                out[f"{surface}/{error}"] = out.get(f"{surface}/{error}", 0) + n
+        return out
+
+    async def wait_for(self, check: Any, what: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline or (self.task is not None and self.task.done()):
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        return influx_query(self.services.influx_port, self.db, q)
+
+    def _canaries(self) -> None:
+        """Every 50 ms, one reading from each canary (receipt-stamped by the hub)."""
+        aq, gen = self.devices[f"{CANARY}/canq"], self.devices[f"{CANARY}/cang"]
+        n = 0
+        while not self.canary_stop.wait(CANARY_PERIOD_S):
+            n += 1
+            assert aq.client is not None and gen.client is not None
+            aq.client.publish(aq.ref.topic("telemetry"), json.dumps({"temperature": 20 + n % 50 / 10}).encode())
+            gen.client.publish(
+                gen.ref.topic("telemetry"),
+                json.dumps({"level": n * 1.0, "count": n % 7, "label": "ok", "on": n % 2 == 0}).encode(),
+            )
+            self.canary_sent = n
+
+    def _firmware(self, arm: Device) -> Any:
+        """Hostile arm firmware: accepts each command, then answers it with the batch's hostile acknowledgements."""
+
+        def on_command(topic: str, payload: bytes) -> None:
+            try:
+                command_id = str(json.loads(payload)["id"])
+            except (ValueError, KeyError, TypeError):
+                return
+            assert arm.client is not None
+            arm.commands_seen += 1
+            arm.client.publish(
+                arm.ref.topic("ack"), json.dumps({"id": command_id, "status": "accepted"}).encode(), qos=1
+            )
+            body = dict(self.firmware_acks[arm.commands_seen % len(self.firmware_acks)])
+            body["id"] = command_id
+            arm.client.publish(arm.ref.topic("ack"), hostile.encode(hostile.dump(body)), qos=1)
+
+        return on_command
+
+    async def pin_attack(self) -> None:
+        """Before the canaries start: hostile generic devices send the canaries' field names with other types."""
+        ana, ben = self.devices["ana/gen1"], self.devices["ben/gen1"]
+        assert ana.client is not None and ben.client is not None
+        ana.client.publish(ana.ref.topic("telemetry"), b'{"level": "high", "count": "many", "label": 2.5, "on": 1}', 1)
+        ben.client.publish(ben.ref.topic("telemetry"), b"m level=true,count=5i,label=false,on=3i", 1)
+        await self.barriers()
+        await self.settled()
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Everything accepted so far is in InfluxDB (or refused by it)."""
+        assert self.hub is not None
+        hub = self.hub
+        with contextlib.suppress(AssertionError):
+            await self.wait_for(lambda: not hub.spool.unstored_bytes, "the writer to drain", timeout)
+
+    # Barriers: each sender's last message is one the hub visibly handles, so all before it were handled.
+
+    async def barriers(self, timeout: float = 10.0) -> None:
+        assert self.hub is not None
+        markers: dict[str, bytes] = {}
+        for key, device in self.devices.items():
+            if device.client is None or key.startswith(CANARY):
+                continue
+            marker = f"b{uuid.uuid4().hex[:12]}"
+            markers[key] = f'"barrier": "{marker}"'.encode()
+            device.client.publish(device.ref.topic("telemetry"), json.dumps({"barrier": marker}).encode(), qos=1)
+        serial_marker = f"b{uuid.uuid4().hex[:12]}"
+        assert self.serial_port is not None
+        self.serial_port.feed(f"\nbarrier={serial_marker}\n".encode())
+        markers[f"ana/{SERIAL_DEVICE}"] = f'"barrier": "{serial_marker}"'.encode()
+        requests: dict[str, str] = {}
+        for learner, app in self.learner_apps.items():
+            requests[learner] = request_id = uuid.uuid4().hex
+            body = json.dumps({"type": "stop", "request_id": request_id}).encode()
+            app.publish(DeviceRef(self.cohort, learner, "aq1").topic("commands/request"), body, qos=1)
+
+        def waiting() -> list[str]:
+            keys = [k for k, m in markers.items() if not any(m in e.payload for e in self.state(k).inspector)]
+            return keys + [
+                f"{learner}'s app"
+                for learner, request_id in requests.items()
+                if not any(request_id.encode() in p for _, p in self.learner_apps[learner].got)
+            ]
+
+        try:
+            await self.wait_for(lambda: not waiting(), "every hostile sender's last message to be handled", timeout)
+        except AssertionError:
+            details = []
+            for key in waiting():
+                if key in self.devices:
+                    device, state = self.devices[key], self.state(key)
+                    connected = device.client.client.is_connected() if device.client else "bridge"
+                    details.append(f"{key} (connected: {connected}, received by the hub: {state.received})")
+                else:
+                    details.append(key)
+            raise AssertionError(f"the hub never handled the last message of {', '.join(details)}") from None
+
+    # Sending -------------------------------------------------------------------------------------
+
+    def hostile_devices(self, kind: str | None = None) -> list[Device]:
+        return [
+            d
+            for k, d in self.devices.items()
+            if not k.startswith(CANARY) and d.client is not None and (kind is None or d.kind == kind)
+        ]
+
+    async def send(self, batch: Batch, outcome: Outcome) -> None:
+        """Every surface at once: MQTT from threads, HTTP and WebSocket from the loop, serial through the bridge."""
+        self.firmware_acks = batch.firmware or [{"status": "done"}]
+        devices = self.hostile_devices()
+        arms = self.hostile_devices("arm")
+        jobs: dict[Client, list[tuple[str, bytes, int, bool]]] = {}
+
+        def add(client: Client | None, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+            assert client is not None
+            jobs.setdefault(client, []).append((topic, payload, qos, retain))
+
+        for i, (payload, qos) in enumerate(batch.telemetry):
+            d = devices[i % len(devices)]
+            add(d.client, d.ref.topic("telemetry"), payload, qos)
+        for i, (name, payload, qos) in enumerate(batch.bare):
+            d = devices[(i + 1) % len(devices)]
+            add(d.client, d.ref.topic("telemetry") + "/" + name, payload, qos)
+        for i, (payload, retain) in enumerate(batch.status):
+            d = devices[(i + 2) % len(devices)]
+            add(d.client, d.ref.topic("status"), payload, 1, retain)
+        for i, payload in enumerate(batch.acks):
+            d = arms[i % len(arms)]
+            add(d.client, d.ref.topic("ack"), payload, i % 2)
+        for i, payload in enumerate(batch.requests):
+            learner = HOSTILE[i % 2]
+            device = ("arm1", "arm1", "aq1", "gen1")[i % 4]
+            add(
+                self.learner_apps[learner],
+                DeviceRef(self.cohort, learner, device).topic("commands/request"),
+                payload,
+                i % 2,
+            )
+        outcome.sent["mqtt"] = sum(len(v) for v in jobs.values())
+
+        def publish_all(client: Client, messages: list[tuple[str, bytes, int, bool]]) -> None:
+            for topic, payload, qos, retain in messages:
+                client.publish(topic, payload, qos, retain)
+
+        publishing = [asyncio.to_thread(publish_all, c, m) for c, m in jobs.items()]
+        assert self.serial_port is not None
+        for chunk in batch.serial:
+            self.serial_port.feed(chunk)
+        outcome.sent["serial"] = len(batch.serial)
+        await asyncio.gather(*publishing, self.send_http(batch, outcome), self.send_ws(batch, outcome))
+
+    async def send_http(self, batch: Batch, outcome: Outcome) -> None:
+        assert self.http is not None
+        sent = 0
+        for i, command in enumerate(batch.http):
+            learner = HOSTILE[i % 2]
+            other = HOSTILE[(i + 1) % 2]
+            target = DeviceRef(self.cohort, learner if i % 5 else other, "arm1")
+            path = f"/api/devices/{target.key}/commands"
+            if command.path_device is not None:
+                path = (
+                    "/api/devices/"
+                    + urllib.parse.quote(command.path_device.encode("utf-8", "replace").decode(), safe="/")
+                    + "/commands"
+                )
+            query = {"wait": command.wait.encode("utf-8", "replace").decode()} if command.wait is not None else {}
+            headers = {"Authorization": f"Bearer {self.tokens[learner]}"}
+            if command.content_type:
+                headers["Content-Type"] = command.content_type
+            if command.idempotency_key is not None:
+                headers["Idempotency-Key"] = command.idempotency_key
+            try:
+                async with self.http.post(self.base + path, params=query, data=command.body, headers=headers) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, ValueError) as err:
+                outcome.problems.append(
+                    f"HTTP {path[:80]!r}: the request failed ({type(err).__name__}: {str(err)[:100]})"
+                )
+                continue
+            sent += 1
+            if status >= 500:
+                outcome.problems.append(f"HTTP POST {path[:80]!r} body {command.body[:80]!r}: {status}")
+            if target.learner != learner and command.path_device is None and 200 <= status < 300:
+                outcome.problems.append(f"HTTP: {learner}'s token commanded {target.key} ({status})")
+        for i, csv in enumerate(batch.csv):
+            body = csv.replace(CSV_COHORT.encode(), self.csv_cohort.encode())
+            headers = {"Authorization": f"Bearer {self.tokens['trainer']}", "Content-Type": "text/csv"}
+            async with self.http.post(self.base + "/api/registry/import", data=body, headers=headers) as resp:
+                await resp.read()
+                sent += 1
+                if resp.status >= 500:
+                    outcome.problems.append(f"cohort CSV #{i} {body[:120]!r}: {resp.status}")
+        outcome.sent["http"] = sent
+
+    async def send_ws(self, batch: Batch, outcome: Outcome) -> None:
+        assert self.http is not None
+        sent = 0
+        for query in batch.ws_queries:
+            url = f"{self.base}/api/live?" + urllib.parse.urlencode(query)
+            try:
+                async with self.http.ws_connect(url, protocols=("labhub", f"bearer.{self.tokens['ana-live']}")) as ws:
+                    await ws.close()
+            except aiohttp.WSServerHandshakeError as err:
+                if err.status >= 500:
+                    outcome.problems.append(f"WebSocket handshake {query!r}: {err.status}")
+            sent += 1
+        if batch.ws:
+            ana = DeviceRef(self.cohort, "ana", "arm1")
+            url = f"{self.base}/api/live?device={ana.key}&device={self.cohort}/ana/gen1"
+            ws = await self.http.ws_connect(url, protocols=("labhub", f"bearer.{self.tokens['ana-live']}"))
+            try:
+                for frame in batch.ws:
+                    if ws.closed:  # an oversize message closes it (1009): open another
+                        ws = await self.http.ws_connect(url, protocols=("labhub", f"bearer.{self.tokens['ana-live']}"))
+                    try:
+                        if frame.text is not None:
+                            await ws.send_str(frame.text)
+                        else:
+                            await ws.send_bytes(frame.data or b"")
+                    except (ConnectionResetError, aiohttp.ClientError):
+                        pass
+                    sent += 1
+                # The view still works: a reading of a watched device arrives on it.
+                if not ws.closed:
+                    gen = self.devices["ana/gen1"]
+                    assert gen.client is not None
+                    gen.client.publish(gen.ref.topic("telemetry"), b'{"ws_probe": 1.5}', 1)
+                    deadline = time.monotonic() + 2
+                    seen = False
+                    while time.monotonic() < deadline and not seen:
+                        try:
+                            msg = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+                        except TimeoutError:
+                            break
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        seen = "ws_probe" in msg.data
+                    if not seen and not ws.closed:
+                        outcome.problems.append(
+                            "WebSocket: a live view stopped delivering readings after hostile messages"
+                        )
+            finally:
+                await ws.close()
+        outcome.sent["websocket"] = sent
+
+    # Checking ------------------------------------------------------------------------------------
+
+    async def run_batch(self, batch: Batch) -> Outcome:
+        outcome = Outcome()
+        self.lag.take()
+        started_ns = time.time_ns()
+        await self.send(batch, outcome)
+        try:
+            await self.barriers()
+        except AssertionError as err:
+            outcome.problems.append(f"intake stalled: {err}")
+        await self.check(outcome, started_ns)
+        return outcome
+
+    async def check(self, outcome: Outcome, since_ns: int) -> None:
+        assert self.hub is not None and self.task is not None
+        hub = self.hub
+        problems = outcome.problems
+        if self.task.done():
+            error = self.task.exception() if not self.task.cancelled() else None
+            problems.append(f"the hub stopped: {type(error).__name__}: {error}" if error else "the hub stopped")
+        if not hub.mqtt.connected.is_set():
+            problems.append(f"the hub is not connected to the broker: {hub.mqtt.last_error}")
+        if self.bridge is not None and any(t.done() for t in self.tasks):
+            problems.append("the serial bridge (or the lag probe) stopped")
+        await self.check_canaries(outcome, since_ns)
+        await self.settled()
+        problems += await asyncio.to_thread(self.foreign_points)
+        counted = self.boundary_total()
+        records = self.errors.records[self.logged :]
+        uncounted = [r for r in records if r.name != "hub.boundary"]
+        if len(uncounted) > counted - self.counted:
+            for record in uncounted[:5]:
+                problems.append(
+                    f"error logged but not counted by a boundary: {record.name}: {record.getMessage()[:300]}"
+                )
+        outcome.boundary_failures = self.boundary_failures()
+        self.counted, self.logged = counted, len(self.errors.records)
+        outcome.lag_s = self.lag.take()
+        if outcome.lag_s >= MAX_LAG_S:
+            problems.append(f"the event loop lagged {outcome.lag_s * 1000:.0f} ms (limit {MAX_LAG_S * 1000:.0f} ms)")
+
+    async def check_canaries(self, outcome: Outcome, since_ns: int) -> None:
+        """A canary reading sent now is queryable within 1 s, and none of what was stored since `since_ns` has
+        a gap over 1 s (the hub stamps receipt time, so a stalled intake shows as a gap)."""
+        probe_ns = time.time_ns()
+        worst_store = 0.0
+        for name, kind in CANARY_DEVICES.items():
+            ref = self.devices[f"{CANARY}/{name}"].ref
+            measurement = hostile.reading_measurement(kind, ref)
+            column = "temperature" if kind == "air_quality" else "level"
+            where = f"device = '{name}' AND learner = '{CANARY}' AND cohort = '{self.cohort}'"
+
+            def stored_after(t_ns: int, m: str = measurement, c: str = column, w: str = where) -> list[int]:
+                series = self.query(f'SELECT "{c}" FROM "{m}" WHERE {w} AND time >= {t_ns}')
+                return [row[0] for row in series[0]["values"]] if series else []
+
+            deadline = time.monotonic() + MAX_STORE_S + CANARY_PERIOD_S
+            seen: list[int] = []
+            while time.monotonic() < deadline:
+                seen = await asyncio.to_thread(stored_after, probe_ns)
+                if seen:
+                    break
+                await asyncio.sleep(0.02)
+            store_s = (time.time_ns() - probe_ns) / 1e9
+            if not seen:
+                state = self.hub.ingest.devices.get(ref) if self.hub else None
+                detail = (
+                    f"received {state.received}, stored {state.stored}, rejected {dict(state.rejected)}"
+                    if state
+                    else "unknown to the hub"
+                )
+                outcome.problems.append(f"canary {ref.key}: nothing stored within {MAX_STORE_S} s ({detail})")
+                store_s = float("inf")
+            worst_store = max(worst_store, store_s)
+            times = [since_ns, *sorted(await asyncio.to_thread(stored_after, since_ns)), probe_ns]
+            gap = max(b - a for a, b in itertools.pairwise(times)) / 1e9
+            outcome.canary_gap_s = max(outcome.canary_gap_s, gap)
+            if gap > MAX_STORE_S:
+                outcome.problems.append(f"canary {ref.key}: a gap of {gap:.2f} s in its stored readings")
+        outcome.canary_store_s = worst_store
+
+    def foreign_points(self) -> list[str]:
+        """Every series in the database belongs to its sender and to a measurement the hub may write."""
+        allowed = hostile.allowed_series([(d.ref, d.kind) for d in self.devices.values()])
+        keys = [row[0] for s in self.query("SHOW SERIES") for row in s.get("values", [])]
+        fields = {s["name"]: [row[0] for row in s.get("values", [])] for s in self.query("SHOW FIELD KEYS")}
+        return hostile.foreign_points(keys, fields, allowed)
+
+
+class Batch:
+    """One batch of hostile input for every surface (Hypothesis draws it; its repr stays short)."""
+
+    def __init__(
+        self,
+        telemetry: list[tuple[bytes, int]],
+        bare: list[tuple[str, bytes, int]],
+        status: list[tuple[bytes, bool]],
+        acks: list[bytes],
+        firmware: list[dict[str, Any]],
+        requests: list[bytes],
+        http: list[hostile.HttpCommand],
+        ws: list[hostile.WsFrame],
+        ws_queries: list[list[tuple[str, str]]],
+        serial: list[bytes],
+        csv: list[bytes],
+    ) -> None:
+        self.telemetry, self.bare, self.status, self.acks, self.firmware = telemetry, bare, status, acks, firmware
+        self.requests, self.http, self.ws, self.ws_queries, self.serial, self.csv = (
+            requests,
+            http,
+            ws,
+            ws_queries,
+            serial,
+            csv,
+        )
+
+    def __repr__(self) -> str:
+        sizes = {k: len(v) for k, v in vars(self).items()}
+        return f"Batch({', '.join(f'{k}={n}' for k, n in sizes.items())})"
+
+
+qos = st.sampled_from([0, 1])
+# Per surface: what Hypothesis draws, and how many of them one batch sends.
+PER_BATCH: dict[str, tuple[st.SearchStrategy[Any], int]] = {
+    "telemetry": (st.tuples(st.one_of(hostile.telemetry_json, hostile.telemetry_lp), qos), 45),
+    "bare": (st.tuples(hostile.telemetry_field, st.one_of(hostile.bare_payload, hostile.random_bytes), qos), 15),
+    "status": (st.tuples(hostile.status_payload, st.booleans()), 6),
+    "acks": (hostile.ack_payload(), 12),
+    "firmware": (hostile.ack_bodies, 5),
+    "requests": (hostile.command_payload, 16),
+    "http": (hostile.http_commands, 10),
+    "ws": (hostile.ws_frames, 6),
+    "ws_queries": (hostile.ws_queries, 1),
+    "serial": (hostile.serial_chunk(), 12),
+    "csv": (hostile.cohort_csv(CSV_COHORT), 1),
+}
+
+
+def draw_batches(count: int, seed: int = 11) -> list[Batch]:
+    """`count` batches, the same every run: each surface's payloads are Hypothesis examples for a fixed seed."""
+    pools = {name: hostile.draw(strategy, n * count, seed) for name, (strategy, n) in PER_BATCH.items()}
+    return [
+        Batch(**{name: pools[name][i * n : (i + 1) * n] for name, (_, n) in PER_BATCH.items()}) for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def lab(services: Services, broker: Broker) -> AsyncIterator[Lab]:
+    lab = Lab(services, broker)
+    try:
+        await lab.start()
+        yield lab
+    finally:
+        await lab.stop()
+
+
+def report(outcomes: Sequence[Outcome]) -> str:
+    lines = []
+    for i, o in enumerate(outcomes):
+        lines.append(
+            f"batch {i}: sent {o.sent}; lag {o.lag_s * 1000:.0f} ms, canary gap {o.canary_gap_s:.2f} s, "
+            f"canary stored in {o.canary_store_s:.2f} s; boundary failures {o.boundary_failures or 'none'}"
+        )
+    return "\n".join(lines)
+
+
+async def test_hostile_batches_on_every_surface_break_nothing(lab: Lab) -> None:
+    """The CI-sized run: BATCHES batches of Hypothesis-drawn hostile input, each checked (see the module docstring)."""
+    started = time.monotonic()
+    batches = await asyncio.to_thread(draw_batches, BATCHES)
+    drawn = time.monotonic() - started
+    outcomes: list[Outcome] = []
+    problems: list[str] = []
+    for i, batch in enumerate(batches):
+        outcome = await lab.run_batch(batch)
+        outcomes.append(outcome)
+        problems += [f"batch {i}: {p}" for p in outcome.problems]
+        if lab.task is None or lab.task.done():
+            break  # nothing more to learn from a dead hub
+    summary = (
+        f"{len(outcomes)} batches in {time.monotonic() - started:.1f} s (drawn in {drawn:.1f} s)\n{report(outcomes)}"
+    )
+    print("\n" + summary)
+    assert not problems, "hostile input broke the lab:\n" + "\n".join(problems[:40]) + "\n" + summary
+
+
+# The known-bad payloads of issue 11, each alone (a minimal reproducer that names itself) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "channel", "payload"),
+    [
+        pytest.param("ana/arm1", "telemetry", b'{"x": "\\udc80"}', id="lone-surrogate-on-an-arms-telemetry"),
+        pytest.param("ana/gen1", "telemetry", b'{"label": "\\ud800"}', id="lone-surrogate-in-a-generic-string"),
+        pytest.param(
+            "ana/arm1",
+            "ack",
+            b'{"id": "x", "status": "done", "pose": {"base": ' + b"9" * 400 + b"}}",
+            id="400-digit-pose-in-an-ack",
+        ),
+        pytest.param("ana/aq1", "telemetry", b'"' + b'\\"' * 8000, id="16KB-of-escaped-quotes"),
+        pytest.param("ana/aq1", "telemetry", b'{"pm2_5": ' + b"9" * 5000 + b"}", id="5000-digit-number"),
+        pytest.param("ana/gen1", "telemetry", b"m v=1 " + b"9" * 400, id="400-digit-timestamp-in-line-protocol"),
+        pytest.param(
+            "ana",
+            "commands/request",
+            b'{"type": "x\\ninjected,cohort=zz,learner=zz,device=zz v=1 1"}',
+            id="newline-in-a-command-type-mqtt",
+        ),
+        pytest.param(
+            "ana",
+            "http",
+            b'{"type": "x\\ninjected,cohort=zz,learner=zz,device=zz v=1 1"}',
+            id="newline-in-a-command-type-http",
+        ),
+        pytest.param(
+            "ana", "http", b'{"type": "move", "targets": {"base": ' + b"9" * 400 + b"}}", id="400-digit-target-http"
+        ),
+        pytest.param("ana/arm1", "status", b"\xed\xa0\x80online", id="surrogate-bytes-in-a-status"),
+    ],
+)
+async def test_a_known_hostile_payload_breaks_nothing(lab: Lab, sender: str, channel: str, payload: bytes) -> None:
+    outcome = Outcome()
+    lab.lag.take()
+    started_ns = time.time_ns()
+    if channel == "http":
+        assert lab.http is not None
+        url = f"{lab.base}/api/devices/{lab.cohort}/{sender}/arm1/commands"
+        async with lab.http.post(url, data=payload, headers={"Authorization": f"Bearer {lab.tokens[sender]}"}) as resp:
+            await resp.read()
+            if resp.status >= 500:
+                outcome.problems.append(f"HTTP {resp.status}")
+    elif channel == "commands/request":
+        topic = DeviceRef(lab.cohort, sender, "arm1").topic(channel)
+        lab.learner_apps[sender].publish(topic, payload, 1)
+    else:
+        device = lab.devices[sender]
+        assert device.client is not None
+        device.client.publish(device.ref.topic(channel), payload, 1)
+    try:
+        await lab.barriers()
+    except AssertionError as err:
+        outcome.problems.append(f"intake stalled: {err}")
+    await lab.check(outcome, started_ns)
+    assert not outcome.problems, "\n".join(outcome.problems)
+
+
+async def test_one_learners_generic_device_cannot_get_anothers_fields_refused(lab: Lab) -> None:
+    """The lab's start already had ana's and ben's generic devices send the canary's field names as other types
+    (text, booleans, integers) before the canary's first reading: the canary must be stored all the same."""
+    outcome = Outcome()
+    await lab.check(outcome, time.time_ns() - int(0.5e9))
+    state = lab.state(f"{CANARY}/cang")
+    assert not outcome.problems and not state.rejected, (
+        "\n".join(outcome.problems) + f"\ncanary rejections: {dict(state.rejected)}"
+    )
