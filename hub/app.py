@@ -28,7 +28,7 @@ from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
 from devices.text import json_has_surrogates
 from hub.accounts import Accounts
-from hub.boundary import MQTT, Boundaries
+from hub.boundary import HTTP, MQTT, Boundaries, ServerLogFilter
 from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
 from hub.credentials import read_secret, save_credentials
@@ -497,6 +497,10 @@ class Hub:
             await self.backend.start()
             stack.push_async_callback(self.backend.close)
             await self._prepare_storage()
+            server_log = logging.getLogger("aiohttp.server")
+            parse_errors = ServerLogFilter(self.boundaries, HTTP)
+            server_log.addFilter(parse_errors)
+            stack.callback(server_log.removeFilter, parse_errors)
             runner = web.AppRunner(make_app(self), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -42,6 +42,24 @@ def escape(text: object, limit: int = 200) -> str:
     return out + ("…" if len(raw) > limit else "")
 
 
+class ServerLogFilter(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a request line over 8 KiB, a broken header) with a
+    traceback, before any handler or middleware runs, and answers 400 itself: such errors are counted at the
+    HTTP boundary instead (and logged there once a minute), so no client can fill the log."""
+
+    def __init__(self, boundaries: Boundaries, surface: str) -> None:
+        super().__init__()
+        self._boundaries = boundaries
+        self._surface = surface
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.ERROR and error is not None:
+            self._boundaries.failed(self._surface, "the HTTP parser", error)
+            return False
+        return True
+
+
 class Boundaries:
     """Counts and logs what escaped a handler; one instance per hub."""
 

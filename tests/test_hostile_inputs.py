@@ -400,3 +400,18 @@ async def test_the_watchdog_reports_a_stalled_intake_and_a_lagging_loop(
         assert any("event loop lagging" in str(r) for r in hub.health()["reasons"])
     finally:
         pub.close()
+
+
+async def test_a_request_aiohttp_cannot_parse_is_counted_not_logged_with_a_traceback(
+    start_hub: HubFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = await start_hub()
+    caplog.set_level(logging.INFO)
+    url = f"http://127.0.0.1:{hub.http_port}/api/devices/{'a' * 9000}/l/d/commands"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(20):
+            async with session.get(url) as resp:
+                assert resp.status == 400
+    assert sum(n for (surface, _), n in hub.boundaries.failures.items() if surface == "http") == 20
+    assert not [r for r in caplog.records if r.name == "aiohttp.server"]  # nothing from aiohttp itself
+    assert len([r for r in caplog.records if r.name == "hub.boundary"]) == 1  # one line a minute
