@@ -324,13 +324,7 @@ def http_load(seed: int, cfg: dict[str, Any], rate: float, sent: Any, bad: Any, 
             command = rng.choice(commands)
             other = cfg["learners"][(i + 1) % len(cfg["learners"])]
             target = learner["arm"] if rng.random() < 0.9 else other["arm"]
-            path = f"/api/devices/{target}/commands"
-            if command.path_device is not None:
-                path = (
-                    "/api/devices/"
-                    + urllib.parse.quote(command.path_device.encode("utf-8", "replace").decode(), safe="/")
-                    + "/commands"
-                )
+            path = command.path(target)
             headers = {"Authorization": f"Bearer {token}"}
             if command.content_type:
                 headers["Content-Type"] = command.content_type

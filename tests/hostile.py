@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -443,6 +444,13 @@ class HttpCommand:
     idempotency_key: str | None
     wait: str | None
     path_device: str | None  # None: the learner's own arm; else a hostile device path (URL-quoted by the sender)
+
+    def path(self, device_key: str) -> str:
+        """The commands route: for `device_key`, or for the hostile device path when there is one."""
+        if self.path_device is None:
+            return f"/api/devices/{device_key}/commands"
+        quoted = urllib.parse.quote(self.path_device.encode("utf-8", "replace").decode(), safe="/")
+        return f"/api/devices/{quoted}/commands"
 
 
 http_commands = st.builds(

@@ -540,13 +540,7 @@ class Lab:
             learner = HOSTILE[i % 2]
             other = HOSTILE[(i + 1) % 2]
             target = DeviceRef(self.cohort, learner if i % 5 else other, "arm1")
-            path = f"/api/devices/{target.key}/commands"
-            if command.path_device is not None:
-                path = (
-                    "/api/devices/"
-                    + urllib.parse.quote(command.path_device.encode("utf-8", "replace").decode(), safe="/")
-                    + "/commands"
-                )
+            path = command.path(target.key)
             query = {"wait": command.wait.encode("utf-8", "replace").decode()} if command.wait is not None else {}
             headers = {"Authorization": f"Bearer {self.tokens[learner]}"}
             if command.content_type:
