@@ -2,14 +2,21 @@
 
 Batching is natural: the writer takes everything spooled (up to `batch_max`) as soon as it is free, so
 at low rates a reading is written within milliseconds and under load batches grow by themselves.
-Transient failures (refused, timeout, 5xx, 429, auth) are retried with capped backoff, forever: the
-batch stays in hand and the spool grows on disk; past its limit the spool pauses intake. Nothing is
-dropped.
+Nothing is dropped. What the database answers decides what happens to a batch:
 
-A 400 means some points are bad. The batch is split in halves and each half written again until the
-offending points are isolated; the others are stored. This covers InfluxDB 1.x's `partial write`
-(the rest is already stored; writing it again is idempotent: same series, same timestamp, same
-values) and its whole-batch `field type conflict` on a new shard alike, and 2.x's 400s.
+- **Rejected points** (1.x: 400; 2.x: 400 malformed line protocol, 422 `partial write` such as a field
+  type conflict): never retried as they are. The batch is split in halves and each half written again
+  until the offending points are isolated and handed back as rejected; the others are stored. This
+  covers 1.x's and 2.x's `partial write` (the rest is already stored; writing it again is idempotent:
+  same series, same timestamp, same values) and 1.x's whole-batch `field type conflict` on a new shard.
+- **Too large** (413): the whole batch was refused for its size. It is split in halves (and later
+  batches are cut below the size refused); a single point still too large is rejected.
+- **Configuration** (401, 403; 2.x's 404 for a missing bucket or organisation): this hub's token,
+  account or names are refused, and nothing will be written until an operator fixes them. Held and
+  retried (the spool grows, then intake pauses), and said loudly: logged at ERROR at once and at least
+  every `LOUD_EVERY_S` while it lasts, and in `stats.last_error` (which the health view shows).
+- **Transient** (unreachable, timeout, 429, 5xx, anything else): retried with capped backoff, forever,
+  after the server's `Retry-After` when it gives one; the batch stays in hand and the spool grows.
 
 Only this module sees aiohttp's client and influxdb-client.
 """
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WRITE_BACKOFF = Backoff(first_s=0.1, cap_s=5.0)
+LOUD_EVERY_S = 30.0  # a configuration error is logged at ERROR at least this often while it lasts
 
 
 class StorageError(Exception):
@@ -45,8 +53,16 @@ class StorageError(Exception):
         self.retry_after = retry_after
 
 
+class StorageConfigError(StorageError):
+    """The database refuses this hub's credentials or names (401, 403, 2.x's 404): an operator must act."""
+
+
 class WriteRejected(ValueError):
-    """The database refused some points of a write as invalid (HTTP 400)."""
+    """The database refused some points of a write as invalid (1.x: 400; 2.x: 400, 422)."""
+
+
+class BatchTooLarge(ValueError):
+    """The database refused a whole write for its size (HTTP 413); smaller writes may pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,7 @@ class WriterStats:
     points: int = 0
     retries: int = 0
     rejected: int = 0
+    splits: int = 0  # batches cut in two because the database found them too large (413)
     last_batch: int = 0
     max_write_ms: float = 0.0
     last_error: str = ""
@@ -119,6 +136,8 @@ class Writer(Generic[T]):
         self._backoff = backoff
         self.stats = WriterStats()
         self.busy = False
+        self.max_body_bytes: int | None = None  # learnt from 413s: later batches are cut below it
+        self._loud_at = 0.0
 
     async def run(self) -> None:
         while True:
@@ -140,18 +159,44 @@ class Writer(Generic[T]):
         return 0
 
     async def _write(self, records: list[Record[T]]) -> None:
+        lines = [r.line for r in records]
+        limit = self.max_body_bytes
+        if limit is not None and len(records) > 1 and sum(len(line) + 1 for line in lines) > limit:
+            await self._split(records)
+            return
         try:
-            await self._write_retrying([r.line for r in records])
+            await self._write_retrying(lines)
+        except BatchTooLarge as err:
+            size = sum(len(line) + 1 for line in lines)
+            self.max_body_bytes = size - 1 if limit is None else min(limit, size - 1)
+            if len(records) == 1:
+                self._reject(records[0], f"{err} (a single point larger than InfluxDB accepts)")
+                return
+            self.stats.splits += 1
+            log.warning(
+                "InfluxDB refused %d points (%d bytes) as too large (%s); writing them in halves",
+                len(records),
+                size,
+                err,
+            )
+            await self._split(records)
+            return
         except WriteRejected as err:
             if len(records) == 1:
-                self.stats.rejected += 1
-                self._on_rejected(records[0], str(err))
+                self._reject(records[0], str(err))
                 return
-            mid = len(records) // 2
-            await self._write(records[:mid])
-            await self._write(records[mid:])
+            await self._split(records)
             return
         self._on_stored(records)
+
+    async def _split(self, records: list[Record[T]]) -> None:
+        mid = len(records) // 2
+        await self._write(records[:mid])
+        await self._write(records[mid:])
+
+    def _reject(self, record: Record[T], detail: str) -> None:
+        self.stats.rejected += 1
+        self._on_rejected(record, detail)
 
     async def _write_retrying(self, lines: list[str]) -> None:
         body = "\n".join(lines)
@@ -166,16 +211,30 @@ class Writer(Generic[T]):
                 if self.stats.failing_since is None:
                     self.stats.failing_since = time.time()
                 delay = err.retry_after if err.retry_after is not None else self._backoff.delay(attempt)
-                level = logging.WARNING if attempt < 3 or attempt % 20 == 0 else logging.DEBUG
-                log.log(
-                    level,
-                    "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d bytes spooled",
-                    len(lines),
-                    err,
-                    attempt + 1,
-                    delay,
-                    self.spool.unstored_bytes,
-                )
+                if isinstance(err, StorageConfigError):
+                    now = time.monotonic()
+                    if attempt == 0 or now - self._loud_at >= LOUD_EVERY_S:
+                        self._loud_at = now
+                        log.error(
+                            "InfluxDB refuses this hub's configuration (%s): NOTHING IS STORED until it is fixed; "
+                            "%d points held, retry %d in %.2f s, %d bytes spooled",
+                            err,
+                            len(lines),
+                            attempt + 1,
+                            delay,
+                            self.spool.unstored_bytes,
+                        )
+                else:
+                    level = logging.WARNING if attempt < 3 or attempt % 20 == 0 else logging.DEBUG
+                    log.log(
+                        level,
+                        "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d bytes spooled",
+                        len(lines),
+                        err,
+                        attempt + 1,
+                        delay,
+                        self.spool.unstored_bytes,
+                    )
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -242,6 +301,12 @@ class InfluxV1:
                 message = _v1_error(text)
                 if resp.status == 400:
                     raise WriteRejected(message)
+                if resp.status == 413:
+                    raise BatchTooLarge(f"HTTP 413: {message}")
+                if resp.status in (401, 403):
+                    raise StorageConfigError(
+                        f"HTTP {resp.status}: {message} (check [influx] username and the hub's InfluxDB password)"
+                    )
                 if resp.status == 404 and "database not found" in message:
                     if await self.ensure_database():
                         raise StorageError("database was missing; created it", retry_after=0.0)
@@ -320,15 +385,30 @@ class InfluxV2:
                 bucket=self.cfg.bucket, org=self.cfg.org, record=body, write_precision=WritePrecision.NS
             )
         except ApiException as err:
-            message = _v2_error(err.body) or str(err.reason)
-            if err.status == 400:
-                raise WriteRejected(message) from None
-            raise StorageError(f"HTTP {err.status}: {message}", _retry_after(err.headers)) from None
+            raise v2_error(err.status, _v2_error(err.body) or str(err.reason), err.headers) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise StorageError(f"{type(err).__name__}: {err}") from None
 
     async def field_types(self) -> dict[tuple[str, str], str]:
-        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 400s
+        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 422s
+
+
+V2_CONFIG_HINTS = {
+    401: "the token is missing or refused; check [influx] token",
+    403: "the token may not write to this bucket; give it write permission or check [influx] token",
+    404: "no such bucket or organisation; check [influx] org and bucket",
+}
+
+
+def v2_error(status: int, message: str, headers: Any = None) -> Exception:
+    """What an InfluxDB 2.x `/api/v2/write` answer other than 204 means for the writer."""
+    if status in (400, 422):
+        return WriteRejected(message)  # 400: malformed, whole batch refused; 422: partial write, rest stored
+    if status == 413:
+        return BatchTooLarge(f"HTTP 413: {message}")
+    if status in V2_CONFIG_HINTS:
+        return StorageConfigError(f"HTTP {status}: {message} ({V2_CONFIG_HINTS[status]})")
+    return StorageError(f"HTTP {status}: {message}", _retry_after(headers))  # 429, 500, 503, ...
 
 
 def _v2_error(body: Any) -> str:
