@@ -40,10 +40,10 @@ class MqttListener:
             raise TimeoutError("subscription not acknowledged")
         return self
 
-    async def next(self, timeout: float = 2.0) -> tuple[str, bytes]:
+    async def next(self, timeout: float = 5.0) -> tuple[str, bytes]:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
-    async def next_json(self, timeout: float = 2.0) -> dict[str, Any]:
+    async def next_json(self, timeout: float = 5.0) -> dict[str, Any]:
         _, payload = await self.next(timeout)
         result: dict[str, Any] = json.loads(payload)
         return result
@@ -146,11 +146,44 @@ async def wait_until(
         await asyncio.sleep(0.01)
 
 
-async def count_when_stable(port: int, db: str, measurement: str, field: str, where: str, expected: int) -> int:
-    """Wait until the count reaches `expected`, then return it (so a test sees every point that will arrive)."""
+async def stable(
+    read: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    ready: Callable[[Any], bool],
+    quiet: float = 1.0,
+    timeout: float = 20.0,
+    what: str = "a stable value",
+) -> Any:
+    """Poll `read` (sync or async) until `ready(value)` holds and the value has not changed for `quiet` s, then
+    return it. Waiting for the value to *stay* put is what lets a caller's exact comparison see late arrivals
+    (a duplicate written after the target was first reached); a wait that returned at the first match would not."""
+    deadline = time.monotonic() + timeout
+    last: Any = object()
+    since = time.monotonic()
+    while True:
+        value = read()
+        if asyncio.iscoroutine(value):
+            value = await value
+        now = time.monotonic()
+        if value != last:
+            last, since = value, now
+        elif ready(value) and now - since >= quiet:
+            return value
+        if now > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(0.05)
 
-    async def check() -> int:
-        n = await asyncio.to_thread(influx_count, port, db, measurement, field, where)
-        return n if n >= expected else 0
 
-    return int(await wait_until(check, what=f"{expected} points in {measurement} where {where or 'true'}"))
+async def count_when_stable(
+    port: int, db: str, measurement: str, field: str, where: str, expected: int, quiet: float = 1.0
+) -> int:
+    """The count once it has reached `expected` and then stayed unchanged for `quiet` s; compare it with
+    `expected` exactly, so a duplicate that arrives after the target was reached is seen."""
+
+    def read() -> Any:
+        return asyncio.to_thread(influx_count, port, db, measurement, field, where)
+
+    return int(
+        await stable(
+            read, lambda n: n >= expected, quiet, what=f"{expected} points in {measurement} where {where or 'true'}"
+        )
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,10 +24,11 @@ MEARM = load_profiles()["mearm"]
 
 
 class Lab:
-    def __init__(self, hub: Hub, arm: ArmFirmware, session: aiohttp.ClientSession) -> None:
+    def __init__(self, hub: Hub, arm: ArmFirmware, session: aiohttp.ClientSession, rate: float) -> None:
         self.hub = hub
         self.arm = arm
         self.session = session
+        self.rate = rate  # hub.commands_per_second as configured for this test: the bound the spec sets
         self.url = f"http://127.0.0.1:{hub.http_port}/api/devices/{arm.ref.key}/commands"
 
     async def post(self, body: Any, wait: float = 0, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -38,18 +40,19 @@ class Lab:
 async def lab(services: Services, start_hub: HubFactory, request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
     options = getattr(request, "param", {})
     ref = DeviceRef(unique("c"), "ana", "arm1")
-    hub = await start_hub(devices=((ref.key, "arm"),), commands_per_second=options.get("rate", 20.0))
+    rate = options.get("rate", 20.0)  # the documented default of hub.commands_per_second
+    hub = await start_hub(devices=((ref.key, "arm"),), commands_per_second=rate)
     arm = ArmFirmware(ref, MEARM, "127.0.0.1", services.mqtt_port, options.get("fault"))
     task = asyncio.create_task(arm.run())
     await arm.client.wait_connected(10)
     await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].online, what="the arm online")
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_token(hub)}"}) as session:
-        yield Lab(hub, arm, session)
+        yield Lab(hub, arm, session, rate)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_a_move_reaches_done_within_its_duration_and_is_audited(services: Services, lab: Lab) -> None:
+async def test_a_move_reaches_done_within_a_second_of_its_duration_and_is_audited(services: Services, lab: Lab) -> None:
     pose = await MqttListener(services.mqtt_port, lab.arm.ref.topic("telemetry")).ready()
     try:
         started = time.monotonic()
@@ -57,8 +60,10 @@ async def test_a_move_reaches_done_within_its_duration_and_is_audited(services: 
         elapsed = time.monotonic() - started
         assert status == 200 and record["state"] == "done", record
         assert record["pose"]["base"] == 30 and record["pose"]["shoulder"] == 120
-        assert elapsed < record["expected_duration_s"] + 0.1 + 0.05  # the physical move + 100 ms (+ HTTP)
-        assert record["accepted_ms"] < 50
+        # The physical move, and a second for everything else on a loaded machine (~35 ms when idle); a hub
+        # that waited for its own timeout (duration + 3 s) would not make it.
+        assert elapsed < record["expected_duration_s"] + 1.0
+        assert record["accepted_ms"] < 500  # a few ms when idle; the ack timeout is 2 s
         while True:
             reading = await pose.next_json()
             if not reading["moving"] and reading["base"] == 30:
@@ -90,7 +95,7 @@ async def test_an_unsafe_command_gets_422_and_nothing_is_published(services: Ser
         status, body = await lab.post({"type": "fly"})
         assert status == 422 and body["error"]["code"] == "unknown_type"
         with pytest.raises(TimeoutError):
-            await watcher.next(timeout=0.5)
+            await watcher.next(timeout=1.0)
     finally:
         watcher.close()
     assert lab.arm.received == []
@@ -109,18 +114,23 @@ async def test_a_command_to_an_offline_arm_fails_at_once(services: Services, lab
     lab.arm.client.drop()  # the broker publishes its last will: offline
     await wait_until(lambda: lab.hub.ingest.devices[lab.arm.ref].online is False, what="the arm offline")
     started = time.monotonic()
-    status, record = await lab.post({"type": "move", "targets": {"base": 10}})
-    assert time.monotonic() - started < 0.5
+    status, record = await lab.post({"type": "move", "targets": {"base": 10}}, wait=5)
+    assert time.monotonic() - started < 1.0  # at once: not after the 2 s acknowledgement timeout
     assert (status, record["state"]) == (409, "failed") and "offline" in record["reason"]
 
 
-@pytest.mark.parametrize("lab", [{"rate": 2.0}], indirect=True)
-async def test_stop_overtakes_queued_moves(lab: Lab) -> None:
+@pytest.mark.parametrize("lab", [{"rate": 0.25}], indirect=True)
+async def test_stop_overtakes_queued_moves_without_waiting_for_the_rate_limit(lab: Lab) -> None:
+    interval_s = 1 / lab.rate  # 4 s between two commands to this arm, but a stop goes at once
     _, first = await lab.post({"type": "move", "targets": {"base": 0}, "speed": 30})
     _, second = await lab.post({"type": "move", "targets": {"base": 180}})  # waits for the rate limit
     assert second["state"] == "queued"
-    status, stop = await lab.post({"type": "stop"}, wait=3)
+    started = time.monotonic()
+    status, stop = await lab.post({"type": "stop"}, wait=interval_s + 5)
+    stop_s = time.monotonic() - started
     assert (status, stop["state"]) == (200, "done")
+    # Sent and done well inside the interval a queued command must wait (half of it: room for a slow machine).
+    assert stop["sent_ms"] < 1000 * interval_s / 2 and stop_s < interval_s / 2, (stop, stop_s)
     second_now = lab.hub.relay.by_id[second["id"]].as_json()
     assert (second_now["state"], second_now["reason"]) == ("failed", "cancelled by a stop")
     first_now = (await asyncio.wait_for(lab.hub.relay.wait(lab.hub.relay.by_id[first["id"]], 3), 5)).as_json()
@@ -128,24 +138,26 @@ async def test_stop_overtakes_queued_moves(lab: Lab) -> None:
     assert [c["type"] for c in lab.arm.received] == ["move", "stop"]
 
 
-async def test_slider_moves_are_coalesced_at_the_rate_limit_and_the_last_target_wins(lab: Lab) -> None:
+async def test_slider_moves_are_coalesced_at_the_configured_rate_and_the_last_target_wins(lab: Lab) -> None:
     relay = lab.hub.relay
     started = time.monotonic()
     records = []
-    for i in range(200):  # a finger on a slider: 200 targets in 2 s
+    for i in range(200):  # a finger on a slider: 200 targets in 2 s, 100/s
         records.append(relay.submit(lab.arm.ref, {"type": "move", "targets": {"base": float(i % 180)}}, "http"))
         await asyncio.sleep(max(0.0, started + (i + 1) * 0.01 - time.monotonic()))
     elapsed = time.monotonic() - started
     last = await relay.wait(records[-1], 5)
     assert last.state.value == "done" and lab.arm.pose["base"] == 199 % 180
-    sent = len(lab.arm.received)
-    assert sent <= relay_rate(lab) * elapsed + 2, (sent, elapsed)
+    sent_at = sorted(r.sent_ns for r in records if r.sent_ns is not None)
+    assert len(lab.arm.received) == len(sent_at)
+    # The bound is the configured hub.commands_per_second (20/s), not anything read from the relay: no two
+    # commands closer than 1/rate (less 20 % for clock jitter), and no more than rate × time in all.
+    gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(sent_at)]
+    assert min(gaps) >= 0.8 / lab.rate, sorted(gaps)[:5]
+    assert len(sent_at) - 1 <= lab.rate * (sent_at[-1] - sent_at[0]) / 1e9 + 1
+    assert len(sent_at) >= lab.rate * elapsed / 4, (len(sent_at), elapsed)  # coalesced, not only the last one
     states = {r.state.value for r in records[:-1]}
-    assert states <= {"done", "failed"} and sum(r.state.value == "failed" for r in records) >= 200 - sent
-
-
-def relay_rate(lab: Lab) -> float:
-    return 1.0 / lab.hub.relay.min_interval
+    assert states <= {"done", "failed"} and sum(r.state.value == "failed" for r in records) == 200 - len(sent_at)
 
 
 async def test_an_idempotency_key_makes_a_retried_post_safe(lab: Lab) -> None:
@@ -165,7 +177,7 @@ async def test_mqtt_apps_request_and_get_results_on_topics(services: Services, l
         )
         states = []
         while not states or states[-1] not in ("done", "failed", "rejected", "timed_out"):
-            result = await results.next_json(timeout=3)
+            result = await results.next_json()
             assert result["request_id"] == "r1"
             states.append(result["state"])
         assert states == ["queued", "sent", "accepted", "done"] or states[-3:] == ["sent", "accepted", "done"]

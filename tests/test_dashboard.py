@@ -55,14 +55,14 @@ async def test_the_dashboard_shows_new_devices_live_and_plots_history(
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             await page.goto(f"{base}/dashboard?cohort={cohort}#token={token}")
             ana_card = page.locator(f'article[data-device="{ana.key}"]')
-            await ana_card.locator('[data-field="pm2_5"] b').wait_for(timeout=10_000)
+            await ana_card.locator('[data-field="pm2_5"] b').wait_for(timeout=20_000)
             assert "µg/m³" in await ana_card.locator('[data-field="pm2_5"] .u').inner_text()
             # A trainer registers a new device and it starts sending: its card appears, its value follows.
             bob_card = page.locator(f'article[data-device="{bob.key}"]')
             assert await bob_card.count() == 0
             hub.registry.add_device(bob, "air_quality", None)
             sensors.append(asyncio.create_task(AirSensor(bob, "127.0.0.1", services.mqtt_port, 0.2, seed=2).run()))
-            await bob_card.locator('[data-field="pm2_5"] b').wait_for(timeout=10_000)
+            await bob_card.locator('[data-field="pm2_5"] b').wait_for(timeout=20_000)
             first = await bob_card.locator('[data-field="co2"] b').inner_text()
             await page.wait_for_function(
                 """([key, first]) => {
@@ -70,9 +70,9 @@ async def test_the_dashboard_shows_new_devices_live_and_plots_history(
                     return cell && cell.textContent !== first;
                 }""",
                 arg=[bob.key, first],
-                timeout=10_000,
+                timeout=20_000,
             )
-            await bob_card.locator(".dot.on").wait_for(timeout=10_000)
+            await bob_card.locator(".dot.on").wait_for(timeout=20_000)
             assert await ana_card.locator(".spark canvas").count() >= 1
             await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
@@ -88,10 +88,10 @@ async def test_the_dashboard_shows_new_devices_live_and_plots_history(
             await wait_until(buckets, timeout=20, what="4 history buckets of 3 s")
             await page.goto(f"{base}/dashboard/device?device={ana.key}")
             chart = page.locator('.chart[data-field="pm2_5"]')
-            await chart.locator("canvas").wait_for(timeout=10_000)
+            await chart.locator("canvas").wait_for(timeout=20_000)
             assert "µg/m³" in await chart.locator("h3").inner_text()
             drawn = 0
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while drawn <= 100 and time.monotonic() < deadline:  # uPlot paints on the next animation frame
                 await chart.screenshot(path=str(tmp_path / "chart.png"))
                 drawn = series_pixels(tmp_path / "chart.png")

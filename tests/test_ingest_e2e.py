@@ -7,12 +7,20 @@ import dataclasses
 import json
 import os
 import random
+import socket
+import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.air import AirSensor
+from hub.services import free_port
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import (
@@ -23,8 +31,22 @@ from tests.support import (
     http_json,
     influx_count,
     influx_query,
+    stable,
     wait_until,
 )
+
+
+async def test_a_wait_for_a_count_sees_a_late_duplicate() -> None:
+    """The helper the tests below count with: it returns once the count has stayed put, so a duplicate that
+    lands after the target was first reached is in the value compared (a wait that stopped at the first
+    match would return 3 here)."""
+    started = time.monotonic()
+
+    def read() -> int:
+        elapsed = time.monotonic() - started
+        return 0 if elapsed < 0.1 else 3 if elapsed < 0.4 else 4
+
+    assert await stable(read, lambda n: n >= 3, quiet=0.5) == 4
 
 
 async def run_sensor(services: Services, ref: DeviceRef, readings: int, fault: str | None = None) -> AirSensor:
@@ -336,15 +358,29 @@ async def test_line_protocol_and_bare_values_are_accepted(services: Services, st
     await wait_until(lambda: hub.stats()["stored"] == 3, what="3 readings counted as stored")
 
 
-async def test_presence_follows_status_and_last_will(services: Services, start_hub: HubFactory) -> None:
+async def test_presence_follows_status_and_the_last_will_the_broker_sends(
+    services: Services, start_hub: HubFactory
+) -> None:
     ref = DeviceRef(unique("c"), "ana", "aq1")
     hub = await start_hub(devices=((ref.key, "air_quality"),))
-    sensor = AirSensor(ref, "127.0.0.1", services.mqtt_port, period_s=0.05, readings=1)
-    task = asyncio.create_task(sensor.run())
-    await wait_until(lambda: hub.ingest.devices[ref].online is True, what="device online")
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await wait_until(lambda: hub.ingest.devices[ref].online is False, what="device offline")
+    watcher = await MqttListener(services.mqtt_port, ref.topic("status")).ready()
+    board = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("board-"))
+    board.will_set(ref.topic("status"), b"offline", qos=1)
+    board.connect("127.0.0.1", services.mqtt_port)
+    board.loop_start()
+    try:
+        await asyncio.to_thread(board.publish(ref.topic("status"), b"online", qos=1).wait_for_publish, 5)
+        await wait_until(lambda: hub.ingest.devices[ref].online is True, what="device online")
+        # The board dies (its Wi-Fi goes): no DISCONNECT, no `offline` of its own; the socket just closes.
+        board.loop_stop()
+        board.socket().close()  # type: ignore[union-attr]
+        await wait_until(lambda: hub.ingest.devices[ref].online is False, what="device offline")
+        assert [await watcher.next() for _ in range(2)] == [
+            (ref.topic("status"), b"online"),
+            (ref.topic("status"), b"offline"),  # published by the broker: the board's last will
+        ]
+    finally:
+        watcher.close()
     status, body = await http_json(f"http://127.0.0.1:{hub.http_port}/api/devices", api_token(hub))
     assert status == 200
     assert next(d for d in body["devices"] if d["id"] == ref.key)["online"] is False
@@ -409,16 +445,57 @@ async def test_two_workers_share_the_load_without_colliding(services: Services, 
     assert {t % 2 for t in times} == {0, 1}  # each worker stamps its own residue class
 
 
-async def test_the_broker_dropping_messages_raises_an_alarm(services: Services, start_hub: HubFactory) -> None:
-    from hub.mqtt import Message
+MOSQUITTO_DROPPING = """listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+sys_interval 1
+max_queued_messages 5
+log_dest stderr
+"""
 
-    hub = await start_hub()
-    topic = "$SYS/broker/publish/messages/dropped"
-    baseline = (hub.broker_dropped or 0) + 1000  # above whatever the shared test broker has counted
-    hub.broker_dropped, hub.broker_drop_alarm_until = None, 0.0  # as at start
-    hub._on_message(Message(topic, str(baseline).encode(), 0, True))
-    assert hub.broker_drop_alarm_until == 0.0  # the first figure is a baseline
-    hub._on_message(Message(topic, str(baseline + 7).encode(), 0, False))
-    health = hub.health()
-    assert health["status"] == "degraded"
-    assert f"the broker dropped messages in the last minute ({baseline + 7} in all)" in health["reasons"]
+
+async def test_the_broker_dropping_messages_raises_an_alarm(
+    services: Services, start_hub: HubFactory, scratch: Callable[[str], Path]
+) -> None:
+    """A broker of its own that really drops messages (a queue of 5 for a client that is away) and publishes
+    its $SYS counters every second: the alarm comes through the hub's real subscription."""
+    state = scratch("labhub-drops-")
+    port = free_port()
+    (state / "mosquitto.conf").write_text(MOSQUITTO_DROPPING.format(port=port))
+    broker = await asyncio.create_subprocess_exec(
+        "mosquitto", "-c", str(state / "mosquitto.conf"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_until(lambda: _listening(port), what="the test broker to listen")
+        config = lab_config(services)
+        mqtt = dataclasses.replace(config.mqtt, port=port, internal_port=port)  # one listener: the hub uses it
+        hub = await start_hub(config=dataclasses.replace(config, mqtt=mqtt))
+        await wait_until(lambda: hub.broker_dropped is not None, what="the broker's first $SYS figure")
+        assert hub.health()["status"] == "ok"  # the first figure is a baseline, not an alarm
+        away = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("away-"), clean_session=False)
+        away.connect("127.0.0.1", port)
+        away.loop_start()
+        subscribed = threading.Event()
+        away.on_subscribe = lambda *a: subscribed.set()
+        away.subscribe("drops/here", qos=1)
+        assert await asyncio.to_thread(subscribed.wait, 5)
+        away.disconnect()
+        away.loop_stop()
+        pub = MqttPublisher(port)
+        try:
+            for i in range(20):  # 5 are queued for the client that is away, 15 dropped
+                await pub.publish("drops/here", str(i))
+        finally:
+            pub.close()
+        await wait_until(lambda: hub.health()["status"] == "degraded", what="the alarm")
+        dropped = hub.broker_dropped
+        assert dropped is not None and dropped >= 15
+        assert f"the broker dropped messages in the last minute ({dropped} in all)" in hub.health()["reasons"]
+    finally:
+        broker.terminate()
+        await asyncio.wait_for(broker.wait(), 10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

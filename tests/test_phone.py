@@ -57,17 +57,29 @@ async def test_a_slider_on_the_phone_page_moves_the_simulated_arm(
             token = api_token(hub, "learner", f"{ref.cohort}/{ref.learner}")
             await page.goto(f"http://127.0.0.1:{hub.http_port}/phone?device={ref.key}#token={token}")
             slider = page.locator('input[data-joint="base"]')
-            await slider.wait_for(timeout=10_000)
+            await slider.wait_for(timeout=20_000)
             assert await slider.get_attribute("min") == "0" and await slider.get_attribute("max") == "180"
             await slider.fill("40")
-            await page.locator("#log td.done").first.wait_for(timeout=10_000)
+            await page.locator("#log td.done").first.wait_for(timeout=20_000)
             await page.wait_for_function(
-                "document.querySelector('[data-pose=\"base\"]').textContent === '40°'", timeout=10_000
+                "document.querySelector('[data-pose=\"base\"]').textContent === '40°'", timeout=20_000
             )
             await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            moves = await page.locator("#log tr").count()
             await page.click("#stop")
-            await page.locator("#log tr:first-child td.done").wait_for(timeout=10_000)
+            # The STOP's own row (a new row on top, named "stop"), done: not the earlier move's row.
+            await page.wait_for_function(
+                """(moves) => {
+                    const rows = document.querySelectorAll('#log tr');
+                    const top = rows[0];
+                    return rows.length === moves + 1 && top.children[0].textContent === 'stop'
+                        && top.children[1].className === 'done';
+                }""",
+                arg=moves,
+                timeout=20_000,
+            )
             await browser.close()
+        assert [c["type"] for c in arm.received][-1] == "stop"
         assert arm.pose["base"] == 40
         assert (tmp_path / "phone.png").stat().st_size > 10_000
     finally:

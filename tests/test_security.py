@@ -28,10 +28,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.app import Hub
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.credentials import load_credentials
+from hub.credentials import load_credentials, read_secret
+from hub.dynsec import HUB_USER
 from hub.registry import Registry
 from hub.services import Service, free_port, start_mosquitto
 from hub.topics import DeviceRef
+from hub.web import make_app
 from tests.conftest import SESSION_LOG, HubFactory, Services, make_state_dir, unique
 from tests.support import influx_count, wait_until
 
@@ -223,30 +225,38 @@ async def test_another_learners_client_id_does_not_open_their_topics(closed: Clo
 async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
     closed: Closed, services: Services, lab: tuple[Hub, str]
 ) -> None:
+    """A learner's device tries wildcard subscriptions over the whole lab, then the other learner's traffic flows
+    (seen by an observer with the hub's account, so the check has something to miss): the device is refused
+    the wildcards and hears nothing but its own commands."""
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
     pw_a, pw_b = device(closed, a.key, "arm"), device(closed, b.key, "arm")
+    hub_password = read_secret(closed.state / "secrets" / "mqtt-hub")
+    observer = V5(closed.port + 1, HUB_USER, hub_password)  # the internal listener (port + 1)
     nosy = V5(closed.port, a.key, pw_a)
     other = V5(closed.port, b.key, pw_b)
     try:
-        assert nosy.wait_connect() and other.wait_connect()
-        assert nosy.subscribe("#") == NOT_AUTHORIZED
-        assert nosy.subscribe("lab/#") == NOT_AUTHORIZED
-        assert nosy.subscribe(f"lab/{cohort}/+/+/commands") == NOT_AUTHORIZED
+        assert observer.wait_connect() and nosy.wait_connect() and other.wait_connect()
+        assert observer.subscribe(f"lab/{cohort}/#") == 1
+        wildcards = ("#", "lab/#", f"lab/{cohort}/+/+/commands", f"lab/{cohort}/ben/#", b.topic("errors"))
+        refused = {topic: nosy.subscribe(topic) for topic in wildcards}
         assert nosy.subscribe(a.topic("commands")) == 1  # granted QoS 1
         assert nosy.subscribe(a.topic("errors")) == 1
         assert other.subscribe(b.topic("commands")) == 1
-        # Traffic on both learners' topics: B's telemetry, the hub's commands and errors to both.
+        # Traffic on B's topics: its telemetry, the hub's error answer and a command.
         assert other.publish(b.topic("telemetry"), b'{"base": 10}') == 0
         assert other.publish(b.topic("telemetry"), b"not json") == 0  # the hub answers on B's errors
         hub.mqtt.publish(b.topic("commands"), b'{"id": "b1", "type": "stop"}', qos=1)
+        b_topics = {b.topic("telemetry"), b.topic("errors"), b.topic("commands")}
+        await wait_until(lambda: b_topics <= {t for t, _ in observer.got}, what="B's traffic through the broker")
+        # Only now A's own command: the broker has routed all of B's traffic already, and the hub's messages
+        # keep their order, so anything of B's that A could hear would be in A's queue before this.
         hub.mqtt.publish(a.topic("commands"), b'{"id": "a1", "type": "stop"}', qos=1)
         await wait_until(lambda: (a.topic("commands"), b'{"id": "a1", "type": "stop"}') in nosy.got, what="A's command")
-        await wait_until(lambda: any(t == b.topic("commands") for t, _ in other.got), what="B's command")
-        await wait_until(lambda: hub.ingest.devices[b].errors_sent >= 1, what="the hub to answer B")
-        await asyncio.sleep(0)  # everything above was published before A's command: nothing else can come
-        assert {topic for topic, _ in nosy.got} == {a.topic("commands")}
+        await asyncio.sleep(0.5)  # and a moment for stragglers
+        assert (refused, [t for t, _ in nosy.got]) == (dict.fromkeys(wildcards, NOT_AUTHORIZED), [a.topic("commands")])
     finally:
+        observer.close()
         nosy.close()
         other.close()
 
@@ -264,24 +274,25 @@ async def test_anonymous_and_wrong_passwords_are_refused(closed: Closed, lab: tu
             client.close()
 
 
-async def test_a_device_added_by_cli_publishes_within_2s_and_disabling_cuts_it_off_within_2s(
+async def test_a_device_publishes_within_2s_of_its_cli_add_and_is_cut_off_within_2s_of_its_cli_disable(
     closed: Closed, services: Services, lab: tuple[Hub, str]
 ) -> None:
+    """Timed from the moment the CLI command returns (its own Python start-up, ~1 s, is not the hub's)."""
     hub, cohort = lab
     ref = DeviceRef(cohort, "ana", "aq1")
-    started = time.monotonic()
     password = device(closed, ref.key)
+    added = time.monotonic()
     client = V5(closed.port, ref.key, password)
     try:
         assert client.wait_connect()
         assert client.publish(ref.topic("telemetry"), b'{"pm2_5": 7.5}') == 0
         await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].stored == 1, what="stored")
-        added_s = time.monotonic() - started
+        added_s = time.monotonic() - added
         assert hub.ingest.devices[ref].kind is not None and hub.ingest.devices[ref].kind.name == "air_quality"
-        started = time.monotonic()
         closed.cli("device", "disable", ref.key)
+        disabled = time.monotonic()
         assert await asyncio.to_thread(client.lost.wait, 2.0), "still connected 2 s after disable"
-        cut_s = time.monotonic() - started
+        cut_s = time.monotonic() - disabled
     finally:
         client.close()
     again = V5(closed.port, ref.key, password)
@@ -296,8 +307,8 @@ async def test_a_device_added_by_cli_publishes_within_2s_and_disabling_cuts_it_o
     finally:
         back.close()
     print(f"CLI add → first reading stored: {added_s:.2f} s; CLI disable → disconnected: {cut_s:.2f} s")
-    assert added_s < 2.0 + 1.5  # the CLI process itself starts in ~1 s; the broker part is milliseconds
-    assert cut_s < 2.0 + 1.5
+    assert added_s < 2.0
+    assert cut_s < 2.0
 
 
 async def test_rotating_a_password_invalidates_the_old_one(closed: Closed, lab: tuple[Hub, str]) -> None:
@@ -309,7 +320,7 @@ async def test_rotating_a_password_invalidates_the_old_one(closed: Closed, lab: 
         assert connected.wait_connect()
         new = password_of(closed.cli("device", "rotate", ref.key).stdout)
         assert new != old
-        assert await asyncio.to_thread(connected.lost.wait, 2.0), "the old session survived the rotation"
+        assert await asyncio.to_thread(connected.lost.wait, 5.0), "the old session survived the rotation"
     finally:
         connected.close()
     for password, accepted in ((old, False), (new, True)):
@@ -384,16 +395,70 @@ async def api(lab: tuple[Hub, str]) -> AsyncIterator[Api]:
         yield Api(f"http://127.0.0.1:{hub.http_port}", session)
 
 
-async def test_every_route_needs_a_token_and_stays_in_its_scope(closed: Closed, lab: tuple[Hub, str], api: Api) -> None:
-    """The route matrix: no token → 401; another learner's (or cohort's) token → 403; in scope → 2xx."""
-    hub, cohort = lab
-    other = unique("k")
+OK, FORBIDDEN, HIDDEN = "2xx", 403, 404  # HIDDEN: another learner's session is answered as if it did not exist
+TOKENS = ("ana", "ben", "trainer", "other_trainer", "viewer", "admin")
+
+
+@dataclass
+class Row:
+    """One route of the matrix: what each token (by name) must be answered. Tokens not named: 403.
+    `path` and `body` may depend on the token (a change each allowed token makes on its own object)."""
+
+    method: str
+    route: str  # as make_app declares it
+    path: str | Callable[[str], str]
+    ok: set[str]
+    hidden: set[str] = field(default_factory=set)
+    body: Any = None
+    sees: Callable[[str, Any], bool] | None = None  # what an allowed token's answer may show
+
+    def expected(self, name: str) -> str | int:
+        return OK if name in self.ok else HIDDEN if name in self.hidden else FORBIDDEN
+
+    def order(self) -> list[str]:
+        """Refused tokens first (they must change nothing), then the allowed ones."""
+        return sorted(TOKENS, key=lambda name: (name in self.ok, TOKENS.index(name)))
+
+
+ALL, READ, COMMAND = set(TOKENS), {"ana", "trainer", "viewer", "admin"}, {"ana", "trainer", "admin"}
+MANAGE, TRAINERS, LAB_WIDE = {"trainer", "admin"}, {"trainer", "other_trainer", "admin"}, {"admin"}
+PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that hold no data
+    "/": 200,
+    "/healthz": 200,
+    "/phone": 200,
+    "/dashboard": 200,
+    "/dashboard/device": 200,
+    "/static/vendor/uplot/{name}": 200,
+    "/static/labhub.js": 200,
+}
+
+
+async def ws_status(api: Api, path: str, secret: str | None) -> tuple[int, Any]:
+    """The live WebSocket's handshake: 101 (and the first event) or the refusal's status."""
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    try:
+        async with api.session.ws_connect(api.base + path, headers=headers) as ws:
+            return 101, await ws.receive_json(timeout=5)
+    except aiohttp.WSServerHandshakeError as err:
+        return err.status, None
+
+
+async def test_every_route_needs_a_token_and_stays_in_its_scope(
+    closed: Closed, services: Services, start_hub: HubFactory
+) -> None:
+    """The route matrix, every route of make_app: public ones answer anyone; the others answer no token and a
+    bad token 401, another learner's or cohort's token 403 (404 for a session not theirs), in scope 2xx
+    showing only what the token may see — and a refused change changes nothing."""
+    hub = await start_hub(config=closed.config(services, api_requests_per_second=1000.0))  # no 429 here
+    cohort, other = unique("k"), unique("k")
     arm, ben_arm = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
     for ref in (arm, ben_arm):
         device(closed, ref.key, "arm")
     await wait_until(lambda: arm in hub.relay.arms and ben_arm in hub.relay.arms, what="the hub to learn the arms")
-    hub.relay.arms[arm].pose  # noqa: B018 (known arm)
     record = hub.relay.submit(arm, {"type": "home"}, "test")
+    SECRETS.append((await hub.accounts.add_learner(f"{cohort}/lx")).password)  # learner actions act on lx
+    graded = hub.registry.start_session(cohort, "ana", "test")
+    hub.registry.stop_session(graded.id)
     tokens = {
         "ana": token(hub, "learner", f"{cohort}/ana"),
         "ben": token(hub, "learner", f"{cohort}/ben"),
@@ -402,76 +467,212 @@ async def test_every_route_needs_a_token_and_stays_in_its_scope(closed: Closed, 
         "viewer": token(hub, "viewer", cohort),
         "admin": token(hub, "trainer", "*"),
     }
+    scopes = {"ana": f"{cohort}/ana", "ben": f"{cohort}/ben", "trainer": cohort, "other_trainer": other}
+    scopes |= {"viewer": cohort, "admin": "*"}
+    roles = {
+        name: name.split("_")[-1] if name in ("trainer", "other_trainer", "viewer") else "learner" for name in scopes
+    }
+    roles["admin"] = "trainer"
+    victims = {name: hub.registry.add_token("viewer", cohort, "victim")[0].id for name in ("trainer", "admin")}
+
+    def running(learner: str) -> str:
+        return next(s.id for s in hub.registry.sessions(cohort, learner) if s.running)
+
+    def learners_seen(name: str) -> set[str]:
+        """The learners of this cohort a token may see."""
+        return (
+            {"ana"}
+            if name == "ana"
+            else {"ben"}
+            if name == "ben"
+            else set()
+            if name == "other_trainer"
+            else {
+                "ana",
+                "ben",
+            }
+        )
+
+    def own(name: str) -> str:
+        """The object an allowed token changes: its own, so each change can be made once."""
+        return {"trainer": "ana", "admin": "ben"}.get(name, "ana")
+
     d = f"/api/devices/{arm.key}"
-    move = {"type": "move", "targets": {"base": 20}}
-    # (method, path, body, tokens answered 2xx, tokens answered 403); every other token, and none, as stated.
-    routes: list[tuple[str, str, Any, set[str], set[str]]] = [
-        ("GET", "/api/openapi.json", None, {"ana", "ben", "trainer", "viewer", "admin"}, set()),
-        ("GET", "/api/devices", None, {"ana", "ben", "trainer", "viewer", "admin"}, set()),
-        ("GET", "/api/stats", None, {"admin"}, {"ana", "trainer", "viewer"}),
-        ("GET", "/metrics", None, {"admin"}, {"ana", "trainer", "viewer"}),
-        ("GET", d, None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
-        ("GET", d + "/inspector", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
-        ("GET", d + "/arm", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
-        ("GET", d + "/commands", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
-        ("POST", d + "/commands", move, {"ana", "trainer", "admin"}, {"ben", "viewer", "other_trainer"}),
-        ("GET", f"/api/commands/{record.id}", None, {"ana", "trainer", "viewer", "admin"}, {"ben", "other_trainer"}),
-        ("GET", "/api/registry/devices", None, {"trainer", "admin"}, {"ana", "viewer"}),
-        ("GET", "/api/registry/learners", None, {"trainer", "admin"}, {"ana", "viewer"}),
-        ("GET", "/api/tokens", None, {"trainer", "admin"}, {"ana", "viewer"}),
-        (
+    dr = "/api/devices/{cohort}/{learner}/{device}"
+    reg = "/api/registry/devices/{cohort}/{learner}/{device}"
+    made = {"trainer": "cy", "admin": "cz"}  # devices the trainers add over HTTP, then remove
+    rows = [
+        Row("GET", "/api/openapi.json", "/api/openapi.json", ALL),
+        Row("GET", "/api/kinds", "/api/kinds", ALL, sees=lambda n, a: "air_quality" in a),
+        Row(
+            "GET",
+            "/api/whoami",
+            "/api/whoami",
+            ALL,
+            sees=lambda n, a: (a["role"], a["scope"]) == (roles[n], scopes[n]),
+        ),
+        Row(
+            "GET",
+            "/api/devices",
+            "/api/devices",
+            ALL,
+            sees=lambda n, a: {x["learner"] for x in a["devices"] if x["cohort"] == cohort} == learners_seen(n),
+        ),
+        Row(
+            "GET",
+            "/api/cohorts/{cohort}/overview",
+            f"/api/cohorts/{cohort}/overview",
+            ALL,
+            sees=lambda n, a: {x["learner"] for x in a["devices"]} == learners_seen(n),
+        ),
+        Row("GET", "/api/stats", "/api/stats", LAB_WIDE),
+        Row("GET", "/metrics", "/metrics", LAB_WIDE),
+        Row("GET", dr, d, READ, sees=lambda n, a: a["id"] == arm.key),
+        Row("GET", dr + "/inspector", d + "/inspector", READ),
+        Row("GET", dr + "/arm", d + "/arm", READ, sees=lambda n, a: a["device"] == arm.key),
+        Row("GET", dr + "/commands", d + "/commands", READ, sees=lambda n, a: a["device"] == arm.key),
+        Row("GET", dr + "/latest", d + "/latest", READ, sees=lambda n, a: a["device"] == arm.key),
+        Row("GET", dr + "/history", d + "/history?field=base", READ, sees=lambda n, a: a["device"] == arm.key),
+        Row("GET", "/api/commands/{id}", f"/api/commands/{record.id}", READ, sees=lambda n, a: a["id"] == record.id),
+        Row("GET", "/api/live", f"/api/live?device={arm.key}", READ, sees=lambda n, a: a["type"] == "presence"),
+        Row("POST", dr + "/commands", d + "/commands", COMMAND, body={"type": "move", "targets": {"base": 20}}),
+        Row(
+            "GET",
+            "/api/sessions",
+            "/api/sessions",
+            ALL,
+            sees=lambda n, a: (
+                {x["learner"] for x in a["sessions"] if x["learner"].startswith(cohort + "/")}
+                == {f"{cohort}/{x}" for x in learners_seen(n) & {"ana"}}
+            ),
+        ),
+        Row("GET", "/api/sessions/{id}/grade", f"/api/sessions/{graded.id}/grade", READ, {"ben", "other_trainer"}),
+        Row("POST", "/api/sessions", "/api/sessions", MANAGE, body=lambda n: {"learner": f"{cohort}/{own(n)}"}),
+        Row(
             "POST",
+            "/api/sessions/{id}/stop",
+            lambda n: f"/api/sessions/{running(own(n))}/stop",
+            MANAGE,
+            {"ben", "other_trainer"},
+        ),
+        Row(
+            "GET",
+            "/api/registry/devices",
+            "/api/registry/devices",
+            TRAINERS,
+            sees=lambda n, a: (
+                {x["id"] for x in a["devices"] if x["id"].startswith(cohort + "/")}
+                == (set() if n == "other_trainer" else {arm.key, ben_arm.key})
+            ),
+        ),
+        Row(
+            "GET",
+            "/api/registry/learners",
+            "/api/registry/learners",
+            TRAINERS,
+            sees=lambda n, a: (
+                {x["id"] for x in a["learners"] if x["id"].startswith(cohort + "/")}
+                == (set() if n == "other_trainer" else {f"{cohort}/{x}" for x in ("ana", "ben", "lx")})
+            ),
+        ),
+        Row(
+            "POST",
+            "/api/registry/devices",
+            "/api/registry/devices",
+            MANAGE,
+            body=lambda n: {"id": f"{cohort}/{made.get(n, 'dd')}/aq1"},
+        ),
+        Row(
+            "DELETE",
+            reg,
+            lambda n: (
+                f"/api/registry/devices/{cohort}/{made[n]}/aq1" if n in made else f"/api/registry/devices/{arm.key}"
+            ),
+            MANAGE,
+        ),
+        *(
+            Row("POST", reg + "/{action}", f"/api/registry/devices/{ben_arm.key}/{action}", MANAGE)
+            for action in ("disable", "enable", "rotate")
+        ),
+        Row(
+            "POST",
+            "/api/registry/learners",
+            "/api/registry/learners",
+            MANAGE,
+            body=lambda n: {"id": f"{cohort}/{own(n)}"},
+        ),
+        *(
+            Row(
+                "POST",
+                "/api/registry/learners/{cohort}/{learner}/{action}",
+                f"/api/registry/learners/{cohort}/lx/{action}",
+                MANAGE,
+            )
+            for action in ("disable", "enable", "rotate")
+        ),
+        Row(
+            "POST",
+            "/api/registry/import",
+            "/api/registry/import",
+            MANAGE,
+            body=lambda n: f"cohort,learner\n{cohort},{ {'trainer': 'im1', 'admin': 'im2'}.get(n, 'im3') }\n",
+        ),
+        Row(
+            "GET",
             "/api/tokens",
-            {"role": "viewer", "scope": cohort},
-            {"trainer", "admin"},
-            {"ana", "viewer", "other_trainer"},
+            "/api/tokens",
+            TRAINERS,
+            sees=lambda n, a: any(t["scope"] == cohort for t in a["tokens"]) is (n != "other_trainer"),
         ),
-        (
-            "POST",
-            f"/api/registry/devices/{ben_arm.key}/disable",
-            None,
-            {"trainer", "admin"},
-            {"ana", "ben", "viewer", "other_trainer"},
-        ),
-        (
-            "POST",
-            f"/api/registry/devices/{ben_arm.key}/enable",
-            None,
-            {"trainer", "admin"},
-            {"ana", "ben", "viewer", "other_trainer"},
-        ),
+        Row("POST", "/api/tokens", "/api/tokens", MANAGE, body={"role": "viewer", "scope": cohort}),
+        Row("DELETE", "/api/tokens/{id}", lambda n: f"/api/tokens/{victims.get(n, victims['trainer'])}", MANAGE),
     ]
+    # Every route make_app declares is in the matrix (a new route must join it).
+    declared = {
+        (r.method, r.resource.canonical)  # type: ignore[union-attr]
+        for r in make_app(hub).router.routes()
+        if r.method != "HEAD"
+    }
+    covered = {(row.method, row.route) for row in rows} | {("GET", route) for route in PUBLIC_ROUTES}
+    assert declared == covered, (declared - covered, covered - declared)
+
+    api = Api(f"http://127.0.0.1:{hub.http_port}", aiohttp.ClientSession())
     failures = []
-    for method, path, body, allowed, forbidden in routes:
-        status, _ = await api.call(method, path, None, body)
-        if status != 401:
-            failures.append(f"{method} {path} without a token: {status}")
-        status, _ = await api.call(method, path, "lh_not-a-real-token", body)
-        if status != 401:
-            failures.append(f"{method} {path} with a bad token: {status}")
-        for name in sorted(allowed | forbidden):
-            status, answer = await api.call(method, path, tokens[name], body)
-            if isinstance(answer, dict) and "token" in answer:
-                SECRETS.append(answer["token"])
-            ok = 200 <= status < 300 if name in allowed else status == 403
-            if not ok:
-                failures.append(f"{method} {path} as {name}: {status} {str(answer)[:120]}")
+    try:
+        for route, expected in PUBLIC_ROUTES.items():
+            path = route.replace("{name}", "uPlot.min.css")
+            status, answer = await api.call("GET", path, None)
+            if status != expected and not (route == "/healthz" and status == 503):  # degraded is an answer too
+                failures.append(f"GET {path} without a token: {status}")
+            if route == "/healthz" and set(answer) != {"status"}:
+                failures.append(f"GET /healthz without a token tells more than its status: {answer}")
+        for row in rows:
+            for name in (None, "bad", *row.order()):
+                path = row.path(name or "none") if callable(row.path) else row.path
+                body = row.body(name or "none") if callable(row.body) else row.body
+                secret = tokens.get(name or "", "lh_not-a-real-token" if name == "bad" else None)
+                if row.route == "/api/live":
+                    status, answer = await ws_status(api, path, secret)
+                else:
+                    status, answer = await api.call(row.method, path, secret, body)
+                if isinstance(answer, dict):
+                    SECRETS.extend(str(answer[k]) for k in ("token", "password") if k in answer)
+                    SECRETS.extend(str(a["password"]) for a in answer.get("accounts", []))
+                want = 401 if name in (None, "bad") else row.expected(name)
+                ok = (200 <= status < 300 or status == 101) if want == OK else status == want
+                if ok and want == OK and row.sees is not None and name is not None and not row.sees(name, answer):
+                    ok, want = False, "2xx with only what it may see"
+                if not ok:
+                    failures.append(
+                        f"{row.method} {path} as {name or 'no token'}: {status}, want {want}: {str(answer)[:160]}"
+                    )
+    finally:
+        await api.session.close()
     assert not failures, "\n".join(failures)
-    # Health stays open: monitors have no token. (It may say degraded: this test blocks the hub's loop while
-    # the CLI runs, and the watchdog sees that lag.)
-    status, health = await api.call("GET", "/healthz", None)
-    assert status in (200, 503) and set(health) == {"status"}, health
-    # A trainer of this cohort registers a device over HTTP; another cohort's trainer may not.
-    status, made = await api.call("POST", "/api/registry/devices", tokens["trainer"], {"id": f"{cohort}/cy/aq1"})
-    assert status == 201 and made["username"] == f"{cohort}/cy/aq1"
-    SECRETS.append(made["password"])
-    status, _ = await api.call("POST", "/api/registry/devices", tokens["other_trainer"], {"id": f"{cohort}/dd/aq1"})
-    assert status == 403
-    # A revoked token is refused at once.
-    status, listing = await api.call("GET", "/api/tokens", tokens["admin"])
-    ben_id = next(t["id"] for t in listing["tokens"] if t["scope"] == f"{cohort}/ben")
-    assert (await api.call("DELETE", f"/api/tokens/{ben_id}", tokens["trainer"]))[0] == 200
-    assert (await api.call("GET", "/api/devices", tokens["ben"]))[0] == 401
+    # What refused tokens asked for did not happen.
+    assert hub.registry.device(arm) is not None and hub.registry.device(DeviceRef(cohort, "dd", "aq1")) is None
+    assert hub.registry.learner(cohort, "im3") is None and hub.registry.learner(cohort, "im1") is not None
+    assert hub.registry.token(victims["trainer"]) is None or hub.registry.token(victims["trainer"]).revoked
 
 
 async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
@@ -495,10 +696,14 @@ async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
     # CORS: only allow-listed origins are answered with Access-Control-Allow-Origin.
     status, _ = await api.call("GET", "/api/devices", mine, headers={"Origin": "http://evil.test"})
     assert status == 403
-    # An oversize body is refused before it is read.
-    big = io.BytesIO(b"{" + b" " * (1 << 20) + b"}")
-    status, _ = await api.call("POST", f"/api/devices/{arm.key}/commands", mine, big)
-    assert status == 413
+    # Bodies are limited to 64 KiB (the README): one byte over is refused (413); one at the limit is read and
+    # answered on its merits (aiohttp's own default limit, 1 MiB, would take both).
+    limit = 64 * 1024
+    for size, expected in ((limit + 1, 413), (limit, 422)):
+        body = io.BytesIO(b'{"type": "move", "pad": "' + b" " * (size - 27) + b'"}')
+        assert len(body.getvalue()) == size
+        status, answer = await api.call("POST", f"/api/devices/{arm.key}/commands", mine, body)
+        assert status == expected, (size, status, answer)
 
     # A flood from one token: 429 with Retry-After, while another token is still served at once.
     async def one() -> tuple[int, str | None]:
@@ -513,7 +718,7 @@ async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
     assert all(int(after or 0) >= 1 for status, after in results if status == 429)
     started = time.monotonic()
     status, _ = await api.call("GET", "/api/devices", other)
-    assert status == 200 and time.monotonic() - started < 0.5
+    assert status == 200 and time.monotonic() - started < 1.0  # served, not told to retry after 1 s or more
 
 
 async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_live_views(
@@ -531,7 +736,7 @@ async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_liv
     async with api.session.ws_connect(live, protocols=("labhub", f"bearer.{phone}")) as ws:
         assert (await ws.receive_json(timeout=5))["type"] == "presence"
         closed.cli("learner", "disable", f"{cohort}/ana")  # by a trainer, from another process
-        message = await ws.receive(timeout=3)  # the hub sees the registry change within half a second
+        message = await ws.receive(timeout=5)  # the hub polls the registry every half second
         assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
     assert (await api.call("GET", "/api/devices", phone))[0] == 401
     closed.cli("learner", "enable", f"{cohort}/ana")
@@ -539,12 +744,12 @@ async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_liv
     async def works() -> bool:
         return (await api.call("GET", "/api/devices", phone))[0] == 200
 
-    await wait_until(works, timeout=3, what="the token to work again")
+    await wait_until(works, what="the token to work again")
     token_id = next(t.id for t in hub.registry.tokens() if t.scope == f"{cohort}/ana")
     async with api.session.ws_connect(live, protocols=("labhub", f"bearer.{phone}")) as ws:
         assert (await ws.receive_json(timeout=5))["type"] == "presence"
         closed.cli("token", "revoke", token_id)
-        message = await ws.receive(timeout=3)
+        message = await ws.receive(timeout=5)
         assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
     assert (await api.call("GET", "/api/devices", phone))[0] == 401
 
