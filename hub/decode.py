@@ -194,7 +194,8 @@ def _looks_int(text: str) -> bool:
 
 
 def _decode_line_protocol(text: str) -> list[Decoded]:
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    # Lines end at "\n" only (str.splitlines() would also cut at U+2028 or \x1c inside a string value).
+    lines = [line for line in text.split("\n") if line.strip() and not line.lstrip().startswith("#")]
     if len(lines) > MAX_LINES:
         raise reject("too_many_lines", size=len(lines), limit=MAX_LINES)
     return [_decode_lp_line(line.strip()) for line in lines]

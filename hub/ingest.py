@@ -22,7 +22,7 @@ from devices.kinds import ARM, KINDS, DeviceKind, FieldType
 from hub.boundary import escape
 from hub.commands import AUDIT_KEY
 from hub.config import DeviceConfig
-from hub.decode import decode_payload
+from hub.decode import Decoded, decode_payload
 from hub.lineproto import encode_floats, encode_line, series_prefix
 from hub.messages import preview, render
 from hub.mqtt import Message
@@ -342,7 +342,10 @@ class Ingest:
             return None
         try:
             decoded = decode_payload(msg.payload, field_name, self.max_payload_bytes)
-            readings = [validate(kind, d, now, state.pins, self._limits, state.names) for d in decoded]
+            if len(decoded) == 1:
+                readings = [validate(kind, decoded[0], now, state.pins, self._limits, state.names)]
+            else:
+                readings = self._validate_lines(kind, decoded, state, now)
         except PayloadRejected as err:
             self._reject(state, entry, err.problems, now)
             return None
@@ -354,6 +357,21 @@ class Ingest:
         for reading in readings:
             self._accept(state, entry, reading, now)
         return entry
+
+    def _validate_lines(self, kind: DeviceKind, decoded: list[Decoded], state: DeviceState, now: int) -> list[Reading]:
+        """Several readings in one message (line protocol): each line is checked against the types and names
+        of the lines before it too, so `a=1i` then `a=1.5` is refused whole (`type_changed`) instead of being
+        half stored when InfluxDB refuses the second line."""
+        pins = dict(state.pins)
+        names = set(state.names)
+        readings = []
+        for one in decoded:
+            reading = validate(kind, one, now, pins, self._limits, names)
+            for name, ftype in reading.types.items():
+                pins.setdefault(name, ftype)
+            names.update(reading.types)
+            readings.append(reading)
+        return readings
 
     def _accept(self, state: DeviceState, entry: InspectorEntry, reading: Reading, now: int) -> None:
         ts = reading.timestamp_ns

@@ -24,6 +24,7 @@ Only this module sees aiohttp's client and influxdb-client.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -294,7 +295,9 @@ class InfluxV1:
     async def write(self, body: str) -> None:
         params = {"db": self.database, "precision": "ns"}
         try:
-            async with self.session.post(f"{self.url}/write", params=params, data=body.encode()) as resp:
+            # A file-like body: aiohttp streams it (raw bytes over 1 MiB make it warn that the loop may block).
+            data = io.BytesIO(body.encode())
+            async with self.session.post(f"{self.url}/write", params=params, data=data) as resp:
                 if resp.status == 204:
                     return
                 text = await resp.text()

@@ -144,6 +144,7 @@ def make_app(hub: Hub) -> web.Application:
 
 
 STATIC = Path(__file__).resolve().parent / "static"
+WS_MAX_MESSAGE = 4096  # bytes a live view's app may send in one message (the README's 4 KiB)
 PAGES = {"/phone": "phone.html", "/dashboard": "dashboard.html", "/dashboard/device": "device.html"}
 
 
@@ -480,7 +481,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         )
     if len(sockets) >= MAX_SOCKETS:
         raise _error(web.HTTPServiceUnavailable, "the hub has all the live views it can serve", {"Retry-After": "10"})
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, protocols=[WS_PROTOCOL])
+    # aiohttp refuses a message of exactly max_msg_size bytes: + 1 lets the promised 4 KiB through.
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE + 1, protocols=[WS_PROTOCOL])
     registered = frozenset(ref for ref in devices if hub.registry.device(ref) is not None)
     sockets[ws] = Socket(token, registered)  # counted from now: handshakes in flight take their place too
     try:

@@ -285,25 +285,17 @@ def test_huge_and_deep_payloads_are_refused_by_name() -> None:
             assert check_problems(info.value.problems) == want, (payload[:20], limit)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hub/decode.py splits line protocol with str.splitlines(), which also breaks at U+2028/U+2029"
-)
 def test_line_separator_inside_a_line_protocol_string() -> None:
-    """Known bug (found by these strategies): U+2028 is not a control character, JSON stores it, line protocol
-    refuses it (`invalid_line_protocol`: the line is cut in two). The strategies keep it out of line protocol
-    until decode splits on "\\n" only; this test then passes and must lose its xfail."""
+    """Found by these strategies: U+2028 is not a control character, JSON stores it, and line protocol must too
+    (str.splitlines() used to cut the line in two there)."""
     (decoded,) = decode.decode_payload('m s="a\u2028b"'.encode(), None, LIMIT)
     assert decoded.values == {"s": "a\u2028b"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hub/ingest.py validates every line of a message against the pins from before it"
-)
 def test_a_field_changing_type_between_two_lines_of_one_message() -> None:
-    """Known bug (found by the round trip): `m a=1i` then `m a=1.5` in one message both pass validation; influxd
-    then refuses the second line (a type conflict reported after the fact) and keeps the first, so the message is
-    half stored. The README's rules (all or nothing; a field keeps its type) say: refused whole, `type_changed`.
-    The strategies keep one type per field within a message until this passes."""
+    """Found by the round trip: `m a=1i` then `m a=1.5` in one message both passed validation; influxd then
+    refused the second line and kept the first, so the message was half stored. The README's rules (all or
+    nothing; a field keeps its type) say: refused whole, `type_changed`."""
     enqueued: list[str] = []
     published: list[dict[str, Any]] = []
     ingest = Ingest(
