@@ -182,11 +182,17 @@ async def test_queue_full_pauses_intake_and_resumes(
         for i in range(100):
             await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}))
         await wait_until(lambda: hub.spool.full, what="spool full")
-        assert hub.mqtt.paused and hub.health()["reasons"][-1].startswith("spool full")
+        assert hub.health()["reasons"][-1].startswith("spool full")
+        # Reading really stopped: new messages reach the hub's socket and stay there, none is handled.
+        received, handled = hub.ingest.totals.received, hub.mqtt.handled
+        for i in range(100, 120):
+            await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}))
+        await wait_until(lambda: hub.mqtt.waiting() > 0, what="bytes waiting in the hub's socket")
+        assert (hub.ingest.totals.received, hub.mqtt.handled) == (received, handled)
         influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port())
-        assert await count_when_stable(port, "bp", "/^generic\\./", "n", "", 100) == 100
+        assert await count_when_stable(port, "bp", "/^generic\\./", "n", "", 120) == 120
         values = sorted(row[1] for row in influx_query(port, "bp", "SELECT n FROM /^generic\\./")[0]["values"])
-        assert values == [float(i) for i in range(100)]
+        assert values == [float(i) for i in range(120)]
     finally:
         pub.close()
         if influxd is not None:
