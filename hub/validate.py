@@ -285,7 +285,9 @@ def _json_type(value: object) -> str:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}" if math.isfinite(value) else "∞"
+    if math.isfinite(value):
+        return f"{value:g}"
+    return "∞" if value > 0 else "−∞"
 
 
 def _iso(ns: int) -> str:

@@ -8,6 +8,8 @@ mutation testing.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from devices.kinds import AIR_QUALITY, GENERIC
@@ -163,3 +165,9 @@ def test_control_characters_are_below_space_and_del(text: str, ok: bool) -> None
 def test_a_separated_spelling_is_recognised_before_a_close_one() -> None:
     assert suggest_field("h__u__m__i__d__i__t__y", AIR_QUALITY) == "humidity"
     assert suggest_field("P.M.1.0", AIR_QUALITY) == "pm10"
+
+
+def test_an_unbounded_range_is_shown_with_the_sign_of_its_infinity() -> None:
+    from hub.validate import _fmt
+
+    assert (_fmt(-math.inf), _fmt(math.inf), _fmt(-40.0)) == ("−∞", "∞", "-40")
