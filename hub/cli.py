@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--state-dir", type=Path, help="where services keep their data")
         p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
         p.add_argument("--influx-port", type=int, help="InfluxDB HTTP port (default 8086)")
+        p.add_argument("--influx-rpc-port", type=int, help="influxd's backup/RPC port, on 127.0.0.1 (default 8089)")
         p.add_argument("--http-port", type=int, help="hub HTTP API port (default 8080)")
         mode = p.add_mutually_exclusive_group()
         mode.add_argument("--open", action="store_true", help="classroom open mode: anonymous MQTT clients allowed")
@@ -278,6 +279,8 @@ def _configure(args: argparse.Namespace) -> LabConfig:
     if args.influx_port:
         url = urlparse(cfg.influx.url)._replace(netloc=f"{urlparse(cfg.influx.url).hostname}:{args.influx_port}")
         cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, url=url.geturl()))
+    if args.influx_rpc_port:
+        cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, rpc_port=args.influx_rpc_port))
     if args.http_port is not None:
         cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, http_port=args.http_port))
     if args.closed or args.open:

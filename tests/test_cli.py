@@ -48,6 +48,8 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
         str(mqtt),
         "--influx-port",
         str(influx),
+        "--influx-rpc-port",  # not the default 8089: another lab (or test run) on this machine may have it
+        str(free_port()),
         "--http-port",
         str(http),
         "--sim-count",
