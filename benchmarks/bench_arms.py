@@ -28,13 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from firmware_sim.app import PhoneApp, Timing
+from firmware_sim.app import PhoneApp
 from hub.registry import Registry
 from hub.services import free_port, start_influxd, start_mosquitto
 
@@ -61,54 +60,6 @@ async def wait_http(url: str, timeout: float) -> None:
             await asyncio.sleep(0.1)
 
 
-class BenchApp(PhoneApp):
-    """The phone app, also keeping what it must not hide: refusals for the rate (429), other HTTP errors, and
-    why a command failed (its `reason`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.throttled = 0
-        self.http_errors: dict[int, int] = {}
-        self.reasons: dict[str, str] = {}
-        self.interrupted: set[str] = set()  # done, but cut short by a newer target: not a whole move
-
-    async def _send(self, session: aiohttp.ClientSession, command: dict[str, Any]) -> None:
-        posted = time.monotonic()
-        async with session.post(f"{self.base_url}/api/devices/{self.device}/commands", json=command) as resp:
-            body = await resp.json(content_type=None)
-        if resp.status == 422:
-            self.stats.refused += 1
-            return
-        if resp.status == 429:
-            self.throttled += 1
-            return
-        if resp.status >= 300 or not isinstance(body, dict) or "id" not in body:
-            self.http_errors[resp.status] = self.http_errors.get(resp.status, 0) + 1
-            return
-        self.stats.sent += 1
-        timing = self.stats.timings.setdefault(body["id"], Timing(posted))
-        timing.posted = posted
-        timing.expected_s = body.get("expected_duration_s") or 0.0
-        self._update(timing, body["state"])
-
-    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                continue
-            event = message.json()
-            if event.get("type") == "command":
-                record = event["command"]
-                timing = self.stats.timings.setdefault(record["id"], Timing(time.monotonic()))
-                if record.get("accepted_ms") is not None:
-                    timing.hub_accepted_ms = record["accepted_ms"]
-                    timing.hub_sent_ms = record.get("sent_ms")
-                if record.get("reason"):
-                    self.reasons[record["id"]] = str(record["reason"])
-                if record.get("interrupted"):
-                    self.interrupted.add(record["id"])
-                self._update(timing, record["state"])
-
-
 async def wait_online(base: str, token: str, cohort: str, devices: list[str], timeout: float) -> float:
     """Wait for every arm's presence `online` on the live WebSocket (the first events are a snapshot)."""
     started = time.monotonic()
@@ -129,9 +80,9 @@ async def wait_online(base: str, token: str, cohort: str, devices: list[str], ti
     return time.monotonic() - started
 
 
-async def drive(base: str, devices: list[str], rate: float, seconds: float, tokens: list[str]) -> list[BenchApp]:
+async def drive(base: str, devices: list[str], rate: float, seconds: float, tokens: list[str]) -> list[PhoneApp]:
     """One app per arm, each with its own token and HTTP connections, as one phone per learner."""
-    apps = [BenchApp(base, device, rate, seed=i) for i, device in enumerate(devices)]
+    apps = [PhoneApp(base, device, rate, seed=i) for i, device in enumerate(devices)]
     sessions = [aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) for token in tokens]
     try:
         tasks = [asyncio.create_task(app.run(session, seconds)) for app, session in zip(apps, sessions, strict=True)]
@@ -217,32 +168,26 @@ def main() -> int:
         done = [
             ((t.finished - t.posted) - t.expected_s) * 1000
             for app in apps
-            for cid, t in app.stats.timings.items()
-            if t.state == "done" and t.finished and cid not in app.interrupted
+            for t in app.stats.timings.values()
+            if t.state == "done" and t.finished and not t.interrupted
         ]
-        interrupted = sum(len(app.interrupted) for app in apps)
+        interrupted = sum(1 for t in timings if t.interrupted)
         states: dict[str, int] = {}
         for t in timings:
             states[t.state] = states.get(t.state, 0) + 1
         refused = sum(app.stats.refused for app in apps)
-        throttled = sum(app.throttled for app in apps)
         http_errors: dict[int, int] = {}
         for app in apps:
-            for status, n in app.http_errors.items():
+            for status, n in app.stats.http_errors.items():
                 http_errors[status] = http_errors.get(status, 0) + n
-        superseded = sum(
-            1
-            for app in apps
-            for cid, t in app.stats.timings.items()
-            if t.state == "failed" and app.reasons.get(cid, "").startswith("superseded")
-        )
+        throttled = http_errors.pop(429, 0)
+        superseded = sum(1 for t in timings if t.state == "failed" and t.reason.startswith("superseded"))
         unexpected: dict[str, int] = {}
-        for app in apps:
-            for cid, t in app.stats.timings.items():
-                if t.state == "done" or (t.state == "failed" and app.reasons.get(cid, "").startswith("superseded")):
-                    continue
-                key = f"{t.state}: {app.reasons.get(cid, '')[:60]}" if app.reasons.get(cid) else t.state
-                unexpected[key] = unexpected.get(key, 0) + 1
+        for t in timings:
+            if t.state == "done" or (t.state == "failed" and t.reason.startswith("superseded")):
+                continue
+            key = f"{t.state}: {t.reason[:60]}" if t.reason else t.state
+            unexpected[key] = unexpected.get(key, 0) + 1
         acc = (round(percentile(accepted, 50), 2), round(percentile(accepted, 99), 2))
         inside = (round(percentile(hub_accepted, 50), 2), round(percentile(hub_accepted, 99), 2))
         after = (round(percentile(done, 50), 2), round(percentile(done, 99), 2))

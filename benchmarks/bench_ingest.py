@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import rawmqtt
 from firmware_sim.air import AirModel
 from hub.credentials import load_credentials, read_secret
 from hub.dynsec import HUB_USER
@@ -107,15 +107,6 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class RawPublisher:
     """A minimal MQTT 3.1.1 QoS 0 publisher: PUBLISH frames encoded in Python and written in large chunks,
     each payload with the next sequence number of this device.
@@ -125,22 +116,14 @@ class RawPublisher:
     """
 
     def __init__(self, port: int, client_id: str, topic: str, pool: list[bytes], login: tuple[str, str]) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        fields = [client_id.encode(), login[0].encode(), login[1].encode()]
-        # CONNECT: clean session, username and password flags (0xC2), keepalive 60 s.
-        body = b"\x00\x04MQTT\x04\xc2\x00\x3c" + b"".join(len(f).to_bytes(2, "big") + f for f in fields)
-        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
-        connack = self.sock.recv(4)
-        if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
-            raise RuntimeError(f"broker refused the benchmark publisher: {connack!r}")
-        name = topic.encode()
-        self.head = len(name).to_bytes(2, "big") + name
+        self.sock = rawmqtt.connect(port, client_id, *login)
+        self.head = rawmqtt.topic_head(topic)
         self.pool = pool
         self.seq = 0  # the next reading's sequence number
 
     def _frame(self, seq: int) -> bytes:
         payload = b'{"seq": %d, ' % seq + self.pool[seq % len(self.pool)]
-        return b"\x30" + _remaining_length(len(self.head) + len(payload)) + self.head + payload
+        return rawmqtt.publish_frame(self.head, payload)
 
     def send(self, count: int) -> None:
         first = self.seq

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
 
+from benchmarks import rawmqtt
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
 from hub.services import free_port, start_influxd, start_mosquitto
 from hub.topics import DeviceRef
@@ -140,19 +141,8 @@ def hub_process(state: str, ports: tuple[int, int, int], status_path: str) -> No
 # Hostile MQTT: raw QoS 0 PUBLISH frames, one connection per account ---------------------------------------------
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _frame(topic: str, payload: bytes) -> bytes:
-    name = topic.encode()
-    head = len(name).to_bytes(2, "big") + name
-    return b"\x30" + _remaining_length(len(head) + len(payload)) + head + payload
+    return rawmqtt.publish_frame(rawmqtt.topic_head(topic), payload)
 
 
 class RawClient:
@@ -164,17 +154,8 @@ class RawClient:
         self.reconnects = 0
 
     def connect(self) -> None:
-        fields = [
-            f"fuzz-{os.getpid()}-{random.randrange(1 << 30)}".encode(),
-            self.username.encode(),
-            self.password.encode(),
-        ]
-        body = b"\x00\x04MQTT\x04\xc2\x00\x3c" + b"".join(len(f).to_bytes(2, "big") + f for f in fields)
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
-        connack = sock.recv(4)
-        if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
-            raise RuntimeError(f"broker refused {self.username}: {connack!r}")
+        client_id = f"fuzz-{os.getpid()}-{random.randrange(1 << 30)}"
+        sock = rawmqtt.connect(self.port, client_id, self.username, self.password)
         sock.setblocking(True)
         self.sock = sock
 

@@ -30,12 +30,15 @@ class Timing:
     state: str = "queued"
     hub_accepted_ms: float | None = None  # as the hub measured it: request received → device accepted
     hub_sent_ms: float | None = None  # request received → published to the device
+    reason: str = ""  # why it failed, was rejected or timed out (as the hub says)
+    interrupted: bool = False  # done, but cut short by a newer target: not a whole move
 
 
 @dataclass
 class AppStats:
     sent: int = 0
-    refused: int = 0
+    refused: int = 0  # 422: unsafe or malformed, refused before anything was sent
+    http_errors: dict[int, int] = field(default_factory=dict)  # any other refusal, by status (429: the rate)
     timings: dict[str, Timing] = field(default_factory=dict)
 
 
@@ -87,9 +90,12 @@ class PhoneApp:
     async def _send(self, session: aiohttp.ClientSession, command: dict[str, Any]) -> None:
         posted = time.monotonic()
         async with session.post(f"{self.base_url}/api/devices/{self.device}/commands", json=command) as resp:
-            body = await resp.json()
+            body = await resp.json(content_type=None)
         if resp.status == 422:
             self.stats.refused += 1
+            return
+        if resp.status >= 300 or not isinstance(body, dict) or "id" not in body:
+            self.stats.http_errors[resp.status] = self.stats.http_errors.get(resp.status, 0) + 1
             return
         self.stats.sent += 1
         timing = self.stats.timings.setdefault(body["id"], Timing(posted))
@@ -116,4 +122,6 @@ class PhoneApp:
                 if record.get("accepted_ms") is not None:
                     timing.hub_accepted_ms = record["accepted_ms"]
                     timing.hub_sent_ms = record.get("sent_ms")
+                timing.reason = str(record.get("reason") or "")
+                timing.interrupted = bool(record.get("interrupted"))
                 self._update(timing, record["state"])

@@ -106,6 +106,21 @@ HubFactory = Callable[..., Awaitable[Hub]]
 
 
 @pytest.fixture
+async def running() -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
+    """Start coroutines for a test (a bridge, a simulator); cancel them at its end."""
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start(coro: Any) -> asyncio.Task[Any]:
+        tasks.append(asyncio.create_task(coro))
+        return tasks[-1]
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
 async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
     """Start hubs for a test (stopped at its end); `start_hub(config=...)` or `start_hub(devices=..., **hub options)`."""
     running: list[tuple[Hub, asyncio.Task[None]]] = []

@@ -10,6 +10,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -187,3 +188,14 @@ async def count_when_stable(
             read, lambda n: n >= expected, quiet, what=f"{expected} points in {measurement} where {where or 'true'}"
         )
     )
+
+
+def cli_config(services: Any, hub: Any, path: Path) -> Path:
+    """A lab config for `labhub …` against a test's hub (its registry and database, the session's services)."""
+    path.write_text(
+        f'state_dir = "{services.state_dir}"\n'
+        f"[mqtt]\nport = {services.mqtt_port}\nlaunch = false\n"
+        f'[influx]\nurl = "{services.influx_url}"\ndatabase = "{hub.cfg.influx.database}"\nlaunch = false\n'
+        f'[hub]\nregistry = "{hub.cfg.registry_path}"\n'
+    )
+    return path

@@ -10,7 +10,6 @@ import pytest
 
 from hub.auth import (
     RateLimiter,
-    bearer_token,
     can_command,
     can_grant,
     can_manage,
@@ -63,25 +62,6 @@ def test_managing_granting_and_lab_wide_views() -> None:
     assert not can_grant(tok("learner", "demo/ana"), "learner", "demo/ana")
     assert lab_wide(tok("viewer", "*")) and lab_wide(tok("trainer", "*"))
     assert not lab_wide(tok("trainer", "demo")) and not lab_wide(tok("learner", "demo/ana"))
-
-
-@pytest.mark.parametrize(
-    ("authorization", "protocols", "expected"),
-    [
-        ("Bearer lh_abc", None, "lh_abc"),
-        ("bearer  lh_abc ", None, "lh_abc"),
-        ("Basic dXNlcjpwdw==", None, None),
-        ("Bearer", None, None),
-        (None, "labhub, bearer.lh_xyz", "lh_xyz"),
-        (None, "labhub", None),
-        (None, "bearer.", None),
-        (None, None, None),
-    ],
-)
-def test_the_token_comes_from_the_header_or_a_websocket_subprotocol(
-    authorization: str | None, protocols: str | None, expected: str | None
-) -> None:
-    assert bearer_token(authorization, protocols) == expected
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from hub.credentials import save_credentials, secret_path, write_secret
 from hub.services import free_port
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, lab_config, unique
-from tests.support import MqttPublisher, api_token, influx_count, wait_until
+from tests.support import MqttPublisher, api_token, cli_config, influx_count, wait_until
 
 # Bounds from the README (Security): live views per token; the open-files limit the CLI raises to.
 LIVE_VIEWS_PER_TOKEN = 8
@@ -65,17 +65,6 @@ async def api(start_hub: HubFactory) -> AsyncIterator[Api]:
     hub = await start_hub()
     async with aiohttp.ClientSession() as session:
         yield Api(hub, f"http://127.0.0.1:{hub.http_port}", session)
-
-
-def cli_config(services: Services, hub: Hub, path: Path) -> Path:
-    """A lab config for `labhub …` against this test's hub (its registry, the session's broker and influxd)."""
-    path.write_text(
-        f'state_dir = "{services.state_dir}"\n'
-        f"[mqtt]\nport = {services.mqtt_port}\nlaunch = false\n"
-        f'[influx]\nurl = "{services.influx_url}"\ndatabase = "{hub.cfg.influx.database}"\nlaunch = false\n'
-        f'[hub]\nregistry = "{hub.cfg.registry_path}"\n'
-    )
-    return path
 
 
 def labhub(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:

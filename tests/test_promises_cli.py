@@ -20,23 +20,11 @@ import paho.mqtt.client as paho
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.app import Hub
 from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
-from tests.support import MqttPublisher, api_token, count_when_stable, http_json, influx_count, wait_until
+from tests.support import MqttPublisher, api_token, cli_config, count_when_stable, http_json, influx_count, wait_until
 
 REGISTRY_FOLLOW_S = 0.5  # README: the hub knows a registry change within half a second
-
-
-def config_for(services: Services, hub: Hub, path: Path) -> Path:
-    """A lab config for `labhub …` against this test's hub (its registry and database, the session's services)."""
-    path.write_text(
-        f'state_dir = "{services.state_dir}"\n'
-        f"[mqtt]\nport = {services.mqtt_port}\nlaunch = false\n"
-        f'[influx]\nurl = "{services.influx_url}"\ndatabase = "{hub.cfg.influx.database}"\nlaunch = false\n'
-        f'[hub]\nregistry = "{hub.cfg.registry_path}"\n'
-    )
-    return path
 
 
 async def labhub(*args: str) -> str:
@@ -55,7 +43,7 @@ async def test_a_demo_started_stopped_and_listed_from_the_cli_is_graded_by_labhu
     cohort = unique("c")
     ref = DeviceRef(cohort, "ana", "aq1")
     hub = await start_hub(devices=((ref.key, "air_quality"),))
-    config = str(config_for(services, hub, tmp_path / "lab.toml"))
+    config = str(cli_config(services, hub, tmp_path / "lab.toml"))
     out = await labhub("demo", "start", f"{cohort}/ana", "--trainer", "Mme Martin", "--config", config)
     assert out.startswith("demo ") and f"started for {cohort}/ana by Mme Martin" in out, out
     session_id = out.split()[1]
@@ -124,7 +112,7 @@ async def test_labhub_device_remove_takes_its_account_and_keeps_its_readings(
         pub.close()
     db = hub.cfg.influx.database
     await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{cohort}'", 1)
-    out = await labhub("device", "remove", ref.key, "--config", str(config_for(services, hub, tmp_path / "l.toml")))
+    out = await labhub("device", "remove", ref.key, "--config", str(cli_config(services, hub, tmp_path / "l.toml")))
     assert out.strip() == f"device {ref.key} removed"
     removed = time.monotonic()
     token = api_token(hub, "trainer", cohort)

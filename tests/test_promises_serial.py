@@ -10,51 +10,19 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from devices.serial_bridge import Bridge
 from firmware_sim.serial import PtyPort
-from hub.app import Hub
-from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttListener, MqttPublisher, wait_until
+from tests.test_serial import bridged
 
 # From the README.
 REPORTS_PER_S = 2
 BACK_WITHIN_S = 1.0  # a replugged (or late) board is back within a second
 WRITE_TIMEOUT_S = 1.0
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
-    tasks: list[asyncio.Task[Any]] = []
-
-    def start(coro: Any) -> asyncio.Task[Any]:
-        tasks.append(asyncio.create_task(coro))
-        return tasks[-1]
-
-    yield start
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def bridged(hub: Hub, services: Services, key: str, port: Path) -> Bridge:
-    """Register the device (an arm: it takes commands) and make its bridge, logged in with its bridge account."""
-    await hub.accounts.add_device(key, "arm", "mearm")
-    hub.apply_registry()
-    login = await hub.accounts.bridge_login(key)
-    return Bridge(
-        DeviceRef.parse(key),
-        str(port),
-        mqtt_port=services.mqtt_port,
-        username=login.username,
-        password=login.password,
-    )
 
 
 def read_line(port: PtyPort, timeout: float = 3.0) -> bytes:
@@ -77,7 +45,7 @@ async def test_an_absent_port_is_reported_and_the_board_is_bridged_within_a_seco
     port = PtyPort(tmp_path / "ttyACM0")  # not plugged in
     errors = await MqttListener(services.mqtt_port, f"lab/{key}/errors").ready()
     try:
-        bridge = await bridged(hub, services, key, port.path)
+        bridge = await bridged(hub, services, key, "arm", port.path, "lines")
         running(bridge.run())
         absent = await errors.next_json(timeout=5)
         assert absent["code"] == "port_absent" and str(port.path) in absent["message"] and absent["hint"]
@@ -101,7 +69,7 @@ async def test_a_command_while_the_port_is_closed_is_reported_and_never_sent_lat
     errors = await MqttListener(services.mqtt_port, f"lab/{key}/errors").ready()
     hub_side = MqttPublisher(services.mqtt_port, auth=services.hub_auth)  # only the hub publishes commands
     try:
-        bridge = await bridged(hub, services, key, port.path)
+        bridge = await bridged(hub, services, key, "arm", port.path, "lines")
         running(bridge.run())
         await asyncio.wait_for(bridge.mqtt.subscribed.wait(), 5)
         assert (await errors.next_json(timeout=5))["code"] == "port_absent"
@@ -129,7 +97,7 @@ async def test_a_write_the_board_does_not_take_fails_after_1_s_with_write_failed
     errors = await MqttListener(services.mqtt_port, f"lab/{key}/errors").ready()
     hub_side = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     try:
-        bridge = await bridged(hub, services, key, port.path)
+        bridge = await bridged(hub, services, key, "arm", port.path, "lines")
         running(bridge.run())
         await asyncio.wait_for(bridge.port_open.wait(), 5)
         await asyncio.wait_for(bridge.mqtt.subscribed.wait(), 5)
@@ -172,7 +140,7 @@ async def test_serial_problems_are_reported_at_most_2_a_second_and_the_rest_coun
     port.plug()
     errors = await MqttListener(services.mqtt_port, f"lab/{key}/errors").ready()
     try:
-        bridge = await bridged(hub, services, key, port.path)
+        bridge = await bridged(hub, services, key, "arm", port.path, "lines")
         running(bridge.run())
         await asyncio.wait_for(bridge.port_open.wait(), 5)
         await asyncio.wait_for(bridge.mqtt.connected.wait(), 5)
@@ -209,7 +177,7 @@ async def test_disabling_a_device_disables_its_bridge_account(
     port = PtyPort(tmp_path / "ttyACM4")
     port.plug()
     try:
-        bridge = await bridged(hub, services, key, port.path)
+        bridge = await bridged(hub, services, key, "arm", port.path, "lines")
         running(bridge.run())
         await asyncio.wait_for(bridge.mqtt.connected.wait(), 5)
         connects = bridge.mqtt.connects

@@ -60,6 +60,10 @@ OTHER_COHORT = DeviceRef("other", "ana", "arm1")
         (None, "xbearer.xyz", None),
         (None, "", None),
         (None, None, None),
+        ("Bearer lh_abc", None, "lh_abc"),
+        ("bearer  lh_abc ", None, "lh_abc"),
+        ("Basic dXNlcjpwdw==", None, None),
+        (None, "labhub, bearer.lh_xyz", "lh_xyz"),
     ],
 )
 def test_bearer_token_from_the_header_or_the_websocket_subprotocol(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,21 +162,6 @@ async def bridged(hub: Hub, services: Services, key: str, kind: str, port: Path,
         username=login.username,
         password=login.password,
     )
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
-    """Start coroutines for a test; cancel them at its end."""
-    tasks: list[asyncio.Task[Any]] = []
-
-    def start(coro: Any) -> asyncio.Task[Any]:
-        tasks.append(asyncio.create_task(coro))
-        return tasks[-1]
-
-    yield start
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_lines_sketch_is_stored_and_its_noise_reported(
