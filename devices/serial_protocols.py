@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from hub.boundary import has_surrogates, valid_text
+from devices.text import has_surrogates, valid_text
 
 MAX_LINE_BYTES = 1024  # a sketch's line longer than this is cut off and reported
 PROTOCOLS = ("lines", "sds011")

@@ -52,16 +52,3 @@ def finite_float(value: object, limit: float = 1e15) -> float | None:
     if isinstance(value, float):
         return value if -limit <= value <= limit else None  # NaN fails both comparisons
     return None
-
-
-def valid_json(value: object, depth: int = 0) -> object:
-    """A decoded JSON value with every string (keys included) made valid Unicode; past MAX_DEPTH levels, None."""
-    if isinstance(value, str):
-        return valid_text(value)
-    if depth > MAX_DEPTH:
-        return None
-    if isinstance(value, dict):
-        return {valid_text(str(k)): valid_json(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [valid_json(v, depth + 1) for v in value]
-    return value

@@ -1,9 +1,10 @@
-"""Boundaries around each unit of outside input, and the text rules every input passes. Pure but for logging.
+"""Boundaries around each unit of outside input. Pure but for logging.
 
 A classroom sends everything a broken firmware can send. Each unit of input (an MQTT message, an HTTP
-request, a WebSocket message, a serial line, a spool record) is handled inside one boundary: whatever
-escapes its handler is counted by surface and error type, logged once per source and minute (control
-characters escaped, so a device cannot forge log lines), and the rest of the input keeps flowing.
+request, a WebSocket message, a serial line) is handled inside one boundary: whatever escapes its handler
+is counted by surface and error type, logged once per source and minute (control characters escaped, so a
+device cannot forge log lines), and the rest of the input keeps flowing. (A spool record that fails its
+checks is skipped and counted by the spool itself.) The text rules are devices.text's.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devices.text import has_surrogates, valid_json, valid_text
-
-__all__ = ["Boundaries", "escape", "has_surrogates", "valid_json", "valid_text"]
+from devices.text import valid_text
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,6 @@ MQTT = "mqtt"
 HTTP = "http"
 WEBSOCKET = "websocket"
 SERIAL = "serial"
-SPOOL = "spool"
-SURFACES = (MQTT, HTTP, WEBSOCKET, SERIAL, SPOOL)
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
@@ -71,36 +68,35 @@ class Boundaries:
     def total(self) -> int:
         return sum(self.failures.values())
 
+    def _due(self, key: tuple[str, str]) -> bool:
+        """Is a log line about `key` due (none in the last minute)? If so, it counts as logged now."""
+        now = time.monotonic()
+        if now - self._logged.get(key, -1e18) < LOG_EVERY_S:
+            return False
+        if len(self._logged) >= MAX_SOURCES:
+            self._logged.clear()
+        self._logged[key] = now
+        return True
+
     def failed(self, surface: str, source: str, err: BaseException) -> None:
         """Record one failure of a unit of input from `source` (a device key, a route, a port)."""
         self.failures[(surface, type(err).__name__)] += 1
-        key = (surface, source)
-        now = time.monotonic()
-        if now - self._logged.get(key, -1e18) < LOG_EVERY_S:
+        first = (surface, source) not in self._logged
+        if not self._due((surface, source)):
             return
-        if len(self._logged) >= MAX_SOURCES:
-            self._logged.clear()
-        first = key not in self._logged
-        self._logged[key] = now
         log.error(
             "%s input from %s failed inside the hub (%s: %s); it was dropped and the rest goes on",
             surface,
             escape(source, 120),
             type(err).__name__,
             escape(err),
-            exc_info=err if first else None,
+            exc_info=err if first else None,  # the traceback once per source
         )
 
     def warn(self, source: str, message: str, *args: object) -> None:
         """Log a warning about `source`'s input at most once a minute (the caller counts the event)."""
-        key = ("warn", source)
-        now = time.monotonic()
-        if now - self._logged.get(key, -1e18) < LOG_EVERY_S:
-            return
-        if len(self._logged) >= MAX_SOURCES:
-            self._logged.clear()
-        self._logged[key] = now
-        log.warning(message, *(escape(a) if isinstance(a, (str, BaseException)) else a for a in args))
+        if self._due(("warn", source)):
+            log.warning(message, *(escape(a) if isinstance(a, (str, BaseException)) else a for a in args))
 
     @contextmanager
     def guard(self, surface: str, source: str) -> Iterator[None]:

@@ -118,6 +118,11 @@ class HubCollector(Collector):
         yield counter(
             "devices_evicted", "Undeclared devices forgotten when the device table was full", totals.devices_evicted
         )
+        yield counter(
+            "unreadable_acks",
+            "Arm acknowledgements that could not be read (logged once a minute per arm)",
+            hub.unreadable_acks,
+        )
         yield counter("spool_corrupt_bytes", "Corrupt spool bytes skipped when reading back", spool.corrupt_bytes)
         yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
 

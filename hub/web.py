@@ -24,6 +24,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from devices.arm import CommandError
 from devices.kinds import FIELD_NAME_RE, KINDS
+from devices.text import has_surrogates
 from hub.auth import (
     WS_PROTOCOL,
     RateLimiter,
@@ -38,7 +39,7 @@ from hub.auth import (
     origin_allowed,
     retry_after,
 )
-from hub.boundary import HTTP, WEBSOCKET, escape, has_surrogates
+from hub.boundary import HTTP, WEBSOCKET, escape
 from hub.commands import FINAL, ArmState, OfflineError, command_error_json
 from hub.config import ARM_PROFILES
 from hub.dynsec import DynsecError

@@ -326,6 +326,9 @@ async def test_field_names_cannot_forge_log_lines(
         await pub.publish(ref.topic("telemetry"), json.dumps({"t\nERROR hub.app: forged": 1, "u\r": 2}))
         assert (await errors.next_json(timeout=5))["code"] == "bad_field_name"
         await pub.publish(ref.topic("ack"), '{"id": "a\\nERROR forged", "status": "done"}')
+        for _ in range(3):  # unreadable acks: each counted, one (escaped) log line
+            await pub.publish(ref.topic("ack"), b"not json\nERROR forged")
+        await wait_until(lambda: hub.unreadable_acks == 3, what="three unreadable acks counted")
         await canary_stored(services, hub, pub)
     finally:
         errors.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from devices.kinds import AIR_QUALITY, ARM, GENERIC, KINDS, check_kind
-from devices.text import MAX_DEPTH, finite_float, has_surrogates, json_has_surrogates, valid_json, valid_text
+from devices.text import MAX_DEPTH, finite_float, has_surrogates, json_has_surrogates, valid_text
 
 
 @pytest.mark.parametrize(
@@ -66,21 +66,6 @@ def test_nesting_past_the_limit_counts_as_broken() -> None:
     assert json_has_surrogates(nested(64, 1)) is False  # a value at depth 64 is the deepest looked at
     assert json_has_surrogates(nested(65, 1)) is True
     assert json_has_surrogates("ok", 100) is False  # a string is judged on its own at any depth
-    assert valid_json(nested(64, 1)) == nested(64, 1)
-    assert valid_json(nested(65, 1)) == nested(65, None)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("\ud800", "\ufffd"),
-        ({"k\udc80": ["v\ud800", 1, None, True]}, {"k\ufffd": ["v\ufffd", 1, None, True]}),
-        ({1: "x"}, {"1": "x"}),
-        (2.5, 2.5),
-    ],
-)
-def test_valid_json(value: object, expected: object) -> None:
-    assert valid_json(value) == expected
 
 
 @pytest.mark.parametrize(

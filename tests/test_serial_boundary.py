@@ -14,7 +14,8 @@ import pytest
 import devices.serial_bridge as serial_bridge
 from devices.serial_bridge import Bridge
 from devices.serial_protocols import AckLine, SerialProblem, Telemetry, parse_line
-from hub.boundary import SERIAL, has_surrogates
+from devices.text import has_surrogates
+from hub.boundary import SERIAL
 from hub.topics import DeviceRef
 from tests.support import wait_until
 
