@@ -34,8 +34,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_sim.app import PhoneApp
-from hub.registry import Registry
-from hub.services import free_port, start_influxd, start_mosquitto
+from hub.access.registry import Registry
+from hub.ops.services import free_port, start_influxd, start_mosquitto
 
 
 def percentile(values: list[float], p: float) -> float:

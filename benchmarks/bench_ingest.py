@@ -56,10 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import rawmqtt
 from firmware_sim.air import AirModel
-from hub.credentials import load_credentials, read_secret
-from hub.dynsec import HUB_USER
-from hub.registry import Registry
-from hub.services import free_port, start_influxd, start_mosquitto
+from hub.access.credentials import load_credentials, read_secret
+from hub.access.dynsec import HUB_USER
+from hub.access.registry import Registry
+from hub.ops.services import free_port, start_influxd, start_mosquitto
 
 DB = "labhub"
 PROBE = "bench/probe/p1"

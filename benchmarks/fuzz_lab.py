@@ -49,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from benchmarks import rawmqtt
+from devices.topics import DeviceRef
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.services import free_port, start_influxd, start_mosquitto
-from hub.topics import DeviceRef
+from hub.ops.services import free_port, start_influxd, start_mosquitto
 
 DB = "labhub"
 LEARNERS = ("l0", "l1", "l2", "l3")
@@ -82,7 +82,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def hub_process(state: str, ports: tuple[int, int, int], status_path: str) -> None:
-    from hub.app import Hub
+    from hub.runtime import Hub
 
     logging.basicConfig(
         level=logging.INFO,
@@ -443,8 +443,8 @@ class Canaries(threading.Thread):
 
 async def register(cfg: LabConfig, cohort: str, csv_cohort: str) -> dict[str, Any]:
     """Accounts for every learner, device and canary (one CSV import), a bridge-free lab; tokens."""
-    from hub.accounts import Accounts
-    from hub.registry import Registry, parse_csv
+    from hub.access.accounts import Accounts
+    from hub.access.registry import Registry, parse_csv
 
     registry = Registry(cfg.registry_path)
     try:

@@ -15,8 +15,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from hub.mqtt import MqttClient, Will
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
+from hub.adapters.mqtt import MqttClient, Will
 
 log = logging.getLogger(__name__)
 

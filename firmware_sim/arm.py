@@ -22,8 +22,8 @@ import random
 import time
 
 from devices.arm import Ack, ArmProfile, CommandError, Move, check_command, encode_ack
-from hub.mqtt import Message, MqttClient, Will
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
+from hub.adapters.mqtt import Message, MqttClient, Will
 
 log = logging.getLogger(__name__)
 

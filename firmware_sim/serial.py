@@ -28,9 +28,9 @@ from pathlib import Path
 
 from devices.arm import Ack, ArmProfile, encode_ack
 from devices.serial_protocols import LineFramer, sds011_frame
+from devices.topics import DeviceRef
 from firmware_sim.air import AirModel
 from firmware_sim.arm import ArmFirmware
-from hub.topics import DeviceRef
 
 log = logging.getLogger(__name__)
 

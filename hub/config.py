@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from devices.arm import DEFAULT_PROFILE, load_profiles
+from devices.feedback import LANGUAGES
 from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
-from hub.messages import LANGUAGES
-from hub.topics import DeviceRef, TopicError
+from devices.topics import DeviceRef, TopicError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ARM_PROFILES = load_profiles()

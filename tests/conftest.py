@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from hub.app import Hub
+from devices.topics import DeviceRef
+from hub.access.credentials import read_secret
+from hub.access.dynsec import HUB_USER
 from hub.config import DeviceConfig, HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.credentials import read_secret
-from hub.dynsec import HUB_USER
-from hub.services import Service, free_port, start_influxd, start_mosquitto
-from hub.topics import DeviceRef
+from hub.ops.services import Service, free_port, start_influxd, start_mosquitto
+from hub.runtime import Hub
 
 
 @dataclass

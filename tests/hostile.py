@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from devices.feedback import CATALOGUE
 from devices.kinds import FIELD_NAME_RE, RESERVED_NAMES
 from devices.kinds import KINDS as DEVICE_KINDS
-from hub.messages import CATALOGUE
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
 
 T = TypeVar("T")
 

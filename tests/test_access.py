@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.auth import (
+from devices.topics import DeviceRef
+from hub.access.dynsec import device_acls, learner_acls, password_record
+from hub.access.registry import Registry, RegistryError, Token, check_scope, parse_csv, token_digest
+from hub.access.tokens import (
     RateLimiter,
     can_command,
     can_grant,
@@ -18,9 +21,6 @@ from hub.auth import (
     origin_allowed,
     retry_after,
 )
-from hub.dynsec import device_acls, learner_acls, password_record
-from hub.registry import Registry, RegistryError, Token, check_scope, parse_csv, token_digest
-from hub.topics import DeviceRef
 
 ANA = DeviceRef("demo", "ana", "aq1")
 BEN = DeviceRef("demo", "ben", "aq1")

@@ -48,12 +48,12 @@ import pytest
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.serial_bridge import Bridge, PortError, SerialPort
-from hub.app import Hub
+from devices.topics import DeviceRef
+from hub.access.registry import parse_csv
+from hub.bridges.serial_bridge import Bridge, PortError, SerialPort
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.registry import parse_csv
-from hub.services import Service, free_port, start_mosquitto
-from hub.topics import DeviceRef
+from hub.ops.services import Service, free_port, start_mosquitto
+from hub.runtime import Hub
 from tests import hostile
 from tests.conftest import Services, make_state_dir, unique
 from tests.support import influx_query

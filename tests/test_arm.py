@@ -26,8 +26,8 @@ from devices.arm import (
     load_profiles,
     parse_command,
 )
+from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
-from hub.topics import DeviceRef
 from tests.conftest import Services, unique
 from tests.support import MqttListener, MqttPublisher
 

@@ -24,11 +24,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.topics import DeviceRef
+from hub.access.credentials import read_secret
+from hub.access.dynsec import HUB_USER, Dynsec, _acl, device_account
 from hub.config import ConfigError, MqttConfig, parse_config
-from hub.credentials import read_secret
-from hub.dynsec import HUB_USER, Dynsec, _acl, device_account
-from hub.services import Service, free_port, influxd_config, start_mosquitto
-from hub.topics import DeviceRef
+from hub.ops.services import Service, free_port, influxd_config, start_mosquitto
 from tests.conftest import Services, make_state_dir, unique
 
 NOT_AUTHORIZED = 0x87

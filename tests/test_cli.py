@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from hub.access.credentials import load_credentials, read_secret
 from hub.config import ConfigError, load_config, parse_config
-from hub.credentials import load_credentials, read_secret
-from hub.services import free_port, port_in_use
+from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, wait_until
 

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 
 from devices.arm import load_profiles
+from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
-from hub import commands
-from hub.app import Hub
-from hub.topics import DeviceRef
+from hub.commands import relay as commands
+from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttListener, MqttPublisher, api_token, count_when_stable, influx_query, wait_until
 

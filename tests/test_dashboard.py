@@ -11,8 +11,8 @@ from typing import Any
 from PIL import Image
 from playwright.async_api import async_playwright
 
+from devices.topics import DeviceRef
 from firmware_sim.air import AirSensor
-from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
 from tests.support import api_token, influx_query, wait_until
 from tests.test_phone import CHROMIUM, CHROMIUM_ARGS

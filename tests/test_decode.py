@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from hub.decode import MAX_LINES, Decoded, Source, decode_payload
-from hub.problems import PayloadRejected, Problem
+from devices.decode import MAX_LINES, Decoded, Source, decode_payload
+from devices.problems import PayloadRejected, Problem
 
 LIMIT = 16384
 BIG = 1_000_000  # payload limit for the deep-nesting cases

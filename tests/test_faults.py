@@ -24,8 +24,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.registry import Registry
-from hub.services import Service, free_port, start_influxd, start_mosquitto
+from hub.access.registry import Registry
+from hub.ops.services import Service, free_port, start_influxd, start_mosquitto
 from tests.conftest import make_state_dir, unique
 from tests.support import influx_query
 

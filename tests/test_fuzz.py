@@ -37,18 +37,18 @@ from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-import hub.decode as decode
-import hub.ingest as ingest_module
-import hub.lineproto as lineproto
-import hub.topics as topics
-import hub.validate as validation
+import devices.decode as decode
+import devices.topics as topics
+import devices.validate as validation
+import hub.ingest.lineproto as lineproto
+import hub.ingest.pipeline as ingest_module
+from devices.feedback import CATALOGUE, render
 from devices.kinds import KINDS, DeviceKind, FieldType
+from devices.problems import PayloadRejected, Problem, reject
+from devices.topics import DeviceRef, TopicError
+from hub.adapters.mqtt import Message
 from hub.config import DeviceConfig
-from hub.ingest import Ingest
-from hub.messages import CATALOGUE, render
-from hub.mqtt import Message
-from hub.problems import PayloadRejected, Problem, reject
-from hub.topics import DeviceRef, TopicError
+from hub.ingest.pipeline import Ingest
 from tests import strategies as S
 from tests.conftest import Services, unique
 from tests.support import influx_query

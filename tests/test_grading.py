@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from devices.arm import load_profiles
+from devices.topics import DeviceRef
 from firmware_sim.air import AirModel, AirSensor
 from firmware_sim.arm import ArmFirmware
-from hub.commands import FINAL
-from hub.grading import (
+from hub.commands.relay import FINAL
+from hub.grading.reports import grade_session, write_reports
+from hub.grading.rubrics import (
     Command,
     Criterion,
     RubricError,
@@ -27,8 +29,6 @@ from hub.grading import (
     load_rubrics,
     parse_rubric,
 )
-from hub.reports import grade_session, write_reports
-from hub.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttPublisher, influx_query, wait_until
 
@@ -41,7 +41,7 @@ def window(**kw: Any) -> Window:
 
 
 def measure(name: str, w: Window, **params: Any) -> tuple[float | None, dict[str, Any]]:
-    from hub.grading import MEASURES
+    from hub.grading.rubrics import MEASURES
 
     return MEASURES[name](w, params)
 

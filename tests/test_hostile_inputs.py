@@ -19,16 +19,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devices.decode import decode_payload
 from devices.kinds import MAX_DISTINCT_FIELDS
-from hub import ingest as ingest_module
-from hub.app import Hub
+from devices.problems import PayloadRejected
+from devices.topics import DeviceRef
+from hub.adapters.mqtt import Message
 from hub.config import DeviceConfig
-from hub.decode import decode_payload
-from hub.ingest import Ingest
-from hub.mqtt import Message
-from hub.problems import PayloadRejected
-from hub.spool import HEADER, Spool
-from hub.topics import DeviceRef
+from hub.ingest import pipeline as ingest_module
+from hub.ingest.pipeline import Ingest
+from hub.ingest.spool import HEADER, Spool
+from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import (
     MqttListener,

@@ -23,12 +23,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.app import Hub
+from devices.topics import DeviceRef
+from hub.access.credentials import save_credentials, secret_path, write_secret
 from hub.boundary import HTTP
-from hub.cli import _banner
-from hub.credentials import save_credentials, secret_path, write_secret
-from hub.services import free_port
-from hub.topics import DeviceRef
+from hub.cli.main import _banner
+from hub.ops.services import free_port
+from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import MqttPublisher, api_token, cli_config, influx_count, wait_until
 

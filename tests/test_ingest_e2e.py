@@ -19,9 +19,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.topics import DeviceRef
 from firmware_sim.air import AirSensor
-from hub.services import free_port
-from hub.topics import DeviceRef
+from hub.ops.services import free_port
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import (
     MqttListener,

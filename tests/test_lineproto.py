@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.decode import Decoded, Source, decode_payload
-from hub.lineproto import encode_floats, encode_line, escape_key, escape_measurement, format_value, series_prefix
+from devices.decode import Decoded, Source, decode_payload
+from hub.ingest.lineproto import encode_floats, encode_line, escape_key, escape_measurement, format_value, series_prefix
 from tests.conftest import Services, unique
 from tests.support import influx_query
 

@@ -8,11 +8,11 @@ import string
 
 import pytest
 
+from devices.decode import Decoded, Source, decode_payload
+from devices.feedback import CATALOGUE, LANGUAGES, VALUE_PREVIEW, WARNINGS, preview, render
 from devices.kinds import AIR_QUALITY, GENERIC, DeviceKind, FieldType
-from hub.decode import Decoded, Source, decode_payload
-from hub.messages import CATALOGUE, LANGUAGES, VALUE_PREVIEW, WARNINGS, preview, render
-from hub.problems import PayloadRejected, Problem
-from hub.validate import validate
+from devices.problems import PayloadRejected, Problem
+from devices.validate import validate
 
 CASES = [(code, lang) for code in CATALOGUE for lang in LANGUAGES]
 PLACEHOLDER = re.compile(r"\{\w+\}")

@@ -6,7 +6,7 @@ import asyncio
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from hub.mqtt import Message, MqttClient
+from hub.adapters.mqtt import Message, MqttClient
 from tests.conftest import Services, unique
 from tests.support import MqttPublisher
 

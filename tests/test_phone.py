@@ -9,11 +9,11 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 
 from devices.arm import load_profiles
+from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
-from hub.app import Hub
-from hub.openapi import spec
-from hub.topics import DeviceRef
-from hub.web import make_app
+from hub.runtime import Hub
+from hub.web.app import make_app
+from hub.web.openapi import spec
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import api_token, wait_until
 

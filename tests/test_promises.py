@@ -27,12 +27,12 @@ import aiohttp
 import pytest
 
 from devices.arm import load_profiles
+from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
-from hub.app import Hub
+from hub.adapters.influx import InfluxV1
+from hub.adapters.mqtt import RECONNECT_BACKOFF, Backoff
 from hub.config import HubConfig
-from hub.mqtt import RECONNECT_BACKOFF, Backoff
-from hub.storage import InfluxV1
-from hub.topics import DeviceRef
+from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import (
     MqttListener,

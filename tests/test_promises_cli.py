@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttPublisher, api_token, cli_config, count_when_stable, http_json, influx_count, wait_until
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.auth import (
+from devices.topics import DeviceRef
+from hub.access.registry import Token, token_digest
+from hub.access.tokens import (
     Bucket,
     RateLimiter,
     bearer_token,
@@ -24,8 +26,6 @@ from hub.auth import (
     origin_allowed,
     retry_after,
 )
-from hub.registry import Token, token_digest
-from hub.topics import DeviceRef
 
 TRAINER_ALL = Token("t0", "trainer", "*", "head trainer")
 TRAINER_DEMO = Token("t1", "trainer", "demo", "demo trainer")

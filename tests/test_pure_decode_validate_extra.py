@@ -12,10 +12,10 @@ import math
 
 import pytest
 
+from devices.decode import Decoded, Source, decode_payload
 from devices.kinds import AIR_QUALITY, GENERIC
-from hub.decode import Decoded, Source, decode_payload
-from hub.problems import PayloadRejected, Problem
-from hub.validate import suggest_field, validate
+from devices.problems import PayloadRejected, Problem
+from devices.validate import suggest_field, validate
 
 NOW = 1_700_000_000 * 10**9
 
@@ -168,6 +168,6 @@ def test_a_separated_spelling_is_recognised_before_a_close_one() -> None:
 
 
 def test_an_unbounded_range_is_shown_with_the_sign_of_its_infinity() -> None:
-    from hub.validate import _fmt
+    from devices.validate import _fmt
 
     assert (_fmt(-math.inf), _fmt(math.inf), _fmt(-40.0)) == ("−∞", "∞", "-40")

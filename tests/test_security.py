@@ -26,14 +26,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hub.app import Hub
+from devices.topics import DeviceRef
+from hub.access.credentials import load_credentials, read_secret
+from hub.access.dynsec import HUB_USER
+from hub.access.registry import Registry
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.credentials import load_credentials, read_secret
-from hub.dynsec import HUB_USER
-from hub.registry import Registry
-from hub.services import Service, free_port, start_mosquitto
-from hub.topics import DeviceRef
-from hub.web import make_app
+from hub.ops.services import Service, free_port, start_mosquitto
+from hub.runtime import Hub
+from hub.web.app import make_app
 from tests.conftest import SESSION_LOG, HubFactory, Services, make_state_dir, unique
 from tests.support import influx_count, wait_until
 

@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 
 from devices.arm import load_profiles
-from devices.serial_bridge import Bridge, SerialPort
 from devices.serial_protocols import (
     AckLine,
     LineFramer,
@@ -26,7 +25,8 @@ from devices.serial_protocols import (
     sds011_frame,
 )
 from firmware_sim.serial import PtyPort, Sds011Sensor, SerialArm
-from hub.app import Hub
+from hub.bridges.serial_bridge import Bridge, SerialPort
+from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttListener, api_token, count_when_stable, influx_query, wait_until
 
@@ -131,7 +131,7 @@ def test_framing_through_pyserial_loopback() -> None:
 
 
 async def test_while_the_broker_is_unreachable_readings_wait_in_a_bounded_buffer() -> None:
-    from hub.topics import DeviceRef
+    from devices.topics import DeviceRef
 
     bridge = Bridge(DeviceRef("c", "l", "d"), "loop://", mqtt_port=1, buffer_size=5)  # never connected
     bridge.handle(b"".join(f"n={i}\n".encode() for i in range(8)))
@@ -152,7 +152,7 @@ async def bridged(hub: Hub, services: Services, key: str, kind: str, port: Path,
     await hub.accounts.add_device(key, kind)
     hub.apply_registry()
     login = await hub.accounts.bridge_login(key)
-    from hub.topics import DeviceRef
+    from devices.topics import DeviceRef
 
     return Bridge(
         DeviceRef.parse(key),

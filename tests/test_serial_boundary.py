@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import devices.serial_bridge as serial_bridge
-from devices.serial_bridge import Bridge
+import hub.bridges.serial_bridge as serial_bridge
 from devices.serial_protocols import AckLine, SerialProblem, Telemetry, parse_line
 from devices.text import has_surrogates
+from devices.topics import DeviceRef
 from hub.boundary import SERIAL
-from hub.topics import DeviceRef
+from hub.bridges.serial_bridge import Bridge
 from tests.support import wait_until
 
 HOSTILE = "boom\x1b[31m\nFAKE 12:00:00 ERROR hub: forged line"
@@ -109,7 +109,7 @@ async def test_serial_problems_are_logged_once_a_minute_per_kind_escaped(
         bridge.handle(b"\x00\xff\xfe\xfd\xfc\xfb\n")  # wrong-baud gibberish, line after line
     bridge._problem(SerialProblem("port_lost", f"the serial port {HOSTILE} went away", ""))
     assert bridge.stats.problem_codes == {"serial_garbage": 50, "port_lost": 1}
-    lines = [r.getMessage() for r in caplog.records if r.name == "devices.serial_bridge"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.bridges.serial_bridge"]
     assert len(lines) == 2, lines
     assert all("\n" not in line and "\x1b" not in line for line in lines)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.spool import HEADER, Spool, payload_digest, scan
+from hub.ingest.spool import HEADER, Spool, payload_digest, scan
 
 
 @pytest.fixture

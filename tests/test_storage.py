@@ -17,12 +17,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hub import storage
-from hub.config import InfluxConfig, LabConfig
-from hub.mqtt import Backoff
-from hub.services import free_port, start_influxd
-from hub.spool import Spool
-from hub.storage import (
+from devices.topics import DeviceRef
+from hub.adapters import influx as storage
+from hub.adapters.influx import (
     BatchTooLarge,
     InfluxV1,
     InfluxV2,
@@ -33,7 +30,10 @@ from hub.storage import (
     parse_conflict,
     v2_error,
 )
-from hub.topics import DeviceRef
+from hub.adapters.mqtt import Backoff
+from hub.config import InfluxConfig, LabConfig
+from hub.ingest.spool import Spool
+from hub.ops.services import free_port, start_influxd
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import MqttPublisher, api_token, count_when_stable, http_json, influx_query, wait_until
 
@@ -413,7 +413,7 @@ async def test_v2_configuration_errors_are_loud_and_hold_the_points(
     task = asyncio.create_task(writer.run())
     try:
         await wait_until(lambda: writer.stats.retries >= 3, what="three refused writes")
-        loud = [r for r in caplog.records if r.name == "hub.storage" and r.levelno == logging.ERROR]
+        loud = [r for r in caplog.records if r.name == "hub.adapters.influx" and r.levelno == logging.ERROR]
         assert len(loud) >= 3 and all(f"HTTP {status}" in r.getMessage() for r in loud)
         assert "NOTHING IS STORED" in loud[0].getMessage() and hint in loud[0].getMessage()
         assert writer.stats.last_error.startswith(f"HTTP {status}: ") and hint in writer.stats.last_error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.topics import DeviceRef, ParsedTopic, TopicError, parse_topic, subscriptions
+from devices.topics import DeviceRef, ParsedTopic, TopicError, parse_topic, subscriptions
 
 REF = DeviceRef("c1", "alice", "esp32")
 SEGMENT_HELP = "is not a valid name: use 1–32 letters, digits, '_' or '-', starting with a letter or digit"

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from devices.decode import Decoded, Source, decode_payload
 from devices.kinds import AIR_QUALITY, GENERIC, MAX_FIELDS, MAX_STRING_LENGTH, DeviceKind, FieldType
-from hub.decode import Decoded, Source, decode_payload
-from hub.problems import PayloadRejected, Problem
-from hub.validate import DEFAULT_LIMITS, Limits, Reading, sanitize_name, suggest_field, timestamp_to_ns, validate
+from devices.problems import PayloadRejected, Problem
+from devices.validate import DEFAULT_LIMITS, Limits, Reading, sanitize_name, suggest_field, timestamp_to_ns, validate
 
 NOW_S = 1_700_000_000
 NOW_NS = NOW_S * 10**9

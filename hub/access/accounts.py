@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.config import ARM_PROFILES, DeviceConfig, LabConfig
-from hub.credentials import new_password, read_secret
-from hub.dynsec import (
+from devices.topics import DeviceRef
+from hub.access.credentials import new_password, read_secret
+from hub.access.dynsec import (
     Dynsec,
     DynsecError,
     bridge_account,
@@ -24,8 +24,8 @@ from hub.dynsec import (
     learner_account,
     learner_role,
 )
-from hub.registry import DeviceRecord, ImportLine, Registry, RegistryError, check_device, check_learner
-from hub.topics import DeviceRef
+from hub.access.registry import DeviceRecord, ImportLine, Registry, RegistryError, check_device, check_learner
+from hub.config import ARM_PROFILES, DeviceConfig, LabConfig
 
 log = logging.getLogger(__name__)
 PROFILES = frozenset(ARM_PROFILES)

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from hub.registry import Token, token_digest
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
+from hub.access.registry import Token, token_digest
 
 WS_PROTOCOL = "labhub"
 WS_BEARER_PREFIX = "bearer."  # browsers cannot set headers on a WebSocket: the token rides as a subprotocol

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from devices.decode import Decoded, Source
 from devices.kinds import (
     FIELD_NAME_RE,
     MAX_DISTINCT_FIELDS,
@@ -24,8 +25,7 @@ from devices.kinds import (
     DeviceKind,
     FieldType,
 )
-from hub.decode import Decoded, Source
-from hub.problems import PayloadRejected, Problem
+from devices.problems import PayloadRejected, Problem
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

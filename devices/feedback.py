@@ -10,8 +10,8 @@ import json
 import string
 from collections.abc import Mapping
 
+from devices.problems import Problem
 from devices.text import valid_text
-from hub.problems import Problem
 
 LANGUAGES = ("en", "fr")
 VALUE_PREVIEW = 80

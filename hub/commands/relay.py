@@ -44,9 +44,9 @@ from devices.arm import (
     resolve,
 )
 from devices.text import valid_text
+from devices.topics import DeviceRef
 from hub.boundary import escape
-from hub.lineproto import encode_line, series_prefix
-from hub.topics import DeviceRef
+from hub.ingest.lineproto import encode_line, series_prefix
 
 log = logging.getLogger(__name__)
 

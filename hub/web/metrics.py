@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.runtime import Hub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

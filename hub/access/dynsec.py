@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hub.mqtt import Message, MqttClient
-from hub.topics import ROOT, DeviceRef
+from devices.topics import ROOT, DeviceRef
+from hub.adapters.mqtt import Message, MqttClient
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from devices.serial_protocols import (
     encode_command,
     parse_line,
 )
+from devices.topics import DeviceRef
+from hub.adapters.mqtt import Message, MqttClient, Will
 from hub.boundary import SERIAL, Boundaries, escape
-from hub.mqtt import Message, MqttClient, Will
-from hub.topics import DeviceRef
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

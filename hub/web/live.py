@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from hub.access.credentials import ensure_secret, secret_path
+from hub.access.dynsec import Dynsec, DynsecError, initial_config
 from hub.config import CONFIG_DIR, INTERNAL_HOST, MqttConfig
-from hub.credentials import ensure_secret, secret_path
-from hub.dynsec import Dynsec, DynsecError, initial_config
 
 log = logging.getLogger(__name__)
 

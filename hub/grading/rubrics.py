@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
 
-RUBRICS_DIR = Path(__file__).resolve().parent.parent / "config" / "rubrics"
+RUBRICS_DIR = Path(__file__).resolve().parents[2] / "config" / "rubrics"
 ANY = "any"  # the rubric every device gets, on top of its kind's
 PRESENCE_TIMEOUT_S = 30.0  # without presence messages, a device is online while it sends this often
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from devices.arm import DEFAULT_PROFILE
 from devices.kinds import check_kind
-from hub.topics import DeviceRef, TopicError, _check_segment
+from devices.topics import DeviceRef, TopicError, _check_segment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cohorts (

@@ -18,6 +18,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from devices.serial_protocols import PROTOCOLS
+from devices.topics import DeviceRef
+from hub.access.credentials import CREDENTIALS_FILE, load_credentials, load_credentials_file, read_secret, secret_path
+from hub.access.dynsec import DynsecError
+from hub.access.registry import Registry, RegistryError
+from hub.adapters.influx import StorageError
 from hub.config import (
     ARM_PROFILES,
     DEFAULT_ARM_PROFILE,
@@ -28,16 +33,11 @@ from hub.config import (
     SerialConfig,
     load_config,
 )
-from hub.credentials import CREDENTIALS_FILE, load_credentials, load_credentials_file, read_secret, secret_path
-from hub.dynsec import DynsecError
-from hub.registry import Registry, RegistryError
-from hub.services import INFLUX_HUB, Service, ServiceError, start_influxd, start_mosquitto
-from hub.storage import StorageError
-from hub.topics import DeviceRef
+from hub.ops.services import INFLUX_HUB, Service, ServiceError, start_influxd, start_mosquitto
 
 if TYPE_CHECKING:
-    from devices.serial_bridge import Bridge
-    from hub.accounts import Accounts
+    from hub.access.accounts import Accounts
+    from hub.bridges.serial_bridge import Bridge
 
 log = logging.getLogger("labhub")
 
@@ -355,8 +355,8 @@ DEMO_APP_TOKEN = "api-demo-app"  # the demo phone app's learner token
 def _lab_tokens(cfg: LabConfig, simulated: list[DeviceConfig]) -> None:
     """`labhub up` keeps an all-cohort trainer token (and one for the demo phone app) in its state dir, made
     once and reused while they are valid; only their digests are in the registry."""
-    from hub.credentials import write_secret
-    from hub.registry import token_digest
+    from hub.access.credentials import write_secret
+    from hub.access.registry import token_digest
 
     registry = Registry(cfg.registry_path)
     try:
@@ -440,7 +440,7 @@ async def _run_lab(
 ) -> int:
     from firmware_sim.air import AirSensor
     from firmware_sim.arm import ArmFirmware
-    from hub.app import Hub
+    from hub.runtime import Hub
 
     hub = Hub(cfg, report_every_s=5.0, worker=worker, workers=workers)
     loop = asyncio.get_running_loop()
@@ -603,8 +603,8 @@ def _banner(cfg: LabConfig, http_port: int, simulated: list[DeviceConfig], worke
 def cmd_registry(args: argparse.Namespace) -> int:
     """`labhub device|learner|cohort|token …`: change the registry and the broker's accounts together.
     Passwords and tokens go to stdout once; logs never carry them."""
-    from hub.accounts import Accounts
-    from hub.registry import MAX_CSV_BYTES, decode_csv, parse_csv
+    from hub.access.accounts import Accounts
+    from hub.access.registry import MAX_CSV_BYTES, decode_csv, parse_csv
 
     cfg = _configure(args)
     registry = Registry(cfg.registry_path)
@@ -680,7 +680,7 @@ async def _registry_change(accounts: Accounts, action: str, args: argparse.Names
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`labhub demo start|stop|list`."""
-    from hub.registry import check_learner
+    from hub.access.registry import check_learner
 
     cfg = _configure(args)
     registry = Registry(cfg.registry_path)
@@ -716,9 +716,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade demos from what InfluxDB holds; print a table and write the reports."""
-    from hub.grading import RubricError, load_rubrics
-    from hub.reports import grade_session, sessions_to_grade, table, write_reports
-    from hub.storage import InfluxV1
+    from hub.adapters.influx import InfluxV1
+    from hub.grading.reports import grade_session, sessions_to_grade, table, write_reports
+    from hub.grading.rubrics import RubricError, load_rubrics
 
     cfg = _configure(args)
     if cfg.influx.backend != "v1":
@@ -790,7 +790,7 @@ def cmd_serial_bridge(args: argparse.Namespace) -> int:
 
 async def _bridge_logins(cfg: LabConfig, ports: list[SerialConfig]) -> dict[DeviceRef, str]:
     """Each bridged device's bridge account, with a fresh password (the lab's broker admin makes them)."""
-    from hub.accounts import Accounts
+    from hub.access.accounts import Accounts
 
     registry = Registry(cfg.registry_path)
     try:
@@ -801,7 +801,7 @@ async def _bridge_logins(cfg: LabConfig, ports: list[SerialConfig]) -> dict[Devi
 
 
 async def _make_bridges(cfg: LabConfig, ports: list[SerialConfig], password: str | None = None) -> list[Bridge]:
-    from devices.serial_bridge import Bridge
+    from hub.bridges.serial_bridge import Bridge
 
     logins = {p.device: password for p in ports} if password else await _bridge_logins(cfg, ports)
     for p in ports:

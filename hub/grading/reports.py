@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from devices.kinds import GENERIC, KINDS
-from hub.credentials import private_dir, write_private
-from hub.grading import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
-from hub.registry import DemoSession, Registry
-from hub.topics import DeviceRef
+from devices.topics import DeviceRef
+from hub.access.credentials import private_dir, write_private
+from hub.access.registry import DemoSession, Registry
+from hub.grading.rubrics import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
 
 
 class Queryable(Protocol):

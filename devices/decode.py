@@ -17,8 +17,8 @@ from enum import StrEnum
 
 import orjson
 
+from devices.problems import PayloadRejected, reject
 from devices.text import has_surrogates, json_has_surrogates, valid_text
-from hub.problems import PayloadRejected, reject
 
 TIMESTAMP_KEYS = ("ts", "time", "timestamp")
 MAX_LINES = 1000

@@ -25,7 +25,10 @@ from prometheus_client.registry import CollectorRegistry
 from devices.arm import CommandError
 from devices.kinds import FIELD_NAME_RE, KINDS
 from devices.text import has_surrogates
-from hub.auth import (
+from devices.topics import SEGMENT_RE, DeviceRef, TopicError
+from hub.access.dynsec import DynsecError
+from hub.access.registry import DemoSession, RegistryError, Token, check_learner, decode_csv, parse_csv
+from hub.access.tokens import (
     WS_PROTOCOL,
     RateLimiter,
     bearer_token,
@@ -39,23 +42,20 @@ from hub.auth import (
     origin_allowed,
     retry_after,
 )
+from hub.adapters.influx import InfluxV1, StorageError
 from hub.boundary import HTTP, WEBSOCKET, escape
-from hub.commands import FINAL, ArmState, OfflineError, command_error_json
+from hub.commands.relay import FINAL, ArmState, OfflineError, command_error_json
 from hub.config import ARM_PROFILES
-from hub.dynsec import DynsecError
-from hub.grading import RubricError, load_rubrics
-from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from hub.metrics import registry_for
-from hub.metrics import render as render_metrics
-from hub.openapi import PUBLIC, spec
-from hub.registry import DemoSession, RegistryError, Token, check_learner, decode_csv, parse_csv
-from hub.reports import device_clause, grade_session
-from hub.storage import InfluxV1, StorageError
-from hub.topics import SEGMENT_RE, DeviceRef, TopicError
+from hub.grading.reports import device_clause, grade_session
+from hub.grading.rubrics import RubricError, load_rubrics
+from hub.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.web.metrics import registry_for
+from hub.web.metrics import render as render_metrics
+from hub.web.openapi import PUBLIC, spec
 
 if TYPE_CHECKING:
-    from hub.app import Hub
-    from hub.ingest import DeviceState
+    from hub.ingest.pipeline import DeviceState
+    from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

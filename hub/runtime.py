@@ -27,21 +27,21 @@ from aiohttp import web
 from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
 from devices.text import json_has_surrogates
-from hub.accounts import Accounts
+from devices.topics import DeviceRef, TopicError, parse_topic, subscriptions
+from devices.validate import FieldValue
+from hub.access.accounts import Accounts
+from hub.access.credentials import read_secret, save_credentials
+from hub.access.dynsec import DynsecError
+from hub.access.registry import Registry, Token
+from hub.adapters.influx import InfluxV1, StorageError, Writer, make_backend
+from hub.adapters.mqtt import Message, MqttClient
 from hub.boundary import HTTP, MQTT, Boundaries, ServerLogFilter
-from hub.commands import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
+from hub.commands.relay import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
-from hub.credentials import read_secret, save_credentials
-from hub.dynsec import DynsecError
-from hub.ingest import DeviceState, Ingest, InspectorEntry
-from hub.live import Live, LiveClient
-from hub.mqtt import Message, MqttClient
-from hub.registry import Registry, Token
-from hub.services import ServiceError
-from hub.spool import Spool
-from hub.storage import InfluxV1, StorageError, Writer, make_backend
-from hub.topics import DeviceRef, TopicError, parse_topic, subscriptions
-from hub.validate import FieldValue
+from hub.ingest.pipeline import DeviceState, Ingest, InspectorEntry
+from hub.ingest.spool import Spool
+from hub.ops.services import ServiceError
+from hub.web.live import Live, LiveClient
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +486,7 @@ class Hub:
             self.apply_registry()
 
     async def run(self) -> None:
-        from hub.web import make_app
+        from hub.web.app import make_app
 
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.registry.close)

@@ -18,19 +18,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from devices.decode import Decoded, decode_payload
+from devices.feedback import preview, render
 from devices.kinds import ARM, KINDS, DeviceKind, FieldType
+from devices.problems import PayloadRejected, Problem
+from devices.topics import DeviceRef, TopicError, parse_topic
+from devices.validate import DEFAULT_LIMITS, FieldValue, Limits, Reading, validate
+from hub.adapters.influx import parse_conflict
+from hub.adapters.mqtt import Message
 from hub.boundary import escape
-from hub.commands import AUDIT_KEY
+from hub.commands.relay import AUDIT_KEY
 from hub.config import DeviceConfig
-from hub.decode import Decoded, decode_payload
-from hub.lineproto import encode_floats, encode_line, series_prefix
-from hub.messages import preview, render
-from hub.mqtt import Message
-from hub.problems import PayloadRejected, Problem
-from hub.spool import Record, payload_digest
-from hub.storage import parse_conflict
-from hub.topics import DeviceRef, TopicError, parse_topic
-from hub.validate import DEFAULT_LIMITS, FieldValue, Limits, Reading, validate
+from hub.ingest.lineproto import encode_floats, encode_line, series_prefix
+from hub.ingest.spool import Record, payload_digest
 
 log = logging.getLogger(__name__)
 
