@@ -29,6 +29,11 @@ class DeviceRef:
     def key(self) -> str:
         return f"{self.cohort}/{self.learner}/{self.device}"
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """The InfluxDB tags that name this device in every series (readings, presence, commands, rejections)."""
+        return {"cohort": self.cohort, "learner": self.learner, "device": self.device}
+
     def topic(self, channel: str) -> str:
         return f"{ROOT}/{self.cohort}/{self.learner}/{self.device}/{channel}"
 

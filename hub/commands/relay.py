@@ -384,10 +384,7 @@ def text_of(value: object) -> str:
 
 def audit_line(record: CommandRecord) -> str:
     """The `commands` point for a finished command (tags: device, type, state; latencies as fields)."""
-    tags = {
-        "cohort": record.device.cohort,
-        "learner": record.device.learner,
-        "device": record.device.device,
+    tags = record.device.tags | {
         "type": type_tag(record.request.get("type")),
         "state": record.state.value,
     }
@@ -416,10 +413,7 @@ def audit_line(record: CommandRecord) -> str:
 def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str, time_ns: int) -> str:
     """The `commands` point for a command refused before anything was sent (state `refused`)."""
     kind = request.get("type") if isinstance(request, Mapping) else None
-    tags = {
-        "cohort": ref.cohort,
-        "learner": ref.learner,
-        "device": ref.device,
+    tags = ref.tags | {
         "type": type_tag(kind),
         "state": "refused",
     }

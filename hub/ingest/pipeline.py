@@ -103,9 +103,7 @@ class DeviceState:
     def summary(self) -> dict[str, object]:
         return {
             "id": self.ref.key,
-            "cohort": self.ref.cohort,
-            "learner": self.ref.learner,
-            "device": self.ref.device,
+            **self.ref.tags,
             "kind": self.kind.name if self.kind else None,
             "declared": self.declared,
             "online": self.online,
@@ -239,7 +237,7 @@ class Ingest:
 
     @staticmethod
     def _prefix(ref: DeviceRef, kind: DeviceKind | None) -> str:
-        tags = {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device}
+        tags = ref.tags
         return series_prefix(_measurement(ref, kind), tags)
 
     def _pin_known(self, state: DeviceState) -> None:
@@ -497,9 +495,7 @@ class Ingest:
             ts = state.last_event_ns + self._stride
         state.last_event_ns = ts
         ref = state.ref
-        prefix = series_prefix(
-            measurement, {"cohort": ref.cohort, "learner": ref.learner, "device": ref.device, **tags}
-        )
+        prefix = series_prefix(measurement, ref.tags | tags)
         self._audit(ref.key, encode_line(prefix, fields, ts))
 
     def _warn_collision(self, state: DeviceState, entry: InspectorEntry, ts: int, now: int) -> None:
