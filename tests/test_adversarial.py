@@ -50,7 +50,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.topics import DeviceRef
 from hub.access.registry import parse_csv
-from hub.bridges.serial_bridge import Bridge, PortError, SerialPort
+from hub.adapters.serial_port import PortError, SerialPort
+from hub.bridges.serial_bridge import Bridge
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
 from hub.ops.services import Service, free_port, start_mosquitto
 from hub.runtime import Hub

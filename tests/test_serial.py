@@ -25,7 +25,8 @@ from devices.serial_protocols import (
     sds011_frame,
 )
 from firmware_sim.serial import PtyPort, Sds011Sensor, SerialArm
-from hub.bridges.serial_bridge import Bridge, SerialPort
+from hub.adapters.serial_port import SerialPort
+from hub.bridges.serial_bridge import Bridge
 from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import MqttListener, api_token, count_when_stable, influx_query, wait_until

@@ -1,4 +1,4 @@
-"""The serial bridge: a USB-serial prototype becomes a lab device on MQTT. The only module that sees pyserial.
+"""The serial bridge: a USB-serial prototype becomes a lab device on MQTT (the port itself: hub.adapters.serial_port).
 
 Up the cable: bytes → framer (devices.serial_protocols) → readings on the device's `telemetry` topic (the hub
 validates them like any other), acknowledgements on `ack`, problems on `errors` and in the log. Down the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import json
 import logging
@@ -26,8 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-
-import serial
 
 from devices.serial_protocols import (
     AckLine,
@@ -41,70 +38,20 @@ from devices.serial_protocols import (
 )
 from devices.topics import DeviceRef
 from hub.adapters.mqtt import Message, MqttClient, Will
+from hub.adapters.serial_port import PortError, SerialPort
 from hub.boundary import SERIAL, Boundaries, escape
+from hub.pace import Backoff, TokenBucket
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-READ_TIMEOUT_S = 0.05  # a read returns at least this often, so a stop or an unplug is noticed quickly
-BACKOFF_S = (0.05, 0.1, 0.25, 0.5)  # reopening a missing port (a cheap failed open): then twice a second
-WRITE_TIMEOUT_S = 1.0  # a board that does not read its port must not block the bridge
+REOPEN = Backoff(first_s=0.05, cap_s=0.5, jitter=False)  # a missing port (a cheap failed open): then twice a second
+REOPEN_CAPPED = 10  # an attempt number whose delay is the cap
 STABLE_S = 1.0  # a port that stayed open this long resets the reopening backoff
 ERRORS_PER_S = 2.0  # problem reports on the errors topic, per bridge (a noisy cable would flood it)
+ERRORS_BURST = 10.0
 PROBLEM_LOG_EVERY_S = 60.0  # one log line per problem code and bridge in this time; the rest are counted
 DEFAULT_BAUD = {"lines": 115200, "sds011": 9600}  # one per protocol of devices.serial_protocols.PROTOCOLS
-
-
-class PortError(Exception):
-    """The port cannot be opened, or went away."""
-
-
-class SerialPort:
-    """A pyserial port (a device path, or a pyserial URL such as `loop://`), with errors turned into PortError."""
-
-    def __init__(self, url: str, baud: int) -> None:
-        self.url = url
-        self.baud = baud
-        self._port: serial.SerialBase | None = None
-
-    def open(self) -> None:
-        try:
-            self._port = serial.serial_for_url(
-                self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S
-            )
-        except (serial.SerialException, OSError, ValueError) as err:
-            raise PortError(str(err)) from None
-
-    @property
-    def is_open(self) -> bool:
-        return self._port is not None
-
-    def read(self) -> bytes:
-        """Whatever arrived (at most 4 KiB), waiting up to READ_TIMEOUT_S for the first byte."""
-        port = self._require()
-        try:
-            waiting = int(getattr(port, "in_waiting", 0))  # every concrete port has it; SerialBase does not say so
-            return bytes(port.read(max(1, min(4096, waiting))))
-        except (serial.SerialException, OSError) as err:
-            raise PortError(str(err)) from None
-
-    def write(self, data: bytes) -> None:
-        port = self._require()
-        try:
-            port.write(data)
-        except (serial.SerialException, OSError) as err:
-            raise PortError(str(err)) from None
-
-    def close(self) -> None:
-        if self._port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
-                self._port.close()
-            self._port = None
-
-    def _require(self) -> serial.SerialBase:
-        if self._port is None:
-            raise PortError("the port is not open")
-        return self._port
 
 
 @dataclass(slots=True)
@@ -147,8 +94,7 @@ class Bridge:
         self.boundaries = boundaries if boundaries is not None else Boundaries()
         self._problem_logged: dict[str, tuple[float, int]] = {}  # code → (last logged, not logged since)
         self._buffer: deque[tuple[str, bytes, int, bool]] = deque(maxlen=buffer_size)
-        self._error_tokens = 10.0
-        self._error_at = time.monotonic()
+        self._error_bucket = TokenBucket(ERRORS_PER_S, ERRORS_BURST)
         self._suppressed = 0
         self.port_open = asyncio.Event()
         self._downlink: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
@@ -226,12 +172,9 @@ class Bridge:
             log.warning("%s: %s: %s%s", self.ref.key, problem.code, escape(problem.message), more)
         else:
             self._problem_logged[problem.code] = (logged, unlogged + 1)
-        self._error_tokens = min(10.0, self._error_tokens + (now - self._error_at) * ERRORS_PER_S)
-        self._error_at = now
-        if self._error_tokens < 1.0:
+        if not self._error_bucket.take(now):
             self._suppressed += 1
             return
-        self._error_tokens -= 1.0
         body = problem.as_json() | {"device": self.ref.key, "time_ns": time.time_ns()}
         if self._suppressed:
             body["suppressed_before"] = self._suppressed
@@ -270,7 +213,7 @@ class Bridge:
     async def _open(self) -> None:
         """Open the port, retrying with capped backoff for as long as it takes."""
         # A port that failed soon after opening keeps backing off (no tight open-fail loop).
-        attempt = 0 if time.monotonic() - self._opened_at >= STABLE_S else len(BACKOFF_S) - 1
+        attempt = 0 if time.monotonic() - self._opened_at >= STABLE_S else REOPEN_CAPPED
         first = True
         while True:
             try:
@@ -286,7 +229,7 @@ class Bridge:
                         )
                     )
                 first = False
-                await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                await asyncio.sleep(REOPEN.delay(attempt))
                 attempt += 1
         self._opened_at = time.monotonic()
         self.stats.opens += 1
