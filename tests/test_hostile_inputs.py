@@ -27,7 +27,8 @@ from hub.adapters.mqtt import Message
 from hub.config import DeviceConfig
 from hub.ingest import pipeline as ingest_module
 from hub.ingest.pipeline import Ingest
-from hub.ingest.spool import HEADER, Spool
+from hub.ingest.spool import Spool
+from hub.ingest.spool_format import HEADER
 from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import (

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.ingest.spool import HEADER, Spool, payload_digest, scan
+from hub.ingest.spool import Spool
+from hub.ingest.spool_format import HEADER, payload_digest, scan
 
 
 @pytest.fixture

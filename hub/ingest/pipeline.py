@@ -30,7 +30,8 @@ from hub.boundary import escape
 from hub.commands.relay import AUDIT_KEY
 from hub.config import DeviceConfig
 from hub.ingest.lineproto import encode_floats, encode_line, series_prefix
-from hub.ingest.spool import Record, payload_digest
+from hub.ingest.spool import Record
+from hub.ingest.spool_format import payload_digest
 
 log = logging.getLogger(__name__)
 
