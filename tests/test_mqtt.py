@@ -1,12 +1,17 @@
-"""The asyncio MQTT adapter: messages through the real broker, and the lean PUBLISH decoding on its edges."""
+"""The asyncio MQTT adapter through the real broker, on the fast receive path and on stock paho's (its fallback)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 
-from paho.mqtt.enums import MQTTErrorCode
+import paho.mqtt.client as paho
+import pytest
 
+from hub.adapters import paho_fastpath
 from hub.adapters.mqtt import Message, MqttClient
+from hub.adapters.paho_fastpath import FastClient
 from tests.conftest import Services, unique
 from tests.support import MqttPublisher
 
@@ -44,28 +49,69 @@ async def test_messages_arrive_with_topic_payload_qos_retain_and_id(services: Se
     assert client.connects == 1
 
 
-def _decode(command: int, packet: bytes) -> tuple[MQTTErrorCode, list[Message]]:
+@pytest.fixture
+def fast_path_fails(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The start-up self-check fails, as on a paho whose internals moved: clients are stock paho."""
+    monkeypatch.setattr(paho_fastpath, "self_check", lambda: "forced by the test")
+    paho_fastpath.fast_path_works.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=paho_fastpath.__name__):
+        yield
+    paho_fastpath.fast_path_works.cache_clear()
+
+
+async def _session(
+    services: Services, client_id: str, root: str, *, manual_ack: bool, resume: bool
+) -> tuple[MqttClient, list[Message]]:
+    """A persistent session on `root/#`: the messages it got (the first one it got back when `resume`),
+    ending with the marker a publisher sends after connecting."""
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    client = MqttClient(
+        "127.0.0.1",
+        services.mqtt_port,
+        client_id,
+        on_message=received.put_nowait,
+        subscriptions=[(f"{root}/#", 1)],
+        persistent=True,
+        manual_ack=manual_ack,
+        username=services.hub_auth[0],
+        password=services.hub_auth[1],
+    )
+    task = asyncio.create_task(client.run())
+    pub = MqttPublisher(services.mqtt_port, auth=services.hub_auth)
     got: list[Message] = []
-    client = MqttClient("127.0.0.1", 1, "unit", on_message=got.append)
-    paho_client = client._client
-    paho_client._in_packet = {"command": command, "packet": bytearray(packet)}
-    return paho_client._handle_publish(), got
+    try:
+        await client.wait_connected(10)
+        if not resume:
+            await pub.publish(f"{root}/zero", b"0", qos=0)
+            await pub.publish(f"{root}/one", b"1", qos=1)
+        await pub.publish(f"{root}/marker", b"m", qos=1)
+        while not got or got[-1].topic != f"{root}/marker":
+            got.append(await asyncio.wait_for(received.get(), 5))
+    finally:
+        pub.close()
+        await client.stop()
+        await task
+    return client, got
 
 
-def test_publish_packets_are_decoded_with_flags() -> None:
-    rc, got = _decode(0x30 | 0x01, b"\x00\x03a/b" + b"payload")
-    assert rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-    assert got == [Message("a/b", b"payload", 0, True, 0, False)]
-    rc, got = _decode(0x30 | 0x08 | 0x02, b"\x00\x01t\x12\x34" + b"x")
-    assert got == [Message("t", b"x", 1, False, 0x1234, True)]
-
-
-def test_truncated_publish_is_a_protocol_error() -> None:
-    for packet in (b"", b"\x00", b"\x00\x09ab", b"\x00\x01t\x12"):
-        rc, got = _decode(0x32, packet)
-        assert rc == MQTTErrorCode.MQTT_ERR_PROTOCOL and got == []
-
-
-def test_a_topic_that_is_not_utf8_is_dropped() -> None:
-    rc, got = _decode(0x30, b"\x00\x02\xff\xfe" + b"x")
-    assert rc == MQTTErrorCode.MQTT_ERR_SUCCESS and got == []
+@pytest.mark.parametrize("manual_ack", [False, True])
+async def test_on_stock_paho_messages_arrive_and_are_acknowledged(
+    services: Services, fast_path_fails: None, caplog: pytest.LogCaptureFixture, manual_ack: bool
+) -> None:
+    """Acknowledged means not sent again: the session resumes, and the first message back is the next new one.
+    Without an acknowledgement (manual acks, none given) the broker sends the QoS 1 message again: the check
+    can tell."""
+    root, client_id = f"lab/{unique('t')}", unique("fallback")
+    client, got = await _session(services, client_id, root, manual_ack=manual_ack, resume=False)
+    assert isinstance(client._client, paho.Client) and not isinstance(client._client, FastClient)
+    assert "the fast path's check failed: forced by the test" in caplog.text
+    assert [(m.topic, m.payload, m.qos) for m in got] == [
+        (f"{root}/zero", b"0", 0),
+        (f"{root}/one", b"1", 1),
+        (f"{root}/marker", b"m", 1),
+    ]
+    _, again = await _session(services, client_id, root, manual_ack=False, resume=True)
+    if manual_ack:  # nothing was acknowledged: both QoS 1 messages come back, marked as sent again
+        assert [(m.topic, m.dup) for m in again[:2]] == [(f"{root}/one", True), (f"{root}/marker", True)]
+    else:
+        assert [(m.topic, m.dup) for m in again] == [(f"{root}/marker", False)]

@@ -30,8 +30,9 @@ from devices.arm import load_profiles
 from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
 from hub.adapters.influx import InfluxV1
-from hub.adapters.mqtt import RECONNECT_BACKOFF, Backoff
+from hub.adapters.mqtt import RECONNECT_BACKOFF
 from hub.config import HubConfig
+from hub.pace import Backoff
 from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, unique
 from tests.support import (

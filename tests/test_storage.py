@@ -30,10 +30,10 @@ from hub.adapters.influx import (
     parse_conflict,
     v2_error,
 )
-from hub.adapters.mqtt import Backoff
 from hub.config import InfluxConfig, LabConfig
 from hub.ingest.spool import Spool
 from hub.ops.services import free_port, start_influxd
+from hub.pace import Backoff
 from tests.conftest import HubFactory, Services, lab_config, unique
 from tests.support import MqttPublisher, api_token, count_when_stable, http_json, influx_query, wait_until
 

@@ -35,9 +35,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
-from hub.adapters.mqtt import Backoff
 from hub.config import InfluxConfig
 from hub.ingest.spool import Record, Spool
+from hub.pace import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""A small asyncio adapter around paho-mqtt 2.x: the only module that sees paho objects.
+"""A small asyncio adapter around paho-mqtt 2.x: with its lean receive path (`paho_fastpath`), the only
+module that sees paho objects.
 
 paho runs on the asyncio loop itself (no paho thread): its socket is watched with add_reader/add_writer
 and its keepalive is driven by a timer, as in paho's own external-loop example. Incoming messages are
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import random
 import socket
 import struct
 import termios
@@ -31,7 +31,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hub.adapters.paho_fastpath import BufferedSocket, new_client
 from hub.boundary import escape
+from hub.pace import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -56,92 +58,7 @@ class Will:
     retain: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter in [delay/2, delay]."""
-
-    first_s: float = 0.2
-    cap_s: float = 4.0  # jitter in [cap/2, cap]: back within ~4 s of the broker
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.cap_s, self.first_s * (2 ** min(attempt, 20)))
-        return random.uniform(base / 2, base)
-
-
-RECONNECT_BACKOFF = Backoff()
-
-
-class BufferedSocket:
-    """Socket wrapper whose recv() serves paho's small reads (1 byte, then the rest) from one large read.
-
-    paho reads each packet with two or three recv() calls; at tens of thousands of messages per second
-    those system calls were a fifth of the hub's CPU. Everything but recv() goes to the real socket.
-    """
-
-    __slots__ = ("_buf", "_pos", "_sock")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data: bytes = self._sock.recv(max(size, 256 * 1024))  # BlockingIOError propagates: nothing to read
-            if len(data) <= size:
-                return data
-            self._buf, self._pos = data, 0
-        end = self._pos + size
-        chunk = self._buf[self._pos : end]
-        self._pos = end
-        return chunk
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf) - self._pos
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _PahoClient(paho.Client):
-    """paho's client with two shortcuts on the receive path, both measured at tens of thousands of messages/s:
-
-    - buffered socket reads (see BufferedSocket): a fifth of the hub's CPU went to recv() calls;
-    - an MQTT 3.1.1 QoS 0/1 PUBLISH becomes our `Message` directly, skipping paho's MQTTMessage (which
-      builds a threading.Condition per message), its topic matcher and a debug log call: about 5 µs of
-      the ~11 µs paho spent per message. QoS 2 and MQTT v5 take paho's own path.
-    Everything else (connection, keepalive, acknowledgements, QoS 2 flows) is paho's.
-    """
-
-    deliver: Callable[[Message], None] | None = None
-
-    def _create_socket(self) -> Any:
-        return BufferedSocket(super()._create_socket())
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        deliver = self.deliver
-        header = self._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        if deliver is None or qos == 2 or self._protocol == MQTTProtocolVersion.MQTTv5:
-            result: MQTTErrorCode = super()._handle_publish()
-            return result
-        packet = self._in_packet["packet"]
-        start = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else len(packet) + 1
-        end = start + (2 if qos else 0)
-        if end > len(packet):
-            return MQTTErrorCode.MQTT_ERR_PROTOCOL  # paho closes the connection
-        mid = (packet[start] << 8) | packet[start + 1] if qos else 0
-        try:
-            topic = bytes(packet[2:start]).decode("utf-8")
-        except UnicodeDecodeError:  # brokers refuse such topics; never pass one on, never ask for it again
-            log.warning("dropped a message whose topic is not UTF-8: %s", escape(bytes(packet[2:start])[:80]))
-            return self._send_puback(mid) if qos else MQTTErrorCode.MQTT_ERR_SUCCESS
-        deliver(Message(topic, bytes(packet[end:]), qos, bool(header & 0x01), mid, bool(header & 0x08)))
-        if qos and not self._manual_ack:
-            rc: MQTTErrorCode = self._send_puback(mid)
-            return rc
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+RECONNECT_BACKOFF = Backoff(first_s=0.2, cap_s=4.0)  # jitter in [cap/2, cap]: back within ~4 s of the broker
 
 
 class MqttClient:
@@ -165,7 +82,9 @@ class MqttClient:
         manual_ack: bool = False,
         username: str | None = None,
         password: str | None = None,
+        fast_path: bool = True,
     ) -> None:
+        """`fast_path=False`: stock paho's receive path even when the fast one passes its check (a baseline)."""
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -197,8 +116,11 @@ class MqttClient:
         self._manual_ack = manual_ack
         # A persistent session keeps the hub's subscriptions and queues its QoS 1 messages while it is away;
         # with manual acks a message is acknowledged only when the hub says so (after the spool's fsync).
-        client = _PahoClient(
-            CallbackAPIVersion.VERSION2,
+        client = new_client(
+            self._deliver,
+            Message,
+            fast=fast_path,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=version,
             clean_session=None if self._v5 else not persistent,
@@ -209,8 +131,7 @@ class MqttClient:
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.deliver = self._deliver
+        client.on_message = self._on_message  # stock paho's way in (the fast path delivers to _deliver itself)
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
