@@ -33,13 +33,14 @@ from hub.access.accounts import Accounts
 from hub.access.credentials import read_secret, save_credentials
 from hub.access.dynsec import DynsecError
 from hub.access.registry import Registry, Token
-from hub.adapters.influx import InfluxV1, StorageError, Writer, make_backend
+from hub.adapters.influx import InfluxV1, StorageError, make_backend
 from hub.adapters.mqtt import Message, MqttClient
 from hub.boundary import HTTP, MQTT, Boundaries, ServerLogFilter
 from hub.commands.relay import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
 from hub.ingest.pipeline import DeviceState, Ingest, InspectorEntry
 from hub.ingest.spool import Spool
+from hub.ingest.writer import Writer
 from hub.ops.services import ServiceError
 from hub.web.live import Live, LiveClient
 

@@ -18,20 +18,20 @@ import pytest
 from aiohttp import web
 
 from devices.topics import DeviceRef
-from hub.adapters import influx as storage
 from hub.adapters.influx import (
     BatchTooLarge,
     InfluxV1,
     InfluxV2,
     StorageConfigError,
     StorageError,
-    Writer,
     WriteRejected,
     parse_conflict,
     v2_error,
 )
 from hub.config import InfluxConfig, LabConfig
+from hub.ingest import writer as writer_module
 from hub.ingest.spool import Spool
+from hub.ingest.writer import Writer
 from hub.ops.services import free_port, start_influxd
 from hub.pace import Backoff
 from tests.conftest import HubFactory, Services, lab_config, unique
@@ -404,7 +404,7 @@ async def test_v2_configuration_errors_are_loud_and_hold_the_points(
     """Refused credentials or names: logged at ERROR again and again, shown as the last error (→ /healthz),
     nothing dropped or rejected; stored as soon as the server accepts them."""
     fake, url = fake_v2
-    monkeypatch.setattr(storage, "LOUD_EVERY_S", 0.0)  # every retry says it (30 s apart in service)
+    monkeypatch.setattr(writer_module, "LOUD_EVERY_S", 0.0)  # every retry says it (30 s apart in service)
     backend = InfluxV2(v2_config(url, **cfg))
     await backend.start()
     spool, writer, outcomes = make_writer(backend, tmp_path)
@@ -413,7 +413,7 @@ async def test_v2_configuration_errors_are_loud_and_hold_the_points(
     task = asyncio.create_task(writer.run())
     try:
         await wait_until(lambda: writer.stats.retries >= 3, what="three refused writes")
-        loud = [r for r in caplog.records if r.name == "hub.adapters.influx" and r.levelno == logging.ERROR]
+        loud = [r for r in caplog.records if r.name == writer_module.__name__ and r.levelno == logging.ERROR]
         assert len(loud) >= 3 and all(f"HTTP {status}" in r.getMessage() for r in loud)
         assert "NOTHING IS STORED" in loud[0].getMessage() and hint in loud[0].getMessage()
         assert writer.stats.last_error.startswith(f"HTTP {status}: ") and hint in writer.stats.last_error

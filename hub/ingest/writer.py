@@ -1,0 +1,193 @@
+"""The one task that writes to InfluxDB, in the spool's order, and hands each record back as stored or rejected.
+
+Batching is natural: the writer takes everything spooled (up to `batch_max`) as soon as it is free, so
+at low rates a reading is written within milliseconds and under load batches grow by themselves.
+Nothing is dropped. What the database answers decides what happens to a batch:
+
+- **Rejected points** (1.x: 400; 2.x: 400 malformed line protocol, 422 `partial write` such as a field
+  type conflict): never retried as they are. The batch is split in halves and each half written again
+  until the offending points are isolated and handed back as rejected; the others are stored. This
+  covers 1.x's and 2.x's `partial write` (the rest is already stored; writing it again is idempotent:
+  same series, same timestamp, same values) and 1.x's whole-batch `field type conflict` on a new shard.
+- **Too large** (413): the whole batch was refused for its size. It is split in halves (and later
+  batches are cut below the size refused); a single point still too large is rejected.
+- **Configuration** (401, 403; 2.x's 404 for a missing bucket or organisation): this hub's token,
+  account or names are refused, and nothing will be written until an operator fixes them. Held and
+  retried (the spool grows, then intake pauses), and said loudly: logged at ERROR at once and at least
+  every `LOUD_EVERY_S` while it lasts, and in `stats.last_error` (which the health view shows).
+- **Transient** (unreachable, timeout, 429, 5xx, anything else): retried with capped backoff, forever,
+  after the server's `Retry-After` when it gives one; the batch stays in hand and the spool grows.
+
+The database itself is reached through `hub.adapters.influx` (its `Backend`s and the errors they raise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from hub.adapters.influx import Backend, BatchTooLarge, StorageConfigError, StorageError, WriteRejected
+from hub.ingest.spool import Record, Spool
+from hub.pace import Backoff
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WRITE_BACKOFF = Backoff(first_s=0.1, cap_s=5.0)
+LOUD_EVERY_S = 30.0  # a configuration error is logged at ERROR at least this often while it lasts
+
+
+@dataclass(slots=True)
+class WriterStats:
+    batches: int = 0
+    points: int = 0
+    retries: int = 0
+    rejected: int = 0
+    splits: int = 0  # batches cut in two because the database found them too large (413)
+    last_batch: int = 0
+    max_write_ms: float = 0.0
+    last_error: str = ""
+    failing_since: float | None = None
+    write_ms: list[float] = field(default_factory=list)  # recent write durations, for the health view
+
+
+class Writer(Generic[T]):
+    """The one task that writes to InfluxDB, in the spool's order; hands records back as stored or rejected."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        spool: Spool[T],
+        batch_max: int,
+        on_stored: Callable[[list[Record[T]]], None],
+        on_rejected: Callable[[Record[T], str], None],
+        backoff: Backoff = WRITE_BACKOFF,
+    ) -> None:
+        self.backend = backend
+        self.spool = spool
+        self.batch_max = batch_max
+        self._on_stored = on_stored
+        self._on_rejected = on_rejected
+        self._backoff = backoff
+        self.stats = WriterStats()
+        self.busy = False
+        self.max_body_bytes: int | None = None  # learnt from 413s: later batches are cut below it
+        self._loud_at = 0.0
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.spool.take(self.batch_max)
+            self.busy = True
+            try:
+                await self._write(batch.records)
+                self.spool.done(batch)
+            finally:
+                self.busy = False
+
+    async def drain(self, timeout: float) -> int:
+        """At shutdown: write what is in memory within `timeout`; return how many points are left (they stay spooled)."""
+        deadline = time.monotonic() + timeout
+        while self.spool.in_memory() or self.busy:
+            if time.monotonic() > deadline:
+                return self.spool.in_memory()
+            await asyncio.sleep(0.02)
+        return 0
+
+    async def _write(self, records: list[Record[T]]) -> None:
+        lines = [r.line for r in records]
+        limit = self.max_body_bytes
+        if limit is not None and len(records) > 1 and sum(len(line) + 1 for line in lines) > limit:
+            await self._split(records)
+            return
+        try:
+            await self._write_retrying(lines)
+        except BatchTooLarge as err:
+            size = sum(len(line) + 1 for line in lines)
+            self.max_body_bytes = size - 1 if limit is None else min(limit, size - 1)
+            if len(records) == 1:
+                self._reject(records[0], f"{err} (a single point larger than InfluxDB accepts)")
+                return
+            self.stats.splits += 1
+            log.warning(
+                "InfluxDB refused %d points (%d bytes) as too large (%s); writing them in halves",
+                len(records),
+                size,
+                err,
+            )
+            await self._split(records)
+            return
+        except WriteRejected as err:
+            if len(records) == 1:
+                self._reject(records[0], str(err))
+                return
+            await self._split(records)
+            return
+        self._on_stored(records)
+
+    async def _split(self, records: list[Record[T]]) -> None:
+        mid = len(records) // 2
+        await self._write(records[:mid])
+        await self._write(records[mid:])
+
+    def _reject(self, record: Record[T], detail: str) -> None:
+        self.stats.rejected += 1
+        self._on_rejected(record, detail)
+
+    async def _write_retrying(self, lines: list[str]) -> None:
+        body = "\n".join(lines)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.backend.write(body)
+            except StorageError as err:
+                self.stats.retries += 1
+                self.stats.last_error = str(err)
+                if self.stats.failing_since is None:
+                    self.stats.failing_since = time.time()
+                delay = err.retry_after if err.retry_after is not None else self._backoff.delay(attempt)
+                if isinstance(err, StorageConfigError):
+                    now = time.monotonic()
+                    if attempt == 0 or now - self._loud_at >= LOUD_EVERY_S:
+                        self._loud_at = now
+                        log.error(
+                            "InfluxDB refuses this hub's configuration (%s): NOTHING IS STORED until it is fixed; "
+                            "%d points held, retry %d in %.2f s, %d bytes spooled",
+                            err,
+                            len(lines),
+                            attempt + 1,
+                            delay,
+                            self.spool.unstored_bytes,
+                        )
+                else:
+                    level = logging.WARNING if attempt < 3 or attempt % 20 == 0 else logging.DEBUG
+                    log.log(
+                        level,
+                        "InfluxDB write of %d points failed (%s); retry %d in %.2f s, %d bytes spooled",
+                        len(lines),
+                        err,
+                        attempt + 1,
+                        delay,
+                        self.spool.unstored_bytes,
+                    )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            stats = self.stats
+            if stats.failing_since is not None:
+                log.info("InfluxDB writes work again after %.1f s", time.time() - stats.failing_since)
+                stats.failing_since = None
+                stats.last_error = ""
+            stats.batches += 1
+            stats.points += len(lines)
+            stats.last_batch = len(lines)
+            stats.max_write_ms = max(stats.max_write_ms, elapsed)
+            stats.write_ms.append(elapsed)
+            if len(stats.write_ms) > 512:
+                del stats.write_ms[:256]
+            return
