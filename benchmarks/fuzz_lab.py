@@ -444,7 +444,8 @@ class Canaries(threading.Thread):
 async def register(cfg: LabConfig, cohort: str, csv_cohort: str) -> dict[str, Any]:
     """Accounts for every learner, device and canary (one CSV import), a bridge-free lab; tokens."""
     from hub.access.accounts import Accounts
-    from hub.access.registry import Registry, parse_csv
+    from hub.access.cohort_csv import parse_csv
+    from hub.access.registry import Registry
 
     registry = Registry(cfg.registry_path)
     try:

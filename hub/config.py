@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from devices.feedback import LANGUAGES
 from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef, TopicError
+from hub.access.credentials import secret_path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ARM_PROFILES = load_profiles()
@@ -135,7 +136,7 @@ class LabConfig:
         return Path(self.hub.registry) if self.hub.registry else self.state_dir / "registry.sqlite3"
 
     def secret_file(self, configured: str, name: str) -> Path:
-        return Path(configured) if configured else self.state_dir / "secrets" / name
+        return Path(configured) if configured else secret_path(self.state_dir, name)
 
 
 def default_state_dir() -> Path:
@@ -169,36 +170,13 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         if lang not in LANGUAGES:
             raise ConfigError(f"{where}: cohorts.{cohort}.language: expected one of {LANGUAGES}, got {lang!r}")
         languages[cohort] = lang
-    devices = []
-    for i, entry in enumerate(_typed(data.get("devices", []), list, where, "devices")):
-        key = f"devices[{i}]"
-        entry = _typed(entry, dict, where, key)
-        _no_unknown(entry, {"id", "kind", "simulate", "profile"}, where, key + ".")
-        ref = _device_ref(entry, "id", where, key)
-        kind = _typed(entry.get("kind", "generic"), str, where, key + ".kind")
-        profile = _typed(entry["profile"], str, where, key + ".profile") if "profile" in entry else None
-        try:
-            profile = check_kind(kind, profile, ARM_PROFILES, DEFAULT_ARM_PROFILE)
-        except ValueError as err:
-            raise ConfigError(f"{where}: {key}: {err}") from None
-        simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
-        devices.append(DeviceConfig(ref, kind, simulate, profile))
+    devices = [_device(entry, where, key) for key, entry in _entries(data, "devices", _DEVICE_KEYS, where)]
     serial: list[SerialConfig] = []
-    for i, entry in enumerate(_typed(data.get("serial", []), list, where, "serial")):
-        key = f"serial[{i}]"
-        entry = _typed(entry, dict, where, key)
-        _no_unknown(entry, {"port", "device", "protocol", "baud"}, where, key + ".")
-        ref = _device_ref(entry, "device", where, key)
-        protocol = _typed(entry.get("protocol", "lines"), str, where, key + ".protocol")
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"{where}: {key}.protocol: expected one of {PROTOCOLS}, got {protocol!r}")
-        port = _typed(entry.get("port"), str, where, key + ".port")
-        baud = _typed(entry.get("baud", 0), int, where, key + ".baud")
-        if baud < 0:
-            raise ConfigError(f"{where}: {key}.baud: expected a positive rate (or 0 for the protocol's usual one)")
-        if any(other.device == ref or other.port == port for other in serial):
-            raise ConfigError(f"{where}: {key}: {ref.key} or {port} is bridged twice")
-        serial.append(SerialConfig(port, ref, protocol, baud))
+    for key, entry in _entries(data, "serial", _SERIAL_KEYS, where):
+        bridge = _serial(entry, where, key)
+        if any(other.device == bridge.device or other.port == bridge.port for other in serial):
+            raise ConfigError(f"{where}: {key}: {bridge.device.key} or {bridge.port} is bridged twice")
+        serial.append(bridge)
     return LabConfig(
         state_dir=state_dir,
         mqtt=_check_mqtt(_section(MqttConfig, data, "mqtt", where), where),
@@ -209,6 +187,45 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         sim=_section(SimConfig, data, "sim", where),
         serial=tuple(serial),
     )
+
+
+_DEVICE_KEYS = {"id", "kind", "simulate", "profile"}
+_SERIAL_KEYS = {"port", "device", "protocol", "baud"}
+
+
+def _entries(
+    data: Mapping[str, Any], name: str, known: set[str], where: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The tables of an array (`[[devices]]`), each with its key for error messages (`devices[0]`)."""
+    for i, entry in enumerate(_typed(data.get(name, []), list, where, name)):
+        key = f"{name}[{i}]"
+        table = _typed(entry, dict, where, key)
+        _no_unknown(table, known, where, key + ".")
+        yield key, table
+
+
+def _device(entry: Mapping[str, Any], where: str, key: str) -> DeviceConfig:
+    ref = _device_ref(entry, "id", where, key)
+    kind = _typed(entry.get("kind", "generic"), str, where, key + ".kind")
+    profile = _typed(entry["profile"], str, where, key + ".profile") if "profile" in entry else None
+    try:
+        profile = check_kind(kind, profile, ARM_PROFILES, DEFAULT_ARM_PROFILE)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {key}: {err}") from None
+    simulate = _typed(entry.get("simulate", False), bool, where, key + ".simulate")
+    return DeviceConfig(ref, kind, simulate, profile)
+
+
+def _serial(entry: Mapping[str, Any], where: str, key: str) -> SerialConfig:
+    ref = _device_ref(entry, "device", where, key)
+    protocol = _typed(entry.get("protocol", "lines"), str, where, key + ".protocol")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}: {key}.protocol: expected one of {PROTOCOLS}, got {protocol!r}")
+    port = _typed(entry.get("port"), str, where, key + ".port")
+    baud = _typed(entry.get("baud", 0), int, where, key + ".baud")
+    if baud < 0:
+        raise ConfigError(f"{where}: {key}.baud: expected a positive rate (or 0 for the protocol's usual one)")
+    return SerialConfig(port, ref, protocol, baud)
 
 
 def _device_ref(entry: Mapping[str, Any], name: str, where: str, key: str) -> DeviceRef:

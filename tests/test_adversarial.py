@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.topics import DeviceRef
-from hub.access.registry import parse_csv
+from hub.access.cohort_csv import parse_csv
 from hub.adapters.serial_port import PortError, SerialPort
 from hub.bridges.serial_bridge import Bridge
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.registry import Token, token_digest
+from hub.access.records import Token, token_digest
 from hub.access.tokens import (
     Bucket,
     RateLimiter,

@@ -13,18 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.topics import DeviceRef
+from hub.access.cohort_csv import ImportLine
 from hub.access.credentials import new_password, read_secret
 from hub.access.dynsec import (
+    Account,
     Dynsec,
     DynsecError,
     bridge_account,
+    bridge_role,
     bridge_username,
     device_account,
     device_role,
     learner_account,
     learner_role,
+    learner_username,
 )
-from hub.access.registry import DeviceRecord, ImportLine, Registry, RegistryError, check_device, check_learner
+from hub.access.records import DeviceRecord, LearnerRecord, RegistryError, check_device, check_learner
+from hub.access.registry import Registry
 from hub.config import ARM_PROFILES, DeviceConfig, LabConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,11 @@ class Accounts:
             )
         return Dynsec(self.host, self.port, password)
 
+    async def _new_password(self, account: Account) -> str:
+        """Make or update `account` on the broker with a fresh password, in a session of its own."""
+        async with self.broker() as sec:
+            return await _with_new_password(sec, account)
+
     # Devices ---------------------------------------------------------------------------------------
 
     async def add_device(self, key: str, kind: str, profile: str | None = None, description: str = "") -> Credential:
@@ -70,10 +80,8 @@ class Accounts:
         # The registry row first: its primary key makes two simultaneous adds (a CLI and the API) one winner,
         # so nobody is handed a password the other then overwrote. It goes again if the broker says no.
         self.registry.add_device(ref, kind, profile, description)
-        password = new_password()
         try:
-            async with self.broker() as sec:
-                await sec.ensure(device_account(ref, text=description), password)
+            password = await self._new_password(device_account(ref, text=description))
         except BaseException:
             self.registry.remove_device(ref)
             raise
@@ -100,9 +108,7 @@ class Accounts:
 
     async def rotate_device(self, key: str) -> Credential:
         record = self._known(key)
-        password = new_password()
-        async with self.broker() as sec:
-            await sec.ensure(device_account(record.ref, record.enabled, record.description), password)
+        password = await self._new_password(device_account(record.ref, record.enabled, record.description))
         self.registry.device_rotated(record.ref)
         log.info("device %s has a new password; the old one no longer works", record.ref.key)
         return Credential(record.ref.key, password)
@@ -111,7 +117,7 @@ class Accounts:
         record = self._known(key)
         async with self.broker() as sec:
             await sec.remove(record.ref.key, device_role(record.ref))
-            await sec.remove(bridge_username(record.ref), f"bridge:{record.ref.key}")
+            await sec.remove(bridge_username(record.ref), bridge_role(record.ref))
         self.registry.remove_device(record.ref)
         log.info("device %s removed (its stored readings stay in InfluxDB)", record.ref.key)
 
@@ -121,9 +127,7 @@ class Accounts:
         record = self._known(key)
         if not record.enabled:
             raise RegistryError(f"device {record.ref.key} is disabled")
-        password = new_password()
-        async with self.broker() as sec:
-            await sec.ensure(bridge_account(record.ref), password)
+        password = await self._new_password(bridge_account(record.ref))
         return Credential(bridge_username(record.ref), password)
 
     # Learners --------------------------------------------------------------------------------------
@@ -134,51 +138,46 @@ class Accounts:
         existing = self.registry.learner(cohort, learner)
         if existing is not None and existing.has_account:
             raise RegistryError(f"learner {key} already has an account (rotate its password to get a new one)")
-        password = new_password()
-        async with self.broker() as sec:
-            await sec.ensure(learner_account(cohort, learner), password)
+        password = await self._new_password(learner_account(cohort, learner))
         self.registry.set_learner_account(cohort, learner)
-        return Credential(f"{cohort}/{learner}", password)
+        return Credential(learner_username(cohort, learner), password)
 
     async def rotate_learner(self, key: str) -> Credential:
         cohort, learner = check_learner(key)
         record = self.registry.learner(cohort, learner)
         if record is None or not record.has_account:
             raise RegistryError(f"learner {key} has no MQTT account (add one with `labhub learner add {key}`)")
-        password = new_password()
-        async with self.broker() as sec:
-            await sec.ensure(learner_account(cohort, learner, record.enabled), password)
+        password = await self._new_password(learner_account(cohort, learner, record.enabled))
         return Credential(record.key, password)
 
     async def set_learner_enabled(self, key: str, enabled: bool) -> None:
         """A disabled learner's account and all their devices are cut off."""
-        cohort, learner = check_learner(key)
-        record = self.registry.learner(cohort, learner)
-        if record is None:
-            raise RegistryError(f"no learner {key} in the registry")
-        devices = [d for d in self.registry.devices(cohort) if d.ref.learner == learner]
+        record, devices = self._known_learner(key)
         async with self.broker() as sec:
             if record.has_account:
                 await sec.set_enabled(record.key, enabled)
             for device in devices:
                 await sec.set_enabled(device.ref.key, enabled)
-        self.registry.set_learner_enabled(cohort, learner, enabled)
+        self.registry.set_learner_enabled(record.cohort, record.learner, enabled)
         for device in devices:
             self.registry.set_device_enabled(device.ref, enabled)
 
     async def remove_learner(self, key: str) -> None:
+        record, devices = self._known_learner(key)
+        async with self.broker() as sec:
+            for device in devices:
+                await sec.remove(device.ref.key, device_role(device.ref))
+            await sec.remove(record.key, learner_role(record.cohort, record.learner))
+        for device in devices:
+            self.registry.remove_device(device.ref)
+        self.registry.remove_learner(record.cohort, record.learner)
+
+    def _known_learner(self, key: str) -> tuple[LearnerRecord, list[DeviceRecord]]:
         cohort, learner = check_learner(key)
         record = self.registry.learner(cohort, learner)
         if record is None:
             raise RegistryError(f"no learner {key} in the registry")
-        devices = [d for d in self.registry.devices(cohort) if d.ref.learner == learner]
-        async with self.broker() as sec:
-            for device in devices:
-                await sec.remove(device.ref.key, device_role(device.ref))
-            await sec.remove(record.key, learner_role(cohort, learner))
-        for device in devices:
-            self.registry.remove_device(device.ref)
-        self.registry.remove_learner(cohort, learner)
+        return record, self.registry.learner_devices(cohort, learner)
 
     # Bulk --------------------------------------------------------------------------------------------
 
@@ -190,13 +189,12 @@ class Accounts:
             for line in lines:
                 existing = self.registry.learner(line.cohort, line.learner)
                 if learner_accounts and (existing is None or not existing.has_account):
-                    password = new_password()
-                    await sec.ensure(learner_account(line.cohort, line.learner), password)
+                    account = learner_account(line.cohort, line.learner)
+                    password = await _with_new_password(sec, account)
                     self.registry.set_learner_account(line.cohort, line.learner)
-                    made.append(Credential(f"{line.cohort}/{line.learner}", password))
+                    made.append(Credential(account.username, password))
                 if line.device is not None and self.registry.device(line.device) is None:
-                    password = new_password()
-                    await sec.ensure(device_account(line.device, text=line.description), password)
+                    password = await _with_new_password(sec, device_account(line.device, text=line.description))
                     self.registry.add_device(line.device, line.kind, line.profile, line.description)
                     made.append(Credential(line.device.key, password))
         return made
@@ -216,11 +214,17 @@ class Accounts:
             return made
         async with self.broker() as sec:
             for device in todo:
-                password = new_password()
-                await sec.ensure(device_account(device.ref), password)
+                password = await _with_new_password(sec, device_account(device.ref))
                 self.registry.add_device(device.ref, device.kind, device.profile, from_config=True)
                 made.append(Credential(device.ref.key, password))
         return made
+
+
+async def _with_new_password(sec: Dynsec, account: Account) -> str:
+    """New passwords are returned to be shown once, never logged."""
+    password = new_password()
+    await sec.ensure(account, password)
+    return password
 
 
 def _ref(key: str) -> DeviceRef:

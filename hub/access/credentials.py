@@ -62,7 +62,7 @@ def ensure_secret(path: Path) -> str:
     if existing is not None:
         return existing
     value = new_password()
-    write_private(path, value + "\n", private_parent=True)
+    write_secret(path, value)
     return value
 
 

@@ -93,6 +93,10 @@ def bridge_username(ref: DeviceRef) -> str:
     return f"bridge/{ref.key}"
 
 
+def bridge_role(ref: DeviceRef) -> str:
+    return f"bridge:{ref.key}"
+
+
 def bridge_acls(ref: DeviceRef) -> list[Acl]:
     """A serial bridge speaks for its one device, and also reports the cable's problems on its errors topic."""
     return [*device_acls(ref), _acl("publishClientSend", f"{ROOT}/{ref.key}/errors")]
@@ -173,7 +177,7 @@ def device_account(ref: DeviceRef, enabled: bool = True, text: str = "") -> Acco
 
 def bridge_account(ref: DeviceRef) -> Account:
     return Account(
-        bridge_username(ref), f"bridge:{ref.key}", tuple(bridge_acls(ref)), True, f"serial bridge for {ref.key}"
+        bridge_username(ref), bridge_role(ref), tuple(bridge_acls(ref)), True, f"serial bridge for {ref.key}"
     )
 
 
@@ -272,12 +276,11 @@ class Dynsec:
                 roles=[{"rolename": account.role}],
             )
         else:
-            roles = [r.get("rolename") for r in exists.get("data", {}).get("client", {}).get("roles", [])]
-            if account.role not in roles:
+            if account.role not in _rolenames(exists, "client"):
                 await self.command("addClientRole", username=account.username, rolename=account.role)
             if password is not None:
                 await self.command("setClientPassword", username=account.username, password=password)
-        await self.command("enableClient" if account.enabled else "disableClient", username=account.username)
+        await self.set_enabled(account.username, account.enabled)
         return created
 
     async def set_enabled(self, username: str, enabled: bool) -> None:
@@ -332,6 +335,11 @@ class Dynsec:
         await self.set_role(OPEN_ROLE, open_acls() if open_mode else [])
         await self.command("createGroup", ignore=["Group already exists"], groupname=OPEN_GROUP)
         group = await self.command("getGroup", groupname=OPEN_GROUP)
-        if OPEN_ROLE not in [r.get("rolename") for r in group.get("data", {}).get("group", {}).get("roles", [])]:
+        if OPEN_ROLE not in _rolenames(group, "group"):
             await self.command("addGroupRole", groupname=OPEN_GROUP, rolename=OPEN_ROLE)
         await self.command("setAnonymousGroup", groupname=OPEN_GROUP)
+
+
+def _rolenames(response: dict[str, Any], entity: str) -> list[Any]:
+    """The roles of a client or group, from the broker's answer to getClient or getGroup."""
+    return [r.get("rolename") for r in response.get("data", {}).get(entity, {}).get("roles", [])]

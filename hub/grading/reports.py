@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from devices.kinds import GENERIC, KINDS
 from devices.topics import DeviceRef
 from hub.access.credentials import private_dir, write_private
-from hub.access.registry import DemoSession, Registry
+from hub.access.records import DemoSession
+from hub.access.registry import Registry
 from hub.grading.rubrics import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
 
 
