@@ -18,7 +18,6 @@ from devices.feedback import LANGUAGES
 from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef, TopicError
-from hub.access.credentials import secret_path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ARM_PROFILES = load_profiles()
@@ -136,7 +135,9 @@ class LabConfig:
         return Path(self.hub.registry) if self.hub.registry else self.state_dir / "registry.sqlite3"
 
     def secret_file(self, configured: str, name: str) -> Path:
-        return Path(configured) if configured else secret_path(self.state_dir, name)
+        """`configured`, or the lab's own file: the same place as `hub.access.credentials.secret_path` (not
+        imported: the access package imports this module)."""
+        return Path(configured) if configured else self.state_dir / "secrets" / name
 
 
 def default_state_dir() -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from devices.topics import DeviceRef
+from hub.access.credentials import secret_path
 from hub.config import (
     ConfigError,
     DeviceConfig,
@@ -60,6 +61,7 @@ def test_a_whole_config_becomes_frozen_values() -> None:
     assert (cfg.mqtt.hub_host, cfg.mqtt.hub_port) == ("127.0.0.1", 2884)  # the internal listener, on loopback
     assert cfg.registry_path == Path("/srv/lab/registry.sqlite3")
     assert cfg.secret_file("", "mqtt-hub") == Path("/srv/lab/secrets/mqtt-hub")
+    assert cfg.secret_file("", "x") == secret_path(cfg.state_dir, "x")  # one place for the lab's secrets
     assert cfg.secret_file("/etc/lab/hub.pw", "mqtt-hub") == Path("/etc/lab/hub.pw")
 
 
