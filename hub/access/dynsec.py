@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devices.topics import ROOT, DeviceRef
+from hub.access.records import learner_key
 from hub.adapters.mqtt import Message, MqttClient
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def device_username(ref: DeviceRef) -> str:
 
 
 def learner_username(cohort: str, learner: str) -> str:
-    return f"{cohort}/{learner}"
+    return learner_key(cohort, learner)
 
 
 def device_role(ref: DeviceRef) -> str:
@@ -75,7 +76,7 @@ def device_role(ref: DeviceRef) -> str:
 
 
 def learner_role(cohort: str, learner: str) -> str:
-    return f"learner:{cohort}/{learner}"
+    return f"learner:{learner_key(cohort, learner)}"
 
 
 def device_acls(ref: DeviceRef) -> list[Acl]:

@@ -50,7 +50,7 @@ class LearnerRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.cohort}/{self.learner}"
+        return learner_key(self.cohort, self.learner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +86,18 @@ class DemoSession:
     def as_json(self) -> dict[str, object]:
         return {
             "id": self.id,
-            "learner": f"{self.cohort}/{self.learner}",
+            "learner": learner_key(self.cohort, self.learner),
             "trainer": self.trainer,
             "started_ns": self.started_ns,
             "stopped_ns": self.stopped_ns,
             "running": self.running,
             "devices": [key for key, _ in self.devices or ()],
         }
+
+
+def learner_key(cohort: str, learner: str) -> str:
+    """A learner's id: their MQTT username and their tokens' scope (a device's is `DeviceRef.key`)."""
+    return f"{cohort}/{learner}"
 
 
 def token_digest(token: str) -> str:
@@ -129,8 +134,7 @@ def check_scope(role: str, scope: str) -> str:
     if role not in ROLES:
         raise RegistryError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if role == "learner":
-        cohort, learner = check_learner(scope)
-        return f"{cohort}/{learner}"
+        return learner_key(*check_learner(scope))
     if scope == "*":
         return scope
     try:

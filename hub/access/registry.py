@@ -24,6 +24,7 @@ from hub.access.records import (
     RegistryError,
     Token,
     check_scope,
+    learner_key,
     token_digest,
 )
 from hub.access.schema import open_registry
@@ -97,7 +98,7 @@ class Registry:
         try:
             self._write(
                 "UPDATE tokens SET revoked_ns = ? WHERE role = 'learner' AND scope = ? AND revoked_ns IS NULL",
-                (time.time_ns(), f"{cohort}/{learner}"),
+                (time.time_ns(), learner_key(cohort, learner)),
             )
             self._write("DELETE FROM demo_sessions WHERE cohort = ? AND learner = ?", (cohort, learner))
             self._write("DELETE FROM learners WHERE cohort = ? AND learner = ?", (cohort, learner))

@@ -16,6 +16,7 @@ from hub.access.records import (
     check_device,
     check_learner,
     check_scope,
+    learner_key,
     token_digest,
 )
 
@@ -113,6 +114,7 @@ def test_records_as_the_api_shows_them() -> None:
         "username": "demo/ana/aq1",
     }
     assert LearnerRecord("demo", "ana", True, False).key == "demo/ana"
+    assert learner_key("demo", "ana") == "demo/ana"
     assert Token("t1", "viewer", "*", "hall").as_json() == {
         "id": "t1",
         "role": "viewer",
