@@ -4,7 +4,7 @@ Three forms are accepted (see the README's topic contract):
 - a JSON object of fields, with an optional timestamp under `ts`, `time` or `timestamp`;
 - InfluxDB line protocol, one reading per line (measurement and tags are ignored: the hub sets them);
 - a bare value on `…/telemetry/<field>`.
-Decoding only says what was sent; whether it is acceptable is `hub.validate`'s job. When JSON does not
+Decoding only says what was sent; whether it is acceptable is `devices.validate`'s job. When JSON does not
 parse, the slow path works out the beginner's mistake (unquoted keys, single quotes, trailing commas).
 """
 

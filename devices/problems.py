@@ -1,7 +1,7 @@
 """What can be wrong with what a device sent: a stable code, the field, the value, and the facts behind it.
 
-Problems are plain data; `hub.messages` turns them into sentences (English or French) for the device's
-`errors` topic. Bad input is a `ValueError`, per the project's error taxonomy.
+Problems are plain data; `devices.feedback` turns them into sentences (English or French) for the device's
+`errors` topic, the same way for a refused payload and for a serial cable's trouble. Bad input is a `ValueError`, per the project's error taxonomy.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from dataclasses import field as dataclass_field
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One reason a payload (or one field of it) was refused. `params` fill the message templates."""
+    """One reason a payload (or one field of it) was refused. `params` fill the message templates; `entry` picks
+    the catalogue's explanation when one code has several (default: the code's own)."""
 
     code: str
     field: str | None = None
     value: object = None
     params: Mapping[str, object] = dataclass_field(default_factory=dict)
+    entry: str | None = None
 
 
 class PayloadRejected(ValueError):

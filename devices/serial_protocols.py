@@ -9,7 +9,8 @@ Two protocols:
   (values in tenths of µg/m³; `sum` is the low byte of the sum of bytes 2–7).
 
 Real cables bring boot garbage, half lines, wrong-baud gibberish and corrupted frames: each becomes a
-`SerialProblem` with a hint, and framing always recovers at the next line or frame header.
+`SerialProblem` (a `devices.problems.Problem`, explained in English or French by `devices.feedback`), and
+framing always recovers at the next line or frame header.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from devices.feedback import render
+from devices.problems import Problem
 from devices.text import has_surrogates, valid_text
 
 MAX_LINE_BYTES = 1024  # a sketch's line longer than this is cut off and reported
@@ -27,19 +30,24 @@ PROTOCOLS = ("lines", "sds011")
 
 @dataclass(frozen=True, slots=True)
 class SerialProblem:
-    """Something on the cable that is not a reading: reported on the device's errors topic."""
+    """Something on the cable that is not a reading: a problem (its texts in devices.feedback_serial) and the
+    bytes it quotes. Reported on the device's errors topic."""
 
-    code: str
-    message: str
-    hint: str
+    problem: Problem
     raw: bytes = b""
 
-    def as_json(self) -> dict[str, object]:
+    @property
+    def code(self) -> str:
+        return self.problem.code
+
+    def as_json(self, lang: str = "en") -> dict[str, object]:
+        """The errors topic's report, in `lang` (rendered as the payload problems are)."""
+        text = render(self.problem, lang)
         return {
-            "code": self.code,
-            "severity": "error",
-            "message": self.message,
-            "hint": self.hint,
+            "code": self.problem.code,
+            "severity": text["severity"],
+            "message": text["message"],
+            "hint": text["hint"],
             "received": self.raw[:120].decode("utf-8", "backslashreplace"),
             "source": "serial-bridge",
         }
@@ -116,12 +124,7 @@ class LineFramer:
         return out
 
     def _too_long(self, head: bytes) -> SerialProblem:
-        return SerialProblem(
-            "line_too_long",
-            f"a line of more than {self.max_bytes} bytes",
-            "end every reading with Serial.println(), and keep lines short",
-            head,
-        )
+        return SerialProblem(Problem("line_too_long", params={"limit": self.max_bytes}), head)
 
 
 PAIR_SPLIT_RE = re.compile(r"[,;\t ]+")
@@ -154,13 +157,7 @@ def parse_line(line: bytes) -> Event | None:
         return None
     text = text_bytes.decode("utf-8", "replace")
     if _readable_share(text) < 0.9:
-        return SerialProblem(
-            "serial_garbage",
-            "unreadable bytes on the serial line",
-            "check that the bridge's --baud matches Serial.begin() in the sketch (boot noise after a reset is "
-            "normal and can be ignored)",
-            text_bytes,
-        )
+        return SerialProblem(Problem("serial_garbage"), text_bytes)
     if text.startswith("{"):
         try:
             body = json.loads(text)
@@ -178,13 +175,7 @@ def parse_line(line: bytes) -> Event | None:
     if pairs and all(pairs):
         fields = {m.group(1): _value(m.group(2)) for m in pairs if m}
         return Telemetry(json.dumps(fields).encode())
-    return SerialProblem(
-        "not_a_reading",
-        "a line that is neither JSON nor key=value pairs",
-        "print readings as key=value pairs (temp=21.5,hum=40) or as a JSON object, one per line; "
-        "debug prints show up here too",
-        text_bytes,
-    )
+    return SerialProblem(Problem("not_a_reading"), text_bytes)
 
 
 def encode_command(payload: bytes) -> bytes:
@@ -254,15 +245,8 @@ class Sds011Framer:
                     del buf[:later]
                     continue
                 del buf[:SDS_LEN]
-                out.append(
-                    SerialProblem(
-                        "checksum_error",
-                        f"an SDS011 frame whose checksum is wrong (0x{frame[8]:02X}, expected "
-                        f"0x{sum(frame[2:8]) & 0xFF:02X})",
-                        "a loose wire or electrical noise on the sensor's TX line; the frame was dropped",
-                        frame,
-                    )
-                )
+                sums = {"got": f"0x{frame[8]:02X}", "expected": f"0x{sum(frame[2:8]) & 0xFF:02X}"}
+                out.append(SerialProblem(Problem("checksum_error", params=sums), frame))
                 continue
             del buf[:SDS_LEN]
             pm2_5 = int.from_bytes(frame[2:4], "little") / 10
@@ -274,9 +258,4 @@ class Sds011Framer:
 
 
 def _garbage(raw: bytes) -> SerialProblem:
-    return SerialProblem(
-        "serial_garbage",
-        f"{len(raw)} bytes that are not SDS011 frames",
-        "the SDS011 talks at 9600 baud (8N1): check --baud and that TX/RX are not swapped",
-        raw,
-    )
+    return SerialProblem(Problem("serial_garbage", params={"size": len(raw)}, entry="serial_garbage_sds011"), raw)

@@ -1,4 +1,4 @@
-"""Unit tests for hub.decode: JSON (fast and slow paths), line protocol and bare values."""
+"""Unit tests for devices.decode: JSON (fast and slow paths), line protocol and bare values."""
 
 from __future__ import annotations
 

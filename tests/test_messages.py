@@ -1,4 +1,4 @@
-"""Unit tests for hub.messages: the English and French sentences for every problem code."""
+"""Unit tests for devices.feedback: the English and French sentences for every problem code."""
 
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def test_value_preview_limit() -> None:
     assert render(Problem("timestamp_invalid", "ts", "y" * 500))["value"] == "y" * 79 + "…"
 
 
-# The problems hub.decode and hub.validate really produce --------------------------------------------
+# The problems devices.decode and devices.validate really produce --------------------------------------------
 
 
 def missing(problem: Problem, lang: str) -> set[str]:

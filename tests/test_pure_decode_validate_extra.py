@@ -1,4 +1,4 @@
-"""More decode and validate tables (hub.decode, hub.validate, pure), comparing whole problems.
+"""More decode and validate tables (devices.decode, devices.validate, pure), comparing whole problems.
 
 Cases the README's topic contract names: text that is not Unicode is refused at the edge (`invalid_unicode`),
 line-protocol escapes (backslash before a comma, space or equals sign), a generic device's cap of 64 distinct

@@ -1,5 +1,5 @@
-"""USB-serial framing (devices.serial_protocols, pure) as whole values: every problem with its message, hint and
-the bytes it quotes; SDS011 frames written byte by byte from the sensor's datasheet layout
+"""USB-serial framing (devices.serial_protocols, pure) as whole values: every problem with its code, params and
+the bytes it quotes, and its message and hint as the errors topic shows them (English and French); SDS011 frames written byte by byte from the sensor's datasheet layout
 (`AA C0 pm25lo pm25hi pm10lo pm10hi id id sum AB`, values in tenths of µg/m³, `sum` the low byte of bytes 2–7).
 Written for issue 12's mutation testing.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from devices.problems import Problem
 from devices.serial_protocols import (
     MAX_LINE_BYTES,
     AckLine,
@@ -34,7 +35,11 @@ CHECKSUM_HINT = "a loose wire or electrical noise on the sensor's TX line; the f
 
 
 def too_long(head: bytes, limit: int) -> SerialProblem:
-    return SerialProblem("line_too_long", f"a line of more than {limit} bytes", LONG_HINT, head)
+    return SerialProblem(Problem("line_too_long", params={"limit": limit}), head)
+
+
+def sds_garbage(raw: bytes) -> SerialProblem:
+    return SerialProblem(Problem("serial_garbage", params={"size": len(raw)}, entry="serial_garbage_sds011"), raw)
 
 
 def test_the_default_line_limit_is_one_kib() -> None:
@@ -111,21 +116,11 @@ def test_lines_whole(line: bytes, expected: object) -> None:
     [
         (
             b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4temp=1",
-            SerialProblem(
-                "serial_garbage",
-                "unreadable bytes on the serial line",
-                GARBAGE_HINT,
-                b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4temp=1",
-            ),
+            SerialProblem(Problem("serial_garbage"), b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4temp=1"),
         ),
         (
             b"  Booting sensor...\r\n",
-            SerialProblem(
-                "not_a_reading",
-                "a line that is neither JSON nor key=value pairs",
-                NOT_A_READING_HINT,
-                b"Booting sensor...",
-            ),
+            SerialProblem(Problem("not_a_reading"), b"Booting sensor..."),
         ),
     ],
 )
@@ -138,22 +133,80 @@ def test_the_readable_share_threshold_is_nine_tenths() -> None:
     assert parse_line(b"t=1234567\xff") == Telemetry(b'{"t": "1234567\\ufffd"}')
     problem = parse_line(b"t=123456\xff")
     assert isinstance(problem, SerialProblem) and problem.code == "serial_garbage"
-    assert parse_line(b"t=1\t2=3") == SerialProblem(
-        "not_a_reading", "a line that is neither JSON nor key=value pairs", NOT_A_READING_HINT, b"t=1\t2=3"
-    )
+    assert parse_line(b"t=1\t2=3") == SerialProblem(Problem("not_a_reading"), b"t=1\t2=3")
 
 
 def test_a_problem_as_json() -> None:
-    problem = SerialProblem("checksum_error", "msg", "hint", b"\xaa\xc0" + b"x" * 200)
+    sums = {"got": "0x98", "expected": "0x97"}
+    problem = SerialProblem(Problem("checksum_error", params=sums), b"\xaa\xc0" + b"x" * 200)
     assert problem.as_json() == {
         "code": "checksum_error",
         "severity": "error",
-        "message": "msg",
-        "hint": "hint",
+        "message": "an SDS011 frame whose checksum is wrong (0x98, expected 0x97)",
+        "hint": CHECKSUM_HINT,
         "received": "\\xaa\\xc0" + "x" * 118,
         "source": "serial-bridge",
     }
-    assert SerialProblem("c", "m", "h").as_json()["received"] == ""
+    assert problem.as_json("fr") == problem.as_json() | {
+        "message": "une trame SDS011 dont la somme de contrôle est fausse (0x98, attendu 0x97)",
+        "hint": "un fil mal branché ou du bruit électrique sur la ligne TX du capteur ; la trame a été ignorée",
+    }
+    assert problem.as_json("de") == problem.as_json()  # an unknown language is English
+    assert SerialProblem(Problem("port_lost")).as_json()["received"] == ""
+
+
+PORT = {"port": "/dev/ttyACM0", "detail": "gone"}
+
+
+@pytest.mark.parametrize(
+    ("problem", "message", "hint"),
+    [  # the English texts the bridge published before they joined the catalogue, word for word
+        (too_long(b"", 1024), "a line of more than 1024 bytes", LONG_HINT),
+        (SerialProblem(Problem("serial_garbage")), "unreadable bytes on the serial line", GARBAGE_HINT),
+        (sds_garbage(b"abc"), "3 bytes that are not SDS011 frames", SDS_GARBAGE_HINT),
+        (
+            SerialProblem(Problem("not_a_reading")),
+            "a line that is neither JSON nor key=value pairs",
+            NOT_A_READING_HINT,
+        ),
+        (
+            SerialProblem(Problem("port_absent", params=PORT)),
+            "the serial port /dev/ttyACM0 is not there (gone)",
+            "plug the board in (or check --port); the bridge opens it as soon as it appears",
+        ),
+        (
+            SerialProblem(Problem("port_lost", params=PORT)),
+            "the serial port /dev/ttyACM0 went away (gone)",
+            "the cable was pulled or the board reset; the bridge reconnects when it is back",
+        ),
+        (
+            SerialProblem(Problem("port_not_connected")),
+            "a command arrived while the board's port is not open; it was not sent",
+            "plug the board in (the hub reports the command as timed out)",
+        ),
+        (
+            SerialProblem(Problem("port_not_connected", entry="port_closed_before_write")),
+            "the port closed before a command was sent",
+            "plug the board in (the hub reports the command as timed out)",
+        ),
+        (
+            SerialProblem(Problem("commands_backlog")),
+            "too many commands waiting for the port",
+            "read Serial in the sketch's loop(); this command was not sent",
+        ),
+        (
+            SerialProblem(Problem("write_failed", params={"detail": "Write timeout"})),
+            "a command could not be written: Write timeout",
+            "is the board reading its serial port?",
+        ),
+    ],
+)
+def test_every_serial_problem_in_english_and_french(problem: SerialProblem, message: str, hint: str) -> None:
+    english = problem.as_json()
+    assert (english["code"], english["message"], english["hint"]) == (problem.problem.code, message, hint)
+    french = problem.as_json("fr")
+    assert french["code"] == english["code"] and french["message"] != message and french["hint"] != hint
+    assert "?" not in str(french["message"]) + str(english["message"])  # every template field supplied
 
 
 def test_commands_go_down_whole() -> None:
@@ -186,12 +239,10 @@ def test_a_frame_is_read_and_garbage_is_reported_whole() -> None:
     framer = Sds011Framer()
     assert framer.feed(FRAME) == [Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}')]
     assert framer.feed(b"\x01\x02\x03" + FRAME) == [
-        SerialProblem("serial_garbage", "3 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, b"\x01\x02\x03"),
+        sds_garbage(b"\x01\x02\x03"),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
-    assert framer.feed(b"\x07\x08") == [
-        SerialProblem("serial_garbage", "2 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, b"\x07\x08")
-    ]
+    assert framer.feed(b"\x07\x08") == [sds_garbage(b"\x07\x08")]
     assert framer.feed(FRAME[:9]) == []  # less than a frame: kept
     assert framer.feed(FRAME[9:]) == [Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}')]
 
@@ -200,12 +251,12 @@ def test_a_header_without_the_data_command_or_the_tail_is_skipped() -> None:
     framer = Sds011Framer()
     reply = bytes([0xAA, 0xC5]) + FRAME[2:]  # a command reply (C5), not a data frame
     assert framer.feed(reply + FRAME) == [
-        SerialProblem("serial_garbage", "10 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, reply),
+        sds_garbage(reply),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
     no_tail = FRAME[:9] + b"\x00"
     assert framer.feed(no_tail + FRAME) == [
-        SerialProblem("serial_garbage", "10 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, no_tail),
+        sds_garbage(no_tail),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
 
@@ -214,12 +265,7 @@ def test_a_bad_checksum_is_reported_whole() -> None:
     framer = Sds011Framer()
     bad = FRAME[:8] + b"\x98" + FRAME[9:]
     assert framer.feed(bad + FRAME) == [
-        SerialProblem(
-            "checksum_error",
-            "an SDS011 frame whose checksum is wrong (0x98, expected 0x97)",
-            CHECKSUM_HINT,
-            bad,
-        ),
+        SerialProblem(Problem("checksum_error", params={"got": "0x98", "expected": "0x97"}), bad),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
 
@@ -228,13 +274,13 @@ def test_a_frame_cut_short_by_the_next_resyncs_there() -> None:
     framer = Sds011Framer()
     cut = FRAME[:3]  # AA C0 7B, then a whole frame: the first 10 bytes fail the checksum
     assert framer.feed(cut + FRAME + FRAME) == [
-        SerialProblem("serial_garbage", "3 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, cut),
+        sds_garbage(cut),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
     # two cut frames in a row: the skipped bytes of both are reported together
     assert framer.feed(FRAME[:2] + FRAME[:3] + FRAME) == [
-        SerialProblem("serial_garbage", "5 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, FRAME[:2] + FRAME[:3]),
+        sds_garbage(FRAME[:2] + FRAME[:3]),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
 
@@ -244,7 +290,7 @@ def test_reset_and_resync_drop_a_held_partial_frame() -> None:
     assert framer.feed(FRAME[:5]) == []
     framer.reset()
     assert framer.feed(FRAME[5:] + FRAME) == [
-        SerialProblem("serial_garbage", "5 bytes that are not SDS011 frames", SDS_GARBAGE_HINT, FRAME[5:]),
+        sds_garbage(FRAME[5:]),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
     assert framer.feed(FRAME[:5]) == []

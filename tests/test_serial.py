@@ -82,7 +82,7 @@ def test_a_line_becomes_a_reading_or_an_acknowledgement(line: bytes, expected: o
 )
 def test_what_is_not_a_reading_is_a_problem_with_a_hint(line: bytes, code: str) -> None:
     problem = parse_line(line)
-    assert isinstance(problem, SerialProblem) and problem.code == code and problem.hint
+    assert isinstance(problem, SerialProblem) and problem.code == code and problem.as_json()["hint"]
 
 
 def test_commands_go_down_as_one_compact_json_line() -> None:

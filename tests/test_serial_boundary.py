@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import hub.bridges.serial_bridge as serial_bridge
+from devices.problems import Problem
 from devices.serial_protocols import AckLine, SerialProblem, Telemetry, parse_line
 from devices.text import has_surrogates
 from devices.topics import DeviceRef
@@ -107,7 +108,7 @@ async def test_serial_problems_are_logged_once_a_minute_per_kind_escaped(
     caplog.set_level(logging.INFO)
     for _ in range(50):
         bridge.handle(b"\x00\xff\xfe\xfd\xfc\xfb\n")  # wrong-baud gibberish, line after line
-    bridge._problem(SerialProblem("port_lost", f"the serial port {HOSTILE} went away", ""))
+    bridge._problem(SerialProblem(Problem("port_lost", params={"port": HOSTILE, "detail": HOSTILE})))
     assert bridge.stats.problem_codes == {"serial_garbage": 50, "port_lost": 1}
     lines = [r.getMessage() for r in caplog.records if r.name == "hub.bridges.serial_bridge"]
     assert len(lines) == 2, lines

@@ -1,4 +1,4 @@
-"""Unit tests for hub.topics: the `lab/<cohort>/<learner>/<device>/<channel>[/<field>]` contract."""
+"""Unit tests for devices.topics: the `lab/<cohort>/<learner>/<device>/<channel>[/<field>]` contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests for hub.validate: fixed kinds (AIR_QUALITY), open kinds (GENERIC), timestamps."""
+"""Unit tests for devices.validate: fixed kinds (AIR_QUALITY), open kinds (GENERIC), timestamps."""
 
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from devices.feedback import render
+from devices.problems import Problem
 from devices.serial_protocols import (
     AckLine,
     Event,
@@ -83,11 +85,13 @@ class Bridge:
         buffer_size: int = 1000,
         port_factory: Callable[[str, int], SerialPort] = SerialPort,
         boundaries: Boundaries | None = None,
+        language: str = "en",
     ) -> None:
         if protocol not in DEFAULT_BAUD:
             raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(DEFAULT_BAUD)})")
         self.ref = ref
         self.protocol = protocol
+        self.language = language  # of the problem reports, as the hub answers this cohort (devices.feedback)
         self.port = port_factory(port, baud or DEFAULT_BAUD[protocol])
         self._framer: LineFramer | Sds011Framer = LineFramer() if protocol == "lines" else Sds011Framer()
         self.stats = BridgeStats()
@@ -145,18 +149,12 @@ class Bridge:
             log.warning("%s: a command was not sent down the cable: %s", self.ref.key, escape(err))
             return
         if not self.port_open.is_set():  # never replay it later: the hub has given up on it by then
-            self._problem(
-                SerialProblem(
-                    "port_not_connected",
-                    "a command arrived while the board's port is not open; it was not sent",
-                    "plug the board in (the hub reports the command as timed out)",
-                )
-            )
+            self._problem(SerialProblem(Problem("port_not_connected")))
             return
         try:
             self._downlink.put_nowait(line)
         except asyncio.QueueFull:
-            self._problem(SerialProblem("commands_backlog", "too many commands waiting for the port", "", b""))
+            self._problem(SerialProblem(Problem("commands_backlog")))
 
     # Serial side ----------------------------------------------------------------------------------
 
@@ -169,13 +167,14 @@ class Bridge:
         if now - logged >= PROBLEM_LOG_EVERY_S:
             self._problem_logged[problem.code] = (now, 0)
             more = f" ({unlogged} more since the last report)" if unlogged else ""
-            log.warning("%s: %s: %s%s", self.ref.key, problem.code, escape(problem.message), more)
+            message = render(problem.problem)["message"]  # the log is in English, whatever the cohort's language
+            log.warning("%s: %s: %s%s", self.ref.key, problem.code, escape(message), more)
         else:
             self._problem_logged[problem.code] = (logged, unlogged + 1)
         if not self._error_bucket.take(now):
             self._suppressed += 1
             return
-        body = problem.as_json() | {"device": self.ref.key, "time_ns": time.time_ns()}
+        body = problem.as_json(self.language) | {"device": self.ref.key, "time_ns": time.time_ns()}
         if self._suppressed:
             body["suppressed_before"] = self._suppressed
             self._suppressed = 0
@@ -221,13 +220,8 @@ class Bridge:
                 break
             except PortError as err:
                 if first and self.stats.opens == 0:
-                    self._problem(
-                        SerialProblem(
-                            "port_absent",
-                            f"the serial port {self.port.url} is not there ({err})",
-                            "plug the board in (or check --port); the bridge opens it as soon as it appears",
-                        )
-                    )
+                    where = {"port": self.port.url, "detail": str(err)}
+                    self._problem(SerialProblem(Problem("port_absent", params=where)))
                 first = False
                 await asyncio.sleep(REOPEN.delay(attempt))
                 attempt += 1
@@ -242,13 +236,7 @@ class Bridge:
         self.port_open.clear()
         await self._port(self.port.close)
         self.stats.losses += 1
-        self._problem(
-            SerialProblem(
-                "port_lost",
-                f"the serial port {self.port.url} went away ({err})",
-                "the cable was pulled or the board reset; the bridge reconnects when it is back",
-            )
-        )
+        self._problem(SerialProblem(Problem("port_lost", params={"port": self.port.url, "detail": str(err)})))
         self._publish("status", b"offline", qos=1, retain=True)
 
     async def _reader(self) -> None:
@@ -271,19 +259,13 @@ class Bridge:
         while True:
             line = await self._downlink.get()
             if not self.port_open.is_set():
-                self._problem(SerialProblem("port_not_connected", "the port closed before a command was sent", ""))
+                self._problem(SerialProblem(Problem("port_not_connected", entry="port_closed_before_write")))
                 continue
             try:
                 await self._port(functools.partial(self.port.write, line))
                 self.stats.commands += 1
             except PortError as err:
-                self._problem(
-                    SerialProblem(
-                        "write_failed",
-                        f"a command could not be written: {err}",
-                        "is the board reading its serial port?",
-                    )
-                )
+                self._problem(SerialProblem(Problem("write_failed", params={"detail": str(err)})))
             except Exception:
                 log.exception("%s: internal error in the serial writer", self.ref.key)
 
