@@ -1,7 +1,7 @@
 """The InfluxDB backends: 1.x through its HTTP API (`/write`, `/query`), 2.x/3.x through influxdb-client; and
 what their answers mean, as errors the writer (`hub.ingest.writer`) acts on.
 
-Only this module sees aiohttp's client and influxdb-client.
+Only this module sees aiohttp's client and influxdb-client. Reads: `hub.adapters.influx_read`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from hub.adapters import influxql
+from hub.adapters.influx_read import InfluxQLReader, NoReader
 from hub.config import InfluxConfig
 
 
@@ -60,6 +62,8 @@ def parse_conflict(message: str) -> FieldConflict | None:
 
 
 class Backend(Protocol):
+    """What the writer needs of a backend (reads: `hub.adapters.influx_read.Reader`)."""
+
     name: str
 
     async def start(self) -> None: ...
@@ -67,8 +71,6 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
     async def write(self, body: str) -> None: ...
-
-    async def field_types(self) -> dict[tuple[str, str], str]: ...
 
 
 # Backends ----------------------------------------------------------------------------------------
@@ -82,8 +84,8 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-class InfluxV1:
-    """InfluxDB 1.x HTTP API: `/write` and `/query` (the Debian `influxd` 1.6)."""
+class InfluxV1(InfluxQLReader):
+    """InfluxDB 1.x HTTP API: `/write` and `/query` (the Debian `influxd` 1.6); reads in InfluxQL."""
 
     name = "influxdb-v1"
 
@@ -137,7 +139,7 @@ class InfluxV1:
     async def ensure_database(self) -> bool:
         """Create the database if this user may (True); a least-privilege user relies on the admin (False)."""
         try:
-            await self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+            await self.query(influxql.create_database_query(self.database), method="POST")
         except StorageError as err:
             if "admin privilege" not in str(err):
                 raise
@@ -160,11 +162,6 @@ class InfluxV1:
         series: list[dict[str, Any]] = result.get("series", [])
         return series
 
-    async def field_types(self) -> dict[tuple[str, str], str]:
-        """Every field's type, by (measurement, field)."""
-        series = await self.query("SHOW FIELD KEYS")
-        return {(s["name"], row[0]): row[1] for s in series for row in s.get("values", [])}
-
 
 def _v1_error(text: str) -> str:
     try:
@@ -173,8 +170,8 @@ def _v1_error(text: str) -> str:
         return text.strip()[:500]
 
 
-class InfluxV2:
-    """InfluxDB 2.x/3.x through influxdb-client's async API (`/api/v2/write`)."""
+class InfluxV2(NoReader):
+    """InfluxDB 2.x/3.x through influxdb-client's async API (`/api/v2/write`); no reads yet."""
 
     name = "influxdb-v2"
 
@@ -207,9 +204,6 @@ class InfluxV2:
             raise v2_error(err.status, _v2_error(err.body) or str(err.reason), err.headers) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise StorageError(f"{type(err).__name__}: {err}") from None
-
-    async def field_types(self) -> dict[tuple[str, str], str]:
-        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 422s
 
 
 V2_CONFIG_HINTS = {

@@ -1,8 +1,9 @@
 """Grades from InfluxDB, and the reports trainers keep: HTML (scores, evidence, plots), CSV and JSON.
 
 `fetch_window` reads what InfluxDB holds for a device over a demo window (readings, rejections, presence,
-commands); `hub.grading` turns that into scores; `write_reports` renders them. Plots are drawn on the server
-with matplotlib as SVG inside the HTML, so a report is one static file that prints and archives well.
+commands) through the one `Reader`; `hub.grading.rubrics` turns that into scores; `write_reports` renders
+them. Plots are drawn on the server with matplotlib as SVG inside the HTML, so a report is one static file
+that prints and archives well.
 """
 
 from __future__ import annotations
@@ -16,70 +17,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from devices.kinds import GENERIC, KINDS
 from devices.topics import DeviceRef
 from hub.access.credentials import private_dir, write_private
 from hub.access.records import DemoSession
 from hub.access.registry import Registry
-from hub.grading.rubrics import Command, DeviceGrade, Rubric, Value, Window, grade, learner_score
+from hub.adapters.influx_read import Reader
+from hub.grading.rubrics import Command, DeviceGrade, Rubric, Window, grade, learner_score
 
 
-class Queryable(Protocol):
-    async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]: ...
-
-
-TAG_COLUMNS = {"time", "cohort", "learner", "device"}
-
-
-def device_clause(ref: DeviceRef) -> str:
-    """InfluxQL selecting one device's series (names are checked segments, [A-Za-z0-9_-]: safe in quotes)."""
-    return f"cohort = '{ref.cohort}' AND learner = '{ref.learner}' AND device = '{ref.device}'"
-
-
-def _where(ref: DeviceRef, start_ns: int, end_ns: int) -> str:
-    return f"{device_clause(ref)} AND time >= {start_ns} AND time < {end_ns}"
-
-
-def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for s in series:
-        columns = s.get("columns", [])
-        rows += [dict(zip(columns, values, strict=False)) for values in s.get("values", [])]
-    return rows
-
-
-async def fetch_window(db: Queryable, ref: DeviceRef, kind: str, start_ns: int, end_ns: int) -> Window:
+async def fetch_window(reader: Reader, ref: DeviceRef, kind: str, start_ns: int, end_ns: int) -> Window:
     """Everything grading needs about one device over [start_ns, end_ns), from InfluxDB."""
     measurement = KINDS.get(kind, GENERIC).measurement_for(ref.cohort, ref.learner)
-    where = _where(ref, start_ns, end_ns)
-    readings: list[tuple[int, Mapping[str, Value]]] = []
-    for row in _rows(await db.query(f'SELECT * FROM "{measurement}" WHERE {where}')):
-        fields = {k: v for k, v in row.items() if k not in TAG_COLUMNS and v is not None}
-        readings.append((int(row["time"]), fields))
-    rejections = [
-        (int(r["time"]), str(r.get("code")))
-        for r in _rows(await db.query(f'SELECT "message", "code" FROM "rejections" WHERE {where}'))
-    ]
-    before = _rows(
-        await db.query(f'SELECT last("online") FROM "presence" WHERE {device_clause(ref)} AND time < {start_ns}')
-    )
-    presence = [(int(r["time"]), bool(r["last"])) for r in before if r.get("last") is not None]
-    presence += [
-        (int(r["time"]), bool(r["online"]))
-        for r in _rows(await db.query(f'SELECT "online" FROM "presence" WHERE {where}'))
-    ]
+    readings = await reader.readings(measurement, ref, start_ns, end_ns)
+    rejections = await reader.rejections(ref, start_ns, end_ns)
+    presence = await reader.presence(ref, start_ns, end_ns)
     commands = [
         Command(
-            int(r["time"]),
-            str(r.get("type")),
-            str(r.get("state")),
-            _float(r.get("accepted_ms")),
-            _float(r.get("finished_ms")),
-            _float(r.get("pose_error_deg")),
+            t,
+            str(f.get("type")),
+            str(f.get("state")),
+            _float(f.get("accepted_ms")),
+            _float(f.get("finished_ms")),
+            _float(f.get("pose_error_deg")),
         )
-        for r in _rows(await db.query(f'SELECT * FROM "commands" WHERE {where}'))
+        for t, f in await reader.commands(ref, start_ns, end_ns)
     ]
     return Window(ref, kind, start_ns, end_ns, readings, rejections, presence, commands)
 
@@ -127,7 +91,7 @@ def session_devices(registry: Registry, session: DemoSession) -> list[tuple[Devi
 
 
 async def grade_session(
-    db: Queryable,
+    reader: Reader,
     registry: Registry,
     session: DemoSession,
     rubrics: Mapping[str, Rubric],
@@ -135,7 +99,8 @@ async def grade_session(
 ) -> LearnerReport:
     end = session.stopped_ns or now_ns or time.time_ns()
     windows = [
-        await fetch_window(db, ref, kind, session.started_ns, end) for ref, kind in session_devices(registry, session)
+        await fetch_window(reader, ref, kind, session.started_ns, end)
+        for ref, kind in session_devices(registry, session)
     ]
     grades = tuple(grade(w, rubrics) for w in windows)
     return LearnerReport(session, end, grades, tuple(windows))

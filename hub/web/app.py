@@ -43,10 +43,11 @@ from hub.access.tokens import (
     retry_after,
 )
 from hub.adapters.influx import InfluxV1, StorageError
+from hub.adapters.influxql import device_clause
 from hub.boundary import HTTP, WEBSOCKET, escape
 from hub.commands.relay import FINAL, ArmState, OfflineError, command_error_json
 from hub.config import ARM_PROFILES
-from hub.grading.reports import device_clause, grade_session
+from hub.grading.reports import grade_session
 from hub.grading.rubrics import RubricError, load_rubrics
 from hub.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.web.metrics import registry_for

@@ -1,0 +1,189 @@
+"""One way to read InfluxDB: the `Reader` protocol with every read the hub makes (grading evidence, the
+dashboard's overview, last values and history, the field types held), whatever the backend.
+
+1.x reads with InfluxQL over `/query` (`InfluxQLReader`, the queries built in `hub.adapters.influxql`). 2.x/3.x
+cannot read yet (`NoReader`): every read raises `ReadNotSupported`, which handlers answer with 501; a 2.x reader
+(Flux or SQL) can come later without touching them. Readings come back as (time in ns, fields), tags and
+missing (null) fields left out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from devices.kinds import DeviceKind
+from devices.topics import DeviceRef
+from hub.adapters import influxql
+
+FieldValue = float | bool | str  # InfluxDB's JSON gives integers as int (a float to the type checker)
+Reading = tuple[int, dict[str, FieldValue]]  # (time in ns, fields)
+DeviceKey = tuple[str, str]  # (learner, device) within a cohort
+HistoryRow = tuple[int, Any, Any, Any]  # (interval start in ns, mean, min, max); None for an empty interval
+
+
+class ReadNotSupported(Exception):
+    """This backend cannot answer reads yet (HTTP 501)."""
+
+
+class Reader(Protocol):
+    def check_readable(self) -> None:
+        """Raise ReadNotSupported now if reads cannot work on this backend (before any other check)."""
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        """Every field's type, by (measurement, field)."""
+        ...
+
+    async def readings(self, measurement: str, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]: ...
+
+    async def rejections(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
+        """(time, code) of each message the hub refused."""
+        ...
+
+    async def presence(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, bool]]:
+        """(time, online) of each status in the window, after the last one before it (if any)."""
+        ...
+
+    async def commands(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]: ...
+
+    async def latest(self, measurement: str, ref: DeviceRef, since_ns: int) -> Reading | None: ...
+
+    async def history(
+        self, measurement: str, ref: DeviceRef, field: str, since_ns: int, end_ns: int, interval_s: int
+    ) -> list[HistoryRow]: ...
+
+    async def latest_by_device(
+        self, kinds: Iterable[DeviceKind], cohort: str, learner: str | None = None
+    ) -> list[tuple[DeviceKey, Reading]]:
+        """Each device's last reading, kind by kind (in the order of their sources): a device found under two
+        kinds appears twice, the later one last."""
+        ...
+
+    async def sparklines(
+        self, wanted: Iterable[tuple[DeviceKind, str]], cohort: str, seconds: int, interval_s: int
+    ) -> list[tuple[str, DeviceKey, list[tuple[int, float]]]]:
+        """For each (kind, field): (field, device, [(interval start, mean)]) over the last `seconds`, empty
+        intervals left out; in the order of (source, field)."""
+        ...
+
+
+def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for s in series:
+        columns = s.get("columns", [])
+        rows += [dict(zip(columns, values, strict=False)) for values in s.get("values", [])]
+    return rows
+
+
+def _reading(row: dict[str, Any]) -> Reading:
+    return int(row["time"]), {k: v for k, v in row.items() if k not in influxql.TAG_COLUMNS and v is not None}
+
+
+def _key(series: dict[str, Any]) -> DeviceKey:
+    tags = series.get("tags", {})
+    return tags.get("learner", ""), tags.get("device", "")
+
+
+class InfluxQLReader(ABC):
+    """The reads in InfluxQL, over whatever runs a query (1.x's `/query`)."""
+
+    @abstractmethod
+    async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
+        """Run InfluxQL; return the `series` of the first statement (times in ns)."""
+
+    def check_readable(self) -> None:
+        return None
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        series = await self.query(influxql.FIELD_KEYS)
+        return {(s["name"], row[0]): row[1] for s in series for row in s.get("values", [])}
+
+    async def readings(self, measurement: str, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
+        rows = _rows(await self.query(influxql.readings_query(measurement, ref, start_ns, end_ns)))
+        return [_reading(row) for row in rows]
+
+    async def rejections(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
+        rows = _rows(await self.query(influxql.rejections_query(ref, start_ns, end_ns)))
+        return [(int(r["time"]), str(r.get("code"))) for r in rows]
+
+    async def presence(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, bool]]:
+        before = _rows(await self.query(influxql.presence_before_query(ref, start_ns)))
+        statuses = [(int(r["time"]), bool(r["last"])) for r in before if r.get("last") is not None]
+        rows = _rows(await self.query(influxql.presence_query(ref, start_ns, end_ns)))
+        return statuses + [(int(r["time"]), bool(r["online"])) for r in rows]
+
+    async def commands(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
+        return [_reading(row) for row in _rows(await self.query(influxql.commands_query(ref, start_ns, end_ns)))]
+
+    async def latest(self, measurement: str, ref: DeviceRef, since_ns: int) -> Reading | None:
+        rows = _rows(await self.query(influxql.latest_query(measurement, ref, since_ns)))
+        return _reading(rows[-1]) if rows else None
+
+    async def history(
+        self, measurement: str, ref: DeviceRef, field: str, since_ns: int, end_ns: int, interval_s: int
+    ) -> list[HistoryRow]:
+        q = influxql.history_query(measurement, ref, field, since_ns, end_ns, interval_s)
+        return [(int(v[0]), v[1], v[2], v[3]) for s in await self.query(q) for v in s.get("values", [])]
+
+    async def latest_by_device(
+        self, kinds: Iterable[DeviceKind], cohort: str, learner: str | None = None
+    ) -> list[tuple[DeviceKey, Reading]]:
+        found = []
+        for source in sorted({influxql.kind_source(kind, cohort) for kind in kinds}):
+            for series in await self.query(influxql.latest_by_device_query(source, cohort, learner)):
+                found += [(_key(series), _reading(row)) for row in _rows([series])]
+        return found
+
+    async def sparklines(
+        self, wanted: Iterable[tuple[DeviceKind, str]], cohort: str, seconds: int, interval_s: int
+    ) -> list[tuple[str, DeviceKey, list[tuple[int, float]]]]:
+        found = []
+        for source, field in sorted({(influxql.kind_source(kind, cohort), field) for kind, field in wanted}):
+            for series in await self.query(influxql.sparkline_query(source, cohort, field, seconds, interval_s)):
+                points = [(int(v[0]), v[1]) for v in series.get("values", []) if v[1] is not None]
+                found.append((field, _key(series), points))
+        return found
+
+
+NOT_YET = "history, overviews and grades need the InfluxDB 1.x backend for now"
+
+
+class NoReader:
+    """The reads of a backend that cannot read yet (2.x/3.x): each raises ReadNotSupported."""
+
+    def check_readable(self) -> None:
+        raise ReadNotSupported(NOT_YET)
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 422s
+
+    async def readings(self, measurement: str, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def rejections(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def presence(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, bool]]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def commands(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def latest(self, measurement: str, ref: DeviceRef, since_ns: int) -> Reading | None:
+        raise ReadNotSupported(NOT_YET)
+
+    async def history(
+        self, measurement: str, ref: DeviceRef, field: str, since_ns: int, end_ns: int, interval_s: int
+    ) -> list[HistoryRow]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def latest_by_device(
+        self, kinds: Iterable[DeviceKind], cohort: str, learner: str | None = None
+    ) -> list[tuple[DeviceKey, Reading]]:
+        raise ReadNotSupported(NOT_YET)
+
+    async def sparklines(
+        self, wanted: Iterable[tuple[DeviceKind, str]], cohort: str, seconds: int, interval_s: int
+    ) -> list[tuple[str, DeviceKey, list[tuple[int, float]]]]:
+        raise ReadNotSupported(NOT_YET)
