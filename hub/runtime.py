@@ -22,8 +22,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from devices.arm import CommandError, decode_ack
 from devices.kinds import ARM
 from devices.text import json_has_surrogates
@@ -35,14 +33,16 @@ from hub.access.dynsec import DynsecError
 from hub.access.registry import Registry, Token
 from hub.adapters.influx import InfluxV1, StorageError, make_backend
 from hub.adapters.mqtt import Message, MqttClient
-from hub.boundary import HTTP, MQTT, Boundaries, ServerLogFilter
+from hub.boundary import MQTT, Boundaries
 from hub.commands.relay import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
 from hub.ingest.pipeline import DeviceState, Ingest, InspectorEntry
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
 from hub.ops.services import ServiceError
+from hub.web.deps import HubCounters, WebDeps
 from hub.web.live import Live, LiveClient
+from hub.web.server import serve
 
 log = logging.getLogger(__name__)
 
@@ -487,8 +487,6 @@ class Hub:
             self.apply_registry()
 
     async def run(self) -> None:
-        from hub.web.app import make_app
-
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.registry.close)
             await self._import_config()
@@ -498,24 +496,50 @@ class Hub:
             await self.backend.start()
             stack.push_async_callback(self.backend.close)
             await self._prepare_storage()
-            server_log = logging.getLogger("aiohttp.server")
-            parse_errors = ServerLogFilter(self.boundaries, HTTP)
-            server_log.addFilter(parse_errors)
-            stack.callback(server_log.removeFilter, parse_errors)
-            runner = web.AppRunner(make_app(self), access_log=None)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, self.cfg.hub.http_host, self.cfg.hub.http_port)
+
+            def counters() -> HubCounters:
+                return HubCounters(
+                    intake_paused=self.health_paused(),
+                    pauses=self.pauses,
+                    broker_dropped=self.broker_dropped,
+                    unreadable_acks=self.unreadable_acks,
+                    mqtt_connected=self.mqtt.connected.is_set(),
+                    mqtt_connects=self.mqtt.connects,
+                    devices_online=self.ingest.online_count(),
+                    loop_lag_s=self.watchdog.lag_s,
+                    stalled_s=self.watchdog.stalled_s,
+                    stalls=self.watchdog.stalls,
+                )
+
+            deps = WebDeps(
+                config=self.cfg.hub,
+                registry=self.registry,
+                accounts=self.accounts,
+                relay=self.relay,
+                devices=self.ingest.devices,
+                backend=self.backend,
+                boundaries=self.boundaries,
+                live=self.live,
+                totals=self.ingest.totals,
+                writer=self.writer.stats,
+                spool=self.spool,
+                tokens=lambda: self.tokens,
+                on_tokens_changed=self.token_listeners.append,
+                apply_registry=self.apply_registry,
+                flush_evidence=self.flush_evidence,
+                watch=self.watch,
+                unwatch=self.unwatch,
+                health=self.health,
+                stats=self.stats,
+                counters=counters,
+            )
             try:
-                await site.start()
+                self.http_port = await serve(deps, self.cfg.hub.http_host, self.cfg.hub.http_port, stack)
             except OSError as err:
                 raise ServiceError(
                     f"hub API cannot listen on {self.cfg.hub.http_host}:{self.cfg.hub.http_port}: {err.strerror} "
                     "(set hub.http_port or --http-port)"
                 ) from None
-            server = getattr(site, "_server", None)
-            if server is not None and server.sockets:
-                self.http_port = server.sockets[0].getsockname()[1]
             log.info("hub API on http://%s:%d", self.cfg.hub.http_host, self.http_port)
             async with asyncio.TaskGroup() as tg:
                 tasks = [

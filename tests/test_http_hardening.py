@@ -25,7 +25,6 @@ import pytest
 
 from devices.topics import DeviceRef
 from hub.access.credentials import save_credentials, secret_path, write_secret
-from hub.boundary import HTTP
 from hub.cli.main import _banner
 from hub.ops.services import free_port
 from hub.runtime import Hub
@@ -364,25 +363,6 @@ async def test_public_healthz_says_only_ok_or_degraded_and_the_reasons_need_a_to
 # One boundary per request; hostile bodies are 400, never 500 ---------------------------------------------------
 
 
-async def test_a_failing_handler_is_answered_500_in_json_without_internals_and_counted(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    token = api_token(api.hub, "trainer", "*")
-
-    def broken() -> dict[str, object]:
-        raise ZeroDivisionError("secret internal detail: registry row 42")
-
-    monkeypatch.setattr(api.hub, "stats", broken)
-    for _ in range(2):
-        status, body, headers = await api.call("GET", "/api/stats", token)
-        assert status == 500 and isinstance(body, dict) and set(body) == {"error"}, body
-        assert "ZeroDivision" not in body["error"] and "secret" not in body["error"] and "row 42" not in body["error"]
-        assert headers.get("X-Content-Type-Options") == "nosniff"
-    assert api.hub.boundaries.failures[(HTTP, "ZeroDivisionError")] == 2
-    monkeypatch.undo()
-    assert (await api.call("GET", "/api/stats", token))[0] == 200  # the rest goes on
-
-
 async def test_hostile_json_bodies_are_refused_with_400(api: Api) -> None:
     cohort = unique("c")
     arm = DeviceRef(cohort, "ana", "arm1")
@@ -489,7 +469,7 @@ async def test_the_pages_run_under_their_csp_and_refuse_to_be_framed(start_hub: 
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    evil_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    evil_port = runner.addresses[0][1]
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

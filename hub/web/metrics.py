@@ -7,26 +7,25 @@ prometheus_client renders the exposition format; a custom collector reads the sa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
+from hub.web.deps import WebDeps
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, deps: WebDeps) -> None:
+        self.deps = deps
 
     def collect(self) -> Iterator[Metric]:
-        hub = self.hub
-        totals = hub.ingest.totals
-        writer = hub.writer.stats
+        deps = self.deps
+        counters = deps.counters()
+        totals = deps.totals
+        writer = deps.writer
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(f"labhub_{name}", doc, value=value)
@@ -46,19 +45,18 @@ class HubCollector(Collector):
             "device_errors_suppressed", "Error messages not sent (per-device rate limit)", totals.errors_suppressed
         )
         devices = GaugeMetricFamily("labhub_devices", "Devices known to the hub, by presence", labels=["state"])
-        online = hub.ingest.online_count()
-        devices.add_metric(["online"], online)
-        devices.add_metric(["not_online"], len(hub.ingest.devices) - online)
+        devices.add_metric(["online"], counters.devices_online)
+        devices.add_metric(["not_online"], len(deps.devices) - counters.devices_online)
         yield devices
-        spool = hub.spool
+        spool = deps.spool
         yield gauge("queue_points", "Accepted points held in memory for the writer", spool.in_memory())
         yield gauge("spool_bytes", "Accepted readings on disk not yet in InfluxDB", spool.unstored_bytes)
         yield gauge("spool_limit_bytes", "Spool size at which intake pauses", spool.max_bytes)
         yield gauge("spool_oldest_seconds", "Age of the oldest reading not yet in InfluxDB", spool.oldest_age_s())
         yield counter("spool_replayed", "Points written from the on-disk backlog", spool.replayed)
         yield counter("duplicates", "Redelivered messages recognised as already spooled", totals.duplicates)
-        yield gauge("intake_paused", "1 while MQTT intake is paused by backpressure", float(hub.health_paused()))
-        yield counter("intake_pauses", "Times intake was paused by backpressure", hub.pauses)
+        yield gauge("intake_paused", "1 while MQTT intake is paused by backpressure", float(counters.intake_paused))
+        yield counter("intake_pauses", "Times intake was paused by backpressure", counters.pauses)
         yield counter("write_batches", "Successful InfluxDB writes", writer.batches)
         yield counter("write_retries", "InfluxDB writes retried after a transient failure", writer.retries)
         yield counter("write_rejected_points", "Points InfluxDB refused as invalid", writer.rejected)
@@ -71,45 +69,47 @@ class HubCollector(Collector):
                 latency.add_metric([str(q)], recent[min(len(recent) - 1, int(q * len(recent)))] / 1000)
         yield latency
         yield gauge("influxdb_failing", "1 while InfluxDB writes are failing", float(writer.failing_since is not None))
-        yield gauge("mqtt_connected", "1 while connected to the broker", float(hub.mqtt.connected.is_set()))
-        yield counter("mqtt_connects", "Successful connections to the broker", hub.mqtt.connects)
-        if hub.broker_dropped is not None:
-            yield counter("broker_dropped_messages", "Messages the broker says it dropped ($SYS)", hub.broker_dropped)
+        yield gauge("mqtt_connected", "1 while connected to the broker", float(counters.mqtt_connected))
+        yield counter("mqtt_connects", "Successful connections to the broker", counters.mqtt_connects)
+        if counters.broker_dropped is not None:
+            yield counter(
+                "broker_dropped_messages", "Messages the broker says it dropped ($SYS)", counters.broker_dropped
+            )
         finished = CounterMetricFamily("labhub_commands", "Arm commands finished, by final state", labels=["state"])
-        for state, count in sorted(hub.relay.counts.items()):
+        for state, count in sorted(deps.relay.counts.items()):
             finished.add_metric([state], count)
         yield finished
         active = GaugeMetricFamily(
             "labhub_commands_active", "Arm commands not finished yet, by state", labels=["state"]
         )
         states: dict[str, int] = {"queued": 0, "sent": 0, "accepted": 0}
-        for record in hub.relay.by_id.values():
+        for record in deps.relay.by_id.values():
             if record.state.value in states:
                 states[record.state.value] += 1
         for state, count in states.items():
             active.add_metric([state], count)
         yield active
-        yield gauge("websocket_clients", "Live views open (WebSocket clients)", len(hub.live.clients))
+        yield gauge("websocket_clients", "Live views open (WebSocket clients)", len(deps.live.clients))
         yield counter(
             "websocket_events_dropped",
             "Events dropped for slow WebSocket clients",
-            hub.live.dropped,
+            deps.live.dropped,
         )
         failures = CounterMetricFamily(
             "labhub_input_failures",
             "Units of input whose handling failed inside the hub (caught at their boundary), by surface and error",
             labels=["surface", "error"],
         )
-        for (surface, error), count in sorted(hub.boundaries.failures.items()):
+        for (surface, error), count in sorted(deps.boundaries.failures.items()):
             failures.add_metric([surface, error], count)
         yield failures
-        yield gauge("loop_lag_seconds", "Worst event-loop lag over the last 5 s", hub.watchdog.lag_s)
+        yield gauge("loop_lag_seconds", "Worst event-loop lag over the last 5 s", counters.loop_lag_s)
         yield gauge(
             "intake_stalled",
             "1 while messages wait and none is handled (2 s or more)",
-            float(hub.watchdog.stalled_s >= 2),
+            float(counters.stalled_s >= 2),
         )
-        yield counter("intake_stalls", "Times intake was found stalled", hub.watchdog.stalls)
+        yield counter("intake_stalls", "Times intake was found stalled", counters.stalls)
         yield counter(
             "retained_telemetry_ignored",
             "Stored copies of telemetry the broker sent again (not stored twice)",
@@ -121,15 +121,15 @@ class HubCollector(Collector):
         yield counter(
             "unreadable_acks",
             "Arm acknowledgements that could not be read (logged once a minute per arm)",
-            hub.unreadable_acks,
+            counters.unreadable_acks,
         )
         yield counter("spool_corrupt_bytes", "Corrupt spool bytes skipped when reading back", spool.corrupt_bytes)
-        yield gauge("healthy", "1 when /healthz says ok", float(hub.health()["status"] == "ok"))
+        yield gauge("healthy", "1 when /healthz says ok", float(deps.health()["status"] == "ok"))
 
 
-def registry_for(hub: Hub) -> CollectorRegistry:
+def registry_for(deps: WebDeps) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(hub))
+    registry.register(HubCollector(deps))
     return registry
 
 

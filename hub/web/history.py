@@ -1,0 +1,192 @@
+"""What InfluxDB holds, for the pages: a cohort's overview (every device's state, last reading and sparkline in
+one request), a device's last stored reading, and one field's history downsampled in the database.
+
+Readings from before a device was registered belong to an earlier device (or learner) of the same name, removed
+since, and are never shown as this one's. Reads need the InfluxDB 1.x backend for now (InfluxQL).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from aiohttp import web
+
+from devices.kinds import FIELD_NAME_RE, KINDS
+from devices.topics import SEGMENT_RE, DeviceRef
+from hub.access.policy import Action, Place, allows, listing
+from hub.adapters.influx import InfluxV1, StorageError
+from hub.adapters.influxql import device_clause
+from hub.web.common import deps_of, error, readable, ref_of, token_of
+
+MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
+LATEST_WITHIN = "30d"  # "last values" older than this are not looked for (InfluxDB would scan every shard)
+
+
+def measurement_of(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
+    state = deps_of(request).devices.get(ref)
+    if state is None or state.kind is None:
+        raise error(web.HTTPNotFound, f"no device {ref.key} has been seen or registered")
+    return state.kind.name, state.kind.measurement_for(ref.cohort, ref.learner)
+
+
+def registered_since(request: web.Request, ref: DeviceRef) -> int:
+    """When the device was registered (ns), or 0: readings from before belong to an earlier device (or
+    learner) of the same name, removed since, and are not shown as this one's."""
+    record = deps_of(request).registry.device(ref)
+    return record.created_ns if record is not None else 0
+
+
+def database(request: web.Request) -> InfluxV1:
+    """The database, for reading (history, overview, grades): the 1.x API only, for now."""
+    backend = deps_of(request).backend
+    if not isinstance(backend, InfluxV1):
+        raise error(web.HTTPNotImplemented, "history, overviews and grades need the InfluxDB 1.x backend for now")
+    return backend
+
+
+async def query(request: web.Request, q: str) -> list[dict[str, Any]]:
+    try:
+        return await database(request).query(q)
+    except StorageError as err:
+        raise error(web.HTTPServiceUnavailable, f"InfluxDB: {err}") from None
+
+
+async def cohort_overview(request: web.Request) -> web.Response:
+    """One request for a whole dashboard: every visible device of the cohort with its state, its last stored
+    reading and a sparkline of its main field (`?spark_s=`, default the last 5 minutes, in InfluxDB buckets)."""
+    deps = deps_of(request)
+    cohort = request.match_info["cohort"]
+    token = token_of(request)
+    states = [
+        s for s in deps.devices.values() if s.ref.cohort == cohort and allows(token, Action.READ, Place.of(s.ref))
+    ]
+    try:
+        spark_s = max(30, min(3600, int(request.query.get("spark_s", "300"))))
+    except ValueError:
+        raise error(web.HTTPBadRequest, "spark_s: seconds") from None
+    if not SEGMENT_RE.fullmatch(cohort):
+        raise error(web.HTTPBadRequest, "not a cohort name")
+    latest_by: dict[tuple[str, str], dict[str, Any]] = {}
+    since = {(r.ref.learner, r.ref.device): r.created_ns for r in deps.registry.devices(cohort)}
+    measurements = {s.kind.measurement_source(cohort) for s in states if s.kind is not None}
+    shown = listing(token, cohort)
+    narrow = f" AND learner = '{shown[1]}'" if shown is not None and shown[1] is not None else ""
+    for measurement in sorted(measurements):
+        q = (
+            f"SELECT * FROM {measurement} WHERE cohort = '{cohort}'{narrow} AND time > now() - {LATEST_WITHIN} "
+            "GROUP BY learner, device ORDER BY time DESC LIMIT 1"
+        )
+        for series in await query(request, q):
+            tags = series.get("tags", {})
+            for values in series.get("values", []):
+                row = dict(zip(series["columns"], values, strict=False))
+                at = row.pop("time")
+                key = (tags.get("learner", ""), tags.get("device", ""))
+                if at < since.get(key, 0):
+                    continue  # an earlier device of that name
+                fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
+                latest_by[key] = {"time_ns": at, "fields": fields}
+    main: dict[tuple[str, str], str] = {}
+    for state in states:
+        if state.kind is None:
+            continue
+        fields = latest_by.get((state.ref.learner, state.ref.device), {}).get("fields", {})
+        name = MAIN_FIELD.get(state.kind.name)
+        if name not in fields:
+            name = next((f for f, v in fields.items() if isinstance(v, int | float) and not isinstance(v, bool)), None)
+        if name:
+            main[(state.ref.learner, state.ref.device)] = name
+    sparks: dict[tuple[str, str], list[list[float]]] = {}
+    interval = max(1, spark_s // 60)
+    for measurement, name in sorted(
+        {
+            (s.kind.measurement_source(cohort), main[(s.ref.learner, s.ref.device)])
+            for s in states
+            if s.kind is not None and (s.ref.learner, s.ref.device) in main
+        }
+    ):
+        q = (
+            f"SELECT mean(\"{name}\") FROM {measurement} WHERE cohort = '{cohort}' AND time > now() - {spark_s}s "
+            f"GROUP BY time({interval}s), learner, device fill(none)"
+        )
+        for series in await query(request, q):
+            key = (series.get("tags", {}).get("learner", ""), series.get("tags", {}).get("device", ""))
+            if main.get(key) == name:
+                sparks[key] = [
+                    [v[0] / 1e9, v[1]]
+                    for v in series.get("values", [])
+                    if v[1] is not None and v[0] >= since.get(key, 0)
+                ]
+    devices = []
+    for state in sorted(states, key=lambda s: s.ref.key):
+        key = (state.ref.learner, state.ref.device)
+        devices.append(
+            state.summary()
+            | {"latest": latest_by.get(key), "spark": {"field": main.get(key), "points": sparks.get(key, [])}}
+        )
+    return web.json_response({"cohort": cohort, "spark_s": spark_s, "devices": devices})
+
+
+async def latest(request: web.Request) -> web.Response:
+    """The device's last stored reading."""
+    ref = ref_of(request)
+    readable(request, ref)
+    kind, measurement = measurement_of(request, ref)
+    q = (
+        f'SELECT * FROM "{measurement}" WHERE {device_clause(ref)} AND time > now() - {LATEST_WITHIN} '
+        f"AND time >= {registered_since(request, ref)} ORDER BY time DESC LIMIT 1"
+    )
+    series = await query(request, q)
+    fields: dict[str, object] = {}
+    at = None
+    for s in series:
+        for values in s.get("values", []):
+            row = dict(zip(s["columns"], values, strict=False))
+            at = row.pop("time")
+            fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
+    return web.json_response({"device": ref.key, "kind": kind, "time_ns": at, "fields": fields})
+
+
+async def history(request: web.Request) -> web.Response:
+    """One field over a time range, downsampled in InfluxDB: mean, min and max per interval, so a day of 1 Hz
+    readings is `points` (default 300) rows; an interval without readings is null (a gap, not a line).
+    `from`/`to`: Unix seconds (default: the last hour)."""
+    ref = ref_of(request)
+    readable(request, ref)
+    kind, measurement = measurement_of(request, ref)
+    name = request.query.get("field", "")
+    if not FIELD_NAME_RE.fullmatch(name):
+        raise error(web.HTTPBadRequest, "field: a field name, e.g. ?field=pm2_5")
+    try:
+        end = float(request.query.get("to", time.time()))
+        start = float(request.query.get("from", end - 3600))
+        points = max(10, min(2000, int(request.query.get("points", "300"))))
+    except ValueError:
+        raise error(web.HTTPBadRequest, "from and to are Unix seconds; points a whole number") from None
+    if not 0 < end - start <= 90 * 86400:
+        raise error(web.HTTPBadRequest, "the range must be positive and at most 90 days")
+    interval = max(1, math.ceil((end - start) / points))
+    since = max(int(start * 1e9), registered_since(request, ref))
+    q = (
+        f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {device_clause(ref)} '
+        f"AND time >= {since} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
+    )
+    rows = [values for s in await query(request, q) for values in s.get("values", [])]
+    while rows and rows[0][1] is None:  # empty buckets before the first reading and after the last: no plot
+        rows.pop(0)
+    while rows and rows[-1][1] is None:
+        rows.pop()
+    spec = KINDS[kind].fields.get(name)
+    return web.json_response(
+        {
+            "device": ref.key,
+            "field": name,
+            "unit": spec.unit if spec else "",
+            "interval_s": interval,
+            "from": start,
+            "to": end,
+            "points": [[row[0] / 1e9, row[1], row[2], row[3]] for row in rows],
+        }
+    )
