@@ -19,12 +19,11 @@ from devices.topics import DeviceRef
 from firmware_sim.air import AirModel, AirSensor
 from firmware_sim.arm import ArmFirmware
 from hub.commands.relay import FINAL
+from hub.grading.evidence import Command, Window
 from hub.grading.reports import grade_session, write_reports
 from hub.grading.rubrics import (
-    Command,
     Criterion,
     RubricError,
-    Window,
     grade,
     load_rubrics,
     parse_rubric,
@@ -41,7 +40,7 @@ def window(**kw: Any) -> Window:
 
 
 def measure(name: str, w: Window, **params: Any) -> tuple[float | None, dict[str, Any]]:
-    from hub.grading.rubrics import MEASURES
+    from hub.grading.measures import MEASURES
 
     return MEASURES[name](w, params)
 

@@ -1,9 +1,8 @@
 """Grades from InfluxDB, and the reports trainers keep: HTML (scores, evidence, plots), CSV and JSON.
 
-`fetch_window` reads what InfluxDB holds for a device over a demo window (readings, rejections, presence,
-commands) through the one `Reader`; `hub.grading.rubrics` turns that into scores; `write_reports` renders
-them. Plots are drawn on the server with matplotlib as SVG inside the HTML, so a report is one static file
-that prints and archives well.
+`hub.grading.evidence` reads what InfluxDB holds for each device over a demo window; `hub.grading.rubrics`
+turns that into scores; `write_reports` renders them. Plots are drawn on the server with matplotlib as SVG
+inside the HTML, so a report is one static file that prints and archives well.
 """
 
 from __future__ import annotations
@@ -19,37 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devices.kinds import GENERIC, KINDS
+from devices.kinds import KINDS
 from devices.topics import DeviceRef
 from hub.access.credentials import private_dir, write_private
 from hub.access.records import DemoSession
 from hub.access.registry import Registry
 from hub.adapters.influx_read import Reader
-from hub.grading.rubrics import Command, DeviceGrade, Rubric, Window, grade, learner_score
-
-
-async def fetch_window(reader: Reader, ref: DeviceRef, kind: str, start_ns: int, end_ns: int) -> Window:
-    """Everything grading needs about one device over [start_ns, end_ns), from InfluxDB."""
-    measurement = KINDS.get(kind, GENERIC).measurement_for(ref.cohort, ref.learner)
-    readings = await reader.readings(measurement, ref, start_ns, end_ns)
-    rejections = await reader.rejections(ref, start_ns, end_ns)
-    presence = await reader.presence(ref, start_ns, end_ns)
-    commands = [
-        Command(
-            t,
-            str(f.get("type")),
-            str(f.get("state")),
-            _float(f.get("accepted_ms")),
-            _float(f.get("finished_ms")),
-            _float(f.get("pose_error_deg")),
-        )
-        for t, f in await reader.commands(ref, start_ns, end_ns)
-    ]
-    return Window(ref, kind, start_ns, end_ns, readings, rejections, presence, commands)
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+from hub.grading.evidence import Window, fetch_window
+from hub.grading.rubrics import DeviceGrade, Rubric, grade, learner_score
 
 
 @dataclass(frozen=True, slots=True)
