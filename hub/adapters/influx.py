@@ -192,6 +192,10 @@ class InfluxV2(NoReader):
         if self._client is not None:
             await self._client.close()
 
+    async def ensure_database(self) -> bool:
+        """Nothing to create: the bucket is the operator's (False, as for a 1.x user who may not create it)."""
+        return False
+
     async def write(self, body: str) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
