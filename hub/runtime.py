@@ -30,14 +30,17 @@ from devices.validate import FieldValue
 from hub.access.accounts import Accounts
 from hub.access.credentials import read_secret, save_credentials
 from hub.access.dynsec import DynsecError
-from hub.access.registry import Registry, Token
+from hub.access.records import Token
+from hub.access.registry import Registry
 from hub.adapters.influx import InfluxV1, StorageError, make_backend
 from hub.adapters.mqtt import Message, MqttClient
 from hub.boundary import MQTT, Boundaries
-from hub.commands.relay import AUDIT_KEY, CommandRecord, CommandRelay, OfflineError, text_of
+from hub.commands.audit import CommandAudit, text_of
+from hub.commands.relay import CommandRecord, CommandRelay, OfflineError
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
-from hub.ingest.pipeline import DeviceState, Ingest, InspectorEntry
-from hub.ingest.spool import Spool
+from hub.ingest.device_table import DeviceState, InspectorEntry
+from hub.ingest.pipeline import Ingest
+from hub.ingest.spool import AUDIT_KEY, Spool
 from hub.ingest.writer import Writer
 from hub.ops.services import ServiceError
 from hub.web.deps import HubCounters, WebDeps
@@ -177,10 +180,12 @@ class Hub:
             username=cfg.mqtt.username if password else None,
             password=password,
         )
+        command_audit = CommandAudit(self._audit)
         self.relay = CommandRelay(
             {d.ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for d in cfg.devices if d.kind == "arm"},
             publish=lambda topic, payload, qos: self.mqtt.publish(topic, payload, qos=qos),
-            audit=self._audit,
+            audit=command_audit.finished,
+            refused=command_audit.refused,
             online=lambda ref: state.online if (state := self.ingest.devices.get(ref)) else None,
             rate_per_s=cfg.hub.commands_per_second,
         )
@@ -465,7 +470,7 @@ class Hub:
         declared = {d.ref: d for d in self.cfg.devices}
         for record in self.registry.devices():
             declared[record.ref] = DeviceConfig(record.ref, record.kind, False, record.profile)
-        removed = self.ingest.declare(declared.values())
+        removed = self.ingest.table.declare(declared.values())
         if self.worker == 0:
             for ref in removed:  # the broker forgets a removed device's retained status
                 self.mqtt.publish(ref.topic("status"), b"", qos=1, retain=True)
@@ -588,7 +593,7 @@ class Hub:
         except StorageError as err:
             log.warning("InfluxDB not ready at start (%s); writes will be retried", err)
             return
-        self.ingest.learn_types(types)
+        self.ingest.table.learn_types(types)
 
     async def _watchdog_loop(self) -> None:
         """Event-loop lag (how late a timer fires) and intake stalls (bytes wait, no message is handled)."""

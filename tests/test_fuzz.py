@@ -40,6 +40,7 @@ from hypothesis.errors import HypothesisException
 import devices.decode as decode
 import devices.topics as topics
 import devices.validate as validation
+import hub.ingest.device_table as device_table
 import hub.ingest.lineproto as lineproto
 import hub.ingest.pipeline as ingest_module
 from devices.feedback import CATALOGUE, render
@@ -664,7 +665,7 @@ PURE_BREAKAGES: dict[str, tuple[Property, Callable[[Any], Sequence[str]], Patch]
     "ingest: every topic refused": (
         INGEST,
         check_ingest,
-        lambda mp: mp.setattr(ingest_module, "parse_topic", _refuse_all),
+        lambda mp: mp.setattr(device_table, "parse_topic", _refuse_all),
     ),
     "ingest: old strategy (st.text topics, random bytes)": (
         dataclasses.replace(

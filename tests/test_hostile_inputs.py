@@ -25,7 +25,7 @@ from devices.problems import PayloadRejected
 from devices.topics import DeviceRef
 from hub.adapters.mqtt import Message
 from hub.config import DeviceConfig
-from hub.ingest import pipeline as ingest_module
+from hub.ingest import device_table
 from hub.ingest.pipeline import Ingest
 from hub.ingest.spool import Spool
 from hub.ingest.spool_format import HEADER
@@ -291,7 +291,7 @@ async def test_the_inspector_keeps_two_kib_of_each_payload(services: Services, s
 
 
 def test_invented_devices_cannot_fill_the_device_table_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest_module, "MAX_DEVICES", 100)
+    monkeypatch.setattr(device_table, "MAX_DEVICES", 100)
     declared = DeviceRef("c", "trainer", "aq1")
     clock = iter(range(1, 10**9))
     ingest = Ingest(

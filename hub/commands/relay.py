@@ -14,14 +14,13 @@ Unsafe commands never get this far: `devices.arm.check_command` refuses them bef
 (HTTP 422, an error on `…/commands/result`), and nothing is published. A stream of slider moves is
 coalesced: while a move waits for its turn, a newer move replaces it (the older one `failed`,
 "superseded"), so a device gets at most `rate` commands per second. A stop goes ahead of everything.
-Every finished command is written to InfluxDB (measurement `commands`) with its latencies: the audit
-trail trainers grade from.
+Every finished command, and every refused one, goes to `audit` (`hub.commands.audit` writes them to InfluxDB):
+the audit trail trainers grade from.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -32,7 +31,6 @@ from enum import StrEnum
 from typing import Any
 
 from devices.arm import (
-    COMMAND_TYPES,
     Ack,
     ArmProfile,
     Command,
@@ -43,10 +41,8 @@ from devices.arm import (
     parse_command,
     resolve,
 )
-from devices.text import valid_text
 from devices.topics import DeviceRef
 from hub.boundary import escape
-from hub.ingest.lineproto import encode_line, series_prefix
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +50,6 @@ ACK_TIMEOUT_S = 2.0  # a board on classroom Wi-Fi answers in well under a second
 DONE_MARGIN_S = 3.0  # on top of the move's own duration at the commanded speed
 RECENT_PER_DEVICE = 50
 IDEMPOTENCY_KEYS = 10_000
-AUDIT_KEY = "cmd:"  # spool records of evidence (commands, rejections, presence) carry this before the device key
 
 
 class State(StrEnum):
@@ -143,20 +138,21 @@ class CommandRelay:
         profiles: Mapping[DeviceRef, ArmProfile],
         *,
         publish: Callable[[str, bytes, int], object],
-        audit: Callable[[str, str], None],
+        audit: Callable[[CommandRecord], None],
+        refused: Callable[[DeviceRef, object, CommandError, str], None],
         online: Callable[[DeviceRef], bool | None],
         rate_per_s: float = 20.0,
     ) -> None:
         self.arms = {ref: ArmState(ref, profile, profile.home_pose()) for ref, profile in profiles.items()}
         self._publish = publish
-        self._audit = audit
+        self._audit = audit  # every finished command, for the audit trail
+        self._refused = refused  # every command refused before it had a record
         self._online = online
         self.min_interval = 1.0 / rate_per_s
         self.by_id: OrderedDict[str, CommandRecord] = OrderedDict()
         self._keys: OrderedDict[tuple[DeviceRef, str], str] = OrderedDict()
         self.counts: dict[str, int] = {s.value: 0 for s in State}
         self.listeners: list[Callable[[CommandRecord], None]] = []
-        self._last_refusal_ns = 0
 
     def set_arms(self, profiles: Mapping[DeviceRef, ArmProfile]) -> None:
         """The registry changed: new arms can be commanded at once; an arm with a new profile, or removed,
@@ -196,9 +192,7 @@ class CommandRelay:
                 check_command(command, arm.profile, arm.pose)
                 targets, speed = resolve(command, arm.profile)
         except CommandError as err:
-            now = max(time.time_ns(), self._last_refusal_ns + 1)  # two refusals never share a point
-            self._last_refusal_ns = now
-            self._audit(ref.key, refusal_line(ref, request, err, source, now))  # unsafe, refused: graded as such
+            self._refused(ref, request, err, source)  # unsafe, refused: graded as such
             raise
         assert isinstance(request, Mapping)
         record = CommandRecord(
@@ -340,7 +334,7 @@ class CommandRelay:
             arm.active = None
         self.counts[state.value] += 1
         record.finished.set()
-        self._audit(record.device.key, audit_line(record))
+        self._audit(record)
         self._notify(record)
 
     def _notify(self, record: CommandRecord) -> None:
@@ -363,72 +357,6 @@ class CommandRelay:
         for record in list(self.by_id.values()):
             if record.state not in FINAL:
                 self._finish(record, State.FAILED, "the hub stopped")
-
-
-OTHER_TYPE = "other"
-
-
-def type_tag(kind: object) -> str:
-    """The `type` tag of a `commands` point: a known command type or `other` (tags come from closed
-    vocabularies: a learner's text never becomes a series or a measurement)."""
-    return kind if isinstance(kind, str) and kind in COMMAND_TYPES else OTHER_TYPE
-
-
-def text_of(value: object) -> str:
-    try:
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        text = "?"
-    return valid_text(text[:200])
-
-
-def audit_line(record: CommandRecord) -> str:
-    """The `commands` point for a finished command (tags: device, type, state; latencies as fields)."""
-    tags = record.device.tags | {
-        "type": type_tag(record.request.get("type")),
-        "state": record.state.value,
-    }
-    fields: dict[str, float | int | bool | str] = {
-        "id": record.id,
-        "source": record.source,
-        "request": text_of(dict(record.request)),
-        "interrupted": record.interrupted,
-        "expected_s": float(record.duration_s),
-    }
-    if record.reason:
-        fields["reason"] = valid_text(record.reason[:200])
-    pose = record.pose or {}
-    if record.targets and record.state is State.DONE and all(j in pose for j in record.targets):
-        # How far the final pose is from the targets: "target pose reached" is graded from this.
-        fields["pose_error_deg"] = float(max(abs(pose[j] - t) for j, t in record.targets.items()))
-    for name, value in (
-        ("accepted_ms", record.latency_ms(record.accepted_ns)),
-        ("finished_ms", record.latency_ms(record.finished_ns)),
-    ):
-        if value is not None:
-            fields[name] = float(value)
-    return encode_line(series_prefix("commands", tags), fields, record.created_ns)
-
-
-def refusal_line(ref: DeviceRef, request: object, err: CommandError, source: str, time_ns: int) -> str:
-    """The `commands` point for a command refused before anything was sent (state `refused`)."""
-    kind = request.get("type") if isinstance(request, Mapping) else None
-    tags = ref.tags | {
-        "type": type_tag(kind),
-        "state": "refused",
-    }
-    try:
-        text = json.dumps(request, separators=(",", ":"), default=str)[:200]
-    except (TypeError, ValueError, RecursionError):
-        text = "?"
-    fields: dict[str, float | int | bool | str] = {
-        "source": source,
-        "request": text,
-        "reason": valid_text(f"{err.code}: {err}"[:200]),
-    }
-    if tags["type"] == OTHER_TYPE and kind is not None:
-        fields["type_sent"] = text_of(kind)  # the raw text is kept, as a field: never a tag or a name
-    return encode_line(series_prefix("commands", tags), fields, time_ns)
 
 
 def command_error_json(err: CommandError) -> dict[str, object]:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECENT = 200_000
+AUDIT_KEY = "cmd:"  # spool records of evidence (commands, rejections, presence) carry this before the device key
 
 
 @dataclass(slots=True)
