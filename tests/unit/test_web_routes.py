@@ -473,6 +473,25 @@ async def test_health_details_only_for_trainers_and_viewers(lab: Lab) -> None:
     assert await lab.call("GET", "/healthz", "ana") == (200, {"status": "ok"})
 
 
+async def test_metrics_read_the_parts_and_the_hubs_counters(lab: Lab) -> None:
+    lab.add_token("admin", "trainer", "*")
+    lab.deps.totals.received = 7
+    lab.deps.relay.submit(ARM_ANA, {"type": "home"}, "test")
+    status, text = await lab.call("GET", "/metrics", "admin")
+    lines = set(text.splitlines())
+    assert status == 200
+    assert {
+        "labhub_readings_received_total 7.0",
+        'labhub_devices{state="online"} 2.0',
+        'labhub_devices{state="not_online"} 0.0',
+        "labhub_mqtt_connected 1.0",
+        "labhub_mqtt_connects_total 1.0",
+        'labhub_commands_active{state="sent"} 1.0',
+        "labhub_healthy 1.0",
+    } <= lines
+    assert not any(line.startswith("labhub_broker_dropped_messages") for line in lines)  # the broker has not said
+
+
 def test_the_openapi_description_matches_the_routes(tmp_path: Path) -> None:
     deps, registry, _ = fake_deps(tmp_path, HubConfig())
     try:
