@@ -450,6 +450,34 @@ async def test_v2_refused_token_degrades_healthz(
         pub.close()
 
 
+async def test_v2_reads_are_answered_501_with_one_message(
+    services: Services, start_hub: HubFactory, fake_v2: tuple[FakeV2, str]
+) -> None:
+    """History, overviews and grades cannot read a 2.x backend yet: each says so (501), the same way."""
+    _, url = fake_v2
+    hub = await start_hub(dataclasses.replace(lab_config(services), influx=v2_config(url)))
+    ref = DeviceRef(unique("c"), "ana", "box")
+    pub = MqttPublisher(services.mqtt_port)
+    try:
+        await pub.publish(ref.topic("telemetry"), json.dumps({"n": 1}))
+        await wait_until(lambda: hub.ingest.totals.stored == 1, what="the reading stored")
+    finally:
+        pub.close()
+    hub.registry.ensure_learner(ref.cohort, ref.learner)
+    session = hub.registry.start_session(ref.cohort, ref.learner, "test")
+    token = api_token(hub)
+    base = f"http://127.0.0.1:{hub.http_port}/api"
+    device = f"{base}/devices/{ref.key}"
+    for path in (
+        f"{device}/latest",
+        f"{device}/history?field=n",
+        f"{base}/cohorts/{ref.cohort}/overview",
+        f"{base}/sessions/{session.id}/grade",
+    ):
+        status, body = await http_json(path, token)
+        assert (status, body["error"]) == (501, "history, overviews and grades need the InfluxDB 1.x backend for now")
+
+
 @pytest.mark.parametrize(("status", "retry_after"), [(429, "1"), (503, "1"), (500, None)])
 async def test_v2_transient_answers_are_retried(
     fake_v2: tuple[FakeV2, str], tmp_path: Path, status: int, retry_after: str | None
