@@ -25,7 +25,7 @@ import pytest
 
 from devices.topics import DeviceRef
 from hub.access.credentials import save_credentials, secret_path, write_secret
-from hub.cli.main import _banner
+from hub.ops.banner import banner
 from hub.ops.services import free_port
 from hub.runtime import Hub
 from tests.conftest import HubFactory, Services, lab_config, unique
@@ -288,7 +288,7 @@ def test_the_start_banner_says_where_passwords_are_not_what_they_are(
     cfg = dataclasses.replace(cfg, state_dir=state)
     passwords = {"demo/ana/aq1": "pw-ana-ABCDEFGHIJ", "demo/ben/aq1": "pw-ben-KLMNOPQRST"}
     path = save_credentials(state, passwords)
-    _banner(cfg, 8080, [], 1)
+    print(banner(cfg, 8080, [], 1))
     out = capsys.readouterr().out
     assert str(path) in out
     assert not [pw for pw in passwords.values() if pw in out], out

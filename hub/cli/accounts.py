@@ -1,0 +1,142 @@
+"""`labhub device|learner|cohort …`: the registry and the broker's accounts, changed together.
+
+Passwords go to stdout once; logs never carry them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hub.access.accounts import Accounts
+from hub.access.cohort_csv import MAX_CSV_BYTES, decode_csv, parse_csv
+from hub.access.records import RegistryError
+from hub.access.registry import Registry
+from hub.cli.options import configure, lab_options
+from hub.config import ARM_PROFILES
+
+if TYPE_CHECKING:
+    from hub.cli.options import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    device = sub.add_parser("device", help="the registry's devices and their broker accounts")
+    device_sub = device.add_subparsers(required=True, metavar="ACTION")
+    add = device_sub.add_parser("add", help="register a device; prints its broker password once")
+    lab_options(add)
+    add.add_argument("id", help="cohort/learner/device")
+    add.add_argument("--kind", default="generic", help="air_quality, arm or generic (default)")
+    add.add_argument("--profile", help="arms: a profile from config/arms (default mearm)")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=cmd_accounts, action="device_add")
+    listing = device_sub.add_parser("list", help="registered devices")
+    lab_options(listing)
+    listing.add_argument("--cohort")
+    listing.set_defaults(func=cmd_accounts, action="device_list")
+    for name, text in (
+        ("disable", "cut a device off the broker at once"),
+        ("enable", "let a disabled device connect again"),
+        ("rotate", "a new password (printed once); the old one stops working"),
+        ("remove", "forget a device and delete its account (its data stays in InfluxDB)"),
+    ):
+        p = device_sub.add_parser(name, help=text)
+        lab_options(p)
+        p.add_argument("id", help="cohort/learner/device")
+        p.set_defaults(func=cmd_accounts, action=f"device_{name}")
+
+    learner = sub.add_parser("learner", help="learners and their own MQTT accounts (for MQTT phone apps)")
+    learner_sub = learner.add_subparsers(required=True, metavar="ACTION")
+    for name, text in (
+        ("add", "give a learner an MQTT account; prints its password once"),
+        ("disable", "cut off a learner's account and all their devices"),
+        ("enable", "let a learner and their devices connect again"),
+        ("rotate", "a new password for the learner's account (printed once)"),
+        ("remove", "forget a learner, their devices and their accounts"),
+    ):
+        p = learner_sub.add_parser(name, help=text)
+        lab_options(p)
+        p.add_argument("id", help="cohort/learner")
+        p.set_defaults(func=cmd_accounts, action=f"learner_{name}")
+    listing = learner_sub.add_parser("list", help="registered learners")
+    lab_options(listing)
+    listing.add_argument("--cohort")
+    listing.set_defaults(func=cmd_accounts, action="learner_list")
+
+    cohort = sub.add_parser("cohort", help="whole cohorts")
+    cohort_sub = cohort.add_subparsers(required=True, metavar="ACTION")
+    imp = cohort_sub.add_parser("import", help="import a CSV: cohort,learner[,device,kind,profile,description]")
+    lab_options(imp)
+    imp.add_argument("csv", type=Path)
+    imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
+    imp.set_defaults(func=cmd_accounts, action="cohort_import")
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    cfg = configure(args)
+    registry = Registry(cfg.registry_path)
+    accounts = Accounts.for_lab(cfg, registry)
+    action: str = args.action
+    try:
+        if action == "device_list":
+            for d in registry.devices(args.cohort):
+                state = "enabled" if d.enabled else "DISABLED"
+                print(f"{d.ref.key:40} {d.kind:12} {d.profile or '':8} {state:8} {d.description}")
+        elif action == "learner_list":
+            for learner in registry.learners(args.cohort):
+                account = "mqtt account" if learner.has_account else "no mqtt account"
+                print(f"{learner.key:30} {'enabled' if learner.enabled else 'DISABLED':8} {account}")
+        elif action == "cohort_import":
+            _import_cohort(accounts, args)
+        else:
+            print(asyncio.run(_change(accounts, action, args)))
+    finally:
+        registry.close()
+    return 0
+
+
+def _import_cohort(accounts: Accounts, args: argparse.Namespace) -> None:
+    try:
+        with open(args.csv, "rb") as fh:
+            data = fh.read(MAX_CSV_BYTES + 1)  # a huge file is refused without reading it all
+    except OSError as err:
+        raise RegistryError(f"{args.csv}: cannot read: {err.strerror}") from None
+    try:
+        lines = parse_csv(decode_csv(data), frozenset(ARM_PROFILES))
+    except RegistryError as err:
+        raise RegistryError(f"{args.csv}: {err}") from None
+    made = asyncio.run(accounts.import_lines(lines, learner_accounts=not args.no_learner_accounts))
+    print(f"{len(lines)} lines read, {len(made)} new accounts (passwords shown once):")
+    print("username,password")
+    for c in made:
+        print(f"{c.username},{c.password}")
+
+
+async def _change(accounts: Accounts, action: str, args: argparse.Namespace) -> str:
+    """One change to a device's or a learner's account; what to print."""
+    key: str = args.id
+    if action == "device_add":
+        c = await accounts.add_device(key, args.kind, args.profile, args.description)
+        return f"device {key} registered. Its broker account (shown once):\n  username: {c.username}\n  password: {c.password}"
+    if action in ("device_rotate", "learner_rotate", "learner_add"):
+        call = {
+            "device_rotate": accounts.rotate_device,
+            "learner_rotate": accounts.rotate_learner,
+            "learner_add": accounts.add_learner,
+        }[action]
+        c = await call(key)
+        return f"{key}: broker account (shown once):\n  username: {c.username}\n  password: {c.password}"
+    if action in ("device_disable", "device_enable"):
+        await accounts.set_device_enabled(key, action == "device_enable")
+        return f"device {key} {'enabled' if action == 'device_enable' else 'disabled and disconnected'}"
+    if action in ("learner_disable", "learner_enable"):
+        await accounts.set_learner_enabled(key, action == "learner_enable")
+        return f"learner {key} and their devices {'enabled' if action == 'learner_enable' else 'disabled'}"
+    if action == "device_remove":
+        await accounts.remove_device(key)
+        return f"device {key} removed"
+    if action == "learner_remove":
+        await accounts.remove_learner(key)
+        return f"learner {key} removed, with their devices"
+    raise RegistryError(f"unknown action {action}")

@@ -1,0 +1,28 @@
+"""Stopping on SIGINT (Ctrl-C) or SIGTERM, for everything that runs until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (for the commands that run until stopped)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_until_stopped(jobs: Iterable[Coroutine[Any, Any, object]], stop: asyncio.Event) -> None:
+    """Run `jobs` side by side until `stop` is set, then cancel them; one job's failure cancels the others."""
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(job) for job in jobs]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
