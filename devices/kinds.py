@@ -65,13 +65,6 @@ class DeviceKind:
         """
         return f"{self.name}.{cohort}.{learner}" if self.open_fields else self.name
 
-    def measurement_source(self, cohort: str | None = None) -> str:
-        """An InfluxQL FROM clause for this kind's readings (of one cohort): an open kind's per-learner
-        measurements by regex (cohort names hold only letters, digits, `_` and `-`)."""
-        if not self.open_fields:
-            return f'"{self.name}"'
-        return f"/^{self.name}\\.{cohort}\\./" if cohort else f"/^{self.name}\\./"
-
 
 # Distinct field names one device of an open kind may use over its life: each is a column in InfluxDB,
 # and a board that puts a value or a counter in the name would otherwise grow them without end.

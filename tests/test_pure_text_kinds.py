@@ -136,18 +136,15 @@ def test_open_kinds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "cohort", "measurement", "source"),
+    ("kind", "cohort", "measurement"),
     [
-        (AIR_QUALITY, "demo", "air_quality", '"air_quality"'),
-        (AIR_QUALITY, None, "air_quality", '"air_quality"'),
-        (GENERIC, "demo", "generic.demo.ana", "/^generic\\.demo\\./"),
-        (GENERIC, None, "generic.demo.ana", "/^generic\\./"),
-        (ARM, "c-1", "arm.c-1.ana", "/^arm\\.c-1\\./"),
+        (AIR_QUALITY, "demo", "air_quality"),
+        (GENERIC, "demo", "generic.demo.ana"),
+        (ARM, "c-1", "arm.c-1.ana"),
     ],
 )
-def test_measurements(kind: object, cohort: str | None, measurement: str, source: str) -> None:
-    assert kind.measurement_for(cohort or "demo", "ana") == measurement  # type: ignore[attr-defined]
-    assert kind.measurement_source(cohort) == source  # type: ignore[attr-defined]
+def test_measurements(kind: object, cohort: str, measurement: str) -> None:
+    assert kind.measurement_for(cohort, "ana") == measurement  # type: ignore[attr-defined]
     assert kind.measurement == kind.name  # type: ignore[attr-defined]
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from devices.kinds import FIELD_NAME_RE, KINDS
 from devices.topics import SEGMENT_RE, DeviceRef
 from hub.access.policy import Action, Place, allows, listing
-from hub.adapters.influx import InfluxV1, StorageError
-from hub.adapters.influxql import device_clause
+from hub.adapters.influx import StorageError
+from hub.adapters.influx_read import Reader, ReadNotSupported
 from hub.web.common import deps_of, error, readable, ref_of, token_of
 
+T = TypeVar("T")
 MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
-LATEST_WITHIN = "30d"  # "last values" older than this are not looked for (InfluxDB would scan every shard)
 
 
 def measurement_of(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
@@ -38,17 +39,19 @@ def registered_since(request: web.Request, ref: DeviceRef) -> int:
     return record.created_ns if record is not None else 0
 
 
-def database(request: web.Request) -> InfluxV1:
-    """The database, for reading (history, overview, grades): the 1.x API only, for now."""
-    backend = deps_of(request).backend
-    if not isinstance(backend, InfluxV1):
-        raise error(web.HTTPNotImplemented, "history, overviews and grades need the InfluxDB 1.x backend for now")
-    return backend
-
-
-async def query(request: web.Request, q: str) -> list[dict[str, Any]]:
+def reader_of(request: web.Request) -> Reader:
+    """The database, for reading (history, overview, grades); 501 where this backend cannot read yet."""
+    reader: Reader = deps_of(request).backend
     try:
-        return await database(request).query(q)
+        reader.check_readable()
+    except ReadNotSupported as err:
+        raise error(web.HTTPNotImplemented, str(err)) from None
+    return reader
+
+
+async def read(reading: Awaitable[T]) -> T:
+    try:
+        return await reading
     except StorageError as err:
         raise error(web.HTTPServiceUnavailable, f"InfluxDB: {err}") from None
 
@@ -70,24 +73,14 @@ async def cohort_overview(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, "not a cohort name")
     latest_by: dict[tuple[str, str], dict[str, Any]] = {}
     since = {(r.ref.learner, r.ref.device): r.created_ns for r in deps.registry.devices(cohort)}
-    measurements = {s.kind.measurement_source(cohort) for s in states if s.kind is not None}
+    kinds = [s.kind for s in states if s.kind is not None]
     shown = listing(token, cohort)
-    narrow = f" AND learner = '{shown[1]}'" if shown is not None and shown[1] is not None else ""
-    for measurement in sorted(measurements):
-        q = (
-            f"SELECT * FROM {measurement} WHERE cohort = '{cohort}'{narrow} AND time > now() - {LATEST_WITHIN} "
-            "GROUP BY learner, device ORDER BY time DESC LIMIT 1"
-        )
-        for series in await query(request, q):
-            tags = series.get("tags", {})
-            for values in series.get("values", []):
-                row = dict(zip(series["columns"], values, strict=False))
-                at = row.pop("time")
-                key = (tags.get("learner", ""), tags.get("device", ""))
-                if at < since.get(key, 0):
-                    continue  # an earlier device of that name
-                fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
-                latest_by[key] = {"time_ns": at, "fields": fields}
+    if kinds:
+        learner = shown[1] if shown is not None else None
+        for key, (at, fields) in await read(reader_of(request).latest_by_device(kinds, cohort, learner)):
+            if at < since.get(key, 0):
+                continue  # an earlier device of that name
+            latest_by[key] = {"time_ns": at, "fields": fields}
     main: dict[tuple[str, str], str] = {}
     for state in states:
         if state.kind is None:
@@ -100,25 +93,15 @@ async def cohort_overview(request: web.Request) -> web.Response:
             main[(state.ref.learner, state.ref.device)] = name
     sparks: dict[tuple[str, str], list[list[float]]] = {}
     interval = max(1, spark_s // 60)
-    for measurement, name in sorted(
-        {
-            (s.kind.measurement_source(cohort), main[(s.ref.learner, s.ref.device)])
-            for s in states
-            if s.kind is not None and (s.ref.learner, s.ref.device) in main
-        }
-    ):
-        q = (
-            f"SELECT mean(\"{name}\") FROM {measurement} WHERE cohort = '{cohort}' AND time > now() - {spark_s}s "
-            f"GROUP BY time({interval}s), learner, device fill(none)"
-        )
-        for series in await query(request, q):
-            key = (series.get("tags", {}).get("learner", ""), series.get("tags", {}).get("device", ""))
+    wanted = [
+        (s.kind, main[(s.ref.learner, s.ref.device)])
+        for s in states
+        if s.kind is not None and (s.ref.learner, s.ref.device) in main
+    ]
+    if wanted:
+        for name, key, points in await read(reader_of(request).sparklines(wanted, cohort, spark_s, interval)):
             if main.get(key) == name:
-                sparks[key] = [
-                    [v[0] / 1e9, v[1]]
-                    for v in series.get("values", [])
-                    if v[1] is not None and v[0] >= since.get(key, 0)
-                ]
+                sparks[key] = [[t / 1e9, v] for t, v in points if t >= since.get(key, 0)]
     devices = []
     for state in sorted(states, key=lambda s: s.ref.key):
         key = (state.ref.learner, state.ref.device)
@@ -134,18 +117,8 @@ async def latest(request: web.Request) -> web.Response:
     ref = ref_of(request)
     readable(request, ref)
     kind, measurement = measurement_of(request, ref)
-    q = (
-        f'SELECT * FROM "{measurement}" WHERE {device_clause(ref)} AND time > now() - {LATEST_WITHIN} '
-        f"AND time >= {registered_since(request, ref)} ORDER BY time DESC LIMIT 1"
-    )
-    series = await query(request, q)
-    fields: dict[str, object] = {}
-    at = None
-    for s in series:
-        for values in s.get("values", []):
-            row = dict(zip(s["columns"], values, strict=False))
-            at = row.pop("time")
-            fields = {k: v for k, v in row.items() if k not in ("cohort", "learner", "device") and v is not None}
+    found = await read(reader_of(request).latest(measurement, ref, registered_since(request, ref)))
+    at, fields = found if found is not None else (None, {})
     return web.json_response({"device": ref.key, "kind": kind, "time_ns": at, "fields": fields})
 
 
@@ -169,11 +142,7 @@ async def history(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, "the range must be positive and at most 90 days")
     interval = max(1, math.ceil((end - start) / points))
     since = max(int(start * 1e9), registered_since(request, ref))
-    q = (
-        f'SELECT mean("{name}"), min("{name}"), max("{name}") FROM "{measurement}" WHERE {device_clause(ref)} '
-        f"AND time >= {since} AND time < {int(end * 1e9)} GROUP BY time({interval}s) fill(null)"
-    )
-    rows = [values for s in await query(request, q) for values in s.get("values", [])]
+    rows = await read(reader_of(request).history(measurement, ref, name, since, int(end * 1e9), interval))
     while rows and rows[0][1] is None:  # empty buckets before the first reading and after the last: no plot
         rows.pop(0)
     while rows and rows[-1][1] is None:

@@ -14,7 +14,7 @@ from hub.grading.reports import grade_session
 from hub.grading.rubrics import RubricError, load_rubrics
 from hub.web.bodies import object_body, text_field
 from hub.web.common import deps_of, error, managed_cohort, registry_change, token_of
-from hub.web.history import database
+from hub.web.history import reader_of
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def sessions_grade(request: web.Request) -> web.Response:
     """The session's grade from what InfluxDB holds for its window (a running session: up to now)."""
     session = session_of(request)
     deps = deps_of(request)
-    db = database(request)
+    reader = reader_of(request)
     if not await deps.flush_evidence(3.0):
         raise error(
             web.HTTPServiceUnavailable,
@@ -74,7 +74,7 @@ async def sessions_grade(request: web.Request) -> web.Response:
         )
     try:
         rubrics = load_rubrics()
-        report = await grade_session(db, deps.registry, session, rubrics)
+        report = await grade_session(reader, deps.registry, session, rubrics)
     except RubricError as err:
         raise error(web.HTTPInternalServerError, f"a rubric in config/rubrics is wrong: {err}") from None
     except StorageError as err:
