@@ -39,6 +39,11 @@ def escape(text: object, limit: int = 200) -> str:
     return out + ("…" if len(raw) > limit else "")
 
 
+def source_of(topic: str) -> str:
+    """Who sent an MQTT message, for the boundary's log: the device part of its topic (escaped when logged)."""
+    return "/".join(topic.split("/", 4)[:4])
+
+
 class ServerLogFilter(logging.Filter):
     """aiohttp logs a request it cannot even parse (a request line over 8 KiB, a broken header) with a
     traceback, before any handler or middleware runs, and answers 400 itself: such errors are counted at the

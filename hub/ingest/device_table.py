@@ -44,6 +44,11 @@ class InspectorEntry:
         self.device = device
         self.digest = 0
 
+    def spooled(self) -> None:
+        """Its points are on disk: its message may be acknowledged."""
+        if self.verdict == "queued":
+            self.verdict = "spooled"
+
     def as_json(self) -> dict[str, object]:
         text = self.payload.decode("utf-8", errors="replace")
         return {

@@ -214,10 +214,6 @@ class Ingest:
             if entry.pending <= 0 and entry.verdict in ("queued", "spooled"):
                 entry.verdict = "stored"
 
-    def on_spooled(self, entry: InspectorEntry) -> None:
-        if entry.verdict == "queued":
-            entry.verdict = "spooled"
-
     def on_storage_rejected(self, record: Record[InspectorEntry], detail: str) -> None:
         """InfluxDB refused this point: tell the device which field conflicts, and remember it."""
         entry = record.owner

@@ -1,0 +1,171 @@
+"""The durability promise, kept in one place: a QoS 1 message is acknowledged only once what it brought is on disk.
+
+A reading's message is held unacknowledged while its points wait in the spool's pending group; the commit loop
+writes and fsyncs the group (one fsync for everything that arrived meanwhile), and only then are the messages it
+came from acknowledged — in the order they arrived (MQTT 3.1.1, 4.6), each once its message is safe. A message with
+nothing to commit (a rejection, a status, a command) is acknowledged in turn at once. So a crash anywhere loses
+nothing: what was not acknowledged comes again from the broker's persistent session, what was acknowledged is in
+the spool and is replayed.
+
+Backpressure, never silent drops: when too many points wait for the disk (a stalled fsync), or the spool is full
+(InfluxDB down too long), intake pauses — the broker holds new messages — and resumes once there is room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Protocol
+
+from hub.adapters.mqtt import Message
+from hub.ingest.device_table import InspectorEntry
+from hub.ingest.spool import AUDIT_KEY, Spool
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
+COMMIT_EVERY_S = 0.002  # at most one fsync this often: a fast disk would otherwise fsync each handful of readings
+PAUSE_LOG_EVERY_S = 10.0
+
+
+class Intake(Protocol):
+    """What durability drives of the MQTT client: acknowledgements, and reading paused or resumed."""
+
+    def ack(self, mid: int, qos: int) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class AckSlot:
+    """One QoS 1 message waiting for its PUBACK."""
+
+    __slots__ = ("mid", "qos", "ready")
+
+    def __init__(self, mid: int, qos: int, ready: bool) -> None:
+        self.mid = mid
+        self.qos = qos
+        self.ready = ready
+
+
+class Durability:
+    def __init__(self, spool_dir: Path, max_bytes: int, memory_points: int, intake: Intake) -> None:
+        self.spool: Spool[InspectorEntry] = Spool(
+            spool_dir,
+            max_bytes,
+            on_full=self._intake_full,
+            on_drained=self._intake_drained,
+            memory_points=memory_points,
+        )
+        self._intake = intake
+        self._acks: deque[AckSlot] = deque()
+        self._entry_acks: dict[int, AckSlot] = {}  # id(entry) → its message's ack, until committed
+        self.commit_paused = False  # too many records wait for the disk
+        self.pauses = 0  # times the spool was full
+        self._pause_logged = -1e9
+
+    @property
+    def paused(self) -> bool:
+        """Intake is paused by backpressure (the spool is full, or the disk is behind)."""
+        return self.spool.full or self.commit_paused
+
+    # Messages in, acknowledgements out --------------------------------------------------------------
+
+    def receive(self, msg: Message) -> AckSlot | None:
+        """A message arrived: a QoS 1 one takes its place in the acknowledgement order."""
+        if not msg.qos:
+            return None
+        slot = AckSlot(msg.mid, msg.qos, False)
+        self._acks.append(slot)
+        return slot
+
+    def settle(self, slot: AckSlot, entry: InspectorEntry | None) -> None:
+        """The message was handled: its acknowledgement waits for `entry`'s commit, or goes in turn now."""
+        if entry is not None:
+            self._entry_acks[id(entry)] = slot
+        else:
+            slot.ready = True  # nothing to wait for: acknowledge in turn
+            self._flush_acks()
+
+    def forget_acks(self) -> None:
+        """A new connection: message ids of an earlier one mean nothing now; the broker sends those again."""
+        self._acks.clear()
+        self._entry_acks.clear()
+
+    def _flush_acks(self) -> None:
+        """PUBACKs go out in the order the messages came, each once its message is safe."""
+        acks = self._acks
+        while acks and acks[0].ready:
+            slot = acks.popleft()
+            self._intake.ack(slot.mid, slot.qos)
+
+    # Into the spool ---------------------------------------------------------------------------------
+
+    def append(self, received_ns: int, digest: int, key: str, line: str, entry: InspectorEntry) -> None:
+        """A reading's point joins the next group commit."""
+        self.spool.append(received_ns, digest, key, line, entry)
+        if self.spool.pending >= MAX_PENDING_COMMIT and not self.commit_paused:
+            self.commit_paused = True
+            log.warning("%d readings wait for the disk: pausing MQTT intake", self.spool.pending)
+            self._intake.pause_reading()
+
+    def audit(self, key: str, line: str) -> None:
+        """Evidence (commands, rejections, presence) goes to InfluxDB through the spool, like readings."""
+        self.spool.append(time.time_ns(), 0, AUDIT_KEY + key, line, None)
+
+    async def run(self) -> None:
+        """Group commit: everything that arrived during the previous fsync goes in the next one."""
+        last = 0.0
+        while True:
+            await self.spool.wait_pending()
+            # At most one fsync per COMMIT_EVERY_S: a fast disk would otherwise turn each handful of
+            # readings into its own thread hop and fsync. Idle, a reading is committed at once.
+            wait = last + COMMIT_EVERY_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = time.monotonic()
+            await self.commit_once()
+
+    async def commit_once(self) -> None:
+        """Commit what is pending, then acknowledge the messages it came from."""
+        for entry in await self.spool.commit():
+            if entry is not None:
+                entry.spooled()
+                slot = self._entry_acks.pop(id(entry), None)
+                if slot is not None:
+                    slot.ready = True
+        self._flush_acks()
+        if self.commit_paused and self.spool.pending < MAX_PENDING_COMMIT // 2:
+            self.commit_paused = False
+            if not self.spool.full:
+                self._intake.resume_reading()
+
+    async def flush_evidence(self, timeout: float) -> bool:
+        """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
+        await self.commit_once()
+        deadline = time.monotonic() + timeout
+        while self.spool.unstored_bytes and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll of the writer)
+            await asyncio.sleep(0.02)
+        return not self.spool.unstored_bytes
+
+    # Backpressure -----------------------------------------------------------------------------------
+
+    def _intake_full(self) -> None:
+        self.pauses += 1
+        now = time.monotonic()
+        if now - self._pause_logged >= PAUSE_LOG_EVERY_S:  # say it loudly, but not a thousand times a minute
+            self._pause_logged = now
+            log.warning(
+                "spool full (%d bytes waiting for InfluxDB): pausing MQTT intake, the broker holds new readings "
+                "(pause #%d)",
+                self.spool.unstored_bytes,
+                self.pauses,
+            )
+        self._intake.pause_reading()
+
+    def _intake_drained(self) -> None:
+        log.info("spool below its limit (%d bytes): resuming MQTT intake", self.spool.unstored_bytes)
+        if not self.commit_paused:
+            self._intake.resume_reading()
