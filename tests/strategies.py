@@ -592,7 +592,8 @@ LP_FIELD_DEFECTS: list[tuple[str, str]] = [
 def lp_defects(draw: st.DrawFn) -> Case:
     """Valid lines but one, which has exactly one mistake; the whole message must be refused with its code."""
     good = draw(lp_readings())
-    lines = good.payload.decode().strip().splitlines()
+    # Split on the payload's own separators only: splitlines() would also cut a string value at U+2028 or U+0085.
+    lines = good.payload.decode().strip().replace("\r\n", "\n").split("\n")
     i = draw(st.integers(0, len(lines) - 1))
     how = pick(draw, 5)
     if how <= 1:
