@@ -1,0 +1,133 @@
+"""The fsync-then-ack promise without a broker: a real spool in a temp folder, a fake MQTT client."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devices.topics import DeviceRef
+from hub.adapters.mqtt import Message
+from hub.ingest import durability
+from hub.ingest.device_table import DeviceState, InspectorEntry
+from hub.ingest.durability import Durability
+from hub.ingest.spool import AUDIT_KEY
+from hub.pace import Stamper, TokenBucket
+
+
+class FakeIntake:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.events: list[str] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+    def pause_reading(self) -> None:
+        self.events.append("pause")
+
+    def resume_reading(self) -> None:
+        self.events.append("resume")
+
+
+STATE = DeviceState(
+    ref=DeviceRef("c", "l", "d"),
+    kind=None,
+    language="en",
+    declared=True,
+    prefix="m",
+    inspector=deque(),
+    error_replies=TokenBucket(1.0, 1.0),
+    stamps=Stamper(),
+    events=Stamper(),
+)
+
+
+def entry() -> InspectorEntry:
+    return InspectorEntry(1, "lab/c/l/d/telemetry", b"{}", STATE)
+
+
+def qos1(mid: int) -> Message:
+    return Message("lab/c/l/d/telemetry", b"{}", 1, False, mid)
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Durability, FakeIntake]]:
+    intake = FakeIntake()
+    made = Durability(tmp_path / "spool", 1 << 30, 1000, intake)
+    made.spool.open()
+    yield made, intake
+    made.spool.close()
+
+
+async def test_acks_wait_for_the_commit_and_keep_the_arrival_order(parts: tuple[Durability, FakeIntake]) -> None:
+    keep, intake = parts
+    reading = entry()
+    first = keep.receive(qos1(1))
+    keep.append(1, 0, "c/l/d", "m x=1 1", reading)
+    assert first is not None
+    keep.settle(first, reading)
+    second = keep.receive(qos1(2))  # nothing to commit (a rejection, a status): ready at once
+    assert second is not None
+    keep.settle(second, None)
+    assert intake.acked == []  # but not before the first, which waits for the disk
+    assert reading.verdict == "queued"
+    await keep.commit_once()
+    assert intake.acked == [1, 2] and reading.verdict == "spooled"
+    assert keep.spool.unstored_bytes > 0
+
+
+async def test_qos0_has_nothing_to_acknowledge(parts: tuple[Durability, FakeIntake]) -> None:
+    keep, intake = parts
+    assert keep.receive(Message("t", b"", 0, False)) is None
+    await keep.commit_once()
+    assert intake.acked == []
+
+
+async def test_a_new_connection_forgets_the_old_message_ids(parts: tuple[Durability, FakeIntake]) -> None:
+    keep, intake = parts
+    reading = entry()
+    slot = keep.receive(qos1(7))
+    keep.append(1, 0, "c/l/d", "m x=1 1", reading)
+    assert slot is not None
+    keep.settle(slot, reading)
+    keep.forget_acks()  # the broker sends message 7 again on the new connection
+    await keep.commit_once()
+    assert intake.acked == []
+    again = keep.receive(qos1(1))  # the new connection's first message is not stuck behind the old one
+    assert again is not None
+    keep.settle(again, None)
+    assert intake.acked == [1]
+
+
+async def test_too_many_records_waiting_for_the_disk_pause_intake_until_half_are_committed(
+    parts: tuple[Durability, FakeIntake], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep, intake = parts
+    monkeypatch.setattr(durability, "MAX_PENDING_COMMIT", 3)
+    for i in range(4):
+        keep.append(1, 0, "c/l/d", f"m x={i} 1", entry())
+    assert intake.events == ["pause"] and keep.commit_paused and keep.paused
+    await keep.commit_once()
+    assert intake.events == ["pause", "resume"] and not keep.paused
+
+
+async def test_a_full_spool_pauses_intake_and_counts_it(tmp_path: Path) -> None:
+    intake = FakeIntake()
+    keep = Durability(tmp_path / "spool", 100, 1000, intake)
+    keep.spool.open()
+    for i in range(5):
+        keep.append(1, 0, "c/l/d", f"m x={i} 1", entry())
+    await keep.commit_once()
+    assert intake.events == ["pause"] and keep.pauses == 1 and keep.paused
+    keep.spool.close()
+
+
+async def test_evidence_is_spooled_under_the_audit_key(parts: tuple[Durability, FakeIntake]) -> None:
+    keep, _ = parts
+    keep.audit("c/l/d", "commands x=1 1")
+    await keep.commit_once()
+    batch = await keep.spool.take(10)
+    assert [(r.key, r.line, r.owner) for r in batch.records] == [(AUDIT_KEY + "c/l/d", "commands x=1 1", None)]
