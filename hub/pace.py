@@ -7,6 +7,7 @@ every evidence series that must not put two points on one timestamp shares `Stam
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ class TokenBucket:
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (1.0 - self.tokens) / self.rate if self.rate > 0 else math.inf  # rate 0: the burst, then never
 
     def take(self, now: float) -> bool:
         """Whether this event may go (a token was there and is now spent)."""

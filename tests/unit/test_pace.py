@@ -20,6 +20,11 @@ def test_a_bucket_refills_at_its_rate_and_never_past_its_burst() -> None:
     assert not bucket.take(100.0)
 
 
+def test_a_bucket_with_no_rate_allows_its_burst_then_nothing() -> None:
+    bucket = TokenBucket(rate=0.0, burst=2.0)  # errors_per_second = 0 is a valid setting
+    assert [bucket.take(t) for t in (0.0, 0.0, 1.0, 1e9)] == [True, True, False, False]
+
+
 def test_a_limiter_keeps_one_bucket_per_key() -> None:
     limiter = RateLimiter(rate=1.0, burst=1.0)
     assert limiter.check("ana", 0.0) == 0.0
