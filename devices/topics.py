@@ -44,7 +44,7 @@ class DeviceRef:
         if len(parts) != 3:
             raise TopicError(f"device id {key!r} must be cohort/learner/device")
         for part in parts:
-            _check_segment(part)
+            check_segment(part)
         return cls(*parts)
 
 
@@ -55,7 +55,7 @@ class ParsedTopic:
     field: str | None = None
 
 
-def _check_segment(part: str) -> None:
+def check_segment(part: str) -> None:
     if not SEGMENT_RE.fullmatch(part):  # fullmatch: `$` would let a trailing newline through
         raise TopicError(
             f"{part!r} is not a valid name: use 1–32 letters, digits, '_' or '-', starting with a letter or digit"
@@ -68,7 +68,7 @@ def parse_topic(topic: str) -> ParsedTopic:
     if len(parts) not in (5, 6) or parts[0] != ROOT:
         raise TopicError(f"topic {topic!r} is not lab/<cohort>/<learner>/<device>/<channel>")
     for part in parts[1:4]:
-        _check_segment(part)
+        check_segment(part)
     channel = parts[4]
     if channel not in DEVICE_CHANNELS and channel not in HUB_CHANNELS:
         raise TopicError(f"unknown channel {channel!r} in {topic!r}")

@@ -29,6 +29,10 @@ class ConfigError(ValueError):
     """A config file that cannot be used as written."""
 
 
+class ServiceError(RuntimeError):
+    """A service of the lab (the broker, the database, the hub's own listeners) could not start as configured."""
+
+
 INTERNAL_HOST = "127.0.0.1"  # the broker's internal listener (hub and security admin) is on loopback only
 
 

@@ -33,14 +33,13 @@ from hub.boundary import MQTT, Boundaries, source_of
 from hub.commands.audit import CommandAudit
 from hub.commands.messages import CommandMessages
 from hub.commands.relay import CommandRelay
-from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig
+from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig, ServiceError
 from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
 from hub.ingest.pipeline import Ingest
 from hub.ingest.presence import Presence, presence_of
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
-from hub.ops.services import ServiceError
 from hub.status import Status
 from hub.watchdog import BROKER_DROPPED, Watchdog
 from hub.web.deps import HubCounters, WebDeps

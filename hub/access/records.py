@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from devices.arm import DEFAULT_PROFILE
 from devices.kinds import check_kind
-from devices.topics import DeviceRef, TopicError, _check_segment
+from devices.topics import DeviceRef, TopicError, check_segment
 
 ROLES = ("trainer", "learner", "viewer")
 
@@ -107,7 +107,7 @@ def token_digest(token: str) -> str:
 
 def _check_name(name: str) -> None:
     try:
-        _check_segment(name)
+        check_segment(name)
     except TopicError as err:
         raise RegistryError(str(err)) from None
 

@@ -15,8 +15,7 @@ from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.adapters.influx import StorageError
 from hub.cli import accounts, bridge, demos, run, sim, tokens
-from hub.config import ConfigError
-from hub.ops.services import ServiceError
+from hub.config import ConfigError, ServiceError
 
 log = logging.getLogger("labhub")
 

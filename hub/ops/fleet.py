@@ -79,6 +79,7 @@ async def make_bridges(cfg: LabConfig, ports: Sequence[SerialConfig], password: 
             mqtt_port=cfg.mqtt.port,
             username=f"bridge/{p.device.key}",
             password=logins[p.device],
+            language=cfg.language(p.device.cohort),
         )
         for p in ports
     ]

@@ -29,13 +29,9 @@ from string import Template
 
 from hub.access.credentials import ensure_secret, secret_path
 from hub.access.dynsec import Dynsec, DynsecError, initial_config
-from hub.config import CONFIG_DIR, INTERNAL_HOST, MqttConfig
+from hub.config import CONFIG_DIR, INTERNAL_HOST, MqttConfig, ServiceError
 
 log = logging.getLogger(__name__)
-
-
-class ServiceError(RuntimeError):
-    """A service could not be started."""
 
 
 @dataclass
