@@ -14,7 +14,7 @@ from hub.access.accounts import Accounts
 from hub.access.cohort_csv import MAX_CSV_BYTES, decode_csv, parse_csv
 from hub.access.records import RegistryError
 from hub.access.registry import Registry
-from hub.cli.options import configure, lab_options
+from hub.cli.options import configure, lab_command
 from hub.config import ARM_PROFILES
 
 if TYPE_CHECKING:
@@ -24,27 +24,24 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     device = sub.add_parser("device", help="the registry's devices and their broker accounts")
     device_sub = device.add_subparsers(required=True, metavar="ACTION")
-    add = device_sub.add_parser("add", help="register a device; prints its broker password once")
-    lab_options(add)
+    add = lab_command(
+        device_sub, "add", "register a device; prints its broker password once", cmd_accounts, action="device_add"
+    )
     add.add_argument("id", help="cohort/learner/device")
     add.add_argument("--kind", default="generic", help="air_quality, arm or generic (default)")
     add.add_argument("--profile", help="arms: a profile from config/arms (default mearm)")
     add.add_argument("--description", default="")
-    add.set_defaults(func=cmd_accounts, action="device_add")
-    listing = device_sub.add_parser("list", help="registered devices")
-    lab_options(listing)
+    listing = lab_command(device_sub, "list", "registered devices", cmd_accounts, action="device_list")
     listing.add_argument("--cohort")
-    listing.set_defaults(func=cmd_accounts, action="device_list")
     for name, text in (
         ("disable", "cut a device off the broker at once"),
         ("enable", "let a disabled device connect again"),
         ("rotate", "a new password (printed once); the old one stops working"),
         ("remove", "forget a device and delete its account (its data stays in InfluxDB)"),
     ):
-        p = device_sub.add_parser(name, help=text)
-        lab_options(p)
-        p.add_argument("id", help="cohort/learner/device")
-        p.set_defaults(func=cmd_accounts, action=f"device_{name}")
+        lab_command(device_sub, name, text, cmd_accounts, action=f"device_{name}").add_argument(
+            "id", help="cohort/learner/device"
+        )
 
     learner = sub.add_parser("learner", help="learners and their own MQTT accounts (for MQTT phone apps)")
     learner_sub = learner.add_subparsers(required=True, metavar="ACTION")
@@ -55,22 +52,24 @@ def register(sub: Subparsers) -> None:
         ("rotate", "a new password for the learner's account (printed once)"),
         ("remove", "forget a learner, their devices and their accounts"),
     ):
-        p = learner_sub.add_parser(name, help=text)
-        lab_options(p)
-        p.add_argument("id", help="cohort/learner")
-        p.set_defaults(func=cmd_accounts, action=f"learner_{name}")
-    listing = learner_sub.add_parser("list", help="registered learners")
-    lab_options(listing)
-    listing.add_argument("--cohort")
-    listing.set_defaults(func=cmd_accounts, action="learner_list")
+        lab_command(learner_sub, name, text, cmd_accounts, action=f"learner_{name}").add_argument(
+            "id", help="cohort/learner"
+        )
+    lab_command(learner_sub, "list", "registered learners", cmd_accounts, action="learner_list").add_argument(
+        "--cohort"
+    )
 
     cohort = sub.add_parser("cohort", help="whole cohorts")
     cohort_sub = cohort.add_subparsers(required=True, metavar="ACTION")
-    imp = cohort_sub.add_parser("import", help="import a CSV: cohort,learner[,device,kind,profile,description]")
-    lab_options(imp)
+    imp = lab_command(
+        cohort_sub,
+        "import",
+        "import a CSV: cohort,learner[,device,kind,profile,description]",
+        cmd_accounts,
+        action="cohort_import",
+    )
     imp.add_argument("csv", type=Path)
     imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
-    imp.set_defaults(func=cmd_accounts, action="cohort_import")
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:

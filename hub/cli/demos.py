@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hub.access.credentials import read_secret
 from hub.access.records import RegistryError, check_learner
 from hub.access.registry import Registry
-from hub.cli.options import configure, lab_options
+from hub.cli.options import configure, lab_command
 from hub.config import ConfigError
 
 if TYPE_CHECKING:
@@ -24,27 +24,18 @@ SETTLE_NS = 2_000_000_000  # the hub writes within milliseconds; what it accepte
 def register(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="demo sessions: the windows that are graded")
     demo_sub = demo.add_subparsers(required=True, metavar="ACTION")
-    dstart = demo_sub.add_parser("start", help="start a learner's demo now")
-    lab_options(dstart)
-    dstart.add_argument("learner", help="cohort/learner")
-    dstart.add_argument("--trainer", default=getpass.getuser(), help="who runs it (default: your login)")
-    dstart.set_defaults(func=cmd_demo, action="start")
-    dstop = demo_sub.add_parser("stop", help="stop a demo (by id, or the learner's running one)")
-    lab_options(dstop)
-    dstop.add_argument("which", help="session id, or cohort/learner")
-    dstop.set_defaults(func=cmd_demo, action="stop")
-    dlist = demo_sub.add_parser("list", help="past and running demos")
-    lab_options(dlist)
-    dlist.add_argument("--cohort")
-    dlist.set_defaults(func=cmd_demo, action="list")
+    start = lab_command(demo_sub, "start", "start a learner's demo now", cmd_demo, action="start")
+    start.add_argument("learner", help="cohort/learner")
+    start.add_argument("--trainer", default=getpass.getuser(), help="who runs it (default: your login)")
+    stop = lab_command(demo_sub, "stop", "stop a demo (by id, or the learner's running one)", cmd_demo, action="stop")
+    stop.add_argument("which", help="session id, or cohort/learner")
+    lab_command(demo_sub, "list", "past and running demos", cmd_demo, action="list").add_argument("--cohort")
 
-    grade = sub.add_parser("grade", help="grade demos from InfluxDB: print a table, write HTML, CSV and JSON")
-    lab_options(grade)
+    grade = lab_command(sub, "grade", "grade demos from InfluxDB: print a table, write HTML, CSV and JSON", cmd_grade)
     grade.add_argument("--cohort", required=True)
     grade.add_argument("--learner", help="one learner (default: every learner with a demo)")
     grade.add_argument("--session", help="one session id (default: each learner's latest finished demo)")
     grade.add_argument("--out", type=Path, help="where to write the reports (default: <state_dir>/reports/…)")
-    grade.set_defaults(func=cmd_grade)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlparse
@@ -25,6 +26,16 @@ def lab_options(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--open", action="store_true", help="classroom open mode: anonymous MQTT clients allowed")
     mode.add_argument("--closed", action="store_true", help="only registered accounts (the default)")
+
+
+def lab_command(
+    group: Subparsers, name: str, help: str, func: Callable[[argparse.Namespace], int], **defaults: object
+) -> argparse.ArgumentParser:
+    """A subcommand that works on a lab: its parser, with the shared lab options, dispatching to `func`."""
+    p = group.add_parser(name, help=help)
+    lab_options(p)
+    p.set_defaults(func=func, **defaults)
+    return p
 
 
 def configure(args: argparse.Namespace) -> LabConfig:

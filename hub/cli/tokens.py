@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hub.access.registry import Registry
-from hub.cli.options import configure, lab_options
+from hub.cli.options import configure, lab_command
 
 if TYPE_CHECKING:
     from hub.cli.options import Subparsers
@@ -15,19 +15,12 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     token = sub.add_parser("token", help="API tokens (trainer, learner, viewer)")
     token_sub = token.add_subparsers(required=True, metavar="ACTION")
-    tadd = token_sub.add_parser("add", help="a new token; prints it once")
-    lab_options(tadd)
-    tadd.add_argument("--role", required=True, choices=("trainer", "learner", "viewer"))
-    tadd.add_argument("--scope", required=True, help="trainer/viewer: a cohort or '*'; learner: cohort/learner")
-    tadd.add_argument("--label", default="")
-    tadd.set_defaults(func=cmd_token, action="add")
-    tlist = token_sub.add_parser("list", help="tokens (never their secrets)")
-    lab_options(tlist)
-    tlist.set_defaults(func=cmd_token, action="list")
-    trev = token_sub.add_parser("revoke", help="revoke a token by its id")
-    lab_options(trev)
-    trev.add_argument("id")
-    trev.set_defaults(func=cmd_token, action="revoke")
+    add = lab_command(token_sub, "add", "a new token; prints it once", cmd_token, action="add")
+    add.add_argument("--role", required=True, choices=("trainer", "learner", "viewer"))
+    add.add_argument("--scope", required=True, help="trainer/viewer: a cohort or '*'; learner: cohort/learner")
+    add.add_argument("--label", default="")
+    lab_command(token_sub, "list", "tokens (never their secrets)", cmd_token, action="list")
+    lab_command(token_sub, "revoke", "revoke a token by its id", cmd_token, action="revoke").add_argument("id")
 
 
 def cmd_token(args: argparse.Namespace) -> int:
