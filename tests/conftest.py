@@ -1,46 +1,27 @@
-"""Fixtures: the real mosquitto and influxd, started once per test session on free loopback ports, and hubs."""
+"""For the whole suite: the unit/integration markers by directory, the session's log file (which the last test
+greps for secrets), the fault tests' figures, scratch dirs and the fake InfluxDB 2.x endpoint. The services are
+in integration/conftest.py, out of the unit tests' reach."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from devices.topics import DeviceRef
-from hub.access.credentials import read_secret
-from hub.access.dynsec import HUB_USER
-from hub.config import DeviceConfig, HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.services import Service, free_port, start_influxd, start_mosquitto
-from hub.runtime import Hub
+from hub.ops.services import free_port
+from tests.fakes import FakeV2
 
-
-@dataclass
-class Services:
-    state_dir: Path
-    mqtt_port: int
-    influx_port: int
-    mosquitto: Service
-    influxd: Service
-
-    @property
-    def hub_auth(self) -> tuple[str, str]:
-        """The hub's broker account, for tests that speak as the hub (publishing commands)."""
-        password = read_secret(self.state_dir / "secrets" / "mqtt-hub")
-        assert password is not None
-        return HUB_USER, password
-
-    @property
-    def influx_url(self) -> str:
-        return f"http://127.0.0.1:{self.influx_port}"
+HERE = Path(__file__).resolve().parent
+MARKERS = {HERE / "unit": pytest.mark.unit, HERE / "integration": pytest.mark.integration}
 
 
 def make_state_dir(prefix: str) -> Path:
@@ -64,83 +45,23 @@ def scratch() -> Iterator[Callable[[str], Path]]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
-    state = make_state_dir("labhub-test-")
-    mqtt_port = free_port()
-    influx_port = free_port()
-    mosquitto = start_mosquitto(state, port=mqtt_port, open_mode=True)
-    try:
-        influxd = start_influxd(state, http_port=influx_port, rpc_port=free_port())
-    except BaseException:
-        mosquitto.stop()
-        raise
-    try:
-        yield Services(state, mqtt_port, influx_port, mosquitto, influxd)
-    finally:
-        influxd.stop()
-        mosquitto.stop()
-        shutil.rmtree(state, ignore_errors=True)
+@pytest.fixture
+async def fake_v2() -> AsyncIterator[tuple[FakeV2, str]]:
+    """InfluxDB 2.x's write API as a local endpoint (tests/fakes.py): the fake and its URL."""
+    fake = FakeV2()
+    app = web.Application()
+    app.router.add_post("/api/v2/write", fake.write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield fake, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def lab_config(services: Services, *, devices: tuple[tuple[str, str], ...] = (), **hub_options: Any) -> LabConfig:
-    """A config for one test: its own database and client id, the session's broker and influxd."""
-    name = unique()
-    hub_options.setdefault("open_mode", True)  # the session's broker runs in classroom open mode
-    hub_options.setdefault("registry", str(services.state_dir / "registries" / f"{name}.sqlite3"))
-    return LabConfig(
-        state_dir=services.state_dir,
-        mqtt=MqttConfig(port=services.mqtt_port, launch=False, client_id=f"hub-{name}"),
-        influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
-        hub=HubConfig(http_port=0, **hub_options),
-        languages={},
-        devices=tuple(DeviceConfig(DeviceRef.parse(ref), kind) for ref, kind in devices),
-    )
-
-
-HubFactory = Callable[..., Awaitable[Hub]]
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
-    """Start coroutines for a test (a bridge, a simulator); cancel them at its end."""
-    tasks: list[asyncio.Task[Any]] = []
-
-    def start(coro: Any) -> asyncio.Task[Any]:
-        tasks.append(asyncio.create_task(coro))
-        return tasks[-1]
-
-    yield start
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@pytest.fixture
-async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
-    """Start hubs for a test (stopped at its end); `start_hub(config=...)` or `start_hub(devices=..., **hub options)`."""
-    running: list[tuple[Hub, asyncio.Task[None]]] = []
-
-    async def start(config: LabConfig | None = None, worker: int = 0, workers: int = 1, **kwargs: Any) -> Hub:
-        hub = Hub(config or lab_config(services, **kwargs), worker=worker, workers=workers)
-        task = asyncio.create_task(hub.run())
-        ready = asyncio.create_task(hub.ready.wait())
-        await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # startup failed: raise its error
-        if not hub.mqtt.connected.is_set():
-            raise AssertionError(f"hub did not connect: {hub.mqtt.last_error}")
-        running.append((hub, task))
-        return hub
-
-    yield start
-    for hub, task in running:
-        hub.stop()
-        await asyncio.wait_for(task, 30)
 
 
 # Every log record of the run (INFO and up) also goes to one file, which the last test greps for secrets.
@@ -165,16 +86,21 @@ def pytest_unconfigure(config: Any) -> None:
     SESSION_LOG.unlink(missing_ok=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """The secrets grep runs last, so it sees the logs of every other test."""
+    """Each test is marked by its directory (`-m unit`, `-m integration`); the secrets grep runs last, so it sees
+    the logs of every other test."""
+    for item in items:
+        for directory, marker in MARKERS.items():
+            if item.path.is_relative_to(directory):
+                item.add_marker(marker)
     items.sort(key=lambda item: item.name == LAST)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault tests' counts (published, stored, lost, duplicates), printed whatever the outcome."""
-    from tests.test_faults import REPORT
-
-    if REPORT:
+    faults = sys.modules.get("tests.integration.test_faults")  # imported only when collected
+    if faults is not None and faults.REPORT:
         terminalreporter.section("fault tests")
-        for line in REPORT:
+        for line in faults.REPORT:
             terminalreporter.write_line(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,63 @@ def test_a_file_that_cannot_be_read_or_is_not_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config(good)
     assert str(refused.value) == f"{good}: mqtt.port: expected int, got a boolean"
+
+
+def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    bad.write_text('[mqtt]\nport = "1883"\n')
+    with pytest.raises(ConfigError, match=r"lab\.toml: mqtt\.port: expected int, got str \'1883\'"):
+        load_config(bad)
+    bad.write_text("[hub]\nopen_mod = true\n")
+    with pytest.raises(ConfigError, match=r"hub\.open_mod: unknown key"):
+        load_config(bad)
+    bad.write_text('[[devices]]\nid = "demo/ana"\n')
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.id: .*cohort/learner/device"):
+        load_config(bad)
+    bad.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match=r"cohorts\.x\.language"):
+        parse_config({"cohorts": {"x": {"language": "de"}}})
+
+
+def test_shipped_config_is_valid_and_declares_the_demo_fleet() -> None:
+    cfg = load_config()
+    assert cfg.mqtt.port == 1883 and cfg.influx.url == "http://127.0.0.1:8086" and cfg.hub.http_port == 8080
+    assert cfg.influx.rpc_port != 8088 and cfg.influx.database == "labhub"
+    assert any(d.ref.key == "demo/ana/aq1" and d.kind == "air_quality" and d.simulate for d in cfg.devices)
+    assert cfg.hub.open_mode is False  # anonymous clients refused unless a trainer opens the lab
+    assert json.dumps(cfg.language("demo_fr")) == '"fr"'
+    assert os.path.basename(str(cfg.state_dir)) == "labhub"
+
+
+def test_serial_entries_are_read_from_the_config(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "serial": [
+                {"port": "/dev/ttyUSB0", "device": "demo/ana/pm1", "protocol": "sds011"},
+                {"port": "loop://", "device": "demo/ana/uno"},
+            ]
+        }
+    )
+    assert [(s.port, s.device.key, s.protocol, s.baud) for s in cfg.serial] == [
+        ("/dev/ttyUSB0", "demo/ana/pm1", "sds011", 0),
+        ("loop://", "demo/ana/uno", "lines", 0),
+    ]
+    with pytest.raises(ConfigError, match=r"serial\[0\]\.protocol"):
+        parse_config({"serial": [{"port": "x", "device": "a/b/c", "protocol": "modbus"}]})
+    with pytest.raises(ConfigError, match=r"serial\[0\]\.device"):
+        parse_config({"serial": [{"port": "x", "device": "a/b"}]})
+
+
+def test_the_mqtt_config_knows_the_internal_listener() -> None:
+    assert (MqttConfig().hub_host, MqttConfig().hub_port) == ("127.0.0.1", 1884)
+    lan = parse_config({"mqtt": {"host": "192.0.2.10", "port": 1883, "internal_port": 2883, "max_connections": 40}})
+    assert (lan.mqtt.hub_host, lan.mqtt.hub_port, lan.mqtt.max_connections) == ("127.0.0.1", 2883, 40)
+    single = parse_config({"mqtt": {"host": "broker.example", "port": 1883, "internal_port": 1883, "launch": False}})
+    assert (single.mqtt.hub_host, single.mqtt.hub_port) == ("broker.example", 1883)  # a broker with one listener
+    for bad in ({"hub_port": 1}, {"max_connections": 0}, {"internal_port": 70000}, {"port": 65535}):
+        with pytest.raises(ConfigError):
+            parse_config({"mqtt": bad})

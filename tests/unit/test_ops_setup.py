@@ -8,6 +8,8 @@ import dataclasses
 import functools
 import logging
 import os
+import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,15 +17,22 @@ from typing import Any
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import CREDENTIALS_FILE, read_secret, save_credentials, secret_path
+from hub.access.credentials import CREDENTIALS_FILE, read_secret, save_credentials, secret_path, write_secret
 from hub.access.records import token_digest
 from hub.access.registry import Registry
-from hub.config import ARM_PROFILES, DeviceConfig, InfluxConfig, LabConfig, MqttConfig, SimConfig
+from hub.config import (
+    ARM_PROFILES,
+    DeviceConfig,
+    InfluxConfig,
+    LabConfig,
+    MqttConfig,
+    SimConfig,
+)
 from hub.ops import fleet
 from hub.ops.banner import banner
 from hub.ops.fleet import keep_running, sim_devices, simulators
 from hub.ops.lab import service_starters
-from hub.ops.services import Service, start_influxd, start_mosquitto
+from hub.ops.services import Service, influxd_config, start_influxd, start_mosquitto
 from hub.ops.state import DEMO_APP_TOKEN, TRAINER_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
 
@@ -187,3 +196,31 @@ async def test_a_helper_waits_its_pause_between_runs(monkeypatch: pytest.MonkeyP
         await keep_running(job, "bridge x", Backoff(2.0, 8.0, jitter=False))
     assert pauses == [2.0, 4.0]
     assert fleet.BRIDGE_RESTART.delay(5) == 2.0 and fleet.DEMO_APP_RESTART.delay(5) == 5.0  # constant pauses
+
+
+# influxd --------------------------------------------------------------------------------------------------------
+
+
+def test_influxd_rpc_port_is_on_loopback_whatever_the_http_address() -> None:
+    text = influxd_config("192.0.2.7", 8086, 8089, Path("/data"), auth=True)
+    binds = re.findall(r'^\s*bind-address = "([^"]+)"', text, re.M)
+    assert binds == ["127.0.0.1:8089", "192.0.2.7:8086"]  # the top-level one is the RPC service's
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_secrets_are_private_even_over_a_loose_folder_or_a_stale_temp_file(scratch: Callable[[str], Path]) -> None:
+    state = scratch("labhub-secrets-")
+    secrets_dir = state / "secrets"
+    secrets_dir.mkdir(mode=0o755)
+    secrets_dir.chmod(0o755)
+    stale = secrets_dir / "api-trainer.tmp"
+    stale.write_text("old\n")
+    stale.chmod(0o644)
+    write_secret(secret_path(state, "api-trainer"), "lh_test-secret")
+    assert mode(secrets_dir) == 0o700
+    assert mode(secret_path(state, "api-trainer")) == 0o600
+    path = save_credentials(state, {"c/l/d": "pw-not-shown"})
+    assert mode(path) == 0o600

@@ -21,7 +21,8 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.topics import DeviceRef
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import MqttPublisher, api_token, cli_config, count_when_stable, http_json, influx_count, wait_until
 
 REGISTRY_FOLLOW_S = 0.5  # README: the hub knows a registry change within half a second

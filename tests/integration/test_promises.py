@@ -6,7 +6,7 @@ second per device in bursts of 20 with `suppressed_before`; presence lost after 
 messages up to 4 KiB; a grade refused (503) while readings are in flight; `GET /api/sessions/<id>/grade`;
 `timed_out` when `done` never comes (the move's duration + 3 s); `rejected` from the device through the relay;
 `idempotency_key` in the body; learners' dashboards scoped to their own devices; the disk backlog written
-taking turns with live data; reconnect backoff 0.2 s doubling to 4 s, with jitter.
+taking turns with live data; the hub reconnecting with its backoff (the backoff itself: tests/unit/test_promises.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import asyncio
 import base64
 import json
 import os
-import random
 import socket
 import struct
 import time
@@ -31,10 +30,9 @@ from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
 from hub.adapters.influx import InfluxV1
 from hub.adapters.mqtt import RECONNECT_BACKOFF
-from hub.config import HubConfig
-from hub.pace import Backoff
 from hub.runtime import Hub
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import (
     MqttListener,
     MqttPublisher,
@@ -45,10 +43,8 @@ from tests.support import (
 
 # From the README.
 ERRORS_PER_S, ERROR_BURST = 5, 20
-PRESENCE_TIMEOUT_DEFAULT_S = 30.0
 WS_MESSAGE_LIMIT = 4096
 DONE_MARGIN_S = 3.0
-BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.2, 4.0
 MESSAGE_TOO_BIG = 1009  # RFC 6455 close code
 
 
@@ -116,13 +112,6 @@ async def test_error_messages_are_rate_limited_per_device_and_the_next_one_says_
     assert last["received"] == "one more mistake" and last["suppressed_before"] >= 1
     everything = [*received, last]
     assert len(everything) + sum(m.get("suppressed_before", 0) for m in everything) == flood + 1
-
-
-# Presence: a device silent for hub.presence_timeout_s (30 s by default) is no longer present ----------------
-
-
-def test_the_presence_timeout_is_30_s_by_default() -> None:
-    assert HubConfig().presence_timeout_s == PRESENCE_TIMEOUT_DEFAULT_S
 
 
 async def test_a_silent_device_is_shown_absent_after_the_presence_timeout(
@@ -548,20 +537,6 @@ async def test_a_reading_sent_the_moment_influxdb_is_back_is_not_behind_the_back
     replay = await replay_with_live_data(services, start_hub, monkeypatch, live_every_s=10.0)  # one reading
     [(at, n)] = replay.live_writes
     assert n == 0 and at < replay.backlog_writes[-1], "the first live reading waited for the whole backlog"
-
-
-# Reconnecting: capped exponential backoff with jitter, 0.2 s doubling to 4 s ---------------------------------
-
-
-def test_reconnect_backoff_starts_at_0_2_s_doubles_to_4_s_with_jitter() -> None:
-    random.seed(12)
-    backoff = RECONNECT_BACKOFF
-    for attempt in range(30):
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
-        delays = [backoff.delay(attempt) for _ in range(200)]
-        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, min(delays), max(delays))
-        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one fixed delay
-    assert isinstance(backoff, Backoff)
 
 
 async def test_the_hub_reconnects_with_that_backoff(start_hub: HubFactory) -> None:

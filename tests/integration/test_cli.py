@@ -1,22 +1,19 @@
-"""The `labhub` command as a user runs it: `labhub up` brings a whole lab up and down; config errors are clear."""
+"""The `labhub` command as a user runs it: `labhub up` brings a whole lab up and down, and says which port
+is taken. Config errors are unit-tested (tests/unit/test_config_parse.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import urllib.error
-from pathlib import Path
 
 import pytest
 
 from hub.access.credentials import load_credentials, read_secret
-from hub.config import ConfigError, load_config, parse_config
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, wait_until
@@ -150,52 +147,3 @@ def test_labhub_up_says_which_port_is_taken() -> None:
     shutil.rmtree(state, ignore_errors=True)
     assert result.returncode == 2
     assert f"port 127.0.0.1:{port} is already in use" in result.stderr
-
-
-def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
-    bad = tmp_path / "lab.toml"
-    bad.write_text('[mqtt]\nport = "1883"\n')
-    with pytest.raises(ConfigError, match=r"lab\.toml: mqtt\.port: expected int, got str \'1883\'"):
-        load_config(bad)
-    bad.write_text("[hub]\nopen_mod = true\n")
-    with pytest.raises(ConfigError, match=r"hub\.open_mod: unknown key"):
-        load_config(bad)
-    bad.write_text('[[devices]]\nid = "demo/ana"\n')
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.id: .*cohort/learner/device"):
-        load_config(bad)
-    bad.write_text("[mqtt\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_config(bad)
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match=r"cohorts\.x\.language"):
-        parse_config({"cohorts": {"x": {"language": "de"}}})
-
-
-def test_shipped_config_is_valid_and_declares_the_demo_fleet() -> None:
-    cfg = load_config()
-    assert cfg.mqtt.port == 1883 and cfg.influx.url == "http://127.0.0.1:8086" and cfg.hub.http_port == 8080
-    assert cfg.influx.rpc_port != 8088 and cfg.influx.database == "labhub"
-    assert any(d.ref.key == "demo/ana/aq1" and d.kind == "air_quality" and d.simulate for d in cfg.devices)
-    assert cfg.hub.open_mode is False  # anonymous clients refused unless a trainer opens the lab
-    assert json.dumps(cfg.language("demo_fr")) == '"fr"'
-    assert os.path.basename(str(cfg.state_dir)) == "labhub"
-
-
-def test_serial_entries_are_read_from_the_config(tmp_path: Path) -> None:
-    cfg = parse_config(
-        {
-            "serial": [
-                {"port": "/dev/ttyUSB0", "device": "demo/ana/pm1", "protocol": "sds011"},
-                {"port": "loop://", "device": "demo/ana/uno"},
-            ]
-        }
-    )
-    assert [(s.port, s.device.key, s.protocol, s.baud) for s in cfg.serial] == [
-        ("/dev/ttyUSB0", "demo/ana/pm1", "sds011", 0),
-        ("loop://", "demo/ana/uno", "lines", 0),
-    ]
-    with pytest.raises(ConfigError, match=r"serial\[0\]\.protocol"):
-        parse_config({"serial": [{"port": "x", "device": "a/b/c", "protocol": "modbus"}]})
-    with pytest.raises(ConfigError, match=r"serial\[0\]\.device"):
-        parse_config({"serial": [{"port": "x", "device": "a/b"}]})

@@ -12,7 +12,8 @@ import pytest
 from hub.adapters import paho_fastpath
 from hub.adapters.mqtt import Message, MqttClient
 from hub.adapters.paho_fastpath import FastClient
-from tests.conftest import Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import Services
 from tests.support import MqttPublisher
 
 

@@ -11,7 +11,8 @@ from playwright.async_api import async_playwright
 from devices.arm import load_profiles
 from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import api_token, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.serial import PtyPort
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
+from tests.integration.test_serial import bridged
 from tests.support import MqttListener, MqttPublisher, wait_until
-from tests.test_serial import bridged
 
 # From the README.
 REPORTS_PER_S = 2

@@ -17,7 +17,8 @@ from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
 from hub.commands import relay as commands
 from hub.runtime import Hub
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import MqttListener, MqttPublisher, api_token, count_when_stable, influx_query, wait_until
 
 MEARM = load_profiles()["mearm"]

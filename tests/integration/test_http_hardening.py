@@ -24,11 +24,12 @@ import aiohttp
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import save_credentials, secret_path, write_secret
+from hub.access.credentials import save_credentials
 from hub.ops.banner import banner
 from hub.ops.services import free_port
 from hub.runtime import Hub
-from tests.conftest import HubFactory, Services, lab_config, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services, lab_config
 from tests.support import MqttPublisher, api_token, cli_config, influx_count, wait_until
 
 # Bounds from the README (Security): live views per token; the open-files limit the CLI raises to.
@@ -235,21 +236,6 @@ async def test_the_registry_and_its_wal_files_are_private(
     assert all(p.exists() for p in files), sorted(p.name for p in state.iterdir())
     assert {p.name: oct(mode(p)) for p in files} == {p.name: "0o600" for p in files}
     assert mode(state) == 0o700
-
-
-def test_secrets_are_private_even_over_a_loose_folder_or_a_stale_temp_file(scratch: Callable[[str], Path]) -> None:
-    state = scratch("labhub-secrets-")
-    secrets_dir = state / "secrets"
-    secrets_dir.mkdir(mode=0o755)
-    secrets_dir.chmod(0o755)
-    stale = secrets_dir / "api-trainer.tmp"
-    stale.write_text("old\n")
-    stale.chmod(0o644)
-    write_secret(secret_path(state, "api-trainer"), "lh_test-secret")
-    assert mode(secrets_dir) == 0o700
-    assert mode(secret_path(state, "api-trainer")) == 0o600
-    path = save_credentials(state, {"c/l/d": "pw-not-shown"})
-    assert mode(path) == 0o600
 
 
 async def test_reports_are_private_and_a_learner_named_cohort_keeps_their_own_page(

@@ -22,7 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.topics import DeviceRef
 from firmware_sim.air import AirSensor
 from hub.ops.services import free_port
-from tests.conftest import HubFactory, Services, lab_config, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services, lab_config
 from tests.support import (
     MqttListener,
     MqttPublisher,
@@ -31,22 +32,8 @@ from tests.support import (
     http_json,
     influx_count,
     influx_query,
-    stable,
     wait_until,
 )
-
-
-async def test_a_wait_for_a_count_sees_a_late_duplicate() -> None:
-    """The helper the tests below count with: it returns once the count has stayed put, so a duplicate that
-    lands after the target was first reached is in the value compared (a wait that stopped at the first
-    match would return 3 here)."""
-    started = time.monotonic()
-
-    def read() -> int:
-        elapsed = time.monotonic() - started
-        return 0 if elapsed < 0.1 else 3 if elapsed < 0.4 else 4
-
-    assert await stable(read, lambda n: n >= 3, quiet=0.5) == 4
 
 
 async def run_sensor(services: Services, ref: DeviceRef, readings: int, fault: str | None = None) -> AirSensor:

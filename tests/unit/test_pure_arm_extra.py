@@ -32,7 +32,7 @@ from devices.arm import (
     resolve,
 )
 
-SHIPPED = Path(__file__).resolve().parent.parent / "config" / "arms"
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "arms"
 
 
 def test_shipped_profiles_load_whole() -> None:

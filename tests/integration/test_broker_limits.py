@@ -1,6 +1,6 @@
 """Broker limits by role, against the real mosquitto: one field of telemetry at most, client ids bound to
 accounts (no takeover), a bounded lab listener with the hub and admin on their own loopback listener; and
-influxd's unauthenticated RPC port on loopback only.
+the running influxd's unauthenticated RPC port on loopback only.
 
 These tests run their own *closed* brokers (the rest of the suite shares one in classroom open mode), and make
 accounts straight through the security admin on the internal listener, as `labhub` does.
@@ -27,9 +27,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices.topics import DeviceRef
 from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER, Dynsec, _acl, device_account
-from hub.config import ConfigError, MqttConfig, parse_config
-from hub.ops.services import Service, free_port, influxd_config, start_mosquitto
-from tests.conftest import Services, make_state_dir, unique
+from hub.config import MqttConfig
+from hub.ops.services import Service, free_port, start_mosquitto
+from tests.conftest import make_state_dir, unique
+from tests.integration.conftest import Services
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED = (0x00, 0x10)  # success, or "no matching subscribers" (still accepted)
@@ -301,24 +302,7 @@ async def test_max_connections_still_holds_after_clients_come_and_go() -> None:
         await asyncio.to_thread(stop, broker)
 
 
-def test_the_mqtt_config_knows_the_internal_listener() -> None:
-    assert (MqttConfig().hub_host, MqttConfig().hub_port) == ("127.0.0.1", 1884)
-    lan = parse_config({"mqtt": {"host": "192.0.2.10", "port": 1883, "internal_port": 2883, "max_connections": 40}})
-    assert (lan.mqtt.hub_host, lan.mqtt.hub_port, lan.mqtt.max_connections) == ("127.0.0.1", 2883, 40)
-    single = parse_config({"mqtt": {"host": "broker.example", "port": 1883, "internal_port": 1883, "launch": False}})
-    assert (single.mqtt.hub_host, single.mqtt.hub_port) == ("broker.example", 1883)  # a broker with one listener
-    for bad in ({"hub_port": 1}, {"max_connections": 0}, {"internal_port": 70000}, {"port": 65535}):
-        with pytest.raises(ConfigError):
-            parse_config({"mqtt": bad})
-
-
 # influxd --------------------------------------------------------------------------------------------------------
-
-
-def test_influxd_rpc_port_is_on_loopback_whatever_the_http_address() -> None:
-    text = influxd_config("192.0.2.7", 8086, 8089, Path("/data"), auth=True)
-    binds = re.findall(r'^\s*bind-address = "([^"]+)"', text, re.M)
-    assert binds == ["127.0.0.1:8089", "192.0.2.7:8086"]  # the top-level one is the RPC service's
 
 
 def test_the_running_influxd_listens_for_rpc_on_loopback_only(services: Services) -> None:

@@ -13,9 +13,10 @@ from playwright.async_api import async_playwright
 
 from devices.topics import DeviceRef
 from firmware_sim.air import AirSensor
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
+from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
 from tests.support import api_token, influx_query, wait_until
-from tests.test_phone import CHROMIUM, CHROMIUM_ARGS
 
 SERIES_RGB = (21, 101, 192)  # the mean line's colour (#1565c0) on the device page
 

@@ -10,27 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
-import zlib
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from devices.decode import decode_payload
 from devices.kinds import MAX_DISTINCT_FIELDS
-from devices.problems import PayloadRejected
 from devices.topics import DeviceRef
-from hub.adapters.mqtt import Message
-from hub.config import DeviceConfig
-from hub.ingest import device_table
-from hub.ingest.pipeline import Ingest
-from hub.ingest.spool import Spool
-from hub.ingest.spool_format import HEADER
 from hub.runtime import Hub
-from tests.conftest import HubFactory, Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import (
     MqttListener,
     MqttPublisher,
@@ -151,17 +141,6 @@ async def test_huge_integers_in_an_ack_or_a_target_do_not_freeze_intake(
     pose = hub.relay.arms[arm].pose
     assert "bogus" not in pose and pose["shoulder"] == 91  # only the arm's own joints, only numbers a float holds
     assert hub.boundaries.total == 0  # handled as bad input, not as a failure inside the hub
-
-
-# 3. One device stalled everyone's event loop --------------------------------------------------------------
-
-
-def test_diagnosing_invalid_json_is_fast_on_the_worst_known_input() -> None:
-    payload = ('"' + '\\"' * 8000).encode()  # 16 KB of escaped quotes: quadratic for a regex search
-    started = time.perf_counter()
-    with pytest.raises(PayloadRejected):
-        decode_payload(payload, None, 16384)
-    assert time.perf_counter() - started < 0.05  # was ~0.5 s
 
 
 async def test_escaped_quotes_do_not_make_the_loop_lag(services: Services, start_hub: HubFactory) -> None:
@@ -290,28 +269,6 @@ async def test_the_inspector_keeps_two_kib_of_each_payload(services: Services, s
     assert len(entry.payload) <= 2048 and entry.as_json()["payload_bytes"] == 200_002
 
 
-def test_invented_devices_cannot_fill_the_device_table_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device_table, "MAX_DEVICES", 100)
-    declared = DeviceRef("c", "trainer", "aq1")
-    clock = iter(range(1, 10**9))
-    ingest = Ingest(
-        [DeviceConfig(declared, "air_quality")],
-        enqueue=lambda *args: None,
-        publish=lambda topic, payload: None,
-        language=lambda cohort: "en",
-        open_mode=True,
-        max_payload_bytes=16384,
-        errors_per_second=5.0,
-        clock=lambda: next(clock) * 10**9,
-    )
-    for i in range(1000):
-        ingest.handle(Message(f"lab/c/l{i}/dev/telemetry", b'{"n": 1}', 0, False))
-        assert len(ingest.devices) <= 100
-    assert declared in ingest.devices  # declared devices are never forgotten
-    assert DeviceRef("c", "l999", "dev") in ingest.devices  # a new device is still welcome
-    assert ingest.totals.devices_evicted >= 900
-
-
 # 12. Smaller ones -----------------------------------------------------------------------------------------
 
 
@@ -337,44 +294,6 @@ async def test_field_names_cannot_forge_log_lines(
     for record in caplog.records:
         message = record.getMessage()
         assert "\n" not in message and "\r" not in message, message
-
-
-def test_a_corrupt_record_in_the_last_segment_does_not_drop_the_records_after_it(tmp_path: Path) -> None:
-    async def scenario() -> list[str]:
-        spool: Spool[None] = Spool(tmp_path, 1 << 30, on_full=lambda: None, on_drained=lambda: None)
-        spool.open()
-        for i in range(10):
-            spool.append(time.time_ns(), 0, "c/l/d", f"m n={i} {i}", None)
-            await spool.commit()
-        spool.close()
-        segment = next(tmp_path.glob("*.log"))
-        data = bytearray(segment.read_bytes())
-        size = len(data) // 10
-        data[3 * size + HEADER.size + 2] ^= 0xFF  # one flipped bit-pattern in the 4th record's body
-        segment.write_bytes(bytes(data))
-        again: Spool[None] = Spool(tmp_path, 1 << 30, on_full=lambda: None, on_drained=lambda: None)
-        again.open()
-        batch = await again.take(100)
-        assert again.corrupt_bytes == size
-        again.close()
-        return batch.lines
-
-    lines = asyncio.run(scenario())
-    assert lines == [f"m n={i} {i}" for i in range(10) if i != 3]
-
-
-def test_spool_files_are_private(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        spool: Spool[None] = Spool(tmp_path / "spool", 1 << 30, on_full=lambda: None, on_drained=lambda: None)
-        spool.open()
-        spool.append(time.time_ns(), zlib.crc32(b"x"), "c/l/d", "m n=1 1", None)
-        await spool.commit()
-        spool.close()
-
-    asyncio.run(scenario())
-    assert (os.stat(tmp_path / "spool").st_mode & 0o777) == 0o700
-    for path in (tmp_path / "spool").iterdir():
-        assert (path.stat().st_mode & 0o777) == 0o600, path.name
 
 
 # A watchdog that tells the truth ----------------------------------------------------------------------------

@@ -56,7 +56,8 @@ from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
 from hub.ops.services import Service, free_port, start_mosquitto
 from hub.runtime import Hub
 from tests import hostile
-from tests.conftest import Services, make_state_dir, unique
+from tests.conftest import make_state_dir, unique
+from tests.integration.conftest import Services
 from tests.support import influx_query
 
 pytestmark = pytest.mark.timeout(150)

@@ -51,7 +51,8 @@ from hub.adapters.mqtt import Message
 from hub.config import DeviceConfig
 from hub.ingest.pipeline import Ingest
 from tests import strategies as S
-from tests.conftest import Services, unique
+from tests.conftest import unique
+from tests.integration.conftest import Services
 from tests.support import influx_query
 
 NOW = S.NOW_NS

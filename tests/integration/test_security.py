@@ -33,7 +33,8 @@ from hub.access.registry import Registry
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
 from hub.ops.services import Service, free_port, start_mosquitto
 from hub.runtime import Hub
-from tests.conftest import SESSION_LOG, HubFactory, Services, make_state_dir, unique
+from tests.conftest import SESSION_LOG, make_state_dir, unique
+from tests.integration.conftest import HubFactory, Services
 from tests.support import influx_count, wait_until
 
 NOT_AUTHORIZED = 0x87
