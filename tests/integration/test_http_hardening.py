@@ -437,7 +437,7 @@ async def test_the_pages_run_under_their_csp_and_refuse_to_be_framed(start_hub: 
     from aiohttp import web
     from playwright.async_api import async_playwright
 
-    from tests.test_phone import CHROMIUM, CHROMIUM_ARGS
+    from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
 
     cohort = unique("c")
     ref = DeviceRef(cohort, "ana", "arm1")
