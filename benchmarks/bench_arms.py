@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_sim.app import PhoneApp
 from hub.access.registry import Registry
-from hub.ops.services import free_port, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import free_port
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -59,7 +59,9 @@ from firmware_sim.air import AirModel
 from hub.access.credentials import load_credentials, read_secret
 from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
-from hub.ops.services import free_port, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import free_port
 
 DB = "labhub"
 PROBE = "bench/probe/p1"

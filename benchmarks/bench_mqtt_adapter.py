@@ -37,7 +37,8 @@ from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER
 from hub.adapters.mqtt import Message, MqttClient
 from hub.adapters.paho_fastpath import FastClient
-from hub.ops.services import free_port, start_mosquitto
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import free_port
 
 PAYLOAD = (
     b'{"pm1_0": 7.1, "pm2_5": 11.4, "pm10": 19.8, "temperature": 21.37, "humidity": 44.2, '

@@ -51,7 +51,9 @@ import itertools
 from benchmarks import rawmqtt
 from devices.topics import DeviceRef
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.services import free_port, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import free_port
 
 DB = "labhub"
 LEARNERS = ("l0", "l1", "l2", "l3")

@@ -23,7 +23,9 @@ from hub.access.records import RegistryError
 from hub.config import DeviceConfig, LabConfig
 from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
-from hub.ops.services import Service, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service
 from hub.ops.signals import SIGNALS
 from hub.ops.state import DEMO_APP_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff

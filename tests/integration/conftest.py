@@ -17,7 +17,9 @@ from devices.topics import DeviceRef
 from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER
 from hub.config import DeviceConfig, HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.services import Service, free_port, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
 from hub.runtime import Hub
 from tests.conftest import make_state_dir, unique
 

@@ -53,7 +53,8 @@ from hub.access.cohort_csv import parse_csv
 from hub.adapters.serial_port import PortError, SerialPort
 from hub.bridges.serial_bridge import Bridge
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.services import Service, free_port, start_mosquitto
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
 from hub.runtime import Hub
 from tests import hostile
 from tests.conftest import make_state_dir, unique

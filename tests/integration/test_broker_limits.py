@@ -28,7 +28,8 @@ from devices.topics import DeviceRef
 from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER, Dynsec, _acl, device_account
 from hub.config import MqttConfig
-from hub.ops.services import Service, free_port, start_mosquitto
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
 from tests.conftest import make_state_dir, unique
 from tests.integration.conftest import Services
 

@@ -25,7 +25,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.access.registry import Registry
-from hub.ops.services import Service, free_port, start_influxd, start_mosquitto
+from hub.ops.influxd import start_influxd
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
 from tests.conftest import make_state_dir, unique
 from tests.support import influx_query
 

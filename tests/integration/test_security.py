@@ -31,7 +31,8 @@ from hub.access.credentials import load_credentials, read_secret
 from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.services import Service, free_port, start_mosquitto
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
 from hub.runtime import Hub
 from tests.conftest import SESSION_LOG, make_state_dir, unique
 from tests.integration.conftest import HubFactory, Services

@@ -19,7 +19,8 @@ from hub.adapters.influx import (
     parse_conflict,
 )
 from hub.config import InfluxConfig, LabConfig
-from hub.ops.services import free_port, start_influxd
+from hub.ops.influxd import start_influxd
+from hub.ops.services import free_port
 from tests.conftest import unique
 from tests.fakes import FakeV2, v2_config
 from tests.integration.conftest import HubFactory, Services, lab_config

@@ -17,7 +17,7 @@ from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
 from hub.cli.run import worker_argv
 from hub.config import ConfigError, SerialConfig, load_config
-from hub.ops.services import INFLUX_HUB
+from hub.ops.influxd import INFLUX_HUB
 
 COMMANDS = [
     (["up"], run.cmd_up, None),

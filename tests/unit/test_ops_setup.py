@@ -31,8 +31,10 @@ from hub.config import (
 from hub.ops import fleet
 from hub.ops.banner import banner
 from hub.ops.fleet import keep_running, sim_devices, simulators
+from hub.ops.influxd import influxd_config, start_influxd
 from hub.ops.lab import service_starters
-from hub.ops.services import Service, influxd_config, start_influxd, start_mosquitto
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service
 from hub.ops.state import DEMO_APP_TOKEN, TRAINER_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
 
