@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlparse
 
 from hub.config import DEFAULT_CONFIG, LabConfig, load_config
-from hub.ops.services import INFLUX_HUB
+from hub.ops.influxd import INFLUX_HUB
 
 if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]  # what each group registers in
