@@ -33,28 +33,32 @@ def register(sub: Subparsers) -> None:
     add.add_argument("--description", default="")
     listing = lab_command(device_sub, "list", "registered devices", cmd_accounts, action="device_list")
     listing.add_argument("--cohort")
-    for name, text in (
-        ("disable", "cut a device off the broker at once"),
-        ("enable", "let a disabled device connect again"),
-        ("rotate", "a new password (printed once); the old one stops working"),
-        ("remove", "forget a device and delete its account (its data stays in InfluxDB)"),
-    ):
-        lab_command(device_sub, name, text, cmd_accounts, action=f"device_{name}").add_argument(
-            "id", help="cohort/learner/device"
-        )
+    _id_actions(
+        device_sub,
+        "device",
+        "cohort/learner/device",
+        (
+            ("disable", "cut a device off the broker at once"),
+            ("enable", "let a disabled device connect again"),
+            ("rotate", "a new password (printed once); the old one stops working"),
+            ("remove", "forget a device and delete its account (its data stays in InfluxDB)"),
+        ),
+    )
 
     learner = sub.add_parser("learner", help="learners and their own MQTT accounts (for MQTT phone apps)")
     learner_sub = learner.add_subparsers(required=True, metavar="ACTION")
-    for name, text in (
-        ("add", "give a learner an MQTT account; prints its password once"),
-        ("disable", "cut off a learner's account and all their devices"),
-        ("enable", "let a learner and their devices connect again"),
-        ("rotate", "a new password for the learner's account (printed once)"),
-        ("remove", "forget a learner, their devices and their accounts"),
-    ):
-        lab_command(learner_sub, name, text, cmd_accounts, action=f"learner_{name}").add_argument(
-            "id", help="cohort/learner"
-        )
+    _id_actions(
+        learner_sub,
+        "learner",
+        "cohort/learner",
+        (
+            ("add", "give a learner an MQTT account; prints its password once"),
+            ("disable", "cut off a learner's account and all their devices"),
+            ("enable", "let a learner and their devices connect again"),
+            ("rotate", "a new password for the learner's account (printed once)"),
+            ("remove", "forget a learner, their devices and their accounts"),
+        ),
+    )
     lab_command(learner_sub, "list", "registered learners", cmd_accounts, action="learner_list").add_argument(
         "--cohort"
     )
@@ -70,6 +74,12 @@ def register(sub: Subparsers) -> None:
     )
     imp.add_argument("csv", type=Path)
     imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
+
+
+def _id_actions(group: Subparsers, kind: str, id_help: str, actions: tuple[tuple[str, str], ...]) -> None:
+    """Subcommands that take one id and differ only in what they do (`action` = `<kind>_<name>`)."""
+    for name, text in actions:
+        lab_command(group, name, text, cmd_accounts, action=f"{kind}_{name}").add_argument("id", help=id_help)
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:

@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from devices.topics import DeviceRef
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K")  # what a watcher index is keyed by: a device or a cohort
 CLIENT_QUEUE = 256
 
 
@@ -56,17 +57,9 @@ class Live:
             self.dropped_gone += client.dropped
         self.clients.discard(client)
         for ref in client.devices:
-            watchers = self.watchers.get(ref)
-            if watchers is not None:
-                watchers.discard(client)
-                if not watchers:
-                    del self.watchers[ref]
+            _forget(self.watchers, ref, client)
         for cohort in client.cohorts:
-            cohort_watchers = self.cohort_watchers.get(cohort)
-            if cohort_watchers is not None:
-                cohort_watchers.discard(client)
-                if not cohort_watchers:
-                    del self.cohort_watchers[cohort]
+            _forget(self.cohort_watchers, cohort, client)
 
     @property
     def dropped(self) -> int:
@@ -94,3 +87,12 @@ class Live:
 
     def command(self, ref: DeviceRef, record: Mapping[str, object]) -> None:
         self.publish(ref, {"type": "command", "device": ref.key, "command": dict(record)})
+
+
+def _forget(index: dict[K, set[LiveClient]], key: K, client: LiveClient) -> None:
+    """`client` no longer watches `key`; a key nobody watches leaves the index (it would grow without end)."""
+    watchers = index.get(key)
+    if watchers is not None:
+        watchers.discard(client)
+        if not watchers:
+            del index[key]
