@@ -119,7 +119,7 @@ class InfluxV1(InfluxQLReader):
                 if resp.status == 204:
                     return
                 text = await resp.text()
-                message = _v1_error(text)
+                message = error_text(text)
                 if resp.status == 400:
                     raise WriteRejected(message)
                 if resp.status == 413:
@@ -163,7 +163,8 @@ class InfluxV1(InfluxQLReader):
         return series
 
 
-def _v1_error(text: str) -> str:
+def error_text(text: str) -> str:
+    """The message of an InfluxDB 1.x error answer (JSON `{"error": …}`), or its text."""
     try:
         return str(json.loads(text).get("error", text))
     except (ValueError, AttributeError):

@@ -1,4 +1,5 @@
-"""Every InfluxQL query the hub reads with, built here as text by pure functions. No I/O.
+"""Every InfluxQL statement the hub sends (its reads, and the database and users `labhub up` provisions), built
+here as text by pure functions. No I/O.
 
 Names go into queries escaped, whatever they hold: identifiers in double quotes, values in single quotes, regex
 text with its metacharacters and `/` escaped (InfluxQL's own escapes: backslash, the quote, newline). Names the
@@ -51,6 +52,20 @@ def device_clause(ref: DeviceRef) -> str:
 
 def create_database_query(database: str) -> str:
     return f"CREATE DATABASE {ident(database)}"
+
+
+def create_user_query(user: str, password: str, admin: bool = False) -> str:
+    """A user (an admin has every privilege); the statement holds the password: POST it, never log it."""
+    return f"CREATE USER {ident(user)} WITH PASSWORD {string(password)}" + (" WITH ALL PRIVILEGES" if admin else "")
+
+
+def set_password_query(user: str, password: str) -> str:
+    return f"SET PASSWORD FOR {ident(user)} = {string(password)}"
+
+
+def grant_all_query(database: str, user: str) -> str:
+    """Read and write on one database, nothing else."""
+    return f"GRANT ALL ON {ident(database)} TO {ident(user)}"
 
 
 def _window(ref: DeviceRef, start_ns: int, end_ns: int) -> str:

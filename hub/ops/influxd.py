@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from hub.access.credentials import ensure_secret, secret_path
+from hub.adapters.influx import error_text
+from hub.adapters.influxql import create_database_query, create_user_query, grant_all_query, set_password_query
 from hub.config import INTERNAL_HOST, ServiceError
 from hub.ops.services import Service, prepare_data_dir, rendered, require_binary, set_up, spawn, wait_ready
 
@@ -89,23 +91,11 @@ def _influxql(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, objec
         with urllib.request.urlopen(request, timeout=10) as resp:
             body: dict[str, object] = json.load(resp)
     except urllib.error.HTTPError as err:
-        body = {"error": _json_error(err.read()), "status": err.code}
+        body = {"error": error_text(err.read().decode(errors="replace")), "status": err.code}
     results = body.get("results")
     if isinstance(results, list) and results and isinstance(results[0], dict) and "error" in results[0]:
         body["error"] = results[0]["error"]
     return body
-
-
-def _json_error(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw).get("error", ""))
-    except (ValueError, AttributeError):
-        return raw.decode(errors="replace")[:200]
-
-
-def _quoted(secret: str) -> str:
-    """An InfluxQL string literal."""
-    return "'" + secret.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _provision_influx(url: str, state_dir: Path, database: str) -> None:
@@ -115,14 +105,14 @@ def _provision_influx(url: str, state_dir: Path, database: str) -> None:
     admin = (INFLUX_ADMIN, ensure_secret(secret_path(state_dir, "influx-admin")))
     hub_password = ensure_secret(secret_path(state_dir, "influx-hub"))
     secrets = (admin[1], hub_password)
-    answer = _influxql(url, f"CREATE USER {INFLUX_ADMIN} WITH PASSWORD {_quoted(admin[1])} WITH ALL PRIVILEGES", None)
+    answer = _influxql(url, create_user_query(INFLUX_ADMIN, admin[1], admin=True), None)
     if "error" in answer and answer.get("status") != 401:  # 401: an admin exists already (not the first start)
         raise ServiceError(f"influxd: cannot create its admin user: {_redact(answer['error'], secrets)}")
     steps = [
-        ("create the database", f'CREATE DATABASE "{database}"'),
-        ("create the hub's user", f"CREATE USER {INFLUX_HUB} WITH PASSWORD {_quoted(hub_password)}"),
-        ("set the hub user's password", f"SET PASSWORD FOR {INFLUX_HUB} = {_quoted(hub_password)}"),
-        ("grant the hub's user its database", f'GRANT ALL ON "{database}" TO {INFLUX_HUB}'),
+        ("create the database", create_database_query(database)),
+        ("create the hub's user", create_user_query(INFLUX_HUB, hub_password)),
+        ("set the hub user's password", set_password_query(INFLUX_HUB, hub_password)),
+        ("grant the hub's user its database", grant_all_query(database, INFLUX_HUB)),
     ]
     for what, q in steps:
         answer = _influxql(url, q, admin)

@@ -1,4 +1,4 @@
-"""Every InfluxQL query the hub reads with, as exact text; names escaped whatever they hold."""
+"""Every InfluxQL statement the hub sends, as exact text; names escaped whatever they hold."""
 
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ AIR, GENERIC = KINDS["air_quality"], KINDS["generic"]
         ),
         (q.create_database_query("labhub"), 'CREATE DATABASE "labhub"'),
         (q.FIELD_KEYS, "SHOW FIELD KEYS"),
+        (q.create_user_query("hub", "pw"), "CREATE USER \"hub\" WITH PASSWORD 'pw'"),
+        (
+            q.create_user_query("root", "p'w", admin=True),
+            "CREATE USER \"root\" WITH PASSWORD 'p\\'w' WITH ALL PRIVILEGES",
+        ),
+        (q.set_password_query("hub", "pw"), "SET PASSWORD FOR \"hub\" = 'pw'"),
+        (q.grant_all_query("labhub", "hub"), 'GRANT ALL ON "labhub" TO "hub"'),
     ],
 )
 def test_queries_are_exactly_these(query: str, expected: str) -> None:
