@@ -56,9 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import rawmqtt
 from firmware_sim.air import AirModel
-from hub.access.credentials import load_credentials, read_secret
 from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
+from hub.credentials import load_credentials, read_secret
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import free_port

@@ -33,10 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import rawmqtt
-from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER
 from hub.adapters.mqtt import Message, MqttClient
 from hub.adapters.paho_fastpath import FastClient
+from hub.credentials import read_secret
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import free_port
 

@@ -18,6 +18,7 @@ from devices.feedback import LANGUAGES
 from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef, TopicError
+from hub.credentials import read_secret, secret_path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ARM_PROFILES = load_profiles()
@@ -139,9 +140,12 @@ class LabConfig:
         return Path(self.hub.registry) if self.hub.registry else self.state_dir / "registry.sqlite3"
 
     def secret_file(self, configured: str, name: str) -> Path:
-        """`configured`, or the lab's own file: the same place as `hub.access.credentials.secret_path` (not
-        imported: the access package imports this module)."""
-        return Path(configured) if configured else self.state_dir / "secrets" / name
+        """`configured`, or the lab's own file `secrets/<name>` in the state directory."""
+        return Path(configured) if configured else secret_path(self.state_dir, name)
+
+    def influx_password(self) -> str | None:
+        """The hub's InfluxDB 1.x password, read from its file when the config names a user (2.x uses a token)."""
+        return read_secret(self.secret_file(self.influx.password_file, "influx-hub")) if self.influx.username else None
 
 
 def default_state_dir() -> Path:

@@ -23,7 +23,6 @@ from devices.kinds import ARM
 from devices.topics import DeviceRef, subscriptions
 from devices.validate import FieldValue
 from hub.access.accounts import Accounts
-from hub.access.credentials import read_secret, save_credentials
 from hub.access.dynsec import DynsecError
 from hub.access.records import Token
 from hub.access.registry import Registry
@@ -34,6 +33,7 @@ from hub.commands.audit import CommandAudit
 from hub.commands.messages import CommandMessages
 from hub.commands.relay import CommandRelay
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig, ServiceError
+from hub.credentials import read_secret, save_credentials
 from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
 from hub.ingest.pipeline import Ingest
@@ -66,10 +66,7 @@ class Hub:
         self.workers = workers
         self.cfg = cfg
         self.report_every_s = report_every_s
-        influx_password = (
-            read_secret(cfg.secret_file(cfg.influx.password_file, "influx-hub")) if cfg.influx.username else None
-        )
-        self.backend = make_backend(cfg.influx, influx_password)
+        self.backend = make_backend(cfg.influx, cfg.influx_password())
         self.boundaries = Boundaries()  # failures of single inputs, by surface and error type
         self.live = Live()
         self.watchdog = Watchdog()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from devices.topics import DeviceRef
 from hub.access.cohort_csv import ImportLine
-from hub.access.credentials import new_password, read_secret
 from hub.access.dynsec import (
     Account,
     Dynsec,
@@ -31,6 +30,7 @@ from hub.access.dynsec import (
 from hub.access.records import DeviceRecord, LearnerRecord, RegistryError, check_device, check_learner
 from hub.access.registry import Registry
 from hub.config import ARM_PROFILES, DeviceConfig, LabConfig
+from hub.credentials import new_password, read_secret
 
 log = logging.getLogger(__name__)
 PROFILES = frozenset(ARM_PROFILES)

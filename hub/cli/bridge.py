@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef
-from hub.access.credentials import read_secret
 from hub.cli.options import configure, lab_options
 from hub.config import ConfigError, LabConfig, SerialConfig
+from hub.credentials import read_secret
 
 if TYPE_CHECKING:
     from hub.cli.options import Subparsers

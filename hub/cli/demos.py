@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.access.credentials import read_secret
 from hub.access.records import RegistryError, check_learner
 from hub.access.registry import Registry
 from hub.cli.options import configure, lab_command
@@ -73,13 +72,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade demos from what InfluxDB holds; print a table and write the reports."""
-    from hub.adapters.influx import InfluxV1
+    from hub.adapters.influx import make_backend
+    from hub.adapters.influx_read import ReadNotSupported
     from hub.grading.reports import grade_session, sessions_to_grade, table, write_reports
     from hub.grading.rubrics import RubricError, load_rubrics
 
     cfg = configure(args)
-    if cfg.influx.backend != "v1":
-        raise ConfigError("grading reads InfluxDB through the 1.x API for now (influx.backend = 'v1')")
+    db = make_backend(cfg.influx, cfg.influx_password())
+    try:
+        db.check_readable()
+    except ReadNotSupported as err:
+        raise ConfigError(f"{err} (influx.backend = 'v1')") from None
     try:
         rubrics = load_rubrics()
     except RubricError as err:
@@ -97,10 +100,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
             )
 
         async def run() -> list[Any]:
-            password = (
-                read_secret(cfg.secret_file(cfg.influx.password_file, "influx-hub")) if cfg.influx.username else None
-            )
-            db = InfluxV1(cfg.influx, password)
             await db.start()
             try:
                 return [await grade_session(db, registry, s, rubrics) for s in sessions]

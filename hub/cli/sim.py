@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef
-from hub.access.credentials import load_credentials_file
 from hub.config import ConfigError
+from hub.credentials import load_credentials_file
 from hub.ops.signals import run_until_stopped, stop_on_signals
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ from typing import Any
 
 from devices.kinds import KINDS
 from devices.topics import DeviceRef
-from hub.access.credentials import private_dir, write_private
 from hub.access.records import DemoSession
 from hub.access.registry import Registry
 from hub.adapters.influx_read import Reader
+from hub.credentials import private_dir, write_private
 from hub.grading.evidence import Window, fetch_window
 from hub.grading.rubrics import DeviceGrade, Rubric, grade, learner_score
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from devices.topics import DeviceRef
-from hub.access.credentials import CREDENTIALS_FILE, load_credentials, secret_path
 from hub.config import DeviceConfig, LabConfig
+from hub.credentials import CREDENTIALS_FILE, load_credentials, secret_path
 from hub.ops.state import TRAINER_TOKEN
 
 

@@ -13,10 +13,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from hub.access.credentials import ensure_secret, secret_path
 from hub.adapters.influx import error_text
 from hub.adapters.influxql import create_database_query, create_user_query, grant_all_query, set_password_query
 from hub.config import INTERNAL_HOST, ServiceError
+from hub.credentials import ensure_secret, secret_path
 from hub.ops.services import Service, prepare_data_dir, rendered, require_binary, set_up, spawn, wait_ready
 
 log = logging.getLogger(__name__)

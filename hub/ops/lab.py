@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from hub.access.credentials import load_credentials, read_secret, secret_path
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.config import DeviceConfig, LabConfig
+from hub.credentials import load_credentials, read_secret, secret_path
 from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
 from hub.ops.influxd import start_influxd

@@ -11,9 +11,9 @@ import os
 import pwd
 from pathlib import Path
 
-from hub.access.credentials import ensure_secret, secret_path
 from hub.access.dynsec import Dynsec, DynsecError, initial_config
 from hub.config import INTERNAL_HOST, MqttConfig, ServiceError
+from hub.credentials import ensure_secret, secret_path
 from hub.ops.services import Service, port_in_use, prepare_data_dir, render, require_binary, set_up, spawn, wait_ready
 
 log = logging.getLogger(__name__)

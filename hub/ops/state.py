@@ -7,10 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub.access.credentials import read_secret, secret_path, write_secret
 from hub.access.records import token_digest
 from hub.access.registry import Registry
 from hub.config import DeviceConfig, LabConfig
+from hub.credentials import read_secret, secret_path, write_secret
 
 log = logging.getLogger("labhub")
 

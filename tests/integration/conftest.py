@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER
 from hub.config import DeviceConfig, HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.credentials import read_secret
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port

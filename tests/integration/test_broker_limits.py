@@ -25,9 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
-from hub.access.credentials import read_secret
 from hub.access.dynsec import HUB_USER, Dynsec, _acl, device_account
 from hub.config import MqttConfig
+from hub.credentials import read_secret
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port
 from tests.conftest import make_state_dir, unique

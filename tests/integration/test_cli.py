@@ -13,7 +13,7 @@ import urllib.error
 
 import pytest
 
-from hub.access.credentials import load_credentials, read_secret
+from hub.credentials import load_credentials, read_secret
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, wait_until

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import save_credentials
+from hub.credentials import save_credentials
 from hub.ops.banner import banner
 from hub.ops.services import free_port
 from hub.runtime import Hub

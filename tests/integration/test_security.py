@@ -27,10 +27,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
-from hub.access.credentials import load_credentials, read_secret
 from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.credentials import load_credentials, read_secret
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port
 from hub.runtime import Hub

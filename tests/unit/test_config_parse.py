@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import secret_path
 from hub.config import (
     ConfigError,
     DeviceConfig,
@@ -23,6 +22,7 @@ from hub.config import (
     load_config,
     parse_config,
 )
+from hub.credentials import secret_path
 
 ABC = DeviceRef("a", "b", "c")
 

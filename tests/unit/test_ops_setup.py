@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from devices.topics import DeviceRef
-from hub.access.credentials import CREDENTIALS_FILE, read_secret, save_credentials, secret_path, write_secret
 from hub.access.records import token_digest
 from hub.access.registry import Registry
 from hub.config import (
@@ -28,6 +27,7 @@ from hub.config import (
     MqttConfig,
     SimConfig,
 )
+from hub.credentials import CREDENTIALS_FILE, read_secret, save_credentials, secret_path, write_secret
 from hub.ops import fleet
 from hub.ops.banner import banner
 from hub.ops.fleet import keep_running, sim_devices, simulators
