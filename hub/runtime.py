@@ -37,7 +37,7 @@ from hub.credentials import read_secret, save_credentials
 from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
 from hub.ingest.pipeline import Ingest
-from hub.ingest.presence import Presence, presence_of
+from hub.ingest.presence import Presence
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
 from hub.status import Status
@@ -217,7 +217,7 @@ class Hub:
         for ref in self._watched_by(client):
             state = self.ingest.devices[ref]
             state.watched = True
-            client.push({"type": "presence", "device": ref.key, **presence_of(state)})
+            client.push({"type": "presence", "device": ref.key, **state.presence()})
         return client
 
     def _watched_by(self, client: LiveClient) -> list[DeviceRef]:

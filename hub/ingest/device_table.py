@@ -91,16 +91,22 @@ class DeviceState:
     present: bool = False  # online (last will not published) and heard from recently
     rate_per_s: float = 0.0
 
+    def presence(self) -> dict[str, object]:
+        """What live views are told when presence or the message rate changes."""
+        return {
+            "online": self.online,
+            "present": self.present,
+            "last_seen_ns": self.last_seen_ns or None,
+            "rate_per_s": round(self.rate_per_s, 2),
+        }
+
     def summary(self) -> dict[str, object]:
         return {
             "id": self.ref.key,
             **self.ref.tags,
             "kind": self.kind.name if self.kind else None,
             "declared": self.declared,
-            "online": self.online,
-            "present": self.present,
-            "last_seen_ns": self.last_seen_ns or None,
-            "rate_per_s": round(self.rate_per_s, 2),
+            **self.presence(),
             "received": self.received,
             "stored": self.stored,
             "rejected": dict(self.rejected),

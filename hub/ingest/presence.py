@@ -21,15 +21,6 @@ EVERY_S = 1.0
 RATES_EVERY = 5  # ticks between two rate announcements for watched devices
 
 
-def presence_of(state: DeviceState) -> dict[str, object]:
-    return {
-        "online": state.online,
-        "present": state.present,
-        "last_seen_ns": state.last_seen_ns or None,
-        "rate_per_s": round(state.rate_per_s, 2),
-    }
-
-
 class Presence:
     def __init__(
         self,
@@ -59,9 +50,9 @@ class Presence:
                 state.present = present
                 if not present and state.online is not False:
                     log.info("%s: nothing heard for %.0f s", ref.key, self._timeout_s)
-                self._announce(ref, presence_of(state))
+                self._announce(ref, state.presence())
             elif self._tick % RATES_EVERY == 0 and self._watched(ref):  # rates for live views, every 5 s
-                self._announce(ref, presence_of(state))
+                self._announce(ref, state.presence())
 
     async def run(self) -> None:
         last = time.monotonic()

@@ -8,7 +8,7 @@ import pytest
 
 from devices.topics import DeviceRef
 from hub.ingest.device_table import DeviceState
-from hub.ingest.presence import Presence, presence_of
+from hub.ingest.presence import Presence
 from hub.pace import Stamper, TokenBucket
 
 S = 1_000_000_000
@@ -49,7 +49,7 @@ def test_presence_from_the_last_will_and_the_timeout(
     said: list[tuple[DeviceRef, dict[str, object]]] = []
     Presence({device.ref: device}, 30.0, lambda ref, p: said.append((ref, p)), lambda ref: False).update(1.0, 100 * S)
     assert device.present is after
-    assert said == ([(device.ref, presence_of(device))] if announced else [])
+    assert said == ([(device.ref, device.presence())] if announced else [])
 
 
 def test_rates_are_a_moving_average_and_watched_devices_hear_them_every_five_ticks() -> None:
@@ -63,7 +63,7 @@ def test_rates_are_a_moving_average_and_watched_devices_hear_them_every_five_tic
         presence.update(1.0, 100 * S)
     assert device.rate_per_s == pytest.approx(10 * (1 - 0.7**4))
     assert said == [device.ref]  # the fifth tick
-    assert presence_of(device) == {"online": True, "present": True, "last_seen_ns": 100 * S, "rate_per_s": 7.6}
+    assert device.presence() == {"online": True, "present": True, "last_seen_ns": 100 * S, "rate_per_s": 7.6}
     ticks = []
     for tick in range(6, 16):
         presence.update(1.0, 100 * S)
