@@ -1,5 +1,1 @@
-"""The `labhub` command line: one module per command group."""
-
-from hub.cli.main import main
-
-__all__ = ["main"]
+"""The `labhub` command line: one module per command group; `main.py` assembles them (`python -m hub.cli`)."""
