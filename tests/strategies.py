@@ -120,7 +120,7 @@ TOPIC_RE = re.compile(
 
 
 def topic_oracle(topic: str) -> tuple[str, str, str, str, str | None] | None:
-    """The README's topic contract as one regular expression (independent of hub.topics)."""
+    """The README's topic contract as one regular expression (independent of devices.topics)."""
     m = TOPIC_RE.fullmatch(topic)
     if m is None:
         return None

@@ -1,4 +1,4 @@
-"""Grading a demonstration from evidence: rubrics (TOML in config/rubrics/), their criteria and the grade. Pure.
+"""Grading a demonstration from evidence: rubrics (TOML in config/rubrics/), their criteria and the grade (pure, but for reading the rubric files).
 
 A rubric lists criteria; each names a *measure* (`hub.grading.measures`: a function of what InfluxDB holds for
 the device over the demo window, `hub.grading.evidence`), a `good` and a `bad` value (the score goes linearly

@@ -150,7 +150,7 @@ def same_value(got: object, sent: object) -> bool:
 
 
 def lp_value(value: object) -> str:
-    """A field value as line protocol (the README's rules, written here independently of hub.lineproto)."""
+    """A field value as line protocol (the README's rules, written here independently of hub.ingest.lineproto)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

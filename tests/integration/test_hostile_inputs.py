@@ -281,7 +281,7 @@ async def test_field_names_cannot_forge_log_lines(
     errors = await MqttListener(services.mqtt_port, ref.topic("errors")).ready()
     pub = MqttPublisher(services.mqtt_port)
     try:
-        await pub.publish(ref.topic("telemetry"), json.dumps({"t\nERROR hub.app: forged": 1, "u\r": 2}))
+        await pub.publish(ref.topic("telemetry"), json.dumps({"t\nERROR hub.runtime: forged": 1, "u\r": 2}))
         assert (await errors.next_json(timeout=5))["code"] == "bad_field_name"
         await pub.publish(ref.topic("ack"), '{"id": "a\\nERROR forged", "status": "done"}')
         for _ in range(3):  # unreadable acks: each counted, one (escaped) log line

@@ -529,7 +529,7 @@ async def test_live_readings_are_not_starved_while_a_disk_backlog_is_replayed(
 @pytest.mark.xfail(
     strict=True,
     reason="a reading that arrives while the memory queue is still over half full (the first moments after "
-    "InfluxDB is back) is spooled behind the whole disk backlog (hub/spool.py Spool._admit's hysteresis)",
+    "InfluxDB is back) is spooled behind the whole disk backlog (hub/ingest/spool.py Spool._admit's hysteresis)",
 )
 async def test_a_reading_sent_the_moment_influxdb_is_back_is_not_behind_the_backlog(
     services: Services, start_hub: HubFactory, monkeypatch: pytest.MonkeyPatch
