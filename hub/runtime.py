@@ -264,12 +264,7 @@ class Hub:
         self.relay.set_arms(
             {ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for ref, d in declared.items() if d.kind == "arm"}
         )
-        disabled = {learner.key for learner in self.registry.learners() if not learner.enabled}
-        self.tokens = {
-            digest: token
-            for digest, token in self.registry.active_tokens()
-            if not (token.role == "learner" and token.scope in disabled)  # a disabled learner's apps stop too
-        }
+        self.tokens = dict(self.registry.active_tokens())
         for listener in self.token_listeners:
             listener()
 

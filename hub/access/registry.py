@@ -227,8 +227,12 @@ class Registry:
         )
 
     def active_tokens(self) -> Iterator[tuple[str, Token]]:
+        """Tokens not revoked, by digest, but a disabled learner's: their apps stop with their account."""
+        disabled = {learner.key for learner in self.learners() if not learner.enabled}
         for row in self._db.execute("SELECT digest, id, role, scope, label FROM tokens WHERE revoked_ns IS NULL"):
-            yield row[0], Token(row[1], row[2], row[3], row[4])
+            token = Token(row[1], row[2], row[3], row[4])
+            if not (token.role == "learner" and token.scope in disabled):
+                yield row[0], token
 
 
 def _where(ref: DeviceRef) -> tuple[str, str, str]:

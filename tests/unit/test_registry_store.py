@@ -69,6 +69,10 @@ def test_devices_learners_and_tokens_read_back_as_written(registry: Registry) ->
     assert secret.startswith("lh_")
     assert registry.token(token.id) == registry.tokens()[0] == Token(token.id, "learner", "demo/ana", "phone")
     assert list(registry.active_tokens()) == [(token_digest(secret), token)]
+    ben, ben_secret = registry.add_token("learner", "demo/ben", "phone")  # ben is disabled: his apps stop too
+    assert list(registry.active_tokens()) == [(token_digest(secret), token)]
+    registry.set_learner_enabled("demo", "ben", True)
+    assert dict(registry.active_tokens())[token_digest(ben_secret)] == ben
     registry.remove_device(ANA)
     registry.remove_learner("demo", "ana")  # with their tokens
     assert registry.token(token.id) == Token(token.id, "learner", "demo/ana", "phone", revoked=True)
