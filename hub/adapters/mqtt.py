@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hub.adapters.paho_fastpath import BufferedSocket, new_client
+from hub.adapters.paho_fastpath import BufferedSocket, drop_bad_topic, new_client
 from hub.boundary import escape
 from hub.pace import Backoff
 
@@ -318,7 +318,16 @@ class MqttClient:
         self.handled += 1
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._deliver(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
+        """Stock paho's way in. It decodes the topic only when read, raising for one that is not UTF-8: such a
+        message is dropped and settled as the fast path does, never raised into paho's read path."""
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError as err:
+            drop_bad_topic(err.object)
+            if msg.qos and self._manual_ack:
+                client.ack(msg.mid, msg.qos)  # without manual acks, paho acknowledges it once this returns
+            return
+        self._deliver(Message(topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock

@@ -70,6 +70,11 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
+def drop_bad_topic(topic: bytes) -> None:
+    """Say that a message whose topic is not UTF-8 was dropped (brokers refuse such topics), on both paths."""
+    log.warning("dropped a message whose topic is not UTF-8: %s", escape(topic[:80]))
+
+
 class FastClient(paho.Client, Generic[M]):
     """paho's client with the two shortcuts; everything else (connection, keepalive, acknowledgements, QoS 2
     flows) is paho's. `deliver` and `make_message` are set by `new_client`."""
@@ -95,8 +100,8 @@ class FastClient(paho.Client, Generic[M]):
         mid = (packet[start] << 8) | packet[start + 1] if qos else 0
         try:
             topic = bytes(packet[2:start]).decode("utf-8")
-        except UnicodeDecodeError:  # brokers refuse such topics; never pass one on, never ask for it again
-            log.warning("dropped a message whose topic is not UTF-8: %s", escape(bytes(packet[2:start])[:80]))
+        except UnicodeDecodeError:  # never pass one on, never ask for it again
+            drop_bad_topic(bytes(packet[2:start]))
             return self._send_puback(mid) if qos else MQTTErrorCode.MQTT_ERR_SUCCESS
         deliver(self.make_message(topic, bytes(packet[end:]), qos, bool(header & 0x01), mid, bool(header & 0x08)))
         if qos and not self._manual_ack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,40 @@ def test_truncated_publish_is_a_protocol_error() -> None:
 def test_a_topic_that_is_not_utf8_is_dropped() -> None:
     rc, got = _decode(0x30, b"\x00\x02\xff\xfe" + b"x")
     assert rc == MQTTErrorCode.MQTT_ERR_SUCCESS and got == []
+
+
+BAD_TOPIC_FRAMES = (
+    b"\x30\x05\x00\x02\xff\xfex",  # QoS 0, topic b"\xff\xfe"
+    b"\x32\x07\x00\x02\xff\xfe\x12\x34y",  # QoS 1, topic b"\xff\xfe", packet id 0x1234
+    b"\x32\x0b\x00\x06lab/ok\x00\x05z",  # QoS 1, topic "lab/ok", packet id 5
+)
+
+
+@pytest.mark.parametrize(("manual_ack", "acks"), [(False, [0x1234, 5]), (True, [0x1234])])
+def test_on_stock_paho_a_topic_that_is_not_utf8_is_dropped_and_acknowledged(
+    manual_ack: bool, acks: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fallback drops such a message as the fast path does, and reads on. The broker never forwards one
+    (mosquitto 2.0 disconnects a client that publishes it), so the frames come through a socket pair."""
+    got: list[Message] = []
+    client = MqttClient("127.0.0.1", 1, "unit", on_message=got.append, manual_ack=manual_ack, fast_path=False)
+    stock = client._client
+    assert type(stock) is paho.Client
+    ours, theirs = socket.socketpair()
+    with ours, theirs, caplog.at_level(logging.WARNING):
+        ours.setblocking(False)
+        theirs.sendall(b"".join(BAD_TOPIC_FRAMES))
+        stock._sock = ours
+        for _ in BAD_TOPIC_FRAMES:
+            client._on_readable()  # the adapter's read path: nothing may escape it
+        client._on_writable()  # what paho queued: acknowledgements
+        stock._sock = None
+        theirs.setblocking(False)
+        written = theirs.recv(1024)
+    assert got == [Message("lab/ok", b"z", 1, False, 5, False)]
+    assert written == b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in acks)
+    dropped = [r.getMessage() for r in caplog.records if "whose topic is not UTF-8" in r.getMessage()]
+    assert len(dropped) == 2
 
 
 def test_the_self_check_passes_on_the_installed_paho() -> None:
