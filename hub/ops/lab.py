@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -25,7 +26,7 @@ from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service
+from hub.ops.services import Service, StartAborted, start_abortably
 from hub.ops.signals import SIGNALS
 from hub.ops.state import DEMO_APP_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
@@ -98,6 +99,7 @@ class _Lab:
         self.stopping = False
         self.exit_code = 0
         self.launched = False  # the services are up: "lab stopped" is said once they are down again
+        self.abort_start = threading.Event()  # set by a stop: a service still starting gives up at once
 
     def _on_signal(self, sig: int) -> None:
         self.signalled = self.signalled or sig
@@ -105,6 +107,7 @@ class _Lab:
 
     def _stop(self) -> None:
         self.stopping = True
+        self.abort_start.set()
         if self.hub is not None:
             self.hub.stop()
 
@@ -147,11 +150,15 @@ class _Lab:
         return self.exit_code
 
     async def _launch_services(self, stack: contextlib.AsyncExitStack) -> None:
-        """Each service starts in a thread (its start-up blocks) and is stopped when the stack closes."""
+        """Each service starts in a thread (its start-up blocks) and is stopped when the stack closes; a stop
+        during a start ends it at once, and the start stops what it spawned."""
         for start in service_starters(self.plan.cfg):
             if self.signalled:
                 return
-            service = await asyncio.to_thread(start)
+            try:
+                service = await asyncio.to_thread(start_abortably, start, self.abort_start)
+            except StartAborted:
+                return
             stack.push_async_callback(asyncio.to_thread, service.stop)
             self.services.append(service)
 

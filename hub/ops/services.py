@@ -8,12 +8,14 @@ startup waits until the port answers, and a service that exits early reports its
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,13 @@ from string import Template
 from hub.config import CONFIG_DIR, ServiceError
 
 log = logging.getLogger(__name__)
+
+# Set by `start_abortably` for the start running in this thread; `wait_ready` gives up when it is set.
+_ABORT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("abort_start", default=None)
+
+
+class StartAborted(ServiceError):
+    """A start given up because the lab is stopping; the process it spawned is stopped."""
 
 
 @dataclass
@@ -129,14 +138,29 @@ def set_up(
         raise
 
 
+def start_abortably(start: Callable[[], Service], abort: threading.Event) -> Service:
+    """Run the blocking `start` so that setting `abort` (from any thread) ends its wait for the port at once:
+    a Ctrl-C must not wait up to a minute for a service the lab will stop anyway."""
+    token = _ABORT.set(abort)
+    try:
+        return start()
+    finally:
+        _ABORT.reset(token)
+
+
 def wait_ready(service: Service, ready: object, timeout: float) -> None:
+    """Wait until `ready()`; on a timeout or an aborted start the service is stopped (no orphan process)."""
+    abort = _ABORT.get() or threading.Event()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if abort.is_set():
+            service.stop()
+            raise StartAborted(f"{service.name}: start given up, the lab is stopping")
         if not service.alive():
             raise ServiceError(f"{service.name} exited with code {service.proc.returncode}:\n{service.log_tail()}")
         if callable(ready) and ready():
             return
-        time.sleep(0.05)
+        abort.wait(0.05)
     service.stop()
     raise ServiceError(
         f"{service.name} did not answer on {service.address} within {timeout:.0f} s:\n{service.log_tail()}"

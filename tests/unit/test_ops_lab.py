@@ -21,6 +21,7 @@ import pytest
 from hub.config import LabConfig
 from hub.ops import lab
 from hub.ops.lab import LabPlan, run_lab
+from hub.ops.services import Service, spawn, wait_ready
 from hub.ops.signals import run_until_stopped
 from hub.pace import Backoff
 
@@ -163,6 +164,36 @@ async def test_a_stop_signal_while_services_start_stops_those_started_and_the_hu
     monkeypatch.setattr(lab, "service_starters", lambda cfg: [start_broker, start_database])
     assert await run(LabPlan(cfg_in(tmp_path), whole_lab=True)) == 128 + signal.SIGINT
     assert started == ["mosquitto"] and broker.stopped and hubs == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_a_stop_signal_while_a_service_waits_for_its_port_ends_the_lab_at_once_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C during a start that never answers: the start gives up at once and its process is stopped."""
+    hubs = fake_hubs(monkeypatch, idle)
+    spawned: list[Service] = []
+
+    def start_stuck() -> Service:  # a real process that never opens its port, waited for as the real starts do
+        argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+        spawned.append(spawn("stand-in", argv, tmp_path / "stand-in.log", "127.0.0.1:1"))
+        wait_ready(spawned[-1], lambda: False, timeout=5)
+        return spawned[-1]
+
+    monkeypatch.setattr(lab, "service_starters", lambda cfg: [start_stuck])
+
+    async def ctrl_c() -> float:
+        while not spawned:  # noqa: ASYNC110 (a list a thread fills)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # well into the wait for the port
+        signal.raise_signal(sig)
+        return time.monotonic()
+
+    code, signalled_at = await asyncio.gather(run(LabPlan(cfg_in(tmp_path), whole_lab=True)), ctrl_c())
+    assert time.monotonic() - signalled_at < 1.0
+    assert code == 128 + sig and hubs == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(spawned[0].proc.pid, 0)  # terminated and reaped
 
 
 async def test_a_worker_that_dies_is_restarted_until_the_lab_stops(
