@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,7 @@ def start_influxd(
     timeout: float = 60.0,
     auth: bool = False,
     database: str = "labhub",
+    abort: threading.Event | None = None,
 ) -> Service:
     """influxd (1.x) with its data in `state_dir/influxdb`.
 
@@ -50,7 +52,7 @@ def start_influxd(
     conf.write_text(influxd_config(host, http_port, rpc_port, data_dir, auth))
     env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))
     service = spawn("influxd", [binary, "-config", str(conf)], state_dir / "influxd.log", f"{host}:{http_port}", env)
-    wait_ready(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout)
+    wait_ready(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout, abort)
     if auth:
         set_up(
             service,

@@ -26,7 +26,7 @@ from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service, StartAborted, start_abortably
+from hub.ops.services import Service, StartAborted
 from hub.ops.signals import SIGNALS
 from hub.ops.state import DEMO_APP_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
@@ -57,8 +57,9 @@ async def run_lab(plan: LabPlan) -> int:
     return await _Lab(plan).run()
 
 
-def service_starters(cfg: LabConfig) -> list[Callable[[], Service]]:
-    """The services the config asks the lab to launch, in start order (each start blocks until it answers)."""
+def service_starters(cfg: LabConfig, abort: threading.Event | None = None) -> list[Callable[[], Service]]:
+    """The services the config asks the lab to launch, in start order (each start blocks until it answers, or
+    until `abort` is set: then it stops what it spawned and raises StartAborted)."""
     starters: list[Callable[[], Service]] = []
     if cfg.mqtt.launch:
         starters.append(
@@ -70,6 +71,7 @@ def service_starters(cfg: LabConfig) -> list[Callable[[], Service]]:
                 open_mode=cfg.hub.open_mode,
                 internal_port=cfg.mqtt.internal_port,
                 max_connections=cfg.mqtt.max_connections,
+                abort=abort,
             )
         )
     if cfg.influx.launch and cfg.influx.backend == "v1":
@@ -83,6 +85,7 @@ def service_starters(cfg: LabConfig) -> list[Callable[[], Service]]:
                 cfg.influx.rpc_port,
                 auth=True,
                 database=cfg.influx.database,
+                abort=abort,
             )
         )
     return starters
@@ -152,11 +155,11 @@ class _Lab:
     async def _launch_services(self, stack: contextlib.AsyncExitStack) -> None:
         """Each service starts in a thread (its start-up blocks) and is stopped when the stack closes; a stop
         during a start ends it at once, and the start stops what it spawned."""
-        for start in service_starters(self.plan.cfg):
+        for start in service_starters(self.plan.cfg, self.abort_start):
             if self.signalled:
                 return
             try:
-                service = await asyncio.to_thread(start_abortably, start, self.abort_start)
+                service = await asyncio.to_thread(start)
             except StartAborted:
                 return
             stack.push_async_callback(asyncio.to_thread, service.stop)

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pwd
+import threading
 from pathlib import Path
 
 from hub.access.dynsec import Dynsec, DynsecError, initial_config
@@ -48,6 +49,7 @@ def start_mosquitto(
     timeout: float = 15.0,
     internal_port: int = 0,
     max_connections: int = MqttConfig().max_connections,
+    abort: threading.Event | None = None,
 ) -> Service:
     """Mosquitto with persistence in `state_dir/mosquitto`; as root it drops to the `mosquitto` user.
 
@@ -109,7 +111,7 @@ def start_mosquitto(
     # Only the internal port is probed: mosquitto 2.0.11 counts every closed connection twice against its
     # listener's max_connections (each probe would raise the lab listener's limit by one). It opens all its
     # listeners before it serves any, so the lab's is open once the internal one answers.
-    wait_ready(service, lambda: port_in_use(INTERNAL_HOST, internal_port), timeout)
+    wait_ready(service, lambda: port_in_use(INTERNAL_HOST, internal_port), timeout, abort)
     set_up(
         service,
         lambda: asyncio.run(_configure_security(INTERNAL_HOST, internal_port, admin_password, open_mode)),

@@ -8,7 +8,6 @@ startup waits until the port answers, and a service that exits early reports its
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import random
@@ -25,9 +24,6 @@ from string import Template
 from hub.config import CONFIG_DIR, ServiceError
 
 log = logging.getLogger(__name__)
-
-# Set by `start_abortably` for the start running in this thread; `wait_ready` gives up when it is set.
-_ABORT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("abort_start", default=None)
 
 
 class StartAborted(ServiceError):
@@ -138,19 +134,10 @@ def set_up(
         raise
 
 
-def start_abortably(start: Callable[[], Service], abort: threading.Event) -> Service:
-    """Run the blocking `start` so that setting `abort` (from any thread) ends its wait for the port at once:
-    a Ctrl-C must not wait up to a minute for a service the lab will stop anyway."""
-    token = _ABORT.set(abort)
-    try:
-        return start()
-    finally:
-        _ABORT.reset(token)
-
-
-def wait_ready(service: Service, ready: object, timeout: float) -> None:
-    """Wait until `ready()`; on a timeout or an aborted start the service is stopped (no orphan process)."""
-    abort = _ABORT.get() or threading.Event()
+def wait_ready(service: Service, ready: object, timeout: float, abort: threading.Event | None = None) -> None:
+    """Wait until `ready()`; on a timeout, or when `abort` is set (the lab is stopping: a Ctrl-C must not wait up
+    to a minute for a service the lab will stop anyway), the service is stopped (no orphan process)."""
+    abort = abort or threading.Event()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if abort.is_set():

@@ -5,10 +5,12 @@ dead worker does, and that everything started is stopped. Real signals to this p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -134,7 +136,7 @@ async def test_a_service_that_dies_stops_the_lab_with_code_1(
 ) -> None:
     hubs = fake_hubs(monkeypatch, idle)
     broker, database = FakeService("mosquitto"), FakeService("influxd", life=3)
-    monkeypatch.setattr(lab, "service_starters", lambda cfg: [lambda: broker, lambda: database])
+    monkeypatch.setattr(lab, "service_starters", lambda cfg, abort: [lambda: broker, lambda: database])
     monkeypatch.setattr(lab, "SERVICE_CHECK_S", 0.01)
     with caplog.at_level(logging.INFO, logger="labhub"):
         assert await run(LabPlan(cfg_in(tmp_path), whole_lab=True)) == 1
@@ -161,7 +163,7 @@ async def test_a_stop_signal_while_services_start_stops_those_started_and_the_hu
         started.append("influxd")
         return FakeService("influxd")
 
-    monkeypatch.setattr(lab, "service_starters", lambda cfg: [start_broker, start_database])
+    monkeypatch.setattr(lab, "service_starters", lambda cfg, abort: [start_broker, start_database])
     assert await run(LabPlan(cfg_in(tmp_path), whole_lab=True)) == 128 + signal.SIGINT
     assert started == ["mosquitto"] and broker.stopped and hubs == []
 
@@ -174,13 +176,13 @@ async def test_a_stop_signal_while_a_service_waits_for_its_port_ends_the_lab_at_
     hubs = fake_hubs(monkeypatch, idle)
     spawned: list[Service] = []
 
-    def start_stuck() -> Service:  # a real process that never opens its port, waited for as the real starts do
-        argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    def start_stuck(abort: threading.Event | None) -> Service:  # a real process that never opens its port, waited
+        argv = [sys.executable, "-c", "import time; time.sleep(60)"]  # for as the real starts do
         spawned.append(spawn("stand-in", argv, tmp_path / "stand-in.log", "127.0.0.1:1"))
-        wait_ready(spawned[-1], lambda: False, timeout=5)
+        wait_ready(spawned[-1], lambda: False, timeout=5, abort=abort)
         return spawned[-1]
 
-    monkeypatch.setattr(lab, "service_starters", lambda cfg: [start_stuck])
+    monkeypatch.setattr(lab, "service_starters", lambda cfg, abort: [functools.partial(start_stuck, abort)])
 
     async def ctrl_c() -> float:
         while not spawned:  # noqa: ASYNC110 (a list a thread fills)

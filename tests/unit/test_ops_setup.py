@@ -80,16 +80,21 @@ def test_the_lab_launches_the_services_its_config_asks_for(tmp_path: Path) -> No
         tmp_path,
         "127.0.0.1",
         2883,
-        {"open_mode": False, "internal_port": 2999, "max_connections": 50},
+        {"open_mode": False, "internal_port": 2999, "max_connections": 50, "abort": None},
     )
-    database = (start_influxd, tmp_path, "127.0.0.2", 9086, 9089, {"auth": True, "database": "lab"})
+    database = (start_influxd, tmp_path, "127.0.0.2", 9086, 9089, {"auth": True, "database": "lab", "abort": None})
     assert [parts(s) for s in service_starters(cfg)] == [broker, database]
     no_broker = dataclasses.replace(cfg, mqtt=dataclasses.replace(mqtt, launch=False))
     assert [parts(s) for s in service_starters(no_broker)] == [database]
     v2 = dataclasses.replace(cfg, influx=dataclasses.replace(influx, backend="v2"))
     assert [parts(s) for s in service_starters(v2)] == [broker]  # a 2.x server is the operator's
     open_lab = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, open_mode=True))
-    assert parts(service_starters(open_lab)[0])[-1] == {"open_mode": True, "internal_port": 2999, "max_connections": 50}
+    assert parts(service_starters(open_lab)[0])[-1] == {
+        "open_mode": True,
+        "internal_port": 2999,
+        "max_connections": 50,
+        "abort": None,
+    }
 
 
 def test_the_state_dir_is_private(tmp_path: Path) -> None:
