@@ -42,7 +42,8 @@ from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
 from hub.status import Status
 from hub.watchdog import BROKER_DROPPED, Watchdog
-from hub.web.deps import HubCounters, WebDeps
+from hub.web.deps import WebDeps
+from hub.web.figures import HubCounters, PartCounters
 from hub.web.live import Live, LiveClient
 from hub.web.server import serve
 
@@ -285,6 +286,9 @@ class Hub:
             await self._prepare_storage()
 
             def counters() -> HubCounters:
+                parts = PartCounters.of(
+                    self.ingest, self.spool, self.writer.stats, self.relay, self.live, self.boundaries
+                )
                 return HubCounters(
                     intake_paused=self.health_paused(),
                     pauses=self.pauses,
@@ -292,24 +296,20 @@ class Hub:
                     unreadable_acks=self.unreadable_acks,
                     mqtt_connected=self.mqtt.connected.is_set(),
                     mqtt_connects=self.mqtt.connects,
-                    devices_online=self.ingest.online_count(),
                     loop_lag_s=self.watchdog.lag_s,
                     stalled_s=self.watchdog.stalled_s,
                     stalls=self.watchdog.stalls,
+                    parts=parts,
                 )
 
             deps = WebDeps(
                 config=self.cfg.hub,
                 registry=self.registry,
                 accounts=self.accounts,
-                relay=self.relay,
+                commands=self.relay,
                 devices=self.ingest.devices,
-                backend=self.backend,
+                reader=self.backend,
                 boundaries=self.boundaries,
-                live=self.live,
-                totals=self.ingest.totals,
-                writer=self.writer.stats,
-                spool=self.spool,
                 tokens=lambda: self.tokens,
                 on_tokens_changed=self.token_listeners.append,
                 apply_registry=self.apply_registry,

@@ -350,6 +350,22 @@ class CommandRelay:
                 pass
         return record
 
+    # Views -------------------------------------------------------------------------------------
+
+    def arm(self, ref: DeviceRef) -> ArmState | None:
+        return self.arms.get(ref)
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        return self.by_id.get(command_id)
+
+    def active(self) -> dict[str, int]:
+        """Commands not finished yet, by state (every unfinished state named, 0 or more)."""
+        counts = {s.value: 0 for s in State if s not in FINAL}
+        for record in self.by_id.values():
+            if record.state not in FINAL:
+                counts[record.state.value] += 1
+        return counts
+
     def shutdown(self) -> None:
         for arm in self.arms.values():
             if arm.wakeup is not None:

@@ -8,15 +8,16 @@ from aiohttp import web
 from devices.arm import CommandError
 from devices.topics import DeviceRef
 from hub.access.policy import Action, Place
-from hub.commands.relay import FINAL, ArmState, OfflineError, command_error_json
+from hub.commands.relay import FINAL, OfflineError, command_error_json
 from hub.web.bodies import HostileBody, json_body
 from hub.web.common import deps_of, error, readable, ref_of, require, wait_s
+from hub.web.deps import ArmView
 
 
-def arm_of(request: web.Request) -> tuple[DeviceRef, ArmState]:
+def arm_of(request: web.Request) -> tuple[DeviceRef, ArmView]:
     ref = ref_of(request)
     readable(request, ref)
-    arm = deps_of(request).relay.arms.get(ref)
+    arm = deps_of(request).commands.arm(ref)
     if arm is None:
         raise error(web.HTTPNotFound, f"{ref.key} is not a known arm")
     return ref, arm
@@ -25,7 +26,7 @@ def arm_of(request: web.Request) -> tuple[DeviceRef, ArmState]:
 async def post_command(request: web.Request) -> web.Response:
     """Send a command to an arm: 202 with its record (200 once finished with ?wait=S), 422 if unsafe,
     409 if the device is offline, 404 if it is not an arm."""
-    relay = deps_of(request).relay
+    commands = deps_of(request).commands
     ref, _ = arm_of(request)
     require(request, Action.COMMAND, Place.of(ref), f"send commands to {ref.key}")
     try:
@@ -38,12 +39,12 @@ async def post_command(request: web.Request) -> web.Response:
         )
     key = request.headers.get("Idempotency-Key") or (body.get("idempotency_key") if isinstance(body, dict) else None)
     try:
-        record = relay.submit(ref, body, "http", idempotency_key=str(key)[:128] if key else None)
+        record = commands.submit(ref, body, "http", idempotency_key=str(key)[:128] if key else None)
     except CommandError as err:
         return web.json_response(command_error_json(err), status=422)
     except OfflineError as err:
         return web.json_response(err.record.as_json(), status=409)
-    record = await relay.wait(record, wait_s(request))
+    record = await commands.wait(record, wait_s(request))
     return web.json_response(record.as_json(), status=200 if record.state in FINAL else 202)
 
 
@@ -65,18 +66,18 @@ async def arm_profile(request: web.Request) -> web.Response:
             "gripper": {"joint": profile.gripper, "open": profile.gripper_open, "closed": profile.gripper_closed}
             if profile.gripper
             else None,
-            "pose": arm.pose,
+            "pose": dict(arm.pose),
         }
     )
 
 
 async def get_command(request: web.Request) -> web.Response:
-    relay = deps_of(request).relay
-    record = relay.by_id.get(request.match_info["id"])
+    commands = deps_of(request).commands
+    record = commands.command(request.match_info["id"])
     if record is None:
         raise error(web.HTTPNotFound, "no such command (or too old to remember)")
     readable(request, record.device)
-    record = await relay.wait(record, wait_s(request))
+    record = await commands.wait(record, wait_s(request))
     return web.json_response(record.as_json())
 
 
@@ -86,7 +87,7 @@ async def list_commands(request: web.Request) -> web.Response:
         {
             "device": ref.key,
             "profile": arm.profile.name,
-            "pose": arm.pose,
+            "pose": dict(arm.pose),
             "commands": [r.as_json() for r in reversed(arm.recent)],
         }
     )

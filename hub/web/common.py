@@ -1,5 +1,6 @@
 """What every handler module shares: the app's dependencies and the caller's token (typed keys), JSON errors,
-the access policy's verdict as a 403, device names from the path, and the wrapper around registry changes."""
+the access policy's verdict as a 403, device names from the path, the database for reading, and the wrapper around
+registry changes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from devices.topics import DeviceRef, TopicError
 from hub.access.dynsec import DynsecError
 from hub.access.policy import Action, Place, allows
 from hub.access.records import RegistryError, Token
+from hub.adapters.influx_read import Reader, ReadNotSupported
 from hub.web.deps import WebDeps
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("deps", WebDeps)
@@ -53,6 +55,16 @@ def readable(request: web.Request, ref: DeviceRef) -> None:
 
 def managed_cohort(request: web.Request, cohort: str) -> None:
     require(request, Action.MANAGE, Place(cohort), f"manage cohort {cohort!r}")
+
+
+def reader_of(request: web.Request) -> Reader:
+    """The database, for reading (history, overview, grades); 501 where this backend cannot read yet."""
+    reader = deps_of(request).reader
+    try:
+        reader.check_readable()
+    except ReadNotSupported as err:
+        raise error(web.HTTPNotImplemented, str(err)) from None
+    return reader
 
 
 MAX_WAIT_S = 30.0

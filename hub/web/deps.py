@@ -1,28 +1,31 @@
 """What the HTTP API needs from the rest of the hub, handed to `create_app` by the composition root.
 
-Handlers and the metrics collector see only this: the parts they read or drive, and callables for what the hub
-computes. They never import the runtime nor reach into the hub object, so each can be tested with fakes.
+Handlers and the metrics collector see only this: protocols for what they drive (accounts, arm commands, the
+database's reads), read-only views of what they show, and callables for what the hub computes (health, stats, a
+snapshot of its counters). They never import the runtime nor reach into the hub's parts, so each can be tested
+with small fakes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from devices.arm import ArmProfile
+from devices.kinds import DeviceKind
 from devices.topics import DeviceRef
 from hub.access.accounts import Credential
 from hub.access.cohort_csv import ImportLine
 from hub.access.records import Token
 from hub.access.registry import Registry
-from hub.adapters.influx import InfluxV1, InfluxV2
+from hub.adapters.influx_read import Reader
 from hub.boundary import Boundaries
-from hub.commands.relay import CommandRelay
+from hub.commands.relay import CommandRecord
 from hub.config import HubConfig
-from hub.ingest.device_table import DeviceState, IngestTotals
-from hub.ingest.spool import Spool
-from hub.ingest.writer import WriterStats
-from hub.web.live import Live, LiveClient
+from hub.ingest.device_table import InspectorEntry
+from hub.web.figures import HubCounters
+from hub.web.live import LiveClient
 
 
 class AccountChanges(Protocol):
@@ -40,20 +43,43 @@ class AccountChanges(Protocol):
     async def import_lines(self, lines: Iterable[ImportLine], learner_accounts: bool = True) -> list[Credential]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class HubCounters:
-    """The hub's own counters at one moment (the parts' own counters are read from the parts)."""
+class DeviceView(Protocol):
+    """One device as the hub's table holds it (`hub.ingest.device_table.DeviceState`), read only."""
 
-    intake_paused: bool
-    pauses: int
-    broker_dropped: int | None  # None: the broker has not said
-    unreadable_acks: int
-    mqtt_connected: bool
-    mqtt_connects: int
-    devices_online: int
-    loop_lag_s: float
-    stalled_s: float
-    stalls: int
+    @property
+    def ref(self) -> DeviceRef: ...
+    @property
+    def kind(self) -> DeviceKind | None: ...  # None: not registered and the lab is closed
+    @property
+    def measurement(self) -> str: ...  # where its readings are in InfluxDB
+    @property
+    def inspector(self) -> Sequence[InspectorEntry]: ...  # its last messages, oldest first
+    def summary(self) -> dict[str, object]: ...
+
+
+class ArmView(Protocol):
+    """One arm as the command relay keeps it (`hub.commands.relay.ArmState`), read only."""
+
+    @property
+    def profile(self) -> ArmProfile: ...
+    @property
+    def pose(self) -> Mapping[str, float]: ...  # as its last acknowledgement or reading told
+    @property
+    def recent(self) -> Sequence[CommandRecord]: ...  # its last commands, oldest first
+
+
+class Commands(Protocol):
+    """Arm commands (`hub.commands.relay.CommandRelay`): checked and sent exactly like MQTT requests."""
+
+    def arm(self, ref: DeviceRef) -> ArmView | None: ...  # None: not a known arm
+    def command(self, command_id: str) -> CommandRecord | None: ...  # None: unknown, or too old to remember
+    def submit(self, ref: DeviceRef, request: object, source: str, idempotency_key: str | None = None) -> CommandRecord:
+        """Check and queue a command. CommandError: refused (nothing sent). OfflineError: failed at once."""
+        ...
+
+    async def wait(self, record: CommandRecord, timeout: float) -> CommandRecord:
+        """Long-poll: return when the command is finished or after `timeout` seconds."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +87,10 @@ class WebDeps:
     config: HubConfig
     registry: Registry
     accounts: AccountChanges
-    relay: CommandRelay
-    devices: Mapping[DeviceRef, DeviceState]  # the hub's live table (read only here)
-    backend: InfluxV1 | InfluxV2  # reads: history, overviews, grades
-    boundaries: Boundaries
-    live: Live
-    totals: IngestTotals
-    writer: WriterStats
-    spool: Spool[Any]
+    commands: Commands
+    devices: Mapping[DeviceRef, DeviceView]  # the hub's live table, read only
+    reader: Reader  # reads: history, overviews, grades
+    boundaries: Boundaries  # where a request's or a live view's failure is counted
     tokens: Callable[[], Mapping[str, Token]]  # SHA-256 of a secret → its token, as the registry has them now
     on_tokens_changed: Callable[[Callable[[], None]], None]  # call this back whenever tokens change
     apply_registry: Callable[[], None]  # after a registry change: the hub follows at once
@@ -77,4 +99,4 @@ class WebDeps:
     unwatch: Callable[[LiveClient], None]
     health: Callable[[], dict[str, object]]
     stats: Callable[[], dict[str, object]]
-    counters: Callable[[], HubCounters]
+    counters: Callable[[], HubCounters]  # what /metrics shows, at one moment

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from devices.kinds import KINDS
 from hub.access.policy import Action, Place, allows
-from hub.ingest.device_table import DeviceState
 from hub.web.common import deps_of, error, readable, ref_of, token_of
+from hub.web.deps import DeviceView
 
 
 async def devices(request: web.Request) -> web.Response:
@@ -23,7 +23,7 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response({"devices": rows})
 
 
-def state_of(request: web.Request) -> DeviceState:
+def state_of(request: web.Request) -> DeviceView:
     ref = ref_of(request)
     readable(request, ref)
     state = deps_of(request).devices.get(ref)

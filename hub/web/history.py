@@ -2,7 +2,8 @@
 one request), a device's last stored reading, and one field's history downsampled in the database.
 
 Readings from before a device was registered belong to an earlier device (or learner) of the same name, removed
-since, and are never shown as this one's. Reads need the InfluxDB 1.x backend for now (InfluxQL).
+since, and are never shown as this one's. Reads go through the `Reader` protocol (`reader_of`), which only the
+InfluxDB 1.x backend answers for now (InfluxQL).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from devices.kinds import FIELD_NAME_RE, KINDS
 from devices.topics import SEGMENT_RE, DeviceRef
 from hub.access.policy import Action, Place, allows, listing
 from hub.adapters.influx import StorageError
-from hub.adapters.influx_read import Reader, ReadNotSupported
-from hub.web.common import deps_of, error, readable, ref_of, token_of
+from hub.web.common import deps_of, error, readable, reader_of, ref_of, token_of
 
 T = TypeVar("T")
 MAIN_FIELD = {"air_quality": "pm2_5", "arm": "base"}  # what a dashboard card's sparkline shows
@@ -29,7 +29,7 @@ def measurement_of(request: web.Request, ref: DeviceRef) -> tuple[str, str]:
     state = deps_of(request).devices.get(ref)
     if state is None or state.kind is None:
         raise error(web.HTTPNotFound, f"no device {ref.key} has been seen or registered")
-    return state.kind.name, state.kind.measurement_for(ref.cohort, ref.learner)
+    return state.kind.name, state.measurement
 
 
 def registered_since(request: web.Request, ref: DeviceRef) -> int:
@@ -37,16 +37,6 @@ def registered_since(request: web.Request, ref: DeviceRef) -> int:
     learner) of the same name, removed since, and are not shown as this one's."""
     record = deps_of(request).registry.device(ref)
     return record.created_ns if record is not None else 0
-
-
-def reader_of(request: web.Request) -> Reader:
-    """The database, for reading (history, overview, grades); 501 where this backend cannot read yet."""
-    reader: Reader = deps_of(request).backend
-    try:
-        reader.check_readable()
-    except ReadNotSupported as err:
-        raise error(web.HTTPNotImplemented, str(err)) from None
-    return reader
 
 
 async def read(reading: Awaitable[T]) -> T:

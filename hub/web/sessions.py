@@ -13,8 +13,7 @@ from hub.adapters.influx import StorageError
 from hub.grading.reports import grade_session
 from hub.grading.rubrics import RubricError, load_rubrics
 from hub.web.bodies import object_body, text_field
-from hub.web.common import deps_of, error, managed_cohort, registry_change, token_of
-from hub.web.history import reader_of
+from hub.web.common import deps_of, error, managed_cohort, reader_of, registry_change, token_of
 
 log = logging.getLogger(__name__)
 

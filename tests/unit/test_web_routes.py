@@ -2,7 +2,8 @@
 OpenAPI description against the routes, CORS. aiohttp's own test client; milliseconds a request.
 
 The fakes stand for what `WebDeps` hands the handlers: a real registry (SQLite in a temp dir), a real command
-relay and live fan-out, accounts that change the registry without a broker, and a database that answers nothing.
+relay (as the `Commands` protocol) and live fan-out, accounts that change the registry without a broker, a database
+that answers nothing (as the `Reader` protocol) and a snapshot of counters.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ from hub.access.accounts import Credential
 from hub.access.cohort_csv import ImportLine
 from hub.access.records import Token, check_device, check_learner
 from hub.access.registry import Registry
-from hub.adapters.influx import InfluxV1
+from hub.adapters.influx_read import InfluxQLReader
 from hub.boundary import HTTP, Boundaries
 from hub.commands.relay import CommandRelay
-from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, HubConfig, InfluxConfig
-from hub.ingest.device_table import DeviceState, IngestTotals
-from hub.ingest.spool import Spool
-from hub.ingest.writer import WriterStats
+from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, HubConfig
+from hub.ingest.device_table import DeviceState
 from hub.pace import Stamper, TokenBucket
 from hub.web.app import create_app
-from hub.web.deps import HubCounters, WebDeps
+from hub.web.deps import WebDeps
+from hub.web.figures import HubCounters, PartCounters
 from hub.web.live import Live, LiveClient
 from hub.web.openapi import spec
 
@@ -86,15 +86,10 @@ class FakeAccounts:
         return made
 
 
-class SilentInflux(InfluxV1):
-    """A 1.x database that holds nothing: every query is remembered and answered with no series."""
-
-    def __init__(self) -> None:
-        super().__init__(InfluxConfig(url="http://127.0.0.1:9", database="fake"))
-        self.queries: list[str] = []
+class SilentInflux(InfluxQLReader):
+    """A 1.x database that holds nothing: every InfluxQL query is answered with no series."""
 
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
-        self.queries.append(q)
         return []
 
 
@@ -122,6 +117,7 @@ class Lab:
     deps: WebDeps
     registry: Registry
     accounts: FakeAccounts
+    relay: CommandRelay
     secrets: dict[str, str] = field(default_factory=dict)
 
     def add_token(self, name: str, role: str, scope: str) -> str:
@@ -150,7 +146,7 @@ async def answer_of(resp: ClientResponse) -> Any:
         return text
 
 
-def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, FakeAccounts]:
+def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, FakeAccounts, CommandRelay]:
     registry = Registry(tmp_path / "registry.sqlite3")
     accounts = FakeAccounts(registry)
     live = Live()
@@ -190,14 +186,10 @@ def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, Fak
         config=config,
         registry=registry,
         accounts=accounts,
-        relay=relay,
+        commands=relay,
         devices=devices,
-        backend=SilentInflux(),
+        reader=SilentInflux(),
         boundaries=Boundaries(),
-        live=live,
-        totals=IngestTotals(),
-        writer=WriterStats(),
-        spool=Spool(tmp_path / "spool", 1 << 20, on_full=lambda: None, on_drained=lambda: None),
         tokens=lambda: tokens,
         on_tokens_changed=listeners.append,
         apply_registry=apply_registry,
@@ -206,21 +198,25 @@ def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, Fak
         unwatch=live.remove,
         health=lambda: {"status": "ok", "reasons": []},
         stats=lambda: {"received": 0},
-        counters=lambda: HubCounters(False, 0, None, 0, True, 1, len(devices), 0.0, 0.0, 0),
+        counters=lambda: HubCounters(
+            mqtt_connected=True,
+            mqtt_connects=1,
+            parts=PartCounters(devices_known=len(devices), devices_online=len(devices), commands_active=relay.active()),
+        ),
     )
-    return deps, registry, accounts
+    return deps, registry, accounts, relay
 
 
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    deps, registry, accounts = fake_deps(tmp_path, HubConfig(api_requests_per_second=1000.0))
+    deps, registry, accounts, relay = fake_deps(tmp_path, HubConfig(api_requests_per_second=1000.0))
     for ref in (ARM_ANA, ARM_BEN):
         registry.add_device(ref, "arm", "mearm")
     registry.set_learner_account(COHORT, "lx")
     deps.apply_registry()
     async with TestClient(TestServer(create_app(deps))) as client:
-        yield Lab(client, deps, registry, accounts)
-    deps.relay.shutdown()
+        yield Lab(client, deps, registry, accounts, relay)
+    relay.shutdown()
     registry.close()
 
 
@@ -423,7 +419,7 @@ async def test_every_route_needs_a_token_and_stays_in_its_scope(lab: Lab) -> Non
     for name in TOKENS:
         lab.add_token(name, ROLES[name], SCOPES[name])
     victims = {name: lab.registry.add_token("viewer", COHORT, "victim")[0].id for name in ("trainer", "admin")}
-    record = lab.deps.relay.submit(ARM_ANA, {"type": "home"}, "test")
+    record = lab.relay.submit(ARM_ANA, {"type": "home"}, "test")
     graded = lab.registry.start_session(COHORT, "ana", "test")
     lab.registry.stop_session(graded.id)
     rows = matrix(lab, record.id, graded.id, victims)
@@ -473,27 +469,46 @@ async def test_health_details_only_for_trainers_and_viewers(lab: Lab) -> None:
     assert await lab.call("GET", "/healthz", "ana") == (200, {"status": "ok"})
 
 
-async def test_metrics_read_the_parts_and_the_hubs_counters(lab: Lab) -> None:
-    lab.add_token("admin", "trainer", "*")
-    lab.deps.totals.received = 7
-    lab.deps.relay.submit(ARM_ANA, {"type": "home"}, "test")
-    status, text = await lab.call("GET", "/metrics", "admin")
-    lines = set(text.splitlines())
-    assert status == 200
+async def test_metrics_render_one_snapshot_of_the_counters(tmp_path: Path) -> None:
+    """/metrics shows what `WebDeps.counters` says at the scrape (what it reads from the parts: test_web_figures)."""
+    parts = PartCounters(
+        received=7,
+        rejected={"out_of_range": 2},
+        devices_known=3,
+        devices_online=2,
+        write_ms=(10.0, 30.0),
+        commands_active={"queued": 0, "sent": 1, "accepted": 0},
+        input_failures={(HTTP, "ValueError"): 1},
+    )
+    deps, registry, _, relay = fake_deps(tmp_path, HubConfig())
+    deps = dataclasses.replace(deps, counters=lambda: HubCounters(mqtt_connected=True, mqtt_connects=1, parts=parts))
+    _, secret = registry.add_token("trainer", "*", "head")
+    deps.apply_registry()
+    try:
+        async with TestClient(TestServer(create_app(deps))) as client:
+            async with client.get("/metrics", headers={"Authorization": f"Bearer {secret}"}) as resp:
+                assert resp.status == 200
+                lines = set((await resp.text()).splitlines())
+    finally:
+        relay.shutdown()
+        registry.close()
     assert {
         "labhub_readings_received_total 7.0",
+        'labhub_readings_rejected_total{reason="out_of_range"} 2.0',
         'labhub_devices{state="online"} 2.0',
-        'labhub_devices{state="not_online"} 0.0',
+        'labhub_devices{state="not_online"} 1.0',
+        'labhub_write_latency_seconds{quantile="0.5"} 0.03',
         "labhub_mqtt_connected 1.0",
         "labhub_mqtt_connects_total 1.0",
         'labhub_commands_active{state="sent"} 1.0',
+        f'labhub_input_failures_total{{error="ValueError",surface="{HTTP}"}} 1.0',
         "labhub_healthy 1.0",
     } <= lines
     assert not any(line.startswith("labhub_broker_dropped_messages") for line in lines)  # the broker has not said
 
 
 def test_the_openapi_description_matches_the_routes(tmp_path: Path) -> None:
-    deps, registry, _ = fake_deps(tmp_path, HubConfig())
+    deps, registry, _, _ = fake_deps(tmp_path, HubConfig())
     try:
         app = create_app(deps)
     finally:
@@ -504,7 +519,7 @@ def test_the_openapi_description_matches_the_routes(tmp_path: Path) -> None:
 
 
 async def test_cors_answers_allow_listed_origins_only(tmp_path: Path) -> None:
-    deps, registry, _ = fake_deps(tmp_path, HubConfig(allowed_origins=("https://dash.example",)))
+    deps, registry, _, relay = fake_deps(tmp_path, HubConfig(allowed_origins=("https://dash.example",)))
     _, secret = registry.add_token("viewer", "*", "screen")
     deps.apply_registry()
     try:
@@ -522,7 +537,7 @@ async def test_cors_answers_allow_listed_origins_only(tmp_path: Path) -> None:
             async with client.get("/api/devices", headers={**headers, "Origin": "http://evil.test"}) as resp:
                 assert resp.status == 403
     finally:
-        deps.relay.shutdown()
+        relay.shutdown()
         registry.close()
 
 
@@ -534,7 +549,7 @@ async def test_a_failing_handler_is_answered_500_in_json_without_internals_and_c
             raise ZeroDivisionError("secret internal detail: registry row 42")
         return {"received": 0}
 
-    deps, registry, _ = fake_deps(tmp_path, HubConfig())
+    deps, registry, _, relay = fake_deps(tmp_path, HubConfig())
     deps = dataclasses.replace(deps, stats=stats)
     _, secret = registry.add_token("trainer", "*", "head")
     deps.apply_registry()
@@ -552,5 +567,5 @@ async def test_a_failing_handler_is_answered_500_in_json_without_internals_and_c
             async with client.get("/api/stats", headers=headers) as resp:
                 assert resp.status == 200  # the rest goes on
     finally:
-        deps.relay.shutdown()
+        relay.shutdown()
         registry.close()
