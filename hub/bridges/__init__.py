@@ -1,0 +1,1 @@
+"""Bridges from other transports to the lab's MQTT topics: USB-serial boards."""

@@ -1,0 +1,1 @@
+"""Grades from evidence in InfluxDB: rubrics, measures, the evidence window, reports."""

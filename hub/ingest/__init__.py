@@ -1,0 +1,1 @@
+"""The path of a reading: pipeline (decode, validate, encode), durability (spool, fsync, then ack), writer."""
