@@ -3,18 +3,13 @@ least-privileged user."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import re
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-from hub.adapters.influx import error_text
+from hub.adapters.influx_admin import admin_query, pings
 from hub.adapters.influxql import create_database_query, create_user_query, grant_all_query, set_password_query
 from hub.config import INTERNAL_HOST, ServiceError
 from hub.credentials import ensure_secret, secret_path
@@ -52,7 +47,7 @@ def start_influxd(
     conf.write_text(influxd_config(host, http_port, rpc_port, data_dir, auth))
     env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(conf))
     service = spawn("influxd", [binary, "-config", str(conf)], state_dir / "influxd.log", f"{host}:{http_port}", env)
-    wait_ready(service, lambda: _pings(f"http://{host}:{http_port}/ping"), timeout, abort)
+    wait_ready(service, lambda: pings(f"http://{host}:{http_port}/ping"), timeout, abort)
     if auth:
         set_up(
             service,
@@ -83,23 +78,6 @@ def influxd_config(host: str, http_port: int, rpc_port: int, data_dir: Path, aut
     )
 
 
-def _influxql(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, object]:
-    """One InfluxQL statement, POSTed (the statement, which may hold a password, stays out of URLs)."""
-    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            body: dict[str, object] = json.load(resp)
-    except urllib.error.HTTPError as err:
-        body = {"error": error_text(err.read().decode(errors="replace")), "status": err.code}
-    results = body.get("results")
-    if isinstance(results, list) and results and isinstance(results[0], dict) and "error" in results[0]:
-        body["error"] = results[0]["error"]
-    return body
-
-
 def _provision_influx(url: str, state_dir: Path, database: str) -> None:
     """The admin user (made while influxd has none), the database, and the hub's user with rights on it only."""
     if not DATABASE_RE.fullmatch(database):
@@ -107,7 +85,7 @@ def _provision_influx(url: str, state_dir: Path, database: str) -> None:
     admin = (INFLUX_ADMIN, ensure_secret(secret_path(state_dir, "influx-admin")))
     hub_password = ensure_secret(secret_path(state_dir, "influx-hub"))
     secrets = (admin[1], hub_password)
-    answer = _influxql(url, create_user_query(INFLUX_ADMIN, admin[1], admin=True), None)
+    answer = admin_query(url, create_user_query(INFLUX_ADMIN, admin[1], admin=True), None)
     if "error" in answer and answer.get("status") != 401:  # 401: an admin exists already (not the first start)
         raise ServiceError(f"influxd: cannot create its admin user: {_redact(answer['error'], secrets)}")
     steps = [
@@ -117,7 +95,7 @@ def _provision_influx(url: str, state_dir: Path, database: str) -> None:
         ("grant the hub's user its database", grant_all_query(database, INFLUX_HUB)),
     ]
     for what, q in steps:
-        answer = _influxql(url, q, admin)
+        answer = admin_query(url, q, admin)
         if "error" in answer and "already exists" not in str(answer["error"]):
             raise ServiceError(f"influxd: cannot {what}: {_redact(answer['error'], secrets)}")
 
@@ -129,11 +107,3 @@ def _redact(text: object, secrets: tuple[str, ...]) -> str:
         for piece in {secret, *(secret[i : i + 6] for i in range(0, max(1, len(secret) - 5)))}:
             out = out.replace(piece, "***")
     return out
-
-
-def _pings(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 204)
-    except (urllib.error.URLError, OSError):
-        return False
