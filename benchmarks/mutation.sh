@@ -4,12 +4,17 @@
 # excluded (benchmarks/mutation-equivalent.txt, one name and its reason a line).
 # Needs mutmut 3: .venv/bin/pip install 'mutmut>=3.8,<4'
 # Usage: benchmarks/mutation.sh [max parallel children, default 2]
+# KEEP=1 keeps the scratch copy (its path is printed) to inspect survivors there: mutmut show <name>.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
 children=${1:-2}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/labhub-mutation.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT INT TERM
+if [ "${KEEP:-0}" = 1 ]; then
+    echo "scratch copy kept: $scratch"
+else
+    trap 'rm -rf "$scratch"' EXIT INT TERM
+fi
 cd "$root"
 tar cf - hub devices firmware_sim tests config pyproject.toml | tar xf - -C "$scratch"
 cd "$scratch"

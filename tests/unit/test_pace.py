@@ -40,6 +40,11 @@ def test_backoff_doubles_to_its_cap_within_its_jitter() -> None:
     assert Backoff(first_s=0.05, cap_s=0.5, jitter=False).delay(2) == pytest.approx(0.2)
 
 
+@pytest.mark.parametrize(("attempt", "delay"), [(29, 2.0**29), (30, 2.0**30), (31, 2.0**30), (1000, 2.0**30)])
+def test_backoff_stops_doubling_after_thirty_attempts(attempt: int, delay: float) -> None:
+    assert Backoff(first_s=1.0, cap_s=float("inf"), jitter=False).delay(attempt) == delay
+
+
 def test_stamps_strictly_increase_even_when_the_clock_does_not() -> None:
     stamper = Stamper(stride_ns=1000)
     assert [stamper.stamp(t) for t in (5000, 5000, 4000, 9000)] == [5000, 6000, 7000, 9000]

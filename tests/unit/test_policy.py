@@ -74,6 +74,8 @@ def test_every_action_is_in_the_grid_and_has_a_row_for_unknown_roles() -> None:
         (TRAINER_DEMO, "viewer", "demo", True),
         (TRAINER_DEMO, "learner", "demo/ana", True),
         (TRAINER_DEMO, "learner", "demo", True),  # the cohort part of a bare cohort is the cohort
+        (TRAINER_DEMO, "learner", "demo/ana/x", True),  # the cohort is what comes before the first "/"
+        (TRAINER_DEMO, "learner", "other/demo/x", False),
         (TRAINER_DEMO, "learner", "other/ana", False),
         (TRAINER_DEMO, "viewer", "other", False),
         (TRAINER_DEMO, "viewer", "*", False),  # a cohort trainer cannot hand out a lab-wide viewer
@@ -102,6 +104,7 @@ def test_who_grants_which_tokens(token: Token, role: str, scope: str, expected: 
         (TRAINER_DEMO, "other", None, None),  # outside its scope: refused
         (VIEWER_DEMO, "other", "ana", None),
         (STRANGER, "other", None, ("other", None)),
+        (Token("l3", "learner", "demo/ana/x", "a learner scope with two slashes"), None, None, ("demo", "ana/x")),
     ],
 )
 def test_listings_are_narrowed_to_the_tokens_scope(

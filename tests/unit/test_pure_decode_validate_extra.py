@@ -15,7 +15,7 @@ import pytest
 from devices.decode import Decoded, Source, decode_payload
 from devices.kinds import AIR_QUALITY, GENERIC
 from devices.problems import PayloadRejected, Problem
-from devices.validate import suggest_field, validate
+from devices.validate import sanitize_name, suggest_field, validate
 
 NOW = 1_700_000_000 * 10**9
 
@@ -57,6 +57,11 @@ def test_a_valid_escaped_pair_is_text() -> None:
         (b'{k: "v"}', "json_unquoted_key"),
         (b'{"x": 1,}', "json_trailing_comma"),
         (b"{'x': 1}", "json_single_quotes"),
+        (b'"x,a:', "invalid_json"),  # a string from the first character on is blanked too
+        (b'{"x,b:"}', "invalid_json"),  # a quote right after the brace starts a string
+        (b'{"a""b,c:"}', "invalid_json"),  # a string right after another
+        (b'{"ab",c:1}', "json_unquoted_key"),  # the text right after a string is read again
+        (b'{"",b:1}', "json_unquoted_key"),  # an empty string ends at its second quote
     ],
 )
 def test_json_diagnosis_reads_around_strings(payload: bytes, code: str) -> None:
@@ -94,6 +99,7 @@ def test_line_protocol_escapes(line: bytes, expected: Decoded) -> None:
         (b"m f=", Problem("invalid_line_protocol", None, "m f=", {"detail": "field 'f=' is not name=value"})),
         (b"m f,g=1", Problem("invalid_line_protocol", None, "m f,g=1", {"detail": "field 'f' is not name=value"})),
         (b"m f=1,f=2", Problem("duplicate_field", "f", "m f=1,f=2")),
+        (b"m f=X12i", Problem("invalid_line_protocol", None, "m f=X12i", {"detail": "cannot read value 'X12i'"})),
     ],
 )
 def test_line_protocol_problems_whole(line: bytes, expected: Problem) -> None:
@@ -165,6 +171,19 @@ def test_control_characters_are_below_space_and_del(text: str, ok: bool) -> None
 def test_a_separated_spelling_is_recognised_before_a_close_one() -> None:
     assert suggest_field("h__u__m__i__d__i__t__y", AIR_QUALITY) == "humidity"
     assert suggest_field("P.M.1.0", AIR_QUALITY) == "pm10"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Xtemp_X", "Xtemp_X"),  # only underscores are trimmed from the ends
+        ("__temp__", "temp"),
+        ("temp C", "temp_C"),
+        ("1st", "f_1st"),
+    ],
+)
+def test_a_field_name_is_sanitized_whole(name: str, expected: str) -> None:
+    assert sanitize_name(name) == expected
 
 
 def test_an_unbounded_range_is_shown_with_the_sign_of_its_infinity() -> None:

@@ -99,6 +99,7 @@ def test_blank_lines_and_crlf_make_no_lines() -> None:
         (b"x=nan", Telemetry(b'{"x": "nan"}')),  # not a number by the pattern: kept as text
         (b"x=1e999", Telemetry(b'{"x": "1e999"}')),  # infinite: kept as text, the hub explains
         (b"x=.5", Telemetry(b'{"x": 0.5}')),
+        (b"X=1", Telemetry(b'{"X": 1.0}')),  # only NULs, blanks and line ends are stripped
         (b'{"id": "m1"}', Telemetry(b'{"id": "m1"}')),  # an id without a status is a reading
         (b'{"status": "done"}', Telemetry(b'{"status": "done"}')),
         (b'{"t": "\\u00b0C"}', Telemetry(b'{"t": "\\u00b0C"}')),  # a valid escape is passed on as sent
@@ -283,6 +284,25 @@ def test_a_frame_cut_short_by_the_next_resyncs_there() -> None:
         sds_garbage(FRAME[:2] + FRAME[:3]),
         Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}'),
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # AA C0 7B, then a frame whose id byte is AB: the first 10 bytes end in the tail and fail the checksum
+        (
+            FRAME[:3] + sds011_frame(12.3, 45.6, device_id=0xAB01),
+            [sds_garbage(FRAME[:3]), Telemetry(b'{"pm2_5": 12.3, "pm10": 45.6}')],
+        ),
+        # a header, then a frame holding a second header in its own bytes: resync at the first header found
+        (
+            bytes([0xAA, 0xC0]) + sds011_frame(4932.2, 0.0, device_id=0x00AB),
+            [sds_garbage(bytes([0xAA, 0xC0])), Telemetry(b'{"pm2_5": 4932.2, "pm10": 0.0}')],
+        ),
+    ],
+)
+def test_a_cut_frame_ending_in_a_tail_resyncs_at_the_next_header(data: bytes, expected: list[object]) -> None:
+    assert Sds011Framer().feed(data) == expected
 
 
 def test_reset_and_resync_drop_a_held_partial_frame() -> None:

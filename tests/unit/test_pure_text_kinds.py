@@ -7,9 +7,12 @@ Written for issue 12's mutation testing.
 
 from __future__ import annotations
 
+import math
+from types import MappingProxyType
+
 import pytest
 
-from devices.kinds import AIR_QUALITY, ARM, GENERIC, KINDS, check_kind
+from devices.kinds import AIR_QUALITY, ARM, GENERIC, KINDS, DeviceKind, FieldSpec, FieldType, _kind, check_kind
 from devices.text import MAX_DEPTH, finite_float, has_surrogates, json_has_surrogates, valid_text
 
 
@@ -66,6 +69,18 @@ def test_nesting_past_the_limit_counts_as_broken() -> None:
     assert json_has_surrogates(nested(64, 1)) is False  # a value at depth 64 is the deepest looked at
     assert json_has_surrogates(nested(65, 1)) is True
     assert json_has_surrogates("ok", 100) is False  # a string is judged on its own at any depth
+
+
+def nested_objects(depth: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(("depth", "expected"), [(63, False), (64, False), (65, True), (66, True)])
+def test_nesting_of_objects_past_the_limit_counts_as_broken(depth: int, expected: bool) -> None:
+    assert json_has_surrogates(nested_objects(depth, 1)) is expected
 
 
 @pytest.mark.parametrize(
@@ -179,3 +194,26 @@ def test_check_kind_refuses(kind: str, profile: str | None, default: str, messag
     with pytest.raises(ValueError) as err:
         check_kind(kind, profile, PROFILES, default)
     assert str(err.value) == message
+
+
+# The kinds of devices.kinds are built at import time, where mutation testing sees no test: one built here.
+SPEC_A = FieldSpec("a", FieldType.FLOAT, "°C", -40, 85, "a datasheet")
+SPEC_B = FieldSpec("b", FieldType.FLOAT, "%")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "bounds"),
+    [
+        (
+            ("k", "a kind", [SPEC_A, SPEC_B]),
+            DeviceKind("k", "a kind", {"a": SPEC_A, "b": SPEC_B}, False),
+            {"a": (-40, 85), "b": (-math.inf, math.inf)},
+        ),
+        (("open", "an open kind", [], True), DeviceKind("open", "an open kind", {}, True), {}),
+    ],
+)
+def test_a_kind_is_built_whole(args: tuple[object, ...], expected: DeviceKind, bounds: dict[str, object]) -> None:
+    kind = _kind(*args)  # type: ignore[arg-type]
+    assert kind == expected
+    assert type(kind.fields) is MappingProxyType
+    assert kind.bounds == bounds
