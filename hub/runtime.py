@@ -152,18 +152,6 @@ class Hub:
         """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
         return await self.durability.flush_evidence(timeout)
 
-    @property
-    def pauses(self) -> int:
-        return self.durability.pauses
-
-    @property
-    def broker_dropped(self) -> int | None:
-        return self.watchdog.broker_dropped
-
-    @property
-    def unreadable_acks(self) -> int:
-        return self.commands.unreadable_acks
-
     @staticmethod
     def _client_id(cfg: LabConfig) -> str:
         """The default client id gets a random suffix kept in the state dir: Mosquitto lets any account take
@@ -290,10 +278,10 @@ class Hub:
                     self.ingest, self.spool, self.writer.stats, self.relay, self.live, self.boundaries
                 )
                 return HubCounters(
-                    intake_paused=self.health_paused(),
-                    pauses=self.pauses,
-                    broker_dropped=self.broker_dropped,
-                    unreadable_acks=self.unreadable_acks,
+                    intake_paused=self.durability.paused,
+                    pauses=self.durability.pauses,
+                    broker_dropped=self.watchdog.broker_dropped,
+                    unreadable_acks=self.commands.unreadable_acks,
                     mqtt_connected=self.mqtt.connected.is_set(),
                     mqtt_connects=self.mqtt.connects,
                     loop_lag_s=self.watchdog.lag_s,
@@ -376,14 +364,8 @@ class Hub:
 
     # Views -------------------------------------------------------------------------------------------
 
-    def health_paused(self) -> bool:
-        return self.durability.paused
-
     def health(self) -> dict[str, object]:
         return self.status.health()
 
     def stats(self) -> dict[str, object]:
         return self.status.stats()
-
-    def progress_line(self) -> str:
-        return self.status.progress_line()

@@ -286,7 +286,7 @@ async def test_field_names_cannot_forge_log_lines(
         await pub.publish(ref.topic("ack"), '{"id": "a\\nERROR forged", "status": "done"}')
         for _ in range(3):  # unreadable acks: each counted, one (escaped) log line
             await pub.publish(ref.topic("ack"), b"not json\nERROR forged")
-        await wait_until(lambda: hub.unreadable_acks == 3, what="three unreadable acks counted")
+        await wait_until(lambda: hub.commands.unreadable_acks == 3, what="three unreadable acks counted")
         await canary_stored(services, hub, pub)
     finally:
         errors.close()
@@ -314,7 +314,7 @@ async def test_the_watchdog_reports_a_stalled_intake_and_a_lagging_loop(
         await wait_until(lambda: hub.watchdog.stalled_s >= 2, timeout=10, what="the stall to be seen")
         reasons = hub.health()["reasons"]
         assert hub.health()["status"] == "degraded" and any("intake stalled" in str(r) for r in reasons), reasons
-        assert "DEGRADED: intake stalled" in hub.progress_line()
+        assert "DEGRADED: intake stalled" in hub.status.progress_line()
         loop.add_reader(sock, hub.mqtt._on_readable)  # the reader again
         await wait_until(lambda: hub.watchdog.stalled_s == 0, what="intake to move again")
         await wait_until(lambda: hub.watchdog.lag_s < 0.1, what="a calm loop")

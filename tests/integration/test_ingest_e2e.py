@@ -457,7 +457,7 @@ async def test_the_broker_dropping_messages_raises_an_alarm(
         config = lab_config(services)
         mqtt = dataclasses.replace(config.mqtt, port=port, internal_port=port)  # one listener: the hub uses it
         hub = await start_hub(config=dataclasses.replace(config, mqtt=mqtt))
-        await wait_until(lambda: hub.broker_dropped is not None, what="the broker's first $SYS figure")
+        await wait_until(lambda: hub.watchdog.broker_dropped is not None, what="the broker's first $SYS figure")
         assert hub.health()["status"] == "ok"  # the first figure is a baseline, not an alarm
         away = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("away-"), clean_session=False)
         away.connect("127.0.0.1", port)
@@ -475,7 +475,7 @@ async def test_the_broker_dropping_messages_raises_an_alarm(
         finally:
             pub.close()
         await wait_until(lambda: hub.health()["status"] == "degraded", what="the alarm")
-        dropped = hub.broker_dropped
+        dropped = hub.watchdog.broker_dropped
         assert dropped is not None and dropped >= 15
         assert f"the broker dropped messages in the last minute ({dropped} in all)" in hub.health()["reasons"]
     finally:

@@ -133,7 +133,7 @@ async def test_queue_full_pauses_intake_and_resumes(
         pub.close()
         if influxd is not None:
             influxd.stop()
-    assert hub.pauses >= 1 and not hub.mqtt.paused
+    assert hub.durability.pauses >= 1 and not hub.mqtt.paused
 
 
 async def test_v2_refused_token_degrades_healthz(
