@@ -58,7 +58,8 @@ class Reading:
     """A valid reading: typed fields and the device's timestamp in ns (None → stamp on receipt).
 
     `types` lists the InfluxDB type of each field of open kinds, for type pinning; fixed kinds' types
-    come from their schema and are not repeated here.
+    come from their schema and are not repeated here. Empty `types` means every value is a float under a
+    name already checked (a fixed kind's reading, or an open kind's that brings no new name or type).
     """
 
     fields: dict[str, FieldValue]
@@ -78,8 +79,15 @@ def validate(
 
     `names`: the field names this device (of an open kind) already used; at most MAX_DISTINCT_FIELDS in all."""
     values = decoded.values
-    if not kind.open_fields and decoded.timestamp is None and _all_plain(kind.bounds, values):
-        return Reading(values, _NO_TYPES, None)  # type: ignore[arg-type]
+    if not kind.open_fields:
+        if decoded.timestamp is None and _all_plain(kind.bounds, values):
+            return Reading(values, _NO_TYPES, None)  # type: ignore[arg-type]
+    elif decoded.source is Source.JSON and _all_known_numbers(pinned, names, values):
+        timestamp_ns, problem = (
+            (None, None) if decoded.timestamp is None else _check_timestamp(decoded.timestamp, now_ns, limits)
+        )
+        if problem is None:
+            return Reading({name: float(value) for name, value in values.items()}, _NO_TYPES, timestamp_ns)  # type: ignore[arg-type]
     problems: list[Problem] = []
     fields: dict[str, FieldValue] = {}
     types: dict[str, FieldType] = {}
@@ -122,6 +130,24 @@ def _all_plain(bounds: Mapping[str, tuple[float, float]], values: dict[str, obje
     for name, value in values.items():
         limits = bounds.get(name)
         if limits is None or type(value) is not float or not limits[0] <= value <= limits[1]:
+            return False
+    return True
+
+
+def _all_known_numbers(pinned: Mapping[str, FieldType], names: Collection[str], values: dict[str, object]) -> bool:
+    """The hot path of open kinds: every field one this device already stored as a float, and a finite JSON number.
+
+    Such a reading adds no name and no type, so its `types` stay empty (and every value is a float)."""
+    if not values or len(values) > MAX_FIELDS:
+        return False
+    for name, value in values.items():
+        kind = type(value)
+        if kind is float:
+            if not -math.inf < value < math.inf:  # type: ignore[operator]  # NaN fails the comparison too
+                return False
+        elif kind is not int or not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            return False
+        if pinned.get(name) is not FieldType.FLOAT or name not in names:
             return False
     return True
 

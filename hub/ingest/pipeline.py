@@ -180,16 +180,16 @@ class Ingest:
             if ts == state.last_device_ts:
                 self._warn_collision(state, entry, ts, now)
             state.last_device_ts = ts
-        if state.kind is not None and state.kind.open_fields:
+        types = reading.types
+        if types:  # an open kind's reading that brings a name or a type: pin them; any value type
             pins = state.pins
-            for name, ftype in reading.types.items():
+            for name, ftype in types.items():
                 if name not in pins:
                     pins[name] = ftype
-            state.names.update(reading.types)
-        if state.kind is not None and not state.kind.open_fields:
-            line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
-        else:
+            state.names.update(types)
             line = encode_line(state.prefix, reading.fields, ts)
+        else:  # floats under names already checked: a fixed kind's reading, or an open kind's with nothing new
+            line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         if state.watched and self._on_reading is not None:  # arms, and devices someone watches live
             self._on_reading(state, reading.fields, ts)
         self._enqueue(now, entry.digest, state.ref.key, line, entry)

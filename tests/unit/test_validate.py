@@ -567,3 +567,83 @@ def test_custom_limits() -> None:
         ts_problem("timestamp_out_of_range", NOW_NS - 10**9, "ns", "2023-11-14T22:13:19+00:00")
     ]
     assert [p.code for p in problems_of(GENERIC, {"x": 1.0}, ts=NOW_NS + 1, limits=exact)] == ["timestamp_out_of_range"]
+
+
+# The open kinds' hot path: a reading whose every field this device already stored as a float ---------------
+
+KNOWN = {"seq": FLT, "temperature": FLT, "count": INT, "label": STR}
+
+
+def run_known(values: Mapping[str, object], ts: object = None, source: Source = JSON) -> Reading:
+    """As a device that already stored `KNOWN`'s fields (pinned with those types, names used before)."""
+    return validate(GENERIC, Decoded(dict(values), ts, source), NOW_NS, KNOWN, DEFAULT_LIMITS, set(KNOWN))
+
+
+@pytest.mark.parametrize(
+    ("values", "ts", "fields", "ts_ns"),
+    [
+        ({"seq": 7, "temperature": 21.5}, None, {"seq": 7.0, "temperature": 21.5}, None),
+        (
+            {"seq": -(2**63), "temperature": 2**63 - 1},
+            None,
+            {"seq": float(-(2**63)), "temperature": float(2**63 - 1)},
+            None,
+        ),
+        ({"temperature": -1e308}, NOW_S * 1000 + 5, {"temperature": -1e308}, NOW_NS + 5_000_000),
+        ({"seq": 0}, NOW_S, {"seq": 0.0}, NOW_NS),
+    ],
+)
+def test_known_float_fields_need_no_new_types(
+    values: dict[str, object], ts: object, fields: dict[str, object], ts_ns: int | None
+) -> None:
+    """Nothing new to pin: `types` is empty, every value a float (so the line needs no type dispatch)."""
+    reading = run_known(values, ts)
+    assert typed(reading.fields) == typed(fields)
+    assert reading.types == {}
+    assert reading.timestamp_ns == ts_ns
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "types"),
+    [
+        ({"seq": 1.0, "new": 2.0}, JSON, {"seq": FLT, "new": FLT}),  # a new name
+        ({"count": 3}, LINE, {"count": INT}),  # an integer field
+        ({"label": "x"}, JSON, {"label": STR}),
+        ({"seq": 1.0}, LINE, {"seq": FLT}),  # not JSON
+    ],
+)
+def test_anything_new_or_not_a_json_float_keeps_its_types(
+    values: dict[str, object], source: Source, types: dict[str, FieldType]
+) -> None:
+    assert run_known(values, source=source).types == types
+
+
+@pytest.mark.parametrize(
+    ("values", "ts", "expected"),
+    [
+        ({"seq": math.nan}, None, Problem("not_finite", "seq", math.nan)),
+        ({"seq": math.inf}, None, Problem("not_finite", "seq", math.inf)),
+        ({"seq": -math.inf}, None, Problem("not_finite", "seq", -math.inf)),
+        ({"seq": True}, None, Problem("type_changed", "seq", True, {"pinned": "float", "got": "boolean"})),
+        ({"seq": 2**63}, None, Problem("integer_too_large", "seq", 2**63)),
+        ({"seq": -(2**63) - 1}, None, Problem("integer_too_large", "seq", -(2**63) - 1)),
+        ({"count": 1.5}, None, Problem("type_changed", "count", 1.5, {"pinned": "integer", "got": "float"})),
+        (
+            {"seq": 1.0},
+            5,
+            Problem(
+                "timestamp_since_boot", "ts", 5, {"unit": "s", "as_date": "1970-01-01T00:00:05+00:00", "now": NOW_ISO}
+            ),
+        ),
+    ],
+)
+def test_known_fields_are_still_checked(values: dict[str, object], ts: object, expected: Problem) -> None:
+    with pytest.raises(PayloadRejected) as info:
+        run_known(values, ts)
+    assert [str(p) for p in info.value.problems] == [str(expected)]
+
+
+def test_a_pinned_name_this_device_never_used_is_new_to_it() -> None:
+    """Pins may come from InfluxDB (the measurement's types); the device's own names count its distinct fields."""
+    reading = validate(GENERIC, Decoded({"seq": 1.0}, None, JSON), NOW_NS, KNOWN, DEFAULT_LIMITS, set())
+    assert reading.types == {"seq": FLT}
