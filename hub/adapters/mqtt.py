@@ -31,13 +31,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hub.adapters.paho_fastpath import BufferedSocket, drop_bad_topic, new_client
+from hub.adapters.paho_fastpath import BufferedSocket, FastClient, drop_bad_topic, new_client
 from hub.boundary import escape
 from hub.pace import Backoff
 
 log = logging.getLogger(__name__)
 
-READ_BURST = 256  # packets read per socket-readiness callback: amortises the event loop's cost
+READ_BURST = 256  # messages read per socket-readiness callback: amortises the event loop's cost
 
 
 @dataclass(slots=True)  # not frozen: one per message, and frozen construction costs 3.5x
@@ -251,6 +251,9 @@ class MqttClient:
     def paused(self) -> bool:
         return self._paused
 
+    def _is_paused(self) -> bool:
+        return self._paused
+
     def waiting(self) -> int:
         """Bytes received but not yet handled (in our buffer and in the kernel's): the watchdog's "is
         anything waiting" signal."""
@@ -352,10 +355,16 @@ class MqttClient:
 
     def _on_readable(self) -> None:
         client = self._client
-        for _ in range(READ_BURST):
+        fast = client.read_publishes if isinstance(client, FastClient) else None
+        start = self._received
+        while not self._paused:
             before = self._received
-            rc = client.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before or self._paused:
+            if fast is not None:  # the plain PUBLISH frames already read, in one loop
+                fast(start + READ_BURST - before, self._is_paused)
+                if self._paused or self._received - start >= READ_BURST:
+                    break
+            rc = client.loop_read()  # one packet through paho (reading the socket when the buffer is empty)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before or self._received - start >= READ_BURST:
                 break
         sock = self._sock
         # The socket may be drained while whole packets wait in our buffer: epoll will not say so.

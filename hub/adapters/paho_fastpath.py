@@ -1,18 +1,21 @@
 """paho's receive path made lean, over paho's private methods, and only after a start-up self-check.
 
-Two shortcuts, both measured at tens of thousands of messages/s (benchmarks/bench_mqtt_adapter.py):
+Three shortcuts, measured at tens of thousands of messages/s (benchmarks/bench_mqtt_adapter.py):
 
 - buffered socket reads (`BufferedSocket`): paho reads each packet with two or three recv() calls, and those
   system calls were a fifth of the hub's CPU;
 - an MQTT 3.1.1 QoS 0/1 PUBLISH becomes the adapter's message directly, skipping paho's MQTTMessage (which
   builds a threading.Condition per message), its topic matcher and a debug log call: about 5 µs of the ~11 µs
-  paho spent per message. QoS 2 and MQTT v5 take paho's own path.
+  paho spent per message. QoS 2 and MQTT v5 take paho's own path;
+- whole PUBLISH frames already in the buffer are taken in one loop (`read_publishes`), without paho's
+  per-packet state machine; anything else is left to paho's read path.
 
-Both reach into paho's private parts (`_create_socket`, `_handle_publish`, `_in_packet`, `_protocol`,
-`_manual_ack`, `_send_puback`, read through `_packet_read`), which any minor release may change: 2.2 moved
-PUBLISH decoding into a private module. So before the first client is made, `self_check()` reads PUBLISH
-frames through both this client and stock paho from an in-memory socket pair and requires the same messages
-and acknowledgements from each; if anything differs, clients are stock paho and a warning says why.
+They reach into paho's private parts (`_create_socket`, `_handle_publish`, `_in_packet`, `_protocol`,
+`_manual_ack`, `_send_puback`, `_loop_rc_handle`, `_msgtime_mutex`, read through `_packet_read`), which any
+minor release may change: 2.2 moved PUBLISH decoding into a private module. So before the first client is made,
+`self_check()` reads PUBLISH frames through both this client (both its paths) and stock paho from an in-memory
+socket pair and requires the same messages and acknowledgements from each; if anything differs, clients are
+stock paho and a warning says why.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ M = TypeVar("M")
 MakeMessage = Callable[[str, bytes, int, bool, int, bool], M]  # topic, payload, qos, retain, mid, dup
 
 # What the fast path overrides or calls; the self-check also exercises them.
-PRIVATE_METHODS = ("_create_socket", "_handle_publish", "_send_puback", "_packet_read", "_sock_recv")
+PRIVATE_METHODS = ("_create_socket", "_handle_publish", "_send_puback", "_packet_read", "_sock_recv", "_loop_rc_handle")
 
 
 class BufferedSocket:
@@ -92,7 +95,59 @@ class FastClient(paho.Client, Generic[M]):
         if deliver is None or qos == 2 or self._protocol == MQTTProtocolVersion.MQTTv5:
             result: MQTTErrorCode = super()._handle_publish()
             return result
-        packet = self._in_packet["packet"]
+        return self._publish(deliver, header, qos, self._in_packet["packet"])
+
+    def read_publishes(self, most: int, stop: Callable[[], bool]) -> int:
+        """Deliver up to `most` whole QoS 0/1 PUBLISH frames waiting in the read buffer, in one loop, until
+        `stop()` says so; anything else (another packet, a frame cut short) is left to paho's read path.
+
+        paho reads a packet in three recv() calls and a dict-driven state machine; here a frame costs a
+        varint and a slice. Returns how many frames were taken."""
+        sock = self._sock
+        deliver = self.deliver
+        if (
+            deliver is None
+            or type(sock) is not BufferedSocket
+            or self._in_packet["command"]  # paho is in the middle of a packet
+            or self._protocol == MQTTProtocolVersion.MQTTv5
+        ):
+            return 0
+        buf = sock._buf
+        pos = sock._pos
+        size = len(buf)
+        taken = 0
+        while taken < most and pos + 2 <= size:
+            header = buf[pos]
+            if header & 0xF6 not in (0x30, 0x32):  # not a PUBLISH of QoS 0 or 1
+                break
+            length, shift, at = 0, 0, pos + 1
+            while at < size and at - pos <= 4:
+                byte = buf[at]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                at += 1
+                if not byte & 0x80:
+                    break
+            else:
+                break  # the length is cut short, or too long: paho's path reads on, or refuses it
+            end = at + length
+            if end > size:
+                break  # the frame is not all here yet
+            sock._pos = pos = end
+            taken += 1
+            rc = self._publish(deliver, header, (header & 0x06) >> 1, buf[at:end])
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # malformed, or an acknowledgement not queued: as paho does
+                self._loop_rc_handle(rc)
+                break
+            if stop():
+                break
+        if taken:
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()
+        return taken
+
+    def _publish(self, deliver: Callable[[M], None], header: int, qos: int, packet: bytes | bytearray) -> MQTTErrorCode:
+        """One PUBLISH's variable header and payload, as the adapter's message."""
         start = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else len(packet) + 1
         end = start + (2 if qos else 0)
         if end > len(packet):
@@ -134,10 +189,14 @@ def _read_frames(client: paho.Client, use_buffer: bool) -> list[int]:
         ours.setblocking(False)
         theirs.sendall(b"".join(CHECK_FRAMES))
         client._sock = BufferedSocket(ours) if use_buffer else ours
-        for _ in CHECK_FRAMES:
+        handled = 0
+        while handled < len(CHECK_FRAMES):  # the first frame through paho's read path, the next through ours
             rc = client._packet_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise RuntimeError(f"reading a PUBLISH returned {rc!r}")
+            handled += 1
+            if isinstance(client, FastClient):
+                handled += client.read_publishes(len(CHECK_FRAMES), lambda: False)
     finally:
         client._sock = None
         ours.close()

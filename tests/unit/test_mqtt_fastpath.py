@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from hub.adapters import paho_fastpath
 from hub.adapters.mqtt import Message, MqttClient
-from hub.adapters.paho_fastpath import FastClient, fast_path_works, new_client, self_check
+from hub.adapters.paho_fastpath import BufferedSocket, FastClient, fast_path_works, new_client, self_check
 
 
 @pytest.fixture
@@ -108,8 +108,8 @@ def test_the_self_check_fails_when_paho_no_longer_reads_publish_through_handle_p
         return real(self)
 
     monkeypatch.setattr(paho.Client, "_packet_handle", packet_handle)
-    problem = self_check()
-    assert problem is not None and problem.startswith("fast read [] acknowledging [4660], expected")
+    problem = self_check()  # the first frame is lost in stock paho's path; the second comes through ours
+    assert problem is not None and problem.startswith("fast read [('t', b'one', 1, False, 4660, True)] acknowledging")
 
 
 def test_the_self_check_fails_when_reading_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,3 +136,110 @@ def test_a_passed_check_gives_the_fast_client_unless_asked_for_stock(fresh_verdi
     options = {"callback_api_version": CallbackAPIVersion.VERSION2, "client_id": "unit"}
     assert type(new_client(print, Message, **options)) is FastClient
     assert type(new_client(print, Message, fast=False, **options)) is paho.Client
+
+
+def publish_frame(topic: bytes, payload: bytes, qos: int = 0, mid: int = 0, retain: bool = False) -> bytes:
+    """A PUBLISH frame as a broker writes it (the remaining length as a varint of 1 to 3 bytes)."""
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + payload
+    length, size = b"", len(body)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            break
+    return bytes([0x30 | qos << 1 | int(retain)]) + length + body
+
+
+STREAM = (
+    publish_frame(b"lab/a/b/c/telemetry", b'{"t": 1}')
+    + publish_frame(b"lab/a/b/c/telemetry", b"x" * 300, qos=1, mid=7)  # a two-byte length
+    + b"\x40\x02\x00\x09"  # a PUBACK in between: paho's path takes it
+    + publish_frame(b"r", b"", retain=True)
+    + publish_frame(b"lab/a/b/c/status", b"y" * 20_000, qos=1, mid=8)  # a three-byte length
+    + publish_frame(b"\xc3\xa9t\xc3\xa9", b"accents")
+    + publish_frame(b"q2", b"exactly once", qos=2, mid=10)  # QoS 2: paho's path (PUBREC, then PUBREL)
+    + b"\x62\x02\x00\x0a"
+)
+
+
+def read_stream(fast: bool, stream: bytes, piece: int, pause_after: int = 0) -> list[Message]:
+    """Feed `stream` to the adapter's read path in pieces of `piece` bytes (a TCP stream cuts anywhere)."""
+    got: list[Message] = []
+
+    def on_message(message: Message) -> None:
+        got.append(message)
+        if len(got) == pause_after:
+            client.pause_reading()
+
+    client = MqttClient("127.0.0.1", 1, "unit", on_message=on_message, manual_ack=True, fast_path=fast)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        client._client._sock = BufferedSocket(ours) if fast else ours
+        client._sock = client._client._sock
+        for at in range(0, len(stream), piece):
+            theirs.sendall(stream[at : at + piece])
+            for _ in range(4):  # readiness callbacks, as the event loop would make them
+                client._on_readable()
+        client._client._sock = None
+    return got
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 100, 1_000_000])
+def test_frames_cut_anywhere_read_as_stock_paho_reads_them(piece: int) -> None:
+    fast = read_stream(True, STREAM, piece)
+    assert fast == read_stream(False, STREAM, piece)
+    assert [(m.topic, len(m.payload), m.qos, m.retain, m.mid) for m in fast] == [
+        ("lab/a/b/c/telemetry", 8, 0, False, 0),
+        ("lab/a/b/c/telemetry", 300, 1, False, 7),
+        ("r", 0, 0, True, 0),
+        ("lab/a/b/c/status", 20_000, 1, False, 8),
+        ("été", 7, 0, False, 0),
+        ("q2", 12, 2, False, 10),
+    ]
+
+
+def test_the_fast_loop_takes_every_plain_publish_paho_did_not_read_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """paho reads the first frame (its read fills the buffer); the fast loop then takes the other QoS 0/1 ones,
+    whatever the length's size, and leaves the PUBACK and the QoS 2 flow to paho."""
+    taken: list[int] = []
+    real = FastClient.read_publishes
+
+    def spy(self: FastClient[Message], most: int, stop: Any) -> int:
+        taken.append(real(self, most, stop))
+        return taken[-1]
+
+    monkeypatch.setattr(FastClient, "read_publishes", spy)
+    assert len(read_stream(True, STREAM, len(STREAM))) == 6
+    assert sum(taken) == 4
+
+
+def test_the_fast_loop_stops_when_reading_is_paused() -> None:
+    frames = b"".join(publish_frame(b"t", bytes([i])) for i in range(10))
+    got = read_stream(True, frames, len(frames), pause_after=3)
+    assert [m.payload for m in got] == [b"\x00", b"\x01", b"\x02"]
+
+
+def test_a_malformed_frame_is_left_to_paho_which_refuses_it() -> None:
+    """A topic length past the frame's end: the messages before it arrive, none from it, and paho drops the
+    connection (MQTT_ERR_PROTOCOL), as on its own path."""
+    for bad in (b"\x30\x03\x00\x09t", b"\x32\x04\x00\x01tx", b"\x30\x01\x00", b"\x30\x80\x80\x80\x80\x01t"):
+        stream = publish_frame(b"a", b"1") + publish_frame(b"a", b"2") + bad + publish_frame(b"b", b"3")
+        for fast in (True, False):
+            assert [m.payload for m in read_stream(fast, stream, len(stream))] == [b"1", b"2"]
+
+
+def test_the_fast_loop_tells_paho_bytes_came_in() -> None:
+    """paho's keepalive counts from the last bytes received: a hub busy with messages must not look silent."""
+    client = FastClient(CallbackAPIVersion.VERSION2, client_id="unit")
+    client.deliver = [].append
+    client.make_message = Message
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        sock = BufferedSocket(ours)
+        sock._buf = publish_frame(b"t", b"1") * 3
+        client._sock = sock
+        client._last_bytes_received = 0.0
+        assert client.read_publishes(10, lambda: False) == 3
+        client._sock = None
+    assert client._last_bytes_received > 0.0
