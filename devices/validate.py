@@ -82,12 +82,14 @@ def validate(
     if not kind.open_fields:
         if decoded.timestamp is None and _all_plain(kind.bounds, values):
             return Reading(values, _NO_TYPES, None)  # type: ignore[arg-type]
-    elif decoded.source is Source.JSON and _all_known_numbers(pinned, names, values):
-        timestamp_ns, problem = (
-            (None, None) if decoded.timestamp is None else _check_timestamp(decoded.timestamp, now_ns, limits)
-        )
-        if problem is None:
-            return Reading({name: float(value) for name, value in values.items()}, _NO_TYPES, timestamp_ns)  # type: ignore[arg-type]
+    elif decoded.source is Source.JSON:
+        known = _known_numbers(pinned, names, values)
+        if known is not None:
+            timestamp_ns, problem = (
+                (None, None) if decoded.timestamp is None else _check_timestamp(decoded.timestamp, now_ns, limits)
+            )
+            if problem is None:
+                return Reading(known, _NO_TYPES, timestamp_ns)
     problems: list[Problem] = []
     fields: dict[str, FieldValue] = {}
     types: dict[str, FieldType] = {}
@@ -134,22 +136,33 @@ def _all_plain(bounds: Mapping[str, tuple[float, float]], values: dict[str, obje
     return True
 
 
-def _all_known_numbers(pinned: Mapping[str, FieldType], names: Collection[str], values: dict[str, object]) -> bool:
-    """The hot path of open kinds: every field one this device already stored as a float, and a finite JSON number.
+_FLOAT = FieldType.FLOAT  # an enum member read through its class costs a lookup per field on the hot path
+_INF = math.inf
 
-    Such a reading adds no name and no type, so its `types` stay empty (and every value is a float)."""
+
+def _known_numbers(
+    pinned: Mapping[str, FieldType], names: Collection[str], values: dict[str, object]
+) -> dict[str, FieldValue] | None:
+    """The hot path of open kinds: when every field is one this device already stored as a float, and a finite
+    JSON number, the values as floats (`values` itself when they all are); otherwise None.
+
+    Such a reading adds no name and no type, so its `types` stay empty."""
     if not values or len(values) > MAX_FIELDS:
-        return False
+        return None
+    get = pinned.get
+    ints = False
     for name, value in values.items():
+        if get(name) is not _FLOAT or name not in names:
+            return None
         kind = type(value)
         if kind is float:
-            if not -math.inf < value < math.inf:  # type: ignore[operator]  # NaN fails the comparison too
-                return False
-        elif kind is not int or not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            return False
-        if pinned.get(name) is not FieldType.FLOAT or name not in names:
-            return False
-    return True
+            if not -_INF < value < _INF:  # type: ignore[operator]  # NaN fails the comparison too
+                return None
+        elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            ints = True
+        else:
+            return None
+    return {name: float(value) for name, value in values.items()} if ints else values  # type: ignore[arg-type, return-value]
 
 
 def _check_kind_field(kind: DeviceKind, name: str, value: object, fields: dict[str, FieldValue]) -> Problem | None:
