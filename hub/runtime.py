@@ -126,7 +126,12 @@ class Hub:
         self.relay.listeners.append(self.commands.publish_result)
         self.relay.listeners.append(lambda record: self.live.command(record.device, record.as_json()))
         self.writer: Writer[InspectorEntry] = Writer(
-            self.backend, self.spool, cfg.hub.batch_max_points, self.ingest.on_stored, self.ingest.on_storage_rejected
+            self.backend,
+            self.spool,
+            cfg.hub.batch_max_points,
+            self.ingest.on_stored,
+            self.ingest.on_storage_rejected,
+            linger_s=cfg.hub.write_linger_ms / 1000,
         )
         self.presence = Presence(
             self.ingest.devices, cfg.hub.presence_timeout_s, announce=self.live.presence, watched=self.live.watched

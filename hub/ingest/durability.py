@@ -27,7 +27,7 @@ from hub.ingest.spool import AUDIT_KEY, Spool
 log = logging.getLogger(__name__)
 
 MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
-COMMIT_EVERY_S = 0.002  # at most one fsync this often: a fast disk would otherwise fsync each handful of readings
+COMMIT_EVERY_S = 0.005  # at most one fsync this often (within the write linger): else a fsync per reading or two
 PAUSE_LOG_EVERY_S = 10.0
 
 

@@ -224,12 +224,20 @@ class Spool(Generic[T]):
         backlog = self._backlog
         return bool(backlog) and (backlog[0][0] < backlog[0][1] or len(backlog) > 1)
 
-    async def take(self, most: int) -> Batch[T]:
-        """The next batch to write: live records and the disk backlog by turns (oldest first within each)."""
+    async def take(self, most: int, linger_ns: int = 0) -> Batch[T]:
+        """The next batch to write: live records and the disk backlog by turns (oldest first within each).
+
+        With `linger_ns`, a batch of live records smaller than `most` waits until its oldest record was received
+        that long ago, so that a slow stream of readings shares writes (each write costs InfluxDB a request and
+        an fsync, whatever its size); under load batches fill without waiting."""
         while True:
             while not self._live and not self._backlog_waiting():
                 self._ready.clear()
                 await self._ready.wait()
+            if linger_ns and self._live and len(self._live) < most:
+                wait_ns = self._live[0].received_ns + linger_ns - time.time_ns()
+                if wait_ns > 0:
+                    await asyncio.sleep(wait_ns / 1e9)
             if self._backlog_waiting() and self._live:  # both waiting: take turns, so live data is not starved
                 self._disk_turn = not self._disk_turn
                 use_disk = self._disk_turn

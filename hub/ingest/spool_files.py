@@ -25,6 +25,7 @@ class SpoolFiles:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.segment_start = 0  # the segment being appended to
+        self._oldest = 0  # the oldest segment kept: while it is the one appended to, there is nothing to delete
         self._fd = -1
         self.corrupt_bytes = 0  # skipped when reading back (counted, logged; the records after them are kept)
         self._corrupt_seen: set[int] = set()
@@ -33,7 +34,9 @@ class SpoolFiles:
         """Make the folder private; return the segments' start positions, oldest first."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)  # also when it was made before, with the default mode
-        return self.segments()
+        segments = self.segments()
+        self._oldest = segments[0] if segments else 0
+        return segments
 
     def segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit())
@@ -92,13 +95,21 @@ class SpoolFiles:
         os.fdatasync(self._fd)
 
     def delete_below(self, checkpoint: int, committed_end: int) -> None:
-        """Delete the segments wholly below the checkpoint (never the one being appended to)."""
+        """Delete the segments wholly below the checkpoint (never the one being appended to).
+
+        Called at each stored batch: the folder is listed only while older segments than the open one exist."""
+        if self._oldest >= self.segment_start:
+            return
         segments = self.segments()
+        kept = []
         for start in segments:
             later = [s for s in segments if s > start]
             end = later[0] if later else committed_end
             if start != self.segment_start and end <= checkpoint:
                 self.path(start).unlink(missing_ok=True)
+            else:
+                kept.append(start)
+        self._oldest = kept[0] if kept else self.segment_start
 
     def close(self) -> None:
         if self._fd >= 0:

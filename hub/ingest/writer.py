@@ -66,8 +66,10 @@ class Writer(Generic[T]):
         on_stored: Callable[[list[Record[T]]], None],
         on_rejected: Callable[[Record[T], str], None],
         backoff: Backoff = WRITE_BACKOFF,
+        linger_s: float = 0.0,
     ) -> None:
         self.backend = backend
+        self._linger_ns = int(linger_s * 1e9)
         self.spool = spool
         self.batch_max = batch_max
         self._on_stored = on_stored
@@ -80,7 +82,7 @@ class Writer(Generic[T]):
 
     async def run(self) -> None:
         while True:
-            batch = await self.spool.take(self.batch_max)
+            batch = await self.spool.take(self.batch_max, self._linger_ns)
             self.busy = True
             try:
                 await self._write(batch.records)
