@@ -65,6 +65,10 @@ class Status:
             reasons.append(alarm)
         if self._spool.full:
             reasons.append(f"spool full ({self._spool.unstored_bytes} bytes waiting for InfluxDB): intake paused")
+        if self._spool.behind:
+            reasons.append(
+                f"InfluxDB is slower than the readings coming in ({self._spool.in_memory()} in memory): intake paused"
+            )
         if self._durability.commit_paused:
             reasons.append(f"{self._spool.pending} readings wait for the disk: intake paused")
         reasons += self._watchdog.problems
@@ -95,6 +99,7 @@ class Status:
                 "replayed": spool.replayed,
                 "intake_paused": self._durability.paused,
                 "pauses": self._durability.pauses,
+                "writer_behind": self._durability.spool.behind,
             },
             "writer": {
                 "backend": self._backend,

@@ -7,8 +7,9 @@ nothing to commit (a rejection, a status, a command) is acknowledged in turn at 
 nothing: what was not acknowledged comes again from the broker's persistent session, what was acknowledged is in
 the spool and is replayed.
 
-Backpressure, never silent drops: when too many points wait for the disk (a stalled fsync), or the spool is full
-(InfluxDB down too long), intake pauses — the broker holds new messages — and resumes once there is room.
+Backpressure, never silent drops: when too many points wait for the disk (a stalled fsync), for InfluxDB (it takes
+writes more slowly than readings come: overload), or the spool is full (InfluxDB down too long), intake pauses —
+the broker holds new messages, within its configured limits — and resumes once there is room.
 """
 
 from __future__ import annotations
@@ -58,18 +59,29 @@ class Durability:
             on_full=self._intake_full,
             on_drained=self._intake_drained,
             memory_points=memory_points,
+            on_behind=self._writer_behind,
         )
         self._intake = intake
         self._acks: deque[AckSlot] = deque()
         self._entry_acks: dict[int, AckSlot] = {}  # id(entry) → its message's ack, until committed
         self.commit_paused = False  # too many records wait for the disk
-        self.pauses = 0  # times the spool was full
+        self.full_pauses = 0  # times the spool was full
         self._pause_logged = -1e9
+        self._behind_logged = -1e9
 
     @property
     def paused(self) -> bool:
-        """Intake is paused by backpressure (the spool is full, or the disk is behind)."""
-        return self.spool.full or self.commit_paused
+        """Intake is paused by backpressure (the spool is full, the disk or InfluxDB is behind)."""
+        return self.spool.full or self.commit_paused or self.spool.behind
+
+    @property
+    def pauses(self) -> int:
+        """Times intake was paused because the spool was full or InfluxDB was behind."""
+        return self.full_pauses + self.spool.behind_pauses
+
+    def _resume_unless_held(self) -> None:
+        if not self.paused:
+            self._intake.resume_reading()
 
     # Messages in, acknowledgements out --------------------------------------------------------------
 
@@ -139,8 +151,7 @@ class Durability:
         self._flush_acks()
         if self.commit_paused and self.spool.pending < MAX_PENDING_COMMIT // 2:
             self.commit_paused = False
-            if not self.spool.full:
-                self._intake.resume_reading()
+            self._resume_unless_held()
 
     async def flush_evidence(self, timeout: float) -> bool:
         """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
@@ -153,7 +164,7 @@ class Durability:
     # Backpressure -----------------------------------------------------------------------------------
 
     def _intake_full(self) -> None:
-        self.pauses += 1
+        self.full_pauses += 1
         now = time.monotonic()
         if now - self._pause_logged >= PAUSE_LOG_EVERY_S:  # say it loudly, but not a thousand times a minute
             self._pause_logged = now
@@ -161,11 +172,27 @@ class Durability:
                 "spool full (%d bytes waiting for InfluxDB): pausing MQTT intake, the broker holds new readings "
                 "(pause #%d)",
                 self.spool.unstored_bytes,
-                self.pauses,
+                self.full_pauses,
             )
         self._intake.pause_reading()
 
     def _intake_drained(self) -> None:
         log.info("spool below its limit (%d bytes): resuming MQTT intake", self.spool.unstored_bytes)
-        if not self.commit_paused:
-            self._intake.resume_reading()
+        self._resume_unless_held()
+
+    def _writer_behind(self, behind: bool) -> None:
+        """Readings come faster than InfluxDB takes them: intake pauses (the broker holds them, within its
+        configured limits) until the writer has caught up with half of what waits in memory."""
+        if not behind:
+            self._resume_unless_held()
+            return
+        now = time.monotonic()
+        if now - self._behind_logged >= PAUSE_LOG_EVERY_S:
+            self._behind_logged = now
+            log.warning(
+                "InfluxDB is slower than the readings coming in (%d points wait in memory): pausing MQTT intake "
+                "until it catches up; the broker holds new readings (pause #%d)",
+                self.spool.in_memory(),
+                self.spool.behind_pauses,
+            )
+        self._intake.pause_reading()

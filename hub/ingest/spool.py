@@ -3,7 +3,7 @@
 Intake appends records to a pending group; `commit()` writes the group and fsyncs it (group commit: one
 fsync for everything that arrived meanwhile, a few ms). Only then are QoS 1 messages acknowledged to the
 broker. The writer takes committed records in order — from memory while it keeps up, from disk when
-memory overflowed (InfluxDB down) or after a restart — and `done()` moves the checkpoint, below which
+memory overflowed while InfluxDB failed, or after a restart — and `done()` moves the checkpoint, below which
 segment files are deleted. Live records and the replayed backlog are interleaved, so an outage's backlog
 does not starve live data.
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECENT = 200_000
+BEHIND_PATIENCE_S = 2.0  # intake waits for a writer that is behind, as long as it stores a batch this often
 AUDIT_KEY = "cmd:"  # spool records of evidence (commands, rejections, presence) carry this before the device key
 
 
@@ -70,6 +71,7 @@ class Spool(Generic[T]):
         on_drained: Callable[[], None],
         memory_points: int = 100_000,
         segment_bytes: int = 64 << 20,
+        on_behind: Callable[[bool], None] = lambda behind: None,
     ) -> None:
         self.directory = directory
         self._files = SpoolFiles(directory)
@@ -78,6 +80,11 @@ class Spool(Generic[T]):
         self.segment_bytes = segment_bytes
         self._on_full = on_full
         self._on_drained = on_drained
+        self._on_behind = on_behind
+        self.behind = False  # InfluxDB takes writes, more slowly than readings come: intake waits for the writer
+        self.behind_pauses = 0
+        self._write_failing = False  # the writer's last attempt failed (InfluxDB away or refusing)
+        self._batches_done = 0
         self._pending: list[
             tuple[int, int, str, str, T | None, bytes]
         ] = []  # received_ns, digest, key, line, owner, body
@@ -205,7 +212,10 @@ class Spool(Generic[T]):
                 self._spilling = False
                 if self._backlog and self._backlog[-1][0] >= self._backlog[-1][1]:
                     self._backlog.pop()  # the writer already caught up with it
-            if not self._spilling and len(self._live) >= self.memory_points:
+            if not self._spilling and len(self._live) >= self.memory_points and not self._write_failing:
+                if not self.behind:  # overload, not an outage: the broker holds new readings, not our disk
+                    self._set_behind(True)
+            elif not self._spilling and len(self._live) >= self.memory_points:
                 self._spilling = True
                 self._backlog.append([record.start, record.start])
                 if self.backlog_started_ns is None:
@@ -255,9 +265,43 @@ class Spool(Generic[T]):
         self._in_flight = batch
         return batch
 
+    def write_failed(self) -> None:
+        """The writer could not write: records beyond memory now wait on disk (an outage can last), and
+        intake no longer waits for a writer that cannot catch up."""
+        self._write_failing = True
+        if self.behind:
+            self._set_behind(False)
+
+    def _set_behind(self, behind: bool) -> None:
+        self.behind = behind
+        self.behind_pauses += behind
+        self._on_behind(behind)
+        if behind:
+            self._watch_progress(self._batches_done)
+
+    def _watch_progress(self, done_before: int) -> None:
+        """While intake waits, the writer must keep storing: one stuck in a write (InfluxDB frozen) is failing."""
+
+        def check() -> None:
+            if not self.behind:
+                return
+            if self._batches_done == done_before:
+                log.warning(
+                    "spool: no batch stored for %.0f s while intake waited; spilling to disk", BEHIND_PATIENCE_S
+                )
+                self.write_failed()
+            else:
+                self._watch_progress(self._batches_done)
+
+        asyncio.get_running_loop().call_later(BEHIND_PATIENCE_S, check)
+
     def done(self, batch: Batch[T]) -> None:
         """The batch is in InfluxDB (or refused as invalid): move the checkpoint past it."""
         self._in_flight = None
+        self._write_failing = False
+        self._batches_done += 1
+        if self.behind and len(self._live) < self.memory_points // 2:
+            self._set_behind(False)
         if batch.from_disk and self._backlog:
             self.replayed += len(batch.records)
             head = self._backlog[0]

@@ -147,6 +147,7 @@ class Writer(Generic[T]):
             try:
                 await self.backend.write(body)
             except StorageError as err:
+                self.spool.write_failed()
                 self.stats.retries += 1
                 self.stats.last_error = str(err)
                 if self.stats.failing_since is None:

@@ -131,3 +131,26 @@ async def test_evidence_is_spooled_under_the_audit_key(parts: tuple[Durability, 
     await keep.commit_once()
     batch = await keep.spool.take(10)
     assert [(r.key, r.line, r.owner) for r in batch.records] == [(AUDIT_KEY + "c/l/d", "commands x=1 1", None)]
+
+
+async def test_a_writer_behind_pauses_intake_and_a_full_spool_keeps_it_paused(tmp_path: Path) -> None:
+    """Overload: InfluxDB takes writes more slowly than readings come, so intake waits (the broker holds the
+    readings) until the writer has caught up with half; another hold (the disk behind) still holds it then."""
+    intake = FakeIntake()
+    keep = Durability(tmp_path / "spool", 1 << 30, 4, intake)
+    keep.spool.open()
+    for i in range(5):
+        keep.append(1, 0, "c/l/d", f"m x={i} 1", entry())
+    await keep.commit_once()
+    assert intake.events == ["pause"] and keep.spool.behind and keep.paused
+    keep.commit_paused = True  # as if the disk were also behind meanwhile
+    keep.spool.done(await keep.spool.take(4))
+    assert intake.events == ["pause"] and not keep.spool.behind and keep.paused
+    keep.commit_paused = False
+    keep.spool.done(await keep.spool.take(4))
+    for i in range(5):
+        keep.append(1, 0, "c/l/d", f"m x={i} 2", entry())
+    await keep.commit_once()
+    keep.spool.done(await keep.spool.take(4))
+    assert intake.events == ["pause", "pause", "resume"] and not keep.paused
+    keep.spool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.ingest import spool as spool_module
 from hub.ingest.spool import Spool
 from hub.ingest.spool_format import HEADER, payload_digest, scan
 
@@ -102,6 +104,7 @@ async def test_a_torn_write_at_the_end_is_cut_off(spool_dir: Path) -> None:
 
 async def test_when_memory_is_full_records_wait_on_disk_and_live_data_takes_turns(spool_dir: Path) -> None:
     spool = make(spool_dir, memory_points=4)
+    spool.write_failed()  # InfluxDB is away
     await fill(spool, 10)  # 4 in memory, 6 on disk only
     assert spool.in_memory() == 4
     await fill(spool, 2, start=10)  # still spilling: memory is full
@@ -155,6 +158,7 @@ async def test_segments_rotate_and_stored_ones_are_deleted(spool_dir: Path) -> N
 
 async def test_catching_up_with_the_range_being_spilled_into(spool_dir: Path) -> None:
     spool = make(spool_dir, memory_points=4)
+    spool.write_failed()
     await fill(spool, 10)  # 4 live, 6 spilled
     delivered: list[str] = []
     while len(delivered) < 10:  # the spilled range and the live records, by turns
@@ -167,6 +171,33 @@ async def test_catching_up_with_the_range_being_spilled_into(spool_dir: Path) ->
     assert not batch.from_disk and batch.lines == ["m x=10", "m x=11", "m x=12"]
     spool.done(batch)
     assert spool.unstored_bytes == 0
+    spool.close()
+
+
+async def test_a_writer_that_writes_but_slower_than_intake_holds_intake_instead_of_spilling(spool_dir: Path) -> None:
+    """Overload is not an outage: past memory the spool asks intake to wait (the broker holds the readings)
+    and keeps them in memory; it lets go once the writer has caught up with half, or once it fails to write."""
+    calls: list[bool] = []
+    spool = make(spool_dir, memory_points=4, on_behind=calls.append)  # type: ignore[arg-type]
+    await fill(spool, 6)
+    assert calls == [True] and spool.behind and spool.behind_pauses == 1
+    assert spool.in_memory() == 6  # nothing on disk only: no read-back costs while the writer keeps up
+    await fill(spool, 2, start=6)  # what was already on its way still comes in
+    assert calls == [True] and spool.in_memory() == 8
+    batch = await spool.take(5)
+    spool.done(batch)
+    assert calls == [True]  # 3 left: not below half of memory yet
+    batch = await spool.take(2)
+    spool.done(batch)
+    assert calls == [True, False] and not spool.behind
+    assert not batch.from_disk and batch.lines == ["m x=5", "m x=6"]
+    await fill(spool, 4, start=8)
+    assert calls == [True, False, True]
+    spool.write_failed()  # InfluxDB went away while intake waited: stop waiting, spill from now on
+    assert calls == [True, False, True, False] and not spool.behind
+    await fill(spool, 3, start=12)
+    assert calls == [True, False, True, False] and spool.in_memory() == 5  # the 3 new ones wait on disk
+    assert sorted(await drain(spool), key=lambda s: int(s.split("=")[1])) == [f"m x={i}" for i in range(7, 15)]
     spool.close()
 
 
@@ -220,3 +251,43 @@ def test_corrupt_bytes_anywhere_never_lose_the_intact_records(
     # Damage is counted, unless the bytes written were the same, or only the last record was hit: with nothing
     # valid after it, that is indistinguishable from a write torn by a crash, and cut as one.
     assert corrupt > 0 or got == lines or hit_ids == {len(lines) - 1}
+
+
+async def test_a_writer_stuck_in_a_write_while_intake_waits_counts_as_failing(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InfluxDB frozen (a write that never returns) is an outage, not overload: intake must not wait forever."""
+    monkeypatch.setattr(spool_module, "BEHIND_PATIENCE_S", 0.01)
+    released = asyncio.Event()
+    calls: list[bool] = []
+
+    def on_behind(behind: bool) -> None:
+        calls.append(behind)
+        if not behind:
+            released.set()
+
+    spool = make(spool_dir, memory_points=4, on_behind=on_behind)  # type: ignore[arg-type]
+    await fill(spool, 5)
+    stuck = await spool.take(2)  # the writer's write never returns
+    await asyncio.wait_for(released.wait(), 5)
+    assert calls == [True, False] and not spool.behind
+    await fill(spool, 3, start=5)
+    assert spool.in_memory() == 4  # memory is full again after one: the other two wait on disk
+    spool.done(stuck)
+    spool.close()
+
+
+async def test_a_writer_that_keeps_storing_keeps_intake_waiting(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "BEHIND_PATIENCE_S", 0.01)
+    calls: list[bool] = []
+    spool = make(spool_dir, memory_points=100, on_behind=calls.append)  # type: ignore[arg-type]
+    await fill(spool, 120)
+    for _ in range(10):  # a batch stored at every check: still behind, still waiting
+        ticked = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, ticked.set_result, None)
+        spool.done(await spool.take(1))
+        await ticked
+    assert calls == [True] and spool.behind
+    spool.close()
