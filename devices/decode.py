@@ -91,11 +91,10 @@ def _fast_json(payload: bytes) -> Decoded | None:
             return None  # nested values are refused anyway; the stdlib keeps their numbers exact
     timestamp = None
     if "ts" in obj or "time" in obj or "timestamp" in obj:
-        if sum(key in obj for key in TIMESTAMP_KEYS) > 1:
+        keys = [key for key in TIMESTAMP_KEYS if key in obj]
+        if len(keys) > 1:
             return None
-        for key in TIMESTAMP_KEYS:
-            if key in obj:
-                timestamp = obj.pop(key)
+        timestamp = obj.pop(keys[0])
     return Decoded(obj, timestamp, Source.JSON)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from devices.kinds import ARM, KINDS, DeviceKind, FieldType
@@ -39,7 +39,7 @@ class InspectorEntry:
         self.payload = payload[:INSPECT_BYTES]  # a device cannot make the hub keep 50 × 1 MiB
         self.size = len(payload)
         self.verdict = "queued"
-        self.errors: list[dict[str, object]] = []
+        self.errors: Sequence[dict[str, object]] = ()  # replaced, never appended to: no list per message
         self.pending = 0
         self.device = device
         self.digest = 0
@@ -57,7 +57,7 @@ class InspectorEntry:
             "payload": text,
             "payload_bytes": self.size,
             "verdict": self.verdict,
-            "errors": self.errors,
+            "errors": list(self.errors),
         }
 
 
