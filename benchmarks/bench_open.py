@@ -79,7 +79,7 @@ class Bench:
         self.flush_ms = flush_ms
         self.lines = lab.device_lines()
         self.procs = lab.processes()
-        self.sampler = Sampler(self.procs["hub"])
+        self.sampler = Sampler(self.procs["hub"], self.procs["mosquitto"][0])
         self.sampler.start()
         self.stats = StatsPoller(lab.http_ports)
         self.stats.start()
@@ -183,6 +183,7 @@ class Bench:
             "publisher_cpu_pct": round(100 * out["cpu_s"] / max(1e-6, span + pub.connect_s), 1),
             "hub_peak_rss_mb": round(self.sampler.peak_mb, 1),
             "hub_rss_end_mb": round(self.sampler.rss_mb, 1),
+            "mosquitto_peak_rss_mb": round(self.sampler.broker_peak_mb, 1),
             "stats_slowest_answer_s": round(self.stats.slowest_s, 2),
             "stats_unanswered": self.stats.unanswered,
             "hub_counters": {k: v - before[k] for k, v in after.counters.items() if v != before[k]},
@@ -288,7 +289,8 @@ def overload(bench: Bench, args: argparse.Namespace, capacity: float, trials: li
             f"rejected {rejected:,}"
         )
         print(
-            f"  broker           peak stored messages {peak.get('store/messages/count', 0):,.0f}, "
+            f"  broker           peak RSS {t['mosquitto_peak_rss_mb']:.0f} MB (10 Hz), its $SYS (every 10 s): "
+            f"peak stored messages {peak.get('store/messages/count', 0):,.0f}, "
             f"clients connected {peak.get('clients/connected', 0):,.0f}"
         )
         print(f"  hub counters     {', '.join(f'{k} +{v:,}' for k, v in sorted(t['hub_counters'].items()))}")

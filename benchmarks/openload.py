@@ -90,28 +90,32 @@ def cpu_s(proc: psutil.Process) -> float:
 
 
 class Sampler(threading.Thread):
-    """The hub's RSS (all workers together) at 10 Hz, with its peak since the last `reset`."""
+    """The hub's RSS (all workers together) and mosquitto's (where readings wait while the hub pauses its
+    intake) at 10 Hz, with their peaks since the last `reset`."""
 
-    def __init__(self, procs: list[psutil.Process]) -> None:
+    def __init__(self, hub: list[psutil.Process], broker: psutil.Process) -> None:
         super().__init__(daemon=True)
-        self.procs = procs
-        self.rss_mb = 0.0
-        self.peak_mb = 0.0
+        self.hub, self.broker = hub, broker
+        self.rss_mb = self.peak_mb = 0.0
+        self.broker_rss_mb = self.broker_peak_mb = 0.0
         self.done = threading.Event()
 
-    def sample(self) -> float:
+    def sample(self) -> None:
         try:
-            return sum(p.memory_info().rss for p in self.procs) / 2**20
+            self.rss_mb = sum(p.memory_info().rss for p in self.hub) / 2**20
+            self.broker_rss_mb = self.broker.memory_info().rss / 2**20
         except psutil.Error:
-            return self.rss_mb
+            pass  # a process that just stopped: the last figures stand
 
     def reset(self) -> None:
-        self.peak_mb = self.rss_mb = self.sample()
+        self.sample()
+        self.peak_mb, self.broker_peak_mb = self.rss_mb, self.broker_rss_mb
 
     def run(self) -> None:
         while not self.done.wait(0.1):
-            self.rss_mb = self.sample()
+            self.sample()
             self.peak_mb = max(self.peak_mb, self.rss_mb)
+            self.broker_peak_mb = max(self.broker_peak_mb, self.broker_rss_mb)
 
 
 SYS_KEPT = (  # of `$SYS/broker/…`
