@@ -10,7 +10,9 @@ into the hub and the real influxd; what the hub fails to take shows as readings 
 
 The publisher is `openpub.c` (compiled into bench-results/ on first use): one connection per device, QoS 0,
 a ~117-byte JSON reading per message with a per-device `seq` and a strictly increasing millisecond `ts`,
-paced every millisecond (due = rate × elapsed), round-robin over the devices; it costs a few % of a core.
+paced every millisecond (due = rate × elapsed), round-robin over the devices, each device's readings
+written within the millisecond (--flush-ms N: every N ms, fewer writes, cheaper and less like devices);
+it costs ~3% of a core at 500/s, ~14% at 45,000/s (mostly the kernel's loopback TCP).
 By default the lab is closed, as deployed: the devices are declared (kind `generic`), the hub makes their
 broker accounts at start (timed), and each device logs in with its own. Services and hub stay up across
 trials; before each, the hub is idle. Each trial has its own range of `seq`, so loss is counted exactly,
@@ -23,7 +25,9 @@ Drain: from the last byte published until the hub's /api/stats `stored` counter 
 - overload: 1.5× and 2× --capacity (or what find finds) for --overload-s: stored rate during the offered
   window and overall, lost and where (not delivered by the broker vs inside the hub; the broker's `$SYS`
   dropped counter; the hub's counters that moved), drain, peak RSS.
-- latency: --rate (500/s) for --seconds (30): p50/p99 publish→queryable from open-loop probes, CPU %.
+- latency: --rate (500/s) for --seconds (30) twice: first without probes for the CPU % of the hub, influxd,
+  mosquitto and the publisher, then with open-loop probes (bench_ingest's Prober, which polls InfluxDB every
+  2 ms and so costs influxd far more than the readings) for p50/p99 publish→queryable.
 - fleet: --devices (1,000) at --hz (1) for --seconds (60): hub RSS peak and end, CPU %, lost.
 
 Each run first measures two references on the same broker (no hub yet): the broker's raw rate (the C
