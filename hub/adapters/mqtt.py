@@ -99,6 +99,7 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: Any = None
         self._paused = False
+        self._read_scheduled = False
         self._received = 0
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()  # the broker acknowledged this connection's subscriptions
@@ -245,7 +246,7 @@ class MqttClient:
             self._paused = False
             if self._loop is not None and self._sock is not None:
                 self._loop.add_reader(self._sock, self._on_readable)
-                self._loop.call_soon(self._on_readable)  # bytes may wait in the read buffer
+                self._read_soon()  # bytes may wait in the read buffer
 
     @property
     def paused(self) -> bool:
@@ -353,6 +354,17 @@ class MqttClient:
         if self._loop is not None:
             self._loop.remove_writer(sock)
 
+    def _read_soon(self) -> None:
+        """Read again at the next turn of the loop, once: each pending read would handle READ_BURST messages,
+        so several piling up (one per turn, as epoll reports the socket too) would starve every other task."""
+        if not self._read_scheduled and self._loop is not None:
+            self._read_scheduled = True
+            self._loop.call_soon(self._on_readable_soon)
+
+    def _on_readable_soon(self) -> None:
+        self._read_scheduled = False
+        self._on_readable()
+
     def _on_readable(self) -> None:
         client = self._client
         fast = client.read_publishes if isinstance(client, FastClient) else None
@@ -369,7 +381,7 @@ class MqttClient:
         sock = self._sock
         # The socket may be drained while whole packets wait in our buffer: epoll will not say so.
         if not self._paused and isinstance(sock, BufferedSocket) and sock.buffered and self._loop is not None:
-            self._loop.call_soon(self._on_readable)
+            self._read_soon()
 
     def _on_writable(self) -> None:
         self._client.loop_write()

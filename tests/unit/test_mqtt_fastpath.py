@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from hub.adapters import paho_fastpath
-from hub.adapters.mqtt import Message, MqttClient
+from hub.adapters.mqtt import READ_BURST, Message, MqttClient
 from hub.adapters.paho_fastpath import BufferedSocket, FastClient, fast_path_works, new_client, self_check
 
 
@@ -243,3 +244,40 @@ def test_the_fast_loop_tells_paho_bytes_came_in() -> None:
         assert client.read_publishes(10, lambda: False) == 3
         client._sock = None
     assert client._last_bytes_received > 0.0
+
+
+async def test_reads_left_for_later_are_scheduled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole frames left in the buffer after a burst are read at the next turn, by one pending call: one more
+    per readiness event would pile up, each reading a burst, until reading starved every other task."""
+    loop = asyncio.get_running_loop()
+    got: list[Message] = []
+    all_read = asyncio.Event()
+
+    def on_message(message: Message) -> None:
+        got.append(message)
+        if len(got) == 5 * READ_BURST:
+            all_read.set()
+
+    client = MqttClient("127.0.0.1", 1, "unit", on_message=on_message, manual_ack=True)
+    scheduled: list[object] = []
+    real = loop.call_soon
+
+    def call_soon(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        if getattr(callback, "__self__", None) is client:  # the adapter's own reads, not the tasks' steps
+            scheduled.append(callback)
+        return real(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", call_soon)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        sock = BufferedSocket(ours)
+        sock._buf = publish_frame(b"t", b"1") * (READ_BURST * 5)
+        client._client._sock = client._sock = sock
+        client._loop = loop
+        for _ in range(3):  # three readiness callbacks before the loop turns
+            client._on_readable()
+        assert len(got) == 3 * READ_BURST
+        assert len(scheduled) == 1
+        await asyncio.wait_for(all_read.wait(), 5)  # the loop turns: the pending read runs, schedules the next
+        client._client._sock = client._sock = None
+    assert len(scheduled) == 2
