@@ -182,12 +182,14 @@ class Sample:
 
 
 class StatsPoller(threading.Thread):
-    """Every worker's /api/stats at 10 Hz. An overloaded hub answers late or not at all: the slowest answer
-    and the unanswered polls since `reset` are kept, and a sample is only whole when every worker answered."""
+    """Every worker's /api/stats every `interval_s` (10 Hz by default; the CPU modes poll once a second, as
+    the poll costs the hub too). An overloaded hub answers late or not at all: the slowest answer and the
+    unanswered polls since `reset` are kept, and a sample is only whole when every worker answered."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], interval_s: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.ports = ports
+        self.interval_s = interval_s
         self.latest = Sample(0.0, 0.0, {})
         self.history: list[Sample] = []
         self.slowest_s = 0.0
@@ -213,7 +215,7 @@ class StatsPoller(threading.Thread):
             if total:
                 self.latest = Sample(sent, at, total)
                 self.history.append(self.latest)
-            self.done.wait(max(0.0, sent + 0.1 - time.monotonic()))
+            self.done.wait(max(0.0, sent + self.interval_s - time.monotonic()))
 
     def after(self, moment: float, timeout: float = 60.0) -> Sample:
         """The first sample asked for after `moment` (the latest one if none comes within `timeout`)."""
