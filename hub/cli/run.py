@@ -44,6 +44,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         whole_lab=True,
         extra_workers=tuple(worker_argv(args, cfg, i, extra) for i in range(1, max(1, args.workers))),
         workers=args.workers,
+        own_process=True,
     )
     return asyncio.run(run_lab(plan))
 
@@ -53,7 +54,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from hub.ops.lab import LabPlan, run_lab
 
     cfg = sim_devices(configure(args), args.sim_count)
-    return asyncio.run(run_lab(LabPlan(cfg, workers=args.workers, worker=args.worker)))
+    return asyncio.run(run_lab(LabPlan(cfg, workers=args.workers, worker=args.worker, own_process=True)))
 
 
 def worker_argv(args: argparse.Namespace, cfg: LabConfig, worker: int, sim_count: int) -> tuple[str, ...]:

@@ -284,3 +284,17 @@ async def test_a_worker_that_stops_with_the_lab_is_not_restarted(
         assert await run(LabPlan(cfg_in(tmp_path), extra_workers=((sys.executable, "-c", code),), workers=2)) == 0
     assert len(pids.read_text().split()) == 1
     assert not [r for r in caplog.records if "restarting it" in r.getMessage()]
+
+
+def test_a_lab_that_is_its_process_settles_the_collector() -> None:
+    import gc
+
+    from hub.ops.lab import GC_YOUNG, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold()[0] == GC_YOUNG and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
