@@ -90,6 +90,10 @@ class DeviceState:
     watched: bool = False  # readings are passed on (arms' poses to the relay, live views)
     present: bool = False  # online (last will not published) and heard from recently
     rate_per_s: float = 0.0
+    key: str = field(init=False)  # ref.key, made once: the spool's record key for each of its readings
+
+    def __post_init__(self) -> None:
+        self.key = self.ref.key
 
     def presence(self) -> dict[str, object]:
         """What live views are told when presence or the message rate changes."""

@@ -192,7 +192,7 @@ class Ingest:
             line = encode_floats(state.prefix, reading.fields, ts)  # type: ignore[arg-type]
         if state.watched and self._on_reading is not None:  # arms, and devices someone watches live
             self._on_reading(state, reading.fields, ts)
-        self._enqueue(now, entry.digest, state.ref.key, line, entry)
+        self._enqueue(now, entry.digest, state.key, line, entry)
 
     # Outcomes --------------------------------------------------------------------------------------
 
