@@ -28,7 +28,7 @@ from hub.ingest.spool import AUDIT_KEY, Spool
 log = logging.getLogger(__name__)
 
 MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
-COMMIT_EVERY_S = 0.008  # at most one fsync this often (the write linger): else an fsync (and a thread hop) per reading or two
+COMMIT_EVERY_S = 0.008  # at most one fsync this often (the write linger): else one (and a thread hop) per reading
 PAUSE_LOG_EVERY_S = 10.0
 
 
