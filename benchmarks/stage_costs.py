@@ -5,7 +5,7 @@ put in the stage of its innermost recognised frame, scaled to the hub's CPU time
     .venv/bin/python benchmarks/stage_costs.py --rate 30000 --seconds 15
 
 It starts the lab as bench_open.py does (closed, 500 declared devices), offers the rate with the C publisher,
-attaches `py-spy record` (installed with the dev dependencies) to the hub for the middle of the run, and
+attaches `py-spy record` (`.venv/bin/pip install py-spy` first) to the hub for the middle of the run, and
 prints µs of hub CPU per stored reading for each stage:
 
 - receive: the MQTT adapter and paho (socket reads, frames → messages);
