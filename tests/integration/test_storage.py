@@ -136,6 +136,42 @@ async def test_queue_full_pauses_intake_and_resumes(
     assert hub.durability.pauses >= 1 and not hub.mqtt.paused
 
 
+async def test_an_influxdb_slower_than_intake_pauses_intake_instead_of_spilling(
+    services: Services, start_hub: HubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overload, not an outage: InfluxDB takes every write, slowly. Past the memory queue the hub stops reading
+    from the broker (which holds the readings) instead of spilling them to disk and reading them back; nothing
+    is lost, and intake resumes once the writer has caught up."""
+    real = InfluxV1.write
+
+    async def slow_write(backend: InfluxV1, body: str) -> None:
+        await asyncio.sleep(0.2)  # a slow database: each write takes a while, but every write succeeds
+        await real(backend, body)
+
+    monkeypatch.setattr(InfluxV1, "write", slow_write)
+    hub = await start_hub(queue_max_points=20, batch_max_points=10)
+    ref = DeviceRef(unique("c"), "ana", "box")
+    pub = MqttPublisher(services.mqtt_port)
+
+    try:
+        for i in range(100):
+            await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}))
+        await wait_until(lambda: hub.spool.behind and hub.mqtt.paused, what="intake paused while InfluxDB is behind")
+        assert "slower than the readings coming in" in " ".join(hub.health()["reasons"])
+        db = hub.cfg.influx.database
+        assert (
+            await count_when_stable(services.influx_port, db, "/^generic\\./", "n", f"cohort = '{ref.cohort}'", 100)
+            == 100
+        )
+    finally:
+        pub.close()
+    await wait_until(lambda: not hub.mqtt.paused and not hub.spool.behind, what="intake resumed")
+    assert hub.spool.replayed == 0  # nothing went through the disk backlog
+    assert hub.spool.behind_pauses >= 1 and hub.durability.pauses >= 1
+    values = influx_query(services.influx_port, db, f"SELECT n FROM /^generic\\./ WHERE cohort = '{ref.cohort}'")
+    assert sorted(row[1] for row in values[0]["values"]) == [float(i) for i in range(100)]
+
+
 async def test_v2_refused_token_degrades_healthz(
     services: Services, start_hub: HubFactory, fake_v2: tuple[FakeV2, str]
 ) -> None:
