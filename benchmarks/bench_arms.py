@@ -40,7 +40,7 @@ from firmware_sim.app import PhoneApp
 from hub.access.registry import Registry
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import free_port
+from hub.ops.services import free_port, stop_processes
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -121,13 +121,7 @@ def main() -> int:
     try:
         return run(args, started, services)
     finally:
-        for proc in started:
-            proc.send_signal(signal.SIGTERM)
-        for proc in started:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(started, 20)
         for service in reversed(services):
             service.stop()
 

@@ -31,7 +31,7 @@ from hub.access.registry import Registry
 from hub.credentials import load_credentials, read_secret
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service, free_port
+from hub.ops.services import Service, free_port, stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "benchmarks" / "openpub.c"
@@ -285,13 +285,8 @@ class Publisher:
         return self.result
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_processes([self.proc], 5)
 
 
 class Lab:
@@ -398,15 +393,7 @@ class Lab:
         }
 
     def stop(self) -> None:
-        for hub in self.hubs:
-            if hub.poll() is None:
-                hub.terminate()
-        for hub in self.hubs:
-            try:
-                hub.wait(20)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                hub.wait()
+        stop_processes(self.hubs, 20)
         if self.sys is not None:
             self.sys.close()
         for service in (self.influxd, self.broker):

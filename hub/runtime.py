@@ -92,7 +92,13 @@ class Hub:
             password=password,
         )
         spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
-        self.durability = Durability(spool_dir, cfg.hub.spool_max_bytes, cfg.hub.queue_max_points, self.mqtt)
+        self.durability = Durability(
+            spool_dir,
+            cfg.hub.spool_max_bytes,
+            cfg.hub.queue_max_points,
+            self.mqtt,
+            commit_every_s=cfg.hub.write_linger_ms / 1000,
+        )
         self.spool: Spool[InspectorEntry] = self.durability.spool
         self.ingest = Ingest(
             cfg.devices,

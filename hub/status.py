@@ -99,7 +99,7 @@ class Status:
                 "replayed": spool.replayed,
                 "intake_paused": self._durability.paused,
                 "pauses": self._durability.pauses,
-                "writer_behind": self._durability.spool.behind,
+                "writer_behind": spool.behind,
             },
             "writer": {
                 "backend": self._backend,

@@ -28,7 +28,7 @@ from hub.ingest.spool import AUDIT_KEY, Spool
 log = logging.getLogger(__name__)
 
 MAX_PENDING_COMMIT = 200_000  # records waiting for an fsync before intake pauses (a stalled disk)
-COMMIT_EVERY_S = 0.008  # at most one fsync this often (the write linger): else one (and a thread hop) per reading
+MIN_COMMIT_EVERY_S = 0.002  # with no write linger: a fast disk would otherwise fsync each reading or two
 PAUSE_LOG_EVERY_S = 10.0
 
 
@@ -52,7 +52,12 @@ class AckSlot:
 
 
 class Durability:
-    def __init__(self, spool_dir: Path, max_bytes: int, memory_points: int, intake: Intake) -> None:
+    def __init__(
+        self, spool_dir: Path, max_bytes: int, memory_points: int, intake: Intake, commit_every_s: float = 0.0
+    ) -> None:
+        """`commit_every_s`: at most one fsync this often. The write linger: a reading waits that long for its
+        write anyway, so committing more often buys no latency, only fsyncs and thread hops."""
+        self._commit_every_s = max(MIN_COMMIT_EVERY_S, commit_every_s)
         self.spool: Spool[InspectorEntry] = Spool(
             spool_dir,
             max_bytes,
@@ -132,9 +137,8 @@ class Durability:
         last = 0.0
         while True:
             await self.spool.wait_pending()
-            # At most one fsync per COMMIT_EVERY_S: a fast disk would otherwise turn each handful of
-            # readings into its own thread hop and fsync. Idle, a reading is committed at once.
-            wait = last + COMMIT_EVERY_S - time.monotonic()
+            # At most one fsync per commit interval. Idle, a reading is committed at once.
+            wait = last + self._commit_every_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = time.monotonic()

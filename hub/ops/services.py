@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -47,15 +47,26 @@ class Service:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.terminate()
+        if stop_processes([self.proc], timeout):
+            log.warning("%s did not stop in %.0f s; killed it", self.name, timeout)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> list[subprocess.Popen[bytes]]:
+    """SIGTERM to every one still running, all at once, then wait for them; those still running after `timeout`
+    are killed. Returns the killed ones."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    killed = []
+    for proc in running:
         try:
-            self.proc.wait(timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
-            self.proc.kill()
-            self.proc.wait()
+            proc.kill()
+            proc.wait()
+            killed.append(proc)
+    return killed
 
 
 _handed_out: set[int] = set()

@@ -231,3 +231,27 @@ def test_secrets_are_private_even_over_a_loose_folder_or_a_stale_temp_file(scrat
     assert mode(secret_path(state, "api-trainer")) == 0o600
     path = save_credentials(state, {"c/l/d": "pw-not-shown"})
     assert mode(path) == 0o600
+
+
+def test_stop_processes_terminates_all_at_once_and_kills_what_ignores_it() -> None:
+    import subprocess
+    import sys
+
+    from hub.ops.services import stop_processes
+
+    polite = subprocess.Popen(["sleep", "30"])
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # its handler is in place
+    done = subprocess.Popen(["true"])
+    done.wait()
+    with stubborn.stdout:
+        assert stop_processes([polite, stubborn, done], 0.5) == [stubborn]
+    assert polite.returncode == -15 and stubborn.returncode == -9
