@@ -158,6 +158,10 @@ class Spool(Generic[T]):
         body = encode_body(key, line)
         self._pending.append((received_ns, digest, key, line, owner, body))
         self._pending_event.set()
+        if len(self._pending) + len(self._live) >= self.memory_points and not self.behind and not self._write_failing:
+            # Overload, not an outage: intake waits here, as memory fills, not at the next commit (by then a
+            # burst already read would be in memory beyond it, and after an outage live data would wait behind it).
+            self._set_behind(True)
 
     def seen(self, key: str, digest: int) -> bool:
         """Is this payload from this device already in the spool (a redelivery after a crash)?"""
@@ -212,10 +216,7 @@ class Spool(Generic[T]):
                 self._spilling = False
                 if self._backlog and self._backlog[-1][0] >= self._backlog[-1][1]:
                     self._backlog.pop()  # the writer already caught up with it
-            if not self._spilling and len(self._live) >= self.memory_points and not self._write_failing:
-                if not self.behind:  # overload, not an outage: the broker holds new readings, not our disk
-                    self._set_behind(True)
-            elif not self._spilling and len(self._live) >= self.memory_points:
+            if not self._spilling and len(self._live) >= self.memory_points and self._write_failing:
                 self._spilling = True
                 self._backlog.append([record.start, record.start])
                 if self.backlog_started_ns is None:

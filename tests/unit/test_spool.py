@@ -280,14 +280,30 @@ async def test_a_writer_stuck_in_a_write_while_intake_waits_counts_as_failing(
 async def test_a_writer_that_keeps_storing_keeps_intake_waiting(
     spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(spool_module, "BEHIND_PATIENCE_S", 0.01)
+    # Patience runs from the moment intake waits, before the group commit's fsync: a slow disk must not
+    # look like a stuck writer, so the test's patience is far above an fsync and its writer stores faster.
+    monkeypatch.setattr(spool_module, "BEHIND_PATIENCE_S", 0.5)
     calls: list[bool] = []
     spool = make(spool_dir, memory_points=100, on_behind=calls.append)  # type: ignore[arg-type]
     await fill(spool, 120)
-    for _ in range(10):  # a batch stored at every check: still behind, still waiting
+    for _ in range(15):  # a batch stored at every tick, 5 ticks a check: still behind, still waiting
         ticked = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_later(0.01, ticked.set_result, None)
+        asyncio.get_running_loop().call_later(0.1, ticked.set_result, None)
         spool.done(await spool.take(1))
         await ticked
     assert calls == [True] and spool.behind
+    spool.close()
+
+
+async def test_intake_waits_as_memory_fills_not_at_the_next_commit(spool_dir: Path) -> None:
+    """A burst read before a commit would otherwise all land in memory beyond its limit (and after an outage,
+    live readings would wait behind that overshoot)."""
+    calls: list[bool] = []
+    spool = make(spool_dir, memory_points=4, on_behind=calls.append)  # type: ignore[arg-type]
+    for i in range(3):
+        spool.append(1, 0, "c/l/d", f"m x={i}", None)
+    assert calls == []
+    spool.append(1, 0, "c/l/d", "m x=3", None)
+    assert calls == [True] and spool.behind  # before any commit
+    await spool.commit()
     spool.close()
