@@ -25,7 +25,7 @@ from hub.access.registry import Registry
 from hub.adapters.influx_read import Reader
 from hub.credentials import private_dir, write_private
 from hub.grading.evidence import Window, fetch_window
-from hub.grading.rubrics import DeviceGrade, Rubric, grade, learner_score
+from hub.grading.rubrics import DeviceGrade, Rubric, grade, learner_score, percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class LearnerReport:
             "learner": self.learner,
             "session": self.session.as_json(),
             "window": {"start_ns": self.session.started_ns, "end_ns": self.end_ns},
-            "score_percent": None if score is None else round(100 * score, 1),
+            "score_percent": percent(score),
             "score_20": None if score is None else round(20 * score, 1),
             "devices": [g.as_json() for g in self.grades],
         }
@@ -108,7 +108,8 @@ def _when(ns: int) -> str:
 
 
 def _pct(score: float | None) -> str:
-    return "n/a" if score is None else f"{100 * score:.0f}%"
+    shown = percent(score)
+    return "n/a" if shown is None else f"{shown:g}%"
 
 
 def _twenty(score: float | None) -> str:

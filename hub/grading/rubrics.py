@@ -104,7 +104,7 @@ class DeviceGrade:
             "device": self.ref.key,
             "kind": self.kind,
             "window": {"start_ns": self.start_ns, "end_ns": self.end_ns},
-            "score_percent": None if score is None else round(100 * score, 1),
+            "score_percent": percent(score),
             "score_20": None if score is None else round(20 * score, 1),
             "criteria": [r.as_json() for r in self.results],
         }
@@ -166,6 +166,11 @@ def grade(window: Window, rubrics: Mapping[str, Rubric]) -> DeviceGrade:
             value, evidence = MEASURES[criterion.measure](window, criterion.params)
             results.append(Result(criterion, value, evidence))
     return DeviceGrade(window.ref, window.kind, window.start_ns, window.end_ns, tuple(results))
+
+
+def percent(score: float | None) -> float | None:
+    """A 0–1 score as the percentage every output shows (one decimal), so a table never rounds it differently."""
+    return None if score is None else round(100 * score, 1)
 
 
 def learner_score(grades: Sequence[DeviceGrade]) -> float | None:

@@ -77,7 +77,7 @@ async def test_a_demo_started_stopped_and_listed_from_the_cli_is_graded_by_labhu
     learner_lines = [line for line in table.splitlines() if "= learner" in line]
     assert len(device_lines) == 1 and len(learner_lines) == 1, table
     device_line, learner_line = device_lines[0], learner_lines[0]
-    assert "air_quality" in device_line and f"{device['score_percent']:.0f}" in device_line
+    assert "air_quality" in device_line and f" {device['score_percent']:g}% " in device_line
     assert f"{cohort}/ana" in learner_line and f"{learner['score_20']}" in learner_line
     assert f"reports: {reports}/" in table
 
