@@ -19,13 +19,14 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from devices.text import finite_float, has_surrogates, valid_text
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "arms"
+PROFILE_DIR = Path(str(files("labhub_config") / "arms"))  # the repo's config/arms, installed with the code
 ACK_STATUSES = ("accepted", "rejected", "done")
 MAX_ID = 64
 MAX_JOINTS = 16  # more than any classroom arm has: bounds what an app or an ack may name

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from devices.arm import DEFAULT_PROFILE, load_profiles
 from devices.feedback import LANGUAGES
@@ -20,10 +22,11 @@ from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef, TopicError
 from hub.credentials import read_secret, secret_path
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(str(files("labhub_config")))  # the repo's config/, installed with the code (see setup.py)
 ARM_PROFILES = load_profiles()
 DEFAULT_ARM_PROFILE = DEFAULT_PROFILE
-DEFAULT_CONFIG = CONFIG_DIR / "labhub.toml"
+EXAMPLE_CONFIG = CONFIG_DIR / "labhub.toml"  # the packaged example: the demo lab, used when no other config is found
+CONFIG_NAME = "labhub.toml"
 
 
 class ConfigError(ValueError):
@@ -99,6 +102,18 @@ class HubConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LanConfig:
+    """The classroom network: devices and phones reach the lab through TLS listeners; loopback ones stay."""
+
+    enabled: bool = False  # `labhub up --lan` sets it too
+    host: str = "0.0.0.0"  # the address the LAN listeners bind (all of the machine's by default)
+    mqtts_port: int = 8883  # MQTT over TLS, with the lab CA's server certificate
+    https_port: int = 8443  # the dashboard, the API and the phone page over TLS
+    plain: bool = False  # also plain MQTT (mqtt.port) and HTTP (hub.http_port) on the LAN: passwords in clear
+    names: tuple[str, ...] = ()  # more names or addresses for the server certificate (its own are found)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceConfig:
     ref: DeviceRef
     kind: str
@@ -132,6 +147,7 @@ class LabConfig:
     devices: tuple[DeviceConfig, ...] = ()
     sim: SimConfig = SimConfig()
     serial: tuple[SerialConfig, ...] = ()
+    lan: LanConfig = LanConfig()
 
     def language(self, cohort: str) -> str:
         return self.languages.get(cohort, "en")
@@ -157,7 +173,61 @@ def default_state_dir() -> Path:
     return Path(base) / "labhub"
 
 
-def load_config(path: Path = DEFAULT_CONFIG) -> LabConfig:
+def user_config_path(env: Mapping[str, str] = os.environ, root: bool | None = None) -> Path:
+    """Where `labhub init` writes the lab's editable config, and where the lab looks for it."""
+    if os.geteuid() == 0 if root is None else root:
+        return Path("/etc/labhub") / CONFIG_NAME
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "labhub" / CONFIG_NAME
+
+
+def find_config(given: Path | None, env: Mapping[str, str] = os.environ, root: bool | None = None) -> Path:
+    """The config a command uses: `--config`, else $LABHUB_CONFIG, else the one `labhub init` wrote (root:
+    /etc/labhub, others: $XDG_CONFIG_HOME/labhub), else the packaged example (the demo lab)."""
+    if given is not None:
+        return given
+    if env.get("LABHUB_CONFIG"):
+        return Path(env["LABHUB_CONFIG"])
+    written = user_config_path(env, root)
+    return written if written.is_file() else EXAMPLE_CONFIG
+
+
+# LABHUB_<NAME> → (section, key): ports and the state directory, for a service manager or a container.
+ENV_OVERRIDES = {
+    "LABHUB_STATE_DIR": ("", "state_dir"),
+    "LABHUB_MQTT_PORT": ("mqtt", "port"),
+    "LABHUB_HTTP_PORT": ("hub", "http_port"),
+    "LABHUB_INFLUX_PORT": ("influx", "port"),
+    "LABHUB_INFLUX_RPC_PORT": ("influx", "rpc_port"),
+    "LABHUB_MQTTS_PORT": ("lan", "mqtts_port"),
+    "LABHUB_HTTPS_PORT": ("lan", "https_port"),
+}
+
+
+def env_overrides(cfg: LabConfig, env: Mapping[str, str] = os.environ) -> LabConfig:
+    """`cfg` with the LABHUB_* variables set in `env` applied (the command line's options apply after them)."""
+    for name, (section, key) in ENV_OVERRIDES.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if key == "state_dir":
+            cfg = replace(cfg, state_dir=Path(os.path.expanduser(raw)))
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise ConfigError(f"${name}: expected a TCP port (1–65535), got {raw!r}")
+        cfg = with_port(cfg, section, key, int(raw))
+    return cfg
+
+
+def with_port(cfg: LabConfig, section: str, key: str, port: int) -> LabConfig:
+    """`cfg` with one port changed (`influx.port` is the port of the InfluxDB URL)."""
+    if section == "influx" and key == "port":
+        url = urlparse(cfg.influx.url)
+        return replace(cfg, influx=replace(cfg.influx, url=url._replace(netloc=f"{url.hostname}:{port}").geturl()))
+    return replace(cfg, **{section: replace(getattr(cfg, section), **{key: port})})
+
+
+def load_config(path: Path = EXAMPLE_CONFIG) -> LabConfig:
     """Read and check a lab config file."""
     try:
         with open(path, "rb") as fh:
@@ -170,7 +240,7 @@ def load_config(path: Path = DEFAULT_CONFIG) -> LabConfig:
 
 
 def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
-    known = {"state_dir", "mqtt", "influx", "hub", "cohorts", "devices", "sim", "serial"}
+    known = {"state_dir", "mqtt", "influx", "hub", "cohorts", "devices", "sim", "serial", "lan"}
     _no_unknown(data, known, where, "")
     state = data.get("state_dir")
     state_dir = Path(os.path.expanduser(_typed(state, str, where, "state_dir"))) if state else default_state_dir()
@@ -196,6 +266,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         devices=tuple(devices),
         sim=_section(SimConfig, data, "sim", where),
         serial=tuple(serial),
+        lan=_check_lan(_section(LanConfig, data, "lan", where), where),
     )
 
 
@@ -262,6 +333,13 @@ def _check_influx(cfg: InfluxConfig, where: str) -> InfluxConfig:
         raise ConfigError(f"{where}: influx.backend: expected 'v1' or 'v2', got {cfg.backend!r}")
     if cfg.backend == "v2" and not (cfg.org and cfg.bucket):
         raise ConfigError(f"{where}: influx: the v2 backend needs org and bucket (and a token)")
+    return cfg
+
+
+def _check_lan(cfg: LanConfig, where: str) -> LanConfig:
+    for key in ("mqtts_port", "https_port"):
+        if not 1 <= getattr(cfg, key) <= 65535:
+            raise ConfigError(f"{where}: lan.{key}: expected a TCP port (1–65535), got {getattr(cfg, key)}")
     return cfg
 
 

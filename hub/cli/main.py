@@ -1,7 +1,7 @@
 """The `labhub` command: the parser assembled from one module per command group, logging, and error exits.
 
 `up` (the whole lab) and `hub` (the hub alone) are in `run`; `device`, `learner` and `cohort` in `accounts`;
-`token` in `tokens`; `demo` and `grade` in `demos`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
+`init` in `setup`; `service` in `service`; `backup` and `restore` in `backup`; `token` in `tokens`; `demo` and `grade` in `demos`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ import argparse
 import logging
 import resource
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.adapters.influx import StorageError
-from hub.cli import accounts, bridge, demos, run, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, run, service, setup, sim, tokens
 from hub.config import ConfigError, ServiceError
 
 log = logging.getLogger("labhub")
 
-GROUPS = (run, bridge, accounts, demos, tokens, sim)  # in the order `labhub --help` lists them
+GROUPS = (setup, run, service, backup, bridge, accounts, demos, tokens, sim)  # in the order `labhub --help` lists them
 FD_CEILING = 1 << 20  # when the hard limit is "unlimited": the kernel's usual nr_open
 
 
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="labhub", description="LabHub: the hub of an IoT maker lab")
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top.add_argument("--version", action="version", version=f"labhub {version('labhub')}")
     sub = top.add_subparsers(required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)

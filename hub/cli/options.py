@@ -7,9 +7,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
-from urllib.parse import urlparse
 
-from hub.config import DEFAULT_CONFIG, LabConfig, load_config
+from hub.config import LabConfig, env_overrides, find_config, load_config, with_port
 from hub.ops.influxd import INFLUX_HUB
 
 if TYPE_CHECKING:
@@ -17,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def lab_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="lab config (TOML)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="lab config (TOML); default: $LABHUB_CONFIG, else the one `labhub init` wrote, else the demo lab",
+    )
     p.add_argument("--state-dir", type=Path, help="where services keep their data")
     p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
     p.add_argument("--influx-port", type=int, help="InfluxDB HTTP port (default 8086)")
@@ -39,19 +42,19 @@ def lab_command(
 
 
 def configure(args: argparse.Namespace) -> LabConfig:
-    """The config file, with the command line's overrides."""
-    cfg = load_config(args.config)
+    """The config file (found as `find_config` says), then the LABHUB_* variables, then the command line's options."""
+    args.config = find_config(args.config)
+    cfg = env_overrides(load_config(args.config))
     if args.state_dir:
         cfg = dataclasses.replace(cfg, state_dir=args.state_dir)
     if args.mqtt_port:
-        cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, port=args.mqtt_port))
+        cfg = with_port(cfg, "mqtt", "port", args.mqtt_port)
     if args.influx_port:
-        url = urlparse(cfg.influx.url)._replace(netloc=f"{urlparse(cfg.influx.url).hostname}:{args.influx_port}")
-        cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, url=url.geturl()))
+        cfg = with_port(cfg, "influx", "port", args.influx_port)
     if args.influx_rpc_port:
-        cfg = dataclasses.replace(cfg, influx=dataclasses.replace(cfg.influx, rpc_port=args.influx_rpc_port))
+        cfg = with_port(cfg, "influx", "rpc_port", args.influx_rpc_port)
     if args.http_port is not None:
-        cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, http_port=args.http_port))
+        cfg = with_port(cfg, "hub", "http_port", args.http_port)
     if args.closed or args.open:
         cfg = dataclasses.replace(cfg, hub=dataclasses.replace(cfg.hub, open_mode=bool(args.open)))
     if cfg.influx.launch and cfg.influx.backend == "v1" and not cfg.influx.username:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -21,6 +22,7 @@ def register(sub: Subparsers) -> None:
     up.add_argument("--sim-count", type=int, help="extra simulated air-quality sensors (cohort 'sim')")
     up.add_argument("--no-sim", action="store_true", help="no simulated devices")
     up.add_argument("--workers", type=int, default=1, help="hub workers sharing the telemetry load (default 1)")
+    up.add_argument("--lan", action="store_true", help="serve boards and phones on the LAN over TLS (config: [lan])")
     up.set_defaults(func=cmd_up)
 
     hub = sub.add_parser("hub", help="run the hub alone, against a running broker and database")
@@ -36,6 +38,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from hub.ops.lab import LabPlan, run_lab
 
     cfg = configure(args)
+    if args.lan:
+        cfg = dataclasses.replace(cfg, lan=dataclasses.replace(cfg.lan, enabled=True))
     extra = args.sim_count if args.sim_count is not None else cfg.sim.extra_air
     cfg = sim_devices(cfg, 0 if args.no_sim else extra)
     plan = LabPlan(

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from devices.topics import DeviceRef
+from hub.config import CONFIG_DIR
 from hub.grading.evidence import Window
 from hub.grading.measures import MEASURES
 
-RUBRICS_DIR = Path(__file__).resolve().parents[2] / "config" / "rubrics"
+RUBRICS_DIR = CONFIG_DIR / "rubrics"
 ANY = "any"  # the rubric every device gets, on top of its kind's
 
 

@@ -61,7 +61,22 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         parser().parse_args(["--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    names = ["up", "hub", "serial-bridge", "device", "learner", "cohort", "demo", "grade", "token", "sim"]
+    names = [
+        "init",
+        "up",
+        "hub",
+        "service",
+        "backup",
+        "restore",
+        "serial-bridge",
+        "device",
+        "learner",
+        "cohort",
+        "demo",
+        "grade",
+        "token",
+        "sim",
+    ]
     listed = [line.split()[0] for line in out.splitlines() if len(line) - len(line.lstrip()) == 4]
     assert listed == names
 

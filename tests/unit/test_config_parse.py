@@ -79,7 +79,7 @@ TCP_PORT = "expected a TCP port (1–65535), got"
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"nope": 1}, "nope: unknown key (known: cohorts, devices, hub, influx, mqtt, serial, sim, state_dir)"),
+        ({"nope": 1}, "nope: unknown key (known: cohorts, devices, hub, influx, lan, mqtt, serial, sim, state_dir)"),
         ({"state_dir": 3}, "state_dir: expected str, got int 3"),
         ({"cohorts": []}, "cohorts: expected dict, got list []"),
         ({"cohorts": {"x": 1}}, "cohorts.x: expected dict, got int 1"),

@@ -1,0 +1,15 @@
+"""Only what pyproject.toml cannot say: the top-level `config/` folder is installed as the package
+`labhub_config`, every file of it and of its subfolders (arm profiles, rubrics, ...) as package data."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+DATA = "labhub_config"
+subfolders = sorted(p.name for p in Path("config").iterdir() if p.is_dir() and p.name != "__pycache__")
+
+setup(
+    packages=[*find_packages(include=["hub*", "devices*", "firmware_sim*"]), DATA, *(f"{DATA}.{d}" for d in subfolders)],
+    package_dir={DATA: "config"},
+    package_data={DATA: ["*.toml", "*.in"], **{f"{DATA}.{d}": ["*"] for d in subfolders}},
+)
