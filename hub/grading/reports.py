@@ -1,7 +1,7 @@
 """Grades from InfluxDB, and the reports trainers keep: HTML (scores, evidence, plots), CSV and JSON.
 
 `hub.grading.evidence` reads what InfluxDB holds for each device over a demo window; `hub.grading.rubrics`
-turns that into scores; `write_reports` renders them. Plots are drawn on the server with matplotlib as SVG
+turns that into scores; `write_reports` renders them. Plots are drawn on the server as SVG (`hub.grading.svgplot`)
 inside the HTML, so a report is one static file that prints and archives well.
 """
 
@@ -24,6 +24,7 @@ from hub.access.records import DemoSession
 from hub.access.registry import Registry
 from hub.adapters.influx_read import Reader
 from hub.credentials import private_dir, write_private
+from hub.grading import svgplot
 from hub.grading.evidence import Window, fetch_window
 from hub.grading.rubrics import DeviceGrade, Rubric, grade, learner_score, percent
 
@@ -117,41 +118,20 @@ def _twenty(score: float | None) -> str:
 
 
 def plot_svg(window: Window) -> str:
-    """The device's numeric fields over the window, one panel each, as inline SVG."""
-    import matplotlib
-
-    matplotlib.use("svg")
-    from matplotlib import dates as mdates
-    from matplotlib import pyplot as plt
-
-    numeric: dict[str, list[tuple[datetime, float]]] = {}
+    """The device's numeric fields over the window, one panel each, as inline SVG (our own small writer)."""
+    numeric: dict[str, list[tuple[float, float]]] = {}
     for t, fields in sorted(window.readings, key=lambda r: r[0]):
         for name, value in fields.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                numeric.setdefault(name, []).append((datetime.fromtimestamp(t / 1e9, UTC), float(value)))
+                numeric.setdefault(name, []).append((t / 1e9, float(value)))
     if not numeric:
         return "<p class='muted'>No numeric readings in the window.</p>"
-    names = sorted(numeric)[:8]
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.7 * len(names)), sharex=True, squeeze=False)
     kind = KINDS.get(window.kind)
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        points = numeric[name]
-        ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=1.2, color="#1565c0")
+    series = []
+    for name in sorted(numeric)[:8]:
         spec = kind.fields.get(name) if kind else None
-        ax.set_ylabel(f"{name}\n({spec.unit})" if spec and spec.unit else name, fontsize=8)
-        ax.grid(True, alpha=0.3)
-        ax.tick_params(labelsize=7)
-    start = datetime.fromtimestamp(window.start_ns / 1e9, UTC)
-    end = datetime.fromtimestamp(window.end_ns / 1e9, UTC)
-    axes[-1, 0].set_xlim(start, end)
-    axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]
-    axes[-1, 0].set_xlabel("time (UTC)", fontsize=8)
-    fig.tight_layout()
-    out = io.StringIO()
-    fig.savefig(out, format="svg")
-    plt.close(fig)
-    text = out.getvalue()
-    return text[text.index("<svg") :]
+        series.append(svgplot.Series(name, numeric[name], spec.unit if spec else ""))
+    return svgplot.render(series, window.start_ns / 1e9, window.end_ns / 1e9)
 
 
 STYLE = """
