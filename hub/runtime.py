@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from devices.kinds import ARM
 from devices.topics import DeviceRef, subscriptions
@@ -40,7 +40,7 @@ from hub.ingest.pipeline import Ingest
 from hub.ingest.presence import Presence
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
-from hub.status import Status
+from hub.status import ServiceState, Status
 from hub.watchdog import BROKER_DROPPED, Watchdog
 from hub.web.deps import WebDeps
 from hub.web.figures import HubCounters, PartCounters
@@ -56,7 +56,14 @@ class Hub:
     """One hub worker. With `workers` > 1, workers share telemetry through an MQTT shared subscription; each
     has its own client id, spool and HTTP port (http_port + worker)."""
 
-    def __init__(self, cfg: LabConfig, report_every_s: float = 10.0, worker: int = 0, workers: int = 1) -> None:
+    def __init__(
+        self,
+        cfg: LabConfig,
+        report_every_s: float = 10.0,
+        worker: int = 0,
+        workers: int = 1,
+        services: Callable[[], Sequence[ServiceState]] = tuple,  # the lab's services, shown by health and progress
+    ) -> None:
         if workers > 1:
             cfg = dataclasses.replace(
                 cfg,
@@ -150,6 +157,7 @@ class Hub:
             self.watchdog,
             self.boundaries,
             self.backend.name,
+            services,
         )
         self.http_port = cfg.hub.http_port
         self.ready = asyncio.Event()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hub.adapters.mqtt import MqttClient
@@ -29,6 +30,34 @@ class Rates:
     rejected: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """A service the lab runs beside the hub (mosquitto, influxd) as its supervisor sees it: the lab owns these,
+    the hub only shows them (health, progress line)."""
+
+    name: str
+    up: bool
+    restarts: int = 0  # how many times it was restarted after dying
+    last_exit: int | None = None  # its last exit code (negative: killed by that signal)
+    since: float = 0.0  # time.time() of the last change (up or down)
+
+    def problem(self) -> str | None:
+        """Why health is degraded because of this service, if it is."""
+        if self.up:
+            return None
+        return (
+            f"{self.name} exited (code {self.last_exit}) {time.time() - self.since:.1f} s ago; "
+            f"the lab is restarting it (restart {self.restarts + 1})"
+        )
+
+    def summary(self) -> str | None:
+        """Its part of the progress line: only once it has died."""
+        if self.up and not self.restarts:
+            return None
+        state = "up" if self.up else "DOWN, restarting"
+        return f"{self.name} {state} (restarted {self.restarts}x, last exit code {self.last_exit})"
+
+
 class Status:
     def __init__(
         self,
@@ -39,6 +68,7 @@ class Status:
         watchdog: Watchdog,
         boundaries: Boundaries,
         backend: str,
+        services: Callable[[], Sequence[ServiceState]] = tuple,
     ) -> None:
         self._ingest = ingest
         self._durability = durability
@@ -48,6 +78,7 @@ class Status:
         self._watchdog = watchdog
         self._boundaries = boundaries
         self._backend = backend
+        self._services = services  # the lab's services, as its supervisor sees them (none for a hub alone)
         self.started = time.time()
         self.left_at_shutdown = 0  # readings not yet in InfluxDB when the hub stopped (they stay in the spool)
         self._rates = Rates(time.monotonic())
@@ -72,7 +103,15 @@ class Status:
         if self._durability.commit_paused:
             reasons.append(f"{self._spool.pending} readings wait for the disk: intake paused")
         reasons += self._watchdog.problems
-        return {"status": "degraded" if reasons else "ok", "reasons": reasons}
+        services = self._services()
+        reasons += [problem for s in services if (problem := s.problem()) is not None]
+        health: dict[str, object] = {"status": "degraded" if reasons else "ok", "reasons": reasons}
+        if services:
+            health["services"] = {
+                s.name: {"up": s.up, "restarts": s.restarts, "last_exit": s.last_exit, "since": s.since}
+                for s in services
+            }
+        return health
 
     def stats(self) -> dict[str, object]:
         totals = self._ingest.totals
@@ -136,6 +175,7 @@ class Status:
         failures = self._boundaries.total
         if failures:
             line += f", {failures} inputs failed inside the hub"
+        line += "".join(f", {summary}" for s in self._services() if (summary := s.summary()) is not None)
         line += f"; DEGRADED: {'; '.join(problems)}" if problems else ""
         self._rates = Rates(now, totals.received, totals.stored, rejected)
         return line

@@ -14,14 +14,16 @@ import contextlib
 import functools
 import gc
 import logging
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
-from hub.config import DeviceConfig, LabConfig
+from hub.config import DeviceConfig, LabConfig, ServiceError
 from hub.credentials import load_credentials, read_secret, secret_path
 from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
@@ -32,10 +34,14 @@ from hub.ops.signals import SIGNALS
 from hub.ops.state import DEMO_APP_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
 from hub.runtime import Hub
+from hub.status import ServiceState
 
 log = logging.getLogger("labhub")
 
-SERVICE_CHECK_S = 1.0
+SERVICE_CHECK_S = 0.1  # a dead service is noticed within this
+SERVICE_RESTART = Backoff(first_s=0.1, cap_s=2.0, jitter=False)  # the first restart at once: back within 3 s
+FAST_FAILURES = 5  # a service that dies (or fails to start) this often within FAST_WINDOW_S stops the lab
+FAST_WINDOW_S = 60.0
 WORKER_RESTART = Backoff(first_s=1.0, cap_s=1.0, jitter=False)
 WORKER_STOP_S = 20.0  # a worker drains what it has accepted before it exits; past this it is killed
 
@@ -111,7 +117,7 @@ class _Lab:
 
     def __init__(self, plan: LabPlan) -> None:
         self.plan = plan
-        self.services: list[Service] = []
+        self.services: list[_Supervised] = []
         self.hub: Hub | None = None
         self.signalled = 0  # the first stop signal's number
         self.stopping = False
@@ -148,7 +154,9 @@ class _Lab:
                 lab_tokens(cfg, plan.simulated)
             if self.signalled:  # stopped while the services started: the hub never runs
                 return 128 + self.signalled
-            hub = self.hub = Hub(cfg, report_every_s=5.0, worker=plan.worker, workers=plan.workers)
+            hub = self.hub = Hub(
+                cfg, report_every_s=5.0, worker=plan.worker, workers=plan.workers, services=self.service_states
+            )
             async with asyncio.TaskGroup() as tg:
                 hub_task = tg.create_task(hub.run(), name="hub")
                 helpers = [
@@ -158,6 +166,7 @@ class _Lab:
                 if self.services:
                     helpers.append(tg.create_task(self._watch_services(), name="services"))
                 await hub.ready.wait()
+                self._save_broker_sessions()
                 if plan.own_process:
                     settle_gc()
                 if not self.stopping:  # a stop during the hub's start-up: no fleet, no banner
@@ -170,8 +179,9 @@ class _Lab:
         return self.exit_code
 
     async def _launch_services(self, stack: contextlib.AsyncExitStack) -> None:
-        """Each service starts in a thread (its start-up blocks) and is stopped when the stack closes; a stop
-        during a start ends it at once, and the start stops what it spawned."""
+        """Each service starts in a thread (its start-up blocks) and is stopped when the stack closes (whichever
+        process runs it by then: a restart replaces it); a stop during a start ends it at once, and the start
+        stops what it spawned."""
         for start in service_starters(self.plan.cfg, self.abort_start):
             if self.signalled:
                 return
@@ -179,24 +189,83 @@ class _Lab:
                 service = await asyncio.to_thread(start)
             except StartAborted:
                 return
-            stack.push_async_callback(asyncio.to_thread, service.stop)
-            self.services.append(service)
+            supervised = _Supervised(
+                start, self.abort_start, service, ServiceState(service.name, True, since=time.time())
+            )
+            stack.push_async_callback(asyncio.to_thread, supervised.stop)
+            self.services.append(supervised)
+
+    def service_states(self) -> list[ServiceState]:
+        """What the hub shows of the lab's services (health, progress line)."""
+        return [supervised.state for supervised in self.services]
+
+    def _save_broker_sessions(self) -> None:
+        """Once the hub has subscribed, mosquitto writes its persistence file now (SIGUSR1) instead of at its
+        next autosave: a broker killed before then would come back without the hub's session, and readings
+        sent before the hub subscribed again would have no subscriber."""
+        for supervised in self.services:
+            if supervised.service.name == "mosquitto" and supervised.service.alive():
+                supervised.service.proc.send_signal(signal.SIGUSR1)
 
     async def _watch_services(self) -> None:
-        """A service that dies takes the lab down, with its log's tail to say why."""
+        """A service that dies is started again, with the same ports, data and config: at once, then with
+        backoff while it keeps dying. One that dies FAST_FAILURES times within FAST_WINDOW_S takes the lab
+        down, with its log's tail to say why. The hub keeps its spool meanwhile and reconnects by itself."""
         while True:
             await asyncio.sleep(SERVICE_CHECK_S)
-            for service in self.services:
-                if not service.alive():
-                    log.error(
-                        "%s exited (code %s); stopping the lab. Its log:\n%s",
-                        service.name,
-                        service.proc.returncode,
-                        service.log_tail(),
-                    )
+            for supervised in self.services:
+                if self.stopping:
+                    return
+                if not supervised.service.alive() and not await self._restart(supervised):
                     self.exit_code = 1
                     self._stop()
                     return
+
+    async def _restart(self, supervised: _Supervised) -> bool:
+        """Start a dead service again until it answers. False once it has failed too often: the lab stops."""
+        name = supervised.service.name
+        died = time.monotonic()
+        while not self.stopping:
+            code = supervised.service.proc.returncode
+            failures = supervised.failed()
+            supervised.state = replace(supervised.state, up=False, last_exit=code, since=time.time())
+            if failures >= FAST_FAILURES:
+                log.error(
+                    "%s exited (code %s), %d times within %.0f s; stopping the lab. Its log:\n%s",
+                    name,
+                    code,
+                    failures,
+                    FAST_WINDOW_S,
+                    supervised.service.log_tail(),
+                )
+                return False
+            delay = SERVICE_RESTART.delay(failures - 1)
+            log.error(
+                "%s exited (code %s); restarting it in %.1f s. Its log:\n%s",
+                name,
+                code,
+                delay,
+                supervised.service.log_tail(),
+            )
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(supervised.restart)
+            except StartAborted:
+                return True
+            except ServiceError as err:
+                log.error("%s did not start again: %s", name, err)
+                continue
+            supervised.state = replace(
+                supervised.state, up=True, restarts=supervised.state.restarts + 1, since=time.time()
+            )
+            log.warning(
+                "%s restarted, back %.1f s after it died (restart %d)",
+                name,
+                time.monotonic() - died,
+                supervised.state.restarts,
+            )
+            return True
+        return True
 
     async def _supervise(self, argv: Sequence[str], name: str) -> None:
         """Run an extra worker; restart it if it dies while the lab runs; stop it when cancelled."""
@@ -239,6 +308,35 @@ class _Lab:
             url = f"http://{cfg.hub.http_host}:{hub.http_port}"
             tasks.append(tg.create_task(demo_app(url, arms[0].key, token), name="demo-app"))
         return tasks
+
+
+@dataclass(slots=True)
+class _Supervised:
+    """A service the lab launched: how to start it again, the process running it now, and what health shows."""
+
+    start: Callable[[], Service]
+    abort: threading.Event  # the lab's: set, a start under way gives up
+    service: Service
+    state: ServiceState
+    failures: list[float] = field(default_factory=list)  # time.monotonic() of its recent deaths and failed starts
+    lock: threading.Lock = field(default_factory=threading.Lock)  # a start and the final stop, one after the other
+
+    def failed(self) -> int:
+        """Count one more failure; how many there were within FAST_WINDOW_S."""
+        now = time.monotonic()
+        self.failures = [t for t in self.failures if now - t < FAST_WINDOW_S] + [now]
+        return len(self.failures)
+
+    def restart(self) -> None:
+        """Start it again (in a thread: a start blocks until the service answers)."""
+        with self.lock:
+            self.service = self.start()
+
+    def stop(self) -> None:
+        """When the lab closes: a restart under way gives up (or finishes) first, so no process is left behind."""
+        self.abort.set()
+        with self.lock:
+            self.service.stop()
 
 
 @contextlib.asynccontextmanager

@@ -39,8 +39,11 @@ class FakeHub:
 
     drain_s = 0.0  # how long it takes to stop
 
-    def __init__(self, script: Script, cfg: LabConfig, worker: int, workers: int) -> None:
+    def __init__(
+        self, script: Script, cfg: LabConfig, worker: int, workers: int, services: Callable[[], Any] = tuple
+    ) -> None:
         self.cfg, self.worker, self.workers = cfg, worker, workers
+        self.services = services  # what health would show of the lab's services
         self.script = script
         self.http_port = 8123
         self.ready = asyncio.Event()
@@ -61,8 +64,8 @@ class FakeHub:
 def fake_hubs(monkeypatch: pytest.MonkeyPatch, script: Script) -> list[FakeHub]:
     made: list[FakeHub] = []
 
-    def make(cfg: LabConfig, report_every_s: float, worker: int, workers: int) -> FakeHub:
-        made.append(FakeHub(script, cfg, worker, workers))
+    def make(cfg: LabConfig, report_every_s: float, worker: int, workers: int, services: Any = tuple) -> FakeHub:
+        made.append(FakeHub(script, cfg, worker, workers, services))
         return made[-1]
 
     monkeypatch.setattr(lab, "Hub", make)
@@ -86,7 +89,7 @@ class FakeService:
     name: str
     life: int = 1_000_000  # how many alive() checks it survives
     stopped: bool = False
-    proc: Any = field(default_factory=lambda: SimpleNamespace(returncode=None))
+    proc: Any = field(default_factory=lambda: SimpleNamespace(returncode=None, send_signal=lambda sig: None))
 
     def alive(self) -> bool:
         self.life -= 1
@@ -131,19 +134,54 @@ async def test_only_worker_0_prints_the_banner(
     assert "LabHub is up" not in capsys.readouterr().out
 
 
-async def test_a_service_that_dies_stops_the_lab_with_code_1(
+async def test_a_service_that_keeps_dying_stops_the_lab_with_code_1(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     hubs = fake_hubs(monkeypatch, idle)
-    broker, database = FakeService("mosquitto"), FakeService("influxd", life=3)
+    broker, database = FakeService("mosquitto"), FakeService("influxd", life=3)  # each restart: still dead
     monkeypatch.setattr(lab, "service_starters", lambda cfg, abort: [lambda: broker, lambda: database])
     monkeypatch.setattr(lab, "SERVICE_CHECK_S", 0.01)
+    monkeypatch.setattr(lab, "SERVICE_RESTART", Backoff(0.01, 0.01, jitter=False))
     with caplog.at_level(logging.INFO, logger="labhub"):
         assert await run(LabPlan(cfg_in(tmp_path), whole_lab=True)) == 1
     assert hubs[0].stops == 1 and broker.stopped and database.stopped
     messages = [r.getMessage() for r in caplog.records if r.name == "labhub"]
-    assert "influxd exited (code 3); stopping the lab. Its log:\nlast words" in messages
+    restarts = [m for m in messages if m.startswith("influxd exited (code 3); restarting it")]
+    assert len(restarts) == lab.FAST_FAILURES - 1 and restarts[0].endswith("Its log:\nlast words")
+    assert (
+        f"influxd exited (code 3), {lab.FAST_FAILURES} times within 60 s; stopping the lab. Its log:\nlast words"
+        in messages
+    )
     assert messages[-1] == "lab stopped"  # said last, once the services are down
+
+
+async def test_a_service_that_dies_is_started_again_and_health_shows_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lab goes on; the restart reuses the same start; the new process is the one stopped with the lab."""
+    first, second = FakeService("influxd", life=3), FakeService("influxd")
+    databases = [first, second]
+    seen: list[Any] = []
+
+    async def stop_once_restarted(hub: FakeHub) -> None:
+        while not [s for s in hub.services() if s.restarts]:
+            seen.extend(s for s in hub.services() if not s.up)
+            await asyncio.sleep(0.005)
+        seen.extend(hub.services())
+        signal.raise_signal(signal.SIGTERM)
+
+    fake_hubs(monkeypatch, stop_once_restarted)
+    monkeypatch.setattr(lab, "service_starters", lambda cfg, abort: [lambda: databases.pop(0)])
+    monkeypatch.setattr(lab, "SERVICE_CHECK_S", 0.01)
+    monkeypatch.setattr(lab, "SERVICE_RESTART", Backoff(0.05, 0.05, jitter=False))
+    with caplog.at_level(logging.INFO, logger="labhub"):
+        assert await run(LabPlan(cfg_in(tmp_path), whole_lab=True)) == 0
+    assert databases == [] and second.stopped and not first.stopped
+    down, up = seen[0], seen[-1]
+    assert (down.name, down.up, down.restarts, down.last_exit) == ("influxd", False, 0, 3)
+    assert (up.up, up.restarts, up.last_exit) == (True, 1, 3)
+    messages = [r.getMessage() for r in caplog.records if r.name == "labhub"]
+    assert "influxd exited (code 3); restarting it in 0.1 s. Its log:\nlast words" in messages
 
 
 async def test_a_stop_signal_while_services_start_stops_those_started_and_the_hub_never_runs(
