@@ -1,5 +1,6 @@
-"""Only what pyproject.toml cannot say: the top-level `config/` folder is installed as the package
-`labhub_config`, every file of it and of its subfolders (arm profiles, rubrics, ...) as package data."""
+"""What pyproject.toml cannot say: the top-level `config/` folder is installed as the package `labhub_config`,
+every file of it and of its subfolders (arm profiles, rubrics, ...) as package data. All package data is listed
+here: setuptools lets a pyproject.toml package-data table replace this one."""
 
 from pathlib import Path
 
@@ -11,5 +12,9 @@ subfolders = sorted(p.name for p in Path("config").iterdir() if p.is_dir() and p
 setup(
     packages=[*find_packages(include=["hub*", "devices*", "firmware_sim*"]), DATA, *(f"{DATA}.{d}" for d in subfolders)],
     package_dir={DATA: "config"},
-    package_data={DATA: ["*.toml", "*.in"], **{f"{DATA}.{d}": ["*"] for d in subfolders}},
+    package_data={
+        "hub.web": ["static/*", "static/vendor/uplot/*"],
+        DATA: ["*.toml", "*.in"],
+        **{f"{DATA}.{d}": ["*"] for d in subfolders},
+    },
 )
