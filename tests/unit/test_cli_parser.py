@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, bridge, demos, run, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, run, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -43,6 +43,8 @@ COMMANDS = [
     (["token", "add", "--role", "viewer", "--scope", "*"], tokens.cmd_token, "add"),
     (["token", "list"], tokens.cmd_token, "list"),
     (["token", "revoke", "abc"], tokens.cmd_token, "revoke"),
+    (["backup", "dir"], backup.cmd_backup, None),
+    (["restore", "dir"], backup.cmd_restore, None),
     (["sim", "air"], sim.cmd_sim_air, None),
     (["sim", "arm"], sim.cmd_sim_arm, None),
     (["sim", "serial"], sim.cmd_sim_serial, None),
