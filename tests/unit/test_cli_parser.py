@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, backup, bridge, demos, run, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, run, service, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -22,6 +22,9 @@ from hub.ops.influxd import INFLUX_HUB
 COMMANDS = [
     (["up"], run.cmd_up, None),
     (["hub"], run.cmd_hub, None),
+    (["service", "install"], service.cmd_service, "install"),
+    (["service", "status"], service.cmd_service, "status"),
+    (["service", "uninstall"], service.cmd_service, "uninstall"),
     (["serial-bridge"], bridge.cmd_serial_bridge, None),
     (["device", "add", "c/l/d"], accounts.cmd_accounts, "device_add"),
     (["device", "list"], accounts.cmd_accounts, "device_list"),
