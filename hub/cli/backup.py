@@ -38,7 +38,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except BackupError as err:
         log.error("labhub backup: %s", err)
         return 2
-    rows = ", ".join(f"{n} {table}" for table, n in manifest.registry.items())
+    rows = ", ".join(f"{table} {n}" for table, n in manifest.registry.items())
     say(f"backup written to {args.dir}: {', '.join(manifest.parts)} ({len(manifest.files)} files; registry: {rows})")
     say(f"restore it with: labhub restore {args.dir} --state-dir NEW_STATE_DIR")
     return 0

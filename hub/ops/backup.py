@@ -42,6 +42,8 @@ FORMAT = 1
 INFLUX = "influx"
 REGISTRY = "registry.sqlite3"
 SECRETS = "secrets"
+TLS = "tls"  # LAN mode's lab CA and server certificate (hub.adapters.tls): boards trust this CA, keep it
+PRIVATE_DIRS = (SECRETS, TLS)
 DYNSEC = "mosquitto/dynamic-security.json"  # the broker's accounts, as in the state dir
 STATE_FILES = (CREDENTIALS_FILE, "hub-client-id")  # small files of the state dir, kept as they are
 REGISTRY_TABLES = ("cohorts", "learners", "devices", "tokens", "demo_sessions")
@@ -73,7 +75,7 @@ class Manifest:
     def parts(self) -> list[str]:
         """What is inside, in words a trainer reads."""
         names = {p.split("/")[0] for p in self.files}
-        found = [INFLUX, REGISTRY, SECRETS, "mosquitto", CREDENTIALS_FILE, CONFIG_NAME]
+        found = [INFLUX, REGISTRY, SECRETS, TLS, "mosquitto", *STATE_FILES, CONFIG_NAME]
         return [n for n in found if n in names]
 
     def to_json(self) -> str:
@@ -183,7 +185,9 @@ def backup(cfg: LabConfig, config_file: Path, out: Path, say: Say, now: str) -> 
     say(f"copying the registry {cfg.registry_path} (SQLite online backup)")
     copy_sqlite(cfg.registry_path, out / REGISTRY)
     say("copying the secrets, the broker's accounts and the config")
-    _copy_private(cfg.state_dir / SECRETS, out / SECRETS)
+    for name in PRIVATE_DIRS:
+        if (cfg.state_dir / name).is_dir():
+            _copy_private(cfg.state_dir / name, out / name)
     if (cfg.state_dir / DYNSEC).is_file():
         _copy_file(cfg.state_dir / DYNSEC, out / DYNSEC, check_json=True)
     for name in STATE_FILES:
@@ -237,7 +241,9 @@ def _rebuild(cfg: LabConfig, folder: Path, manifest: Manifest, say: Say) -> dict
     say(f"copying the registry to {cfg.registry_path}, the secrets and the broker's accounts to {state}")
     cfg.registry_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     _copy_file(folder / REGISTRY, cfg.registry_path)
-    _copy_private(folder / SECRETS, state / SECRETS)
+    for name in PRIVATE_DIRS:
+        if (folder / name).is_dir():
+            _copy_private(folder / name, state / name)
     if (folder / DYNSEC).is_file():
         _copy_file(folder / DYNSEC, state / DYNSEC)
     for name in STATE_FILES:
@@ -345,8 +351,9 @@ def _copy_file(src: Path, dst: Path, check_json: bool = False) -> None:
 
 
 def _copy_private(src: Path, dst: Path) -> None:
-    """The regular files of a folder (the secrets), into a 0700 folder, each 0600."""
+    """The regular files of a private folder (secrets, certificates), into a 0700 folder, each 0600; not
+    half-written files (`.tmp`) nor lock files (`.lock`)."""
     private_dir(dst)
-    for path in sorted(src.iterdir()) if src.is_dir() else []:
-        if path.is_file() and not path.is_symlink() and not path.name.endswith(".tmp"):
+    for path in sorted(src.iterdir()):
+        if path.is_file() and not path.is_symlink() and not path.name.startswith(".") and path.suffix != ".tmp":
             _copy_file(path, dst / path.name)

@@ -169,6 +169,7 @@ async def test_backup_wipe_restore_keeps_readings_accounts_tokens_and_grades(
     shutil.rmtree(old)
     backup = tmp_path / "online"
     restored = await labhub("restore", str(backup), "--state-dir", str(new))
+    print(online, offline, restored, sep="\n")
     assert "as in the backup" in restored and f"labhub up --config {backup / 'labhub.toml'}" in restored, restored
     again = await labhub("restore", str(backup), "--state-dir", str(new), ok=False)
     assert "is not empty: restore goes onto a fresh state dir only" in again
