@@ -28,6 +28,7 @@ from hub.access.records import Token
 from hub.access.registry import Registry
 from hub.adapters.influx import StorageError, make_backend
 from hub.adapters.mqtt import Message, MqttClient
+from hub.adapters.tls import LabTls, lan_tls
 from hub.boundary import MQTT, Boundaries, source_of
 from hub.commands.audit import CommandAudit
 from hub.commands.messages import CommandMessages
@@ -69,6 +70,7 @@ class Hub:
                 cfg,
                 mqtt=dataclasses.replace(cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-{worker}"),
                 hub=dataclasses.replace(cfg.hub, http_port=cfg.hub.http_port + worker if cfg.hub.http_port else 0),
+                lan=dataclasses.replace(cfg.lan, https_port=cfg.lan.https_port + worker if cfg.lan.https_port else 0),
             )
         self.worker = worker
         self.workers = workers
@@ -160,6 +162,7 @@ class Hub:
             services,
         )
         self.http_port = cfg.hub.http_port
+        self.tls: LabTls | None = None  # LAN mode: the lab CA and this machine's certificate
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()  # run() has finished: spool closed, connections gone
         self._stop = asyncio.Event()
@@ -309,6 +312,7 @@ class Hub:
                     parts=parts,
                 )
 
+            self.tls = await asyncio.to_thread(lan_tls, self.cfg.state_dir, self.cfg.lan)
             deps = WebDeps(
                 config=self.cfg.hub,
                 registry=self.registry,
@@ -326,13 +330,14 @@ class Hub:
                 health=self.health,
                 stats=self.stats,
                 counters=counters,
+                ca_certificate=self.tls.ca_pem() if self.tls else None,
             )
             try:
-                self.http_port = await serve(deps, self.cfg.hub.http_host, self.cfg.hub.http_port, stack)
+                self.http_port = await serve(deps, stack, self.cfg.lan, self.tls)
             except OSError as err:
                 raise ServiceError(
-                    f"hub API cannot listen on {self.cfg.hub.http_host}:{self.cfg.hub.http_port}: {err.strerror} "
-                    "(set hub.http_port or --http-port)"
+                    f"hub API cannot listen on {err.filename}: {err.strerror} "
+                    "(set hub.http_port or --http-port; in LAN mode lan.https_port or lan.host)"
                 ) from None
             log.info("hub API on http://%s:%d", self.cfg.hub.http_host, self.http_port)
             async with asyncio.TaskGroup() as tg:

@@ -8,13 +8,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from devices.topics import DeviceRef
+from hub.adapters.tls import LabTls, lan_addresses
 from hub.config import DeviceConfig, LabConfig
 from hub.credentials import CREDENTIALS_FILE, load_credentials, secret_path
 from hub.ops.state import TRAINER_TOKEN
 
 
-def banner(cfg: LabConfig, http_port: int, simulated: Sequence[DeviceConfig], workers: int) -> str:
-    """What runs where, the declared devices' broker accounts, and commands to try (for stdout, not the log)."""
+def lan_lines(cfg: LabConfig, tls: LabTls | None) -> list[str]:
+    """LAN mode: the addresses to give boards and phones, and the lab CA they must trust (with its fingerprint,
+    to check what a phone downloaded)."""
+    if tls is None:
+        return []
+    addresses = lan_addresses(tls.names, cfg.lan)
+    first = f"[{addresses[0]}]" if ":" in addresses[0] else addresses[0]
+    https = f"https://{first}:{cfg.lan.https_port}"
+    return [
+        f"  LAN            {', '.join(addresses)}  (TLS with the lab CA; the loopback listeners above stay)",
+        f"    boards       mqtts://{first}:{cfg.lan.mqtts_port}  (a device's account; trust the lab CA)",
+        f"    phones       {https}/phone  (install and trust the lab CA first)",
+        f"    lab CA       {https}/ca.crt  (also {tls.ca_cert})",
+        f"                 SHA-256 {tls.fingerprint}",
+        *(
+            ["  WARNING        lan.plain: plain MQTT and HTTP on the LAN too; passwords and tokens cross it in clear"]
+            if cfg.lan.plain
+            else []
+        ),
+    ]
+
+
+def banner(
+    cfg: LabConfig, http_port: int, simulated: Sequence[DeviceConfig], workers: int, tls: LabTls | None = None
+) -> str:
+    """What runs where (in LAN mode with `tls`, the LAN's addresses and the lab CA), the declared devices' broker
+    accounts, and commands to try (for stdout, not the log)."""
     example = next((d.ref for d in cfg.devices if d.kind == "air_quality"), DeviceRef("demo", "ana", "aq1"))
     arms = [d.ref for d in simulated if d.kind == "arm"]
     air = sum(1 for d in simulated if d.kind == "air_quality")
@@ -39,6 +65,7 @@ def banner(cfg: LabConfig, http_port: int, simulated: Sequence[DeviceConfig], wo
         f"  simulated      {air} air-quality sensors, {len(arms)} arm{'s' if len(arms) != 1 else ''}",
         f"  hub workers    {workers}"
         + (f" (APIs on ports {http_port}…{http_port + workers - 1})" if workers > 1 else ""),
+        *lan_lines(cfg, tls),
         f"  accounts       {len(declared)} declared devices' MQTT passwords are in {credentials_file}",
         "                 (readable by this account only; not shown here: a screen may be projected)",
         "  try:",

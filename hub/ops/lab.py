@@ -92,6 +92,7 @@ def service_starters(cfg: LabConfig, abort: threading.Event | None = None) -> li
                 open_mode=cfg.hub.open_mode,
                 internal_port=cfg.mqtt.internal_port,
                 max_connections=cfg.mqtt.max_connections,
+                lan=cfg.lan,
                 abort=abort,
             )
         )
@@ -172,7 +173,7 @@ class _Lab:
                 if not self.stopping:  # a stop during the hub's start-up: no fleet, no banner
                     helpers += await self._start_fleet(tg, hub)
                 if plan.worker == 0 and not self.stopping:
-                    print(banner(cfg, hub.http_port, plan.simulated, plan.workers), flush=True)
+                    print(banner(cfg, hub.http_port, plan.simulated, plan.workers, hub.tls), flush=True)
                 await hub_task
                 for task in helpers:
                     task.cancel()

@@ -37,6 +37,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app[status.METRICS_KEY] = registry_for(deps)
     app.router.add_get("/", pages.index)
     app.router.add_get("/healthz", status.healthz)
+    app.router.add_get("/ca.crt", pages.ca_certificate)
     app.router.add_get("/metrics", status.metrics)
     app.router.add_get("/api/stats", status.stats)
     app.router.add_get("/api/devices", devices.devices)

@@ -100,3 +100,4 @@ class WebDeps:
     health: Callable[[], dict[str, object]]
     stats: Callable[[], dict[str, object]]
     counters: Callable[[], HubCounters]  # what /metrics shows, at one moment
+    ca_certificate: bytes | None = None  # LAN mode: the lab CA (PEM) boards and phones trust, served at /ca.crt

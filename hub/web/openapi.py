@@ -84,6 +84,7 @@ COMMAND = {
 PUBLIC = (
     "/",
     "/healthz",
+    "/ca.crt",
     "/phone",
     "/dashboard",
     "/dashboard/device",
@@ -108,6 +109,12 @@ def _spec() -> dict[str, Any]:
                 "get": _op(
                     "ok or degraded; the reasons only with a trainer's or viewer's token",
                     responses={"200": "ok", "503": "degraded"},
+                )
+            },
+            "/ca.crt": {
+                "get": _op(
+                    "LAN mode: the lab CA's certificate (PEM) that boards and phones trust",
+                    responses={"200": "application/x-x509-ca-cert", "404": "not in LAN mode"},
                 )
             },
             "/metrics": {"get": _op("Prometheus metrics", responses={"200": "text exposition format"})},

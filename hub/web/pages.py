@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub.web.common import error
+from hub.web.common import deps_of, error
 from hub.web.openapi import spec
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LabHub</title></head>
@@ -78,6 +78,14 @@ async def vendor(request: web.Request) -> web.FileResponse:
 
 async def shared_script(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "labhub.js", headers={"Cache-Control": "no-cache"})
+
+
+async def ca_certificate(request: web.Request) -> web.Response:
+    """The lab CA, for boards (`--cafile`, a sketch's root certificate) and phones (install, then trust)."""
+    pem = deps_of(request).ca_certificate
+    if pem is None:
+        raise error(web.HTTPNotFound, "no lab CA: the lab runs without LAN mode (labhub up --lan)")
+    return web.Response(body=pem, content_type="application/x-x509-ca-cert", headers={"Cache-Control": "no-cache"})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ class FakeHub:
         self.services = services  # what health would show of the lab's services
         self.script = script
         self.http_port = 8123
+        self.tls = None  # no LAN mode
         self.ready = asyncio.Event()
         self.stops = 0
         self._stop = asyncio.Event()

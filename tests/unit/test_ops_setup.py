@@ -80,7 +80,7 @@ def test_the_lab_launches_the_services_its_config_asks_for(tmp_path: Path) -> No
         tmp_path,
         "127.0.0.1",
         2883,
-        {"open_mode": False, "internal_port": 2999, "max_connections": 50, "abort": None},
+        {"open_mode": False, "internal_port": 2999, "max_connections": 50, "lan": cfg.lan, "abort": None},
     )
     database = (start_influxd, tmp_path, "127.0.0.2", 9086, 9089, {"auth": True, "database": "lab", "abort": None})
     assert [parts(s) for s in service_starters(cfg)] == [broker, database]
@@ -93,8 +93,11 @@ def test_the_lab_launches_the_services_its_config_asks_for(tmp_path: Path) -> No
         "open_mode": True,
         "internal_port": 2999,
         "max_connections": 50,
+        "lan": cfg.lan,
         "abort": None,
     }
+    lan_lab = dataclasses.replace(cfg, lan=dataclasses.replace(cfg.lan, enabled=True, host="10.0.0.5"))
+    assert parts(service_starters(lan_lab)[0])[-1]["lan"] == lan_lab.lan  # the broker gets its LAN listeners
 
 
 def test_the_state_dir_is_private(tmp_path: Path) -> None:
