@@ -3,8 +3,8 @@
 Start order: the services the config launches (mosquitto, influxd), the lab's API tokens, the hub (in this
 process) and its extra worker processes; once the hub is ready, the simulated devices, the serial bridges, the demo
 phone app, and the banner. Every start has its cleanup, on one AsyncExitStack or in one TaskGroup. SIGINT or
-SIGTERM (or a service that dies) stops the hub first, which drains what it has accepted; then the helpers are
-cancelled, and the services stopped last, the last started first.
+SIGTERM (or a service that keeps dying: one that dies is started again) stops the hub first, which drains what it
+has accepted; then the helpers are cancelled, and the services stopped last, the last started first.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def settle_gc() -> None:
 
 
 async def run_lab(plan: LabPlan) -> int:
-    """Run `plan` until SIGINT or SIGTERM. 0 after a clean stop; 1 if a service died; 128 + the signal's number
+    """Run `plan` until SIGINT or SIGTERM. 0 after a clean stop; 1 if a service kept dying; 128 + the signal's number
     if it came before the hub started."""
     return await _Lab(plan).run()
 
