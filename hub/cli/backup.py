@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hub.cli.options import configure, lab_command
 from hub.config import CONFIG_NAME
-from hub.ops.backup import BackupError, backup, restore
+from hub.ops.backup import MANIFEST, BackupError, backup, restore
 
 if TYPE_CHECKING:
     from hub.cli.options import Subparsers
@@ -45,6 +45,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    if not (args.dir / MANIFEST).is_file():
+        log.error("labhub restore: %s is not a labhub backup (no %s in it)", args.dir, MANIFEST)
+        return 2
     if args.config is None:
         args.config = args.dir / CONFIG_NAME  # the config the backup was taken with
     cfg = configure(args)

@@ -176,7 +176,19 @@ def backup(cfg: LabConfig, config_file: Path, out: Path, say: Say, now: str) -> 
         raise BackupError(f"{out} is not an empty folder: give a new one (a backup never overwrites)")
     if not cfg.registry_path.is_file():
         raise BackupError(f"no registry at {cfg.registry_path}: is the state dir right (--state-dir)?")
+    made = not out.exists()
     private_dir(out)
+    try:
+        return _write(cfg, config_file, out, say, now)
+    except (BackupError, ServiceError, OSError, sqlite3.Error) as err:
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if nothing was written in it yet
+        left = f"\nthe backup in {out} is incomplete: remove it" if out.exists() else ""
+        raise BackupError(f"{err}{left}") from None
+
+
+def _write(cfg: LabConfig, config_file: Path, out: Path, say: Say, now: str) -> Manifest:
     with _influxd(cfg, say) as (url, rpc, online):
         say(f"counting the stored points per device ({'running lab' if online else 'lab stopped'})")
         points = reading_points(url, cfg)
@@ -226,7 +238,7 @@ def restore(cfg: LabConfig, folder: Path, say: Say) -> Manifest:
     private_state_dir(state)
     try:
         points = _rebuild(cfg, folder, manifest, say)
-    except (BackupError, ServiceError) as err:
+    except (BackupError, ServiceError, OSError, sqlite3.Error) as err:
         raise BackupError(f"{err}\nwhat was restored so far is in {state}: remove it before trying again") from None
     problems = compare_points(manifest.points, points, exact=not manifest.online)
     if problems:
