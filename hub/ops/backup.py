@@ -294,9 +294,9 @@ def reading_points(url: str, cfg: LabConfig) -> dict[str, int]:
 def copy_sqlite(src: Path, dst: Path) -> None:
     """A consistent copy of a database others may be writing (SQLite's backup API), private, one file."""
     os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    with contextlib.closing(sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as source:
+    with contextlib.closing(sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as live:
         with contextlib.closing(sqlite3.connect(dst)) as target:
-            source.backup(target)
+            live.backup(target)
             target.execute("PRAGMA journal_mode=DELETE")  # no -wal beside it: the copy is the one file
 
 
