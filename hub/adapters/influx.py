@@ -6,6 +6,7 @@ Only this module sees aiohttp's client and influxdb-client. Reads: `hub.adapters
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -93,12 +94,13 @@ class InfluxV1(InfluxQLReader):
         self.url = cfg.url.rstrip("/")
         self.database = cfg.database
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
-        # Basic auth in a header, never u=/p= in the URL (URLs end up in logs).
-        self._auth = aiohttp.BasicAuth(cfg.username, password) if cfg.username and password else None
+        # Basic auth in a header, never u=/p= in the URL (URLs end up in logs). Built here: aiohttp 3.14 deprecates
+        # its BasicAuth, and the encode_basic_auth that replaces it does not exist before 3.14.
+        self._headers = {"Authorization": basic_auth(cfg.username, password)} if cfg.username and password else {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -161,6 +163,11 @@ class InfluxV1(InfluxQLReader):
             raise StorageError(f"query failed: {result['error']}")
         series: list[dict[str, Any]] = result.get("series", [])
         return series
+
+
+def basic_auth(username: str, password: str) -> str:
+    """An HTTP Basic `Authorization` value (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def error_text(text: str) -> str:

@@ -3,21 +3,19 @@ statement as its admin. The hub itself speaks to InfluxDB through `hub.adapters.
 
 from __future__ import annotations
 
-import base64
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from hub.adapters.influx import error_text
+from hub.adapters.influx import basic_auth, error_text
 
 
 def admin_query(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, object]:
     """One InfluxQL statement, POSTed (the statement, which may hold a password, stays out of URLs)."""
     request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
     if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Authorization", basic_auth(*auth))
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             body: dict[str, object] = json.load(resp)

@@ -220,3 +220,32 @@ async def test_v2_reads_are_answered_501_with_one_message(
     ):
         status, body = await http_json(path, token)
         assert (status, body["error"]) == (501, "history, overviews and grades need the InfluxDB 1.x backend for now")
+
+
+async def test_v1_with_auth_writes_as_its_own_user_and_a_wrong_password_is_named(tmp_path: Path) -> None:
+    """influxd as `labhub up` runs it (auth on, the hub's own user): the hub's writes carry Basic auth (built by
+    us; aiohttp 3.14 deprecates its BasicAuth, and the suite turns that warning into a failure)."""
+    from hub.adapters.influx import StorageConfigError
+    from hub.ops.influxd import INFLUX_HUB
+
+    state = tmp_path / "state"
+    port = free_port()
+    influxd = await asyncio.to_thread(start_influxd, state, http_port=port, rpc_port=free_port(), auth=True)
+    try:
+        password = (state / "secrets" / "influx-hub").read_text().strip()
+        cfg = InfluxConfig(url=f"http://127.0.0.1:{port}", username=INFLUX_HUB)
+        for given, works in ((password, True), (password + "x", False)):
+            backend = InfluxV1(cfg, given)
+            await backend.start()
+            try:
+                if works:
+                    await backend.write("auth_probe v=1 1")
+                    series = influx_query(port, cfg.database, "SELECT v FROM auth_probe", (INFLUX_HUB, password))
+                    assert series[0]["values"] == [[1, 1.0]]
+                else:
+                    with pytest.raises(StorageConfigError, match="HTTP 401"):
+                        await backend.write("auth_probe v=2 2")
+            finally:
+                await backend.close()
+    finally:
+        await asyncio.to_thread(influxd.stop)
