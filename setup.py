@@ -10,7 +10,11 @@ DATA = "labhub_config"
 subfolders = sorted(p.name for p in Path("config").iterdir() if p.is_dir() and p.name != "__pycache__")
 
 setup(
-    packages=[*find_packages(include=["hub*", "devices*", "firmware_sim*"]), DATA, *(f"{DATA}.{d}" for d in subfolders)],
+    packages=[
+        *find_packages(include=["hub*", "devices*", "firmware_sim*"]),
+        DATA,
+        *(f"{DATA}.{d}" for d in subfolders),
+    ],
     package_dir={DATA: "config"},
     package_data={
         "hub.web": ["static/*", "static/vendor/uplot/*"],

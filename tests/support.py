@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 
 class MqttListener:
@@ -199,3 +199,85 @@ def cli_config(services: Any, hub: Any, path: Path) -> Path:
         f'[hub]\nregistry = "{hub.cfg.registry_path}"\n'
     )
     return path
+
+
+async def stop_lab(proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    """A `labhub` child still running gets SIGTERM first (killed, it would leave its broker and influxd behind),
+    and SIGKILL only if it has not stopped within `timeout` s."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """`wait_until` for threads and blocking tests: poll `check` until truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class PacedPublisher(threading.Thread):
+    """Readings `{"n": i}` at QoS 1 at a steady rate from one paho client, open loop (paced by the clock, whatever
+    the hub does): paho keeps what is not acknowledged, queues what is published while disconnected (`offline`
+    counts those), and sends both again on reconnect. Runs `total` readings, or until `finish` when None."""
+
+    def __init__(
+        self,
+        port: int,
+        topic: Callable[[int], str],
+        rate: float,
+        client_id: str,
+        total: int | None = None,
+        auth: tuple[str, str] | None = None,
+        clean_session: bool = True,
+        stamp: bool = False,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.topic, self.rate, self.total, self.stamp = topic, rate, total, stamp
+        self.published = 0
+        self.offline = 0
+        self.acknowledged = 0  # PUBACKs received
+        self.running = True
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
+        self.client.on_publish = self._on_publish
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_publish(self, *args: Any) -> None:
+        self.acknowledged += 1
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while self.running and (self.total is None or self.published < self.total):
+            delay = started + self.published / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            reading: dict[str, Any] = {"n": self.published}
+            if self.stamp:  # a device timestamp makes a publisher's own resend idempotent
+                reading["ts"] = time.time_ns() // 1000
+            info = self.client.publish(self.topic(self.published), json.dumps(reading), qos=1)
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                self.offline += 1
+            self.published += 1
+
+    def finish(self, timeout: float) -> None:
+        """Stop (an open-ended run) or let `total` be published, then wait until the broker acknowledged all."""
+        if self.total is None:
+            self.running = False
+        self.join(timeout)
+        wait_for(lambda: self.acknowledged >= self.published, timeout, "the broker to acknowledge every reading")
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +24,7 @@ from hub.cli.options import configure
 from hub.config import LabConfig
 from hub.ops.services import free_port
 from tests.conftest import unique
-from tests.support import MqttPublisher, http_json, influx_count, wait_until
+from tests.support import MqttPublisher, http_json, influx_count, stop_lab, wait_until
 
 BOUND_S = 60.0  # the brief: the whole round trip in under a minute
 
@@ -68,13 +67,7 @@ async def labhub_up(config: Path, state: Path, http_port: int) -> AsyncIterator[
         await wait_until(healthy, timeout=30, what="labhub up to answer")
         yield url
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_lab(proc)
         log.close()
 
 

@@ -16,7 +16,7 @@ import pytest
 from hub.credentials import load_credentials, read_secret
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
-from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, wait_until
+from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, stop_lab, wait_until
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
@@ -122,13 +122,7 @@ async def test_labhub_up_runs_the_whole_lab_and_stops_cleanly() -> None:
         assert "lab stopped" in output
         assert not port_in_use("127.0.0.1", mqtt) and not port_in_use("127.0.0.1", influx)
     finally:
-        if proc.returncode is None:  # SIGTERM first: a killed `labhub up` would leave its broker and influxd
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_lab(proc)
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port
 from tests.conftest import make_state_dir, unique
-from tests.support import influx_query
+from tests.support import PacedPublisher, influx_query, wait_for
 
 REPORT: list[str] = []
 
@@ -110,16 +109,6 @@ class Lab:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.hub_logs if p.exists())
 
 
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     state = make_state_dir("labhub-fault-")
@@ -151,48 +140,17 @@ def lab() -> Iterator[Lab]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-class Publisher(threading.Thread):
-    """QoS 1 devices publishing `{"n": i}` at a steady total rate (paho keeps unacknowledged messages and resends)."""
-
-    def __init__(self, port: int, cohort: str, rate: float, seconds: float, devices: int = 4, stamp: bool = False):
-        super().__init__(daemon=True)
-        self.cohort = cohort
-        self.rate = rate
-        self.total = int(rate * seconds)
-        self.devices = devices
-        self.stamp = stamp
-        self.published = 0
-        self.acknowledged = 0  # PUBACKs received; messages published while disconnected are sent on reconnect
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{cohort}", clean_session=False)
-        self.client.on_publish = self._on_publish
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_publish(self, *args: Any) -> None:
-        self.acknowledged += 1
-
-    def run(self) -> None:
-        started = time.monotonic()
-        for i in range(self.total):
-            due = started + i / self.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            reading: dict[str, Any] = {"n": i}
-            if self.stamp:  # a device timestamp makes a publisher's own resend idempotent
-                reading["ts"] = time.time_ns() // 1000
-            topic = f"lab/{self.cohort}/learner{i % self.devices}/dev/telemetry"
-            self.client.publish(topic, json.dumps(reading), qos=1)
-            self.published += 1
-
-    def wait_acknowledged(self, timeout: float) -> None:
-        self.join(timeout)
-        wait_for(lambda: self.acknowledged >= self.total, timeout, "the broker to acknowledge every reading")
-        self.client.loop_stop()
-        self.client.disconnect()
+def publisher(port: int, cohort: str, rate: float, seconds: float, stamp: bool = False) -> PacedPublisher:
+    """Four QoS 1 devices of `cohort` (one persistent client) publishing `rate` readings a second for `seconds`."""
+    return PacedPublisher(
+        port,
+        lambda i: f"lab/{cohort}/learner{i % 4}/dev/telemetry",
+        rate,
+        client_id=f"pub-{cohort}",
+        total=int(rate * seconds),
+        clean_session=False,
+        stamp=stamp,
+    )
 
 
 def report(name: str, published: int, stored: int, distinct: int, extra: str = "") -> None:
@@ -233,7 +191,7 @@ def settle(lab: Lab, cohort: str, published: int, timeout: float, quiet: float =
 def test_influxd_killed_for_20s_at_2000_per_s_loses_nothing(lab: Lab) -> None:
     lab.start_hub()
     cohort = unique("k")
-    pub = Publisher(lab.mqtt_port, cohort, rate=2000, seconds=26)
+    pub = publisher(lab.mqtt_port, cohort, rate=2000, seconds=26)
     pub.start()
     time.sleep(3)  # the scenario's own timeline: 3 s normal, 20 s without InfluxDB, then back
     assert lab.influxd is not None
@@ -243,7 +201,7 @@ def test_influxd_killed_for_20s_at_2000_per_s_loses_nothing(lab: Lab) -> None:
     time.sleep(17)
     lab.start_influxd()
     back = time.monotonic()
-    pub.wait_acknowledged(60)
+    pub.finish(60)
     settled = settle(lab, cohort, pub.published, 30)
     stored, distinct = settled.stored, settled.distinct
     caught_up = (settled.reached or time.monotonic()) - back
@@ -263,7 +221,7 @@ def test_influxd_killed_for_20s_at_2000_per_s_loses_nothing(lab: Lab) -> None:
 def test_influxd_frozen_10s_loses_nothing_and_health_says_so(lab: Lab) -> None:
     lab.start_hub()
     cohort = unique("s")
-    pub = Publisher(lab.mqtt_port, cohort, rate=1000, seconds=16)
+    pub = publisher(lab.mqtt_port, cohort, rate=1000, seconds=16)
     pub.start()
     time.sleep(3)
     assert lab.influxd is not None
@@ -271,7 +229,7 @@ def test_influxd_frozen_10s_loses_nothing_and_health_says_so(lab: Lab) -> None:
     degraded = wait_for(lambda: (lab.health() or {}).get("status") == "degraded", 9, "health to say degraded")
     time.sleep(7)
     os.kill(lab.influxd.proc.pid, signal.SIGCONT)
-    pub.wait_acknowledged(60)
+    pub.finish(60)
     settled = settle(lab, cohort, pub.published, 30)
     stored, distinct = settled.stored, settled.distinct
     report("influxd SIGSTOP 10 s at 1,000/s", pub.published, stored, distinct)
@@ -284,7 +242,7 @@ def test_influxd_frozen_10s_loses_nothing_and_health_says_so(lab: Lab) -> None:
 def test_hub_sigkilled_mid_ingest_and_restarted_loses_nothing(lab: Lab) -> None:
     lab.start_hub()
     cohort = unique("h")
-    pub = Publisher(lab.mqtt_port, cohort, rate=1000, seconds=8)
+    pub = publisher(lab.mqtt_port, cohort, rate=1000, seconds=8)
     pub.start()
     time.sleep(3)
     assert lab.hub is not None
@@ -292,7 +250,7 @@ def test_hub_sigkilled_mid_ingest_and_restarted_loses_nothing(lab: Lab) -> None:
     lab.hub.wait()
     time.sleep(1)
     lab.start_hub()
-    pub.wait_acknowledged(60)
+    pub.finish(60)
     settled = settle(lab, cohort, pub.published, 30)
     stored, distinct = settled.stored, settled.distinct
     report("hub SIGKILL + restart at 1,000/s", pub.published, stored, distinct)
@@ -303,7 +261,7 @@ def test_hub_sigkilled_mid_ingest_and_restarted_loses_nothing(lab: Lab) -> None:
 def test_broker_restart_loses_no_qos1_reading_and_the_hub_is_back_within_5s(lab: Lab) -> None:
     lab.start_hub()
     cohort = unique("b")
-    pub = Publisher(lab.mqtt_port, cohort, rate=1000, seconds=8, stamp=True)
+    pub = publisher(lab.mqtt_port, cohort, rate=1000, seconds=8, stamp=True)
     pub.start()
     time.sleep(3)
     assert lab.mosquitto is not None
@@ -314,7 +272,7 @@ def test_broker_restart_loses_no_qos1_reading_and_the_hub_is_back_within_5s(lab:
     restarted = time.monotonic()
     wait_for(lambda: ((lab.stats() or {}).get("mqtt") or {}).get("connects", 0) > connects, 10, "the hub to reconnect")
     back_after = time.monotonic() - restarted
-    pub.wait_acknowledged(60)
+    pub.finish(60)
     settled = settle(lab, cohort, pub.published, 30)
     stored, distinct = settled.stored, settled.distinct
     report(

@@ -14,7 +14,7 @@ from pathlib import Path
 from hub.credentials import read_secret
 from hub.ops.services import free_port
 from tests.conftest import make_state_dir
-from tests.support import influx_count, wait_until
+from tests.support import influx_count, stop_lab, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCES = shutil.ignore_patterns(".*", "*.egg-info", "__pycache__", "build", "bench-results", "tests")
@@ -87,7 +87,5 @@ async def test_the_wheel_installed_elsewhere_runs_the_demo_lab(tmp_path: Path) -
         assert code == 0 and "lab stopped" in rest, rest
         assert "demo/ana/arm1" in run(["labhub", "device", "list"], tmp_path, env)  # with its packaged arm profile
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
+        await stop_lab(proc)
         shutil.rmtree(state, ignore_errors=True)

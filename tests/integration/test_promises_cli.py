@@ -23,7 +23,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.topics import DeviceRef
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services
-from tests.support import MqttPublisher, api_token, cli_config, count_when_stable, http_json, influx_count, wait_until
+from tests.support import (
+    MqttPublisher,
+    api_token,
+    cli_config,
+    count_when_stable,
+    http_json,
+    influx_count,
+    stop_lab,
+    wait_until,
+)
 
 REGISTRY_FOLLOW_S = 0.5  # README: the hub knows a registry change within half a second
 
@@ -203,12 +212,6 @@ async def test_labhub_up_restarts_an_extra_worker_that_dies(services: Services, 
             assert await healthy(http_port)  # worker 0 never went away
             [second] = worker_processes(up, 1)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_lab(proc)
         log.close()
     assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE  # stopped with the lab

@@ -23,28 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from hub.adapters.influx_admin import pings
 from hub.credentials import load_credentials, read_secret
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
-from tests.support import influx_query
+from tests.support import PacedPublisher, influx_query, wait_for
 
 RATE = 200  # readings a second, as the acceptance asks
 DEVICE = "sup/ada/dev"  # a declared generic device: it publishes with its own broker account
 BACK_WITHIN_S = 3.0
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def pid_running(config: Path) -> int | None:
@@ -165,50 +154,6 @@ class HealthWatch(threading.Thread):
         return any(text in reason for reason in self.reasons)
 
 
-class Publisher(threading.Thread):
-    """A device publishing `{"n": i}` at QoS 1 at a steady rate; paho keeps what is not acknowledged, queues what
-    is published while disconnected, and sends both again on reconnect."""
-
-    def __init__(self, port: int, password: str, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.rate = rate
-        self.published = 0
-        self.offline = 0  # published while disconnected: queued by paho, sent on reconnect
-        self.acknowledged = 0
-        self.running = True
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE)
-        self.client.username_pw_set(DEVICE, password)
-        self.client.on_publish = self._on_publish
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_publish(self, *args: Any) -> None:
-        self.acknowledged += 1
-
-    def run(self) -> None:
-        started = time.monotonic()
-        while self.running:
-            delay = started + self.published / self.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            # No device timestamp: the hub stamps each reading, so a reading stored twice would count twice.
-            reading = {"n": self.published}
-            info = self.client.publish(f"lab/{DEVICE}/telemetry", json.dumps(reading), qos=1)
-            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                self.offline += 1
-            self.published += 1
-
-    def finish(self, timeout: float) -> None:
-        self.running = False
-        self.join(timeout)
-        wait_for(lambda: self.acknowledged >= self.published, timeout, "the broker to acknowledge every reading")
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     state = make_state_dir("labhub-supervisor-")
@@ -241,7 +186,8 @@ def test_mosquitto_then_influxd_killed_under_labhub_up_are_restarted_and_no_read
     password = load_credentials(lab.state)[DEVICE]
     health = HealthWatch(lab)
     health.start()
-    pub = Publisher(lab.mqtt_port, password, RATE)
+    # No device timestamp: the hub stamps each reading, so a reading stored twice would count twice.
+    pub = PacedPublisher(lab.mqtt_port, lambda i: f"lab/{DEVICE}/telemetry", RATE, DEVICE, auth=(DEVICE, password))
     pub.start()
     try:
         wait_for(lambda: lab.counts()[1] >= RATE, 10, "the first second of readings in InfluxDB")
