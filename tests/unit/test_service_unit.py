@@ -32,6 +32,7 @@ from hub.ops.systemd import (
 )
 
 PYTHON = (sys.executable, "-m", "hub.cli")  # a real executable: verify refuses a unit whose command is missing
+INSTALLED = ("/opt/labhub/bin/labhub",)  # where the checkout is (CI may clone under /tmp) changes no field below
 CONFIG = Path("/etc/labhub/labhub.toml")
 STATE = Path("/var/lib/labhub")
 
@@ -79,8 +80,8 @@ def test_systemd_accepts_the_unit(name: str, tmp_path: Path) -> None:
 
 
 def test_the_unit_runs_the_classroom_lab_and_restarts_it_on_failure() -> None:
-    got = fields(unit_text(SPECS["root"]))
-    assert got["ExecStart"] == [f"{sys.executable} -m hub.cli up --no-sim --config {CONFIG} --state-dir {STATE}"]
+    got = fields(unit_text(UnitSpec(INSTALLED, CONFIG, STATE)))
+    assert got["ExecStart"] == [f"/opt/labhub/bin/labhub up --no-sim --config {CONFIG} --state-dir {STATE}"]
     assert got["Restart"] == ["on-failure"] and got["RestartSec"] == ["5"]
     assert got["KillMode"] == ["mixed"]  # SIGTERM to labhub alone: it stops the hub before the broker and database
     assert got["ReadWritePaths"] == [str(STATE)] and got["ProtectSystem"] == ["full"]
