@@ -50,10 +50,12 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/live", sockets.live)
     app.router.add_get("/api/openapi.json", pages.openapi)
     app.router.add_get("/phone", pages.phone)
+    app.router.add_get("/board", pages.board)
     app.router.add_get("/dashboard", pages.dashboard)
     app.router.add_get("/dashboard/device", pages.device_page)
     app.router.add_get("/static/vendor/uplot/{name}", pages.vendor)
     app.router.add_get("/static/labhub.js", pages.shared_script)
+    app.router.add_get("/static/diagnosis.js", pages.shared_script)
     app.router.add_get("/api/kinds", devices.kinds)
     app.router.add_get("/api/whoami", auth.whoami)
     app.router.add_get("/api/cohorts/{cohort}/overview", history.cohort_overview)
@@ -116,7 +118,7 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
 PUBLIC_PATHS = frozenset(PUBLIC)
-PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js")  # the pages' scripts: no data
+PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js", "/static/diagnosis.js")  # the pages' scripts: no data
 
 
 @web.middleware

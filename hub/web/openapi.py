@@ -86,6 +86,7 @@ PUBLIC = (
     "/healthz",
     "/ca.crt",
     "/phone",
+    "/board",
     "/dashboard",
     "/dashboard/device",
 )  # no token: health, and page shells that log in with one
@@ -181,6 +182,9 @@ def _spec() -> dict[str, Any]:
                 )
             },
             "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},
+            "/board": {
+                "get": _op("My board: a learner's connection checklist and findings", responses={"200": "HTML"})
+            },
             "/dashboard": {"get": _op("The live cohort dashboard (logs in with a token)", responses={"200": "HTML"})},
             "/dashboard/device": {
                 "get": _op("A device's history plots, inspector and commands", responses={"200": "HTML"})
@@ -193,6 +197,9 @@ def _spec() -> dict[str, Any]:
                 )
             },
             "/static/labhub.js": {"get": _op("The pages' shared script (token, API calls)", responses={"200": "file"})},
+            "/static/diagnosis.js": {
+                "get": _op("The pages' diagnosis view (checklist, findings)", responses={"200": "file"})
+            },
             "/api/kinds": {"get": _op("Device kinds: fields, units, ranges")},
             "/api/whoami": {"get": _op("The token's role and scope")},
             "/api/cohorts/{cohort}/overview": {

@@ -20,13 +20,20 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 <li><a href="/metrics">/metrics</a> — the same, for Prometheus</li>
 <li><a href="/dashboard">/dashboard</a> — the live cohort dashboard (trainers, classroom screens)</li>
 <li><a href="/phone">/phone</a> — the phone control page for arms</li>
+<li><a href="/board">/board</a> — my board: a learner's connection checklist and the lab doctor's findings</li>
 <li><a href="/api/openapi.json">/api/openapi.json</a> — the API's OpenAPI description</li>
 <li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
 <li>/api/devices/&lt;cohort&gt;/&lt;learner&gt;/&lt;device&gt;/inspector — the last messages and their verdicts</li>
 </ul></body></html>"""
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGES = {"/phone": "phone.html", "/dashboard": "dashboard.html", "/dashboard/device": "device.html"}
+PAGES = {
+    "/phone": "phone.html",
+    "/board": "board.html",
+    "/dashboard": "dashboard.html",
+    "/dashboard/device": "device.html",
+}
+SCRIPTS = {"labhub.js", "diagnosis.js"}  # the pages' own shared scripts
 VENDOR = {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE"}
 
 API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -69,6 +76,10 @@ async def phone(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / PAGES["/phone"], headers={"Cache-Control": "no-cache"})
 
 
+async def board(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / PAGES["/board"], headers={"Cache-Control": "no-cache"})
+
+
 async def vendor(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
     if name not in VENDOR:
@@ -77,7 +88,10 @@ async def vendor(request: web.Request) -> web.FileResponse:
 
 
 async def shared_script(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "labhub.js", headers={"Cache-Control": "no-cache"})
+    name = request.path.rsplit("/", 1)[-1]
+    if name not in SCRIPTS:
+        raise error(web.HTTPNotFound, "no such file")
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
 async def ca_certificate(request: web.Request) -> web.Response:

@@ -233,10 +233,12 @@ PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that h
     "/healthz": 200,
     "/ca.crt": 404,  # the fake lab runs without LAN mode: no CA
     "/phone": 200,
+    "/board": 200,
     "/dashboard": 200,
     "/dashboard/device": 200,
     "/static/vendor/uplot/{name}": 200,
     "/static/labhub.js": 200,
+    "/static/diagnosis.js": 200,
 }
 
 
