@@ -4,20 +4,21 @@ here: setuptools lets a pyproject.toml package-data table replace this one."""
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 DATA = "labhub_config"
 subfolders = sorted(p.name for p in Path("config").iterdir() if p.is_dir() and p.name != "__pycache__")
 
 setup(
     packages=[
-        *find_packages(include=["hub*", "devices*", "firmware_sim*"]),
+        *find_namespace_packages(include=["hub*", "devices*", "firmware_sim*"], exclude=["*__pycache__"]),
         DATA,
         *(f"{DATA}.{d}" for d in subfolders),
     ],
     package_dir={DATA: "config"},
     package_data={
-        "hub.web": ["static/*", "static/vendor/uplot/*"],
+        "hub.web.static": ["*"],  # the pages and their vendored scripts: data folders, as namespace packages
+        "hub.web.static.vendor.uplot": ["*"],
         DATA: ["*.toml", "*.in"],
         **{f"{DATA}.{d}": ["*"] for d in subfolders},
     },
