@@ -16,11 +16,30 @@ import time
 from dataclasses import dataclass, field
 
 from devices.topics import DeviceRef
+from firmware_sim.faults import (
+    DOCTOR_FAULTS,
+    behaviour,
+    clock_stamp,
+    command_request,
+    cut_256,
+    foreign_ref,
+    login,
+)
 from hub.adapters.mqtt import MqttClient, Will
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("invalid_json", "unquoted_keys", "wrong_names", "strings", "nan", "out_of_range", "type_flip", "flood")
+PAYLOAD_FAULTS = (
+    "invalid_json",
+    "unquoted_keys",
+    "wrong_names",
+    "strings",
+    "nan",
+    "out_of_range",
+    "type_flip",
+    "flood",
+)
+FAULTS = (*PAYLOAD_FAULTS, *DOCTOR_FAULTS)  # the doctor's: firmware_sim/faults.py
 WARMUP_S = 15.0  # SGP30 reports 400 ppm eCO2 / 0 ppb TVOC while its baseline settles
 DAY_S = 86400.0
 
@@ -65,7 +84,7 @@ class AirModel:
 
 def encode(values: dict[str, float], fault: str | None, count: int) -> bytes:
     """The payload a firmware would publish, with the chosen beginner's mistake."""
-    if fault is None or fault == "flood":
+    if fault is None or fault in DOCTOR_FAULTS or fault == "flood":
         return json.dumps(values).encode()
     if fault == "invalid_json":
         text = json.dumps(values)
@@ -89,7 +108,7 @@ def encode(values: dict[str, float], fault: str | None, count: int) -> bytes:
 
 
 class AirSensor:
-    """One simulated station with its own MQTT connection."""
+    """One simulated station with its own MQTT connection (two, for a `client_id_collision` twin)."""
 
     def __init__(
         self,
@@ -101,44 +120,115 @@ class AirSensor:
         seed: int = 0,
         readings: int | None = None,
         password: str | None = None,
+        app_password: str | None = None,
     ) -> None:
-        """`password`: the device's broker account (username = its id); None connects anonymously."""
+        """`password`: the device's broker account (username = its id); None connects anonymously.
+        `app_password`: the learner's own account, for the app of the `retained_command` fault (None: anonymous)."""
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault mode {fault!r} (known: {', '.join(FAULTS)})")
         self.ref = ref
-        self.period_s = period_s / 100 if fault == "flood" else period_s
+        self.how = behaviour(fault)
+        self.period_s = period_s / 100 if fault == "flood" else self.how.period_s or period_s
         self.fault = fault
         self.readings = readings
         self.sent = 0
+        self.booted = time.monotonic()
         self.model = AirModel(seed, time.time())
-        self.client = MqttClient(
-            host,
-            port,
-            f"sim-{ref.cohort}-{ref.learner}-{ref.device}",
-            will=Will(ref.topic("status"), b"offline"),
-            on_connect=self._on_connect,
-            username=ref.key if password else None,
-            password=password,
-        )
+        self.blocked = False  # keepalive_timeout: loop() is in delay()
+        self._stuck = b""  # stuck_sensor: the first payload, for ever
+        self.app_password = app_password
+        self.client = self._board(host, port, password)
+        self.twin = self._board(host, port, password) if self.how.twin else None
         self.done = asyncio.Event()
 
-    def _on_connect(self) -> None:
-        self.client.publish(self.ref.topic("status"), b"online", qos=1, retain=True)
+    def _board(self, host: str, port: int, password: str | None) -> MqttClient:
+        username, secret = login(self.ref, password, self.fault)
+
+        def connected() -> None:
+            self._on_connect(client)
+
+        client = MqttClient(
+            host,
+            port,
+            f"sim-{self.ref.cohort}-{self.ref.learner}-{self.ref.device}",
+            will=Will(self.ref.topic("status"), b"offline") if self.how.will else None,
+            keepalive=self.how.keepalive,
+            on_connect=connected,
+            backoff=self.how.reconnect,
+            username=username,
+            password=secret,
+        )
+        return client
+
+    def _on_connect(self, client: MqttClient) -> None:
+        client.publish(self.ref.topic("status"), b"online", qos=1, retain=True)
+        loop = asyncio.get_running_loop()
+        if self.how.drop_after_s is not None:  # a reset, or the Wi-Fi gone: no DISCONNECT reaches the broker
+            loop.call_later(self.how.drop_after_s, client.drop)
+        if self.how.block_after_s is not None:
+            loop.call_later(self.how.block_after_s, self._block, client, True)
+            loop.call_later(self.how.block_after_s + self.how.block_for_s, self._block, client, False)
+
+    def _block(self, client: MqttClient, blocked: bool) -> None:
+        self.blocked = blocked
+        client.hold(blocked)
+
+    def _payload(self) -> bytes:
+        if self.how.stuck and self.sent:
+            return self._stuck
+        values = self.model.sample(time.time())
+        if self.fault == "payload_cut_256":
+            return cut_256(values)
+        stamp = clock_stamp(self.fault, time.monotonic() - self.booted)
+        payload = encode(values if stamp is None else {**values, "ts": stamp}, self.fault, self.sent)
+        self._stuck = payload
+        return payload
 
     async def run(self) -> None:
         """Publish until `readings` are sent (then stay online) or until cancelled."""
-        conn = asyncio.create_task(self.client.run())
+        conns = [asyncio.create_task(c.run()) for c in (self.client, self.twin) if c is not None]
         try:
+            if self.how.login != "own":
+                await asyncio.Event().wait()  # refused at each try: never connected, never publishing
             await self.client.wait_connected(30)
-            topic = self.ref.topic("telemetry")
+            if self.how.retained_command:
+                await self._app_publishes(command_request())
+            target = foreign_ref(self.ref) if self.how.foreign_topic else self.ref
+            topic = target.topic("telemetry")
             next_at = time.monotonic()
             while self.readings is None or self.sent < self.readings:
-                payload = encode(self.model.sample(time.time()), self.fault, self.sent)
-                if self.client.publish(topic, payload, qos=1):
+                if not self.blocked and self.client.publish(
+                    topic, self._payload(), qos=1, retain=self.how.retain_telemetry
+                ):
                     self.sent += 1
                 next_at += self.period_s
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.done.set()
             await asyncio.Event().wait()
         finally:
-            self.client.publish(self.ref.topic("status"), b"offline", qos=1, retain=True)
-            await self.client.stop()
+            for client in (self.client, self.twin):
+                if client is not None:
+                    client.publish(self.ref.topic("status"), b"offline", qos=1, retain=True)
+                    await client.stop()
+            for conn in conns:
+                conn.cancel()
+            if self.how.retained_command:
+                await self._app_publishes(b"")  # the simulation leaves no retained message behind
+
+    async def _app_publishes(self, payload: bytes) -> None:
+        """The learner's app sends a retained command request (empty: clears it), and leaves."""
+        key = f"{self.ref.cohort}/{self.ref.learner}"
+        app = MqttClient(
+            self.client.host,
+            self.client.port,
+            f"app-{self.ref.cohort}-{self.ref.learner}",
+            username=key if self.app_password else None,
+            password=self.app_password,
+        )
+        conn = asyncio.create_task(app.run())
+        try:
+            await app.wait_connected(30)
+            app.publish(self.ref.topic("commands/request"), payload, qos=1, retain=True)
+        finally:
+            await app.stop()
             conn.cancel()

@@ -99,6 +99,7 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: Any = None
         self._paused = False
+        self._held = False
         self._read_scheduled = False
         self._received = 0
         self.connected = asyncio.Event()
@@ -252,6 +253,11 @@ class MqttClient:
     def paused(self) -> bool:
         return self._paused
 
+    def hold(self, held: bool) -> None:
+        """No reading, no pings while held: a board blocked in `delay()`, dropped after 1.5 × keepalive (firmware_sim)."""
+        self._held = held
+        (self.pause_reading if held else self.resume_reading)()
+
     def _is_paused(self) -> bool:
         return self._paused
 
@@ -389,4 +395,5 @@ class MqttClient:
     async def _misc_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self._client.loop_misc()
+            if not self._held:
+                self._client.loop_misc()

@@ -24,9 +24,14 @@ log = logging.getLogger("labhub")
 def register(sub: Subparsers) -> None:
     sim = sub.add_parser("sim", help="simulated device firmware")
     sim_sub = sim.add_subparsers(required=True, metavar="DEVICE")
-    air = sim_sub.add_parser("air", help="simulated air-quality sensors")
+    air = sim_sub.add_parser(
+        "air",
+        help="simulated air-quality sensors",
+        epilog=_fault_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     air.add_argument("--count", type=int, default=1)
-    air.add_argument("--fault", choices=_faults(), help="publish the mistakes a beginner's firmware makes")
+    air.add_argument("--fault", choices=_faults(), metavar="FAULT", help="make a beginner's mistake (list below)")
     air.add_argument("--period", type=float, default=1.0, help="seconds between readings")
     air.add_argument("--readings", type=int, help="stop after this many readings per device")
     air.add_argument("--cohort", default="sim")
@@ -60,6 +65,18 @@ def _faults() -> tuple[str, ...]:
     return FAULTS
 
 
+def _fault_help() -> str:
+    from firmware_sim.air import PAYLOAD_FAULTS
+    from firmware_sim.faults import EXPLAINED
+
+    lines = ["payload faults (answered on the device's errors topic):", "  " + ", ".join(PAYLOAD_FAULTS), ""]
+    lines.append("lab doctor faults (each produces the finding of the same name; both clocks: clock_not_set):")
+    lines += [f"  {name:<20} {text}" for name, text in EXPLAINED.items()]
+    lines.append("wrong_password and foreign_topic need a closed lab (--credentials); retained_command's app logs")
+    lines.append("in as the learner when the credentials file has the learner's account, else anonymously.")
+    return "\n".join(lines)
+
+
 def _arm_faults() -> tuple[str, ...]:
     from firmware_sim.arm import FAULTS
 
@@ -91,6 +108,7 @@ def cmd_sim_air(args: argparse.Namespace) -> int:
                 seed=i,
                 readings=args.readings,
                 password=passwords.get(f"{args.cohort}/learner{i:02d}/aq1"),
+                app_password=passwords.get(f"{args.cohort}/learner{i:02d}"),
             )
             for i in range(1, args.count + 1)
         ]
