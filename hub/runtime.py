@@ -41,6 +41,7 @@ from hub.ingest.pipeline import Ingest
 from hub.ingest.presence import Presence
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
+from hub.kits.settings import KitSource
 from hub.status import ServiceState, Status
 from hub.watchdog import BROKER_DROPPED, Watchdog
 from hub.web.deps import WebDeps
@@ -331,6 +332,7 @@ class Hub:
                 stats=self.stats,
                 counters=counters,
                 ca_certificate=self.tls.ca_pem() if self.tls else None,
+                kits=KitSource.for_lab(self.cfg, self.tls),
             )
             try:
                 self.http_port = await serve(deps, stack, self.cfg.lan, self.tls)

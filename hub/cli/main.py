@@ -15,12 +15,13 @@ from importlib.metadata import version
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.adapters.influx import StorageError
-from hub.cli import accounts, backup, bridge, demos, run, service, setup, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, kit, run, service, setup, sim, tokens
 from hub.config import ConfigError, ServiceError
 
 log = logging.getLogger("labhub")
 
-GROUPS = (setup, run, service, backup, bridge, accounts, demos, tokens, sim)  # in the order `labhub --help` lists them
+# in the order `labhub --help` lists them
+GROUPS = (setup, run, service, backup, bridge, accounts, demos, tokens, kit, sim)
 FD_CEILING = 1 << 20  # when the hard limit is "unlimited": the kernel's usual nr_open
 
 

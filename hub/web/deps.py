@@ -24,6 +24,7 @@ from hub.boundary import Boundaries
 from hub.commands.relay import CommandRecord
 from hub.config import HubConfig
 from hub.ingest.device_table import InspectorEntry
+from hub.kits.settings import KitSource
 from hub.web.figures import HubCounters
 from hub.web.live import LiveClient
 
@@ -101,3 +102,4 @@ class WebDeps:
     stats: Callable[[], dict[str, object]]
     counters: Callable[[], HubCounters]  # what /metrics shows, at one moment
     ca_certificate: bytes | None = None  # LAN mode: the lab CA (PEM) boards and phones trust, served at /ca.crt
+    kits: KitSource | None = None  # devices' kits (the broker as boards reach it, the passwords held in clear)

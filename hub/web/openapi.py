@@ -133,6 +133,13 @@ def _spec() -> dict[str, Any]:
             "/api/devices/{cohort}/{learner}/{device}/inspector": {
                 "get": _op("The last raw messages with their verdicts", DEVICE, {"200": "OK", "404": "unknown device"})
             },
+            "/api/devices/{cohort}/{learner}/{device}/kit": {
+                "get": _op(
+                    "The device's ready kit (sheet, sketches, MicroPython, config.json) as a zip; ?file= one file",
+                    [*DEVICE, {"name": "file", "in": "query", "required": False, "schema": {"type": "string"}}],
+                    {"200": "application/zip, or the file", "404": "unknown device or file"},
+                )
+            },
             "/api/devices/{cohort}/{learner}/{device}/arm": {
                 "get": _op(
                     "An arm's joints, limits, speeds, poses and current pose",

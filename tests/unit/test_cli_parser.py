@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, backup, bridge, demos, run, service, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, kit, run, service, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -46,6 +46,8 @@ COMMANDS = [
     (["token", "add", "--role", "viewer", "--scope", "*"], tokens.cmd_token, "add"),
     (["token", "list"], tokens.cmd_token, "list"),
     (["token", "revoke", "abc"], tokens.cmd_token, "revoke"),
+    (["kit", "c/l/d"], kit.cmd_kit, None),
+    (["kit", "--cohort", "c", "--out", "kits"], kit.cmd_kit, None),
     (["backup", "dir"], backup.cmd_backup, None),
     (["restore", "dir"], backup.cmd_restore, None),
     (["sim", "air"], sim.cmd_sim_air, None),
@@ -80,6 +82,7 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         "demo",
         "grade",
         "token",
+        "kit",
         "sim",
     ]
     listed = [line.split()[0] for line in out.splitlines() if len(line) - len(line.lstrip()) == 4]

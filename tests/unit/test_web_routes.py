@@ -31,6 +31,7 @@ from hub.boundary import HTTP, Boundaries
 from hub.commands.relay import CommandRelay
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, HubConfig
 from hub.ingest.device_table import DeviceState
+from hub.kits.settings import Broker, KitSource
 from hub.pace import Stamper, TokenBucket
 from hub.web.app import create_app
 from hub.web.deps import WebDeps
@@ -203,6 +204,7 @@ def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, Fak
             mqtt_connects=1,
             parts=PartCounters(devices_known=len(devices), devices_online=len(devices), commands_active=relay.active()),
         ),
+        kits=KitSource(Broker("127.0.0.1", 1883), tmp_path / "lab-credentials.toml", {}),
     )
     return deps, registry, accounts, relay
 
@@ -304,6 +306,7 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
         Row("GET", "/metrics", "/metrics", LAB_WIDE),
         Row("GET", dr, d, READ, sees=lambda n, a: a["id"] == ARM_ANA.key),
         Row("GET", dr + "/inspector", d + "/inspector", READ),
+        Row("GET", dr + "/kit", d + "/kit?file=config.json", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/arm", d + "/arm", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/commands", d + "/commands", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/latest", d + "/latest", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
