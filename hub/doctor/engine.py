@@ -1,0 +1,363 @@
+"""The lab doctor's engine: per-device state fed with broker events and traffic, giving findings and a checklist.
+
+Pure: no clock (every call gets `now` in ns), no I/O. Each feed returns the findings it opened (new, or seen
+again after being resolved); `tick` resolves the quiet ones and returns them. A finding keeps first/last seen,
+a count and a few samples; it is resolved once its symptom has not recurred for `quiet_s` (a stuck sensor: once
+its value changes; a refused login: once a login is accepted).
+
+The broker names no user in a refused login's lines, only the address: a refused login is put on the device
+whose account last logged in from that address (`wrong_password`, or `unknown_account` when that account is
+gone); from an address never seen it stays unattributed (`refused_addresses`, for the trainer).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devices import diagnoses as dx
+from devices.topics import DeviceRef, TopicError, parse_topic
+from hub.doctor import events as ev
+from hub.doctor.events import BrokerEvent, Traffic, device_of
+
+MAX_REFUSED = 100  # unattributed refused logins kept
+
+
+@dataclass(slots=True)
+class Finding:
+    code: str
+    first_ns: int
+    last_ns: int
+    count: int = 0
+    samples: deque[str] = field(default_factory=lambda: deque(maxlen=dx.DEFAULT_THRESHOLDS.samples))
+    params: dict[str, object] = field(default_factory=dict)
+    resolved_ns: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.resolved_ns is None
+
+    def as_json(self, ref: DeviceRef, lang: str) -> dict[str, object]:
+        message, hint = dx.render_finding(self.code, {"device": ref.key, "count": self.count, **self.params}, lang)
+        return {
+            "code": self.code,
+            "severity": dx.SEVERITY.get(self.code, dx.WARNING),
+            "message": message,
+            "hint": hint,
+            "fix": dx.fix_for(self.code),
+            "evidence": {"count": self.count, "samples": list(self.samples)},
+            "first_seen_ns": self.first_ns,
+            "last_seen_ns": self.last_ns,
+            "resolved": self.resolved_ns is not None,
+            "resolved_ns": self.resolved_ns,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A finding that opened or was resolved: what the hub announces and stores."""
+
+    ref: DeviceRef
+    finding: Finding
+    opened: bool
+
+
+@dataclass(slots=True)
+class Check:
+    ok: bool | None = None
+    at_ns: int | None = None
+    evidence: str = ""
+
+
+@dataclass(slots=True)
+class DeviceDoctor:
+    """What the doctor knows of one device."""
+
+    ref: DeviceRef
+    findings: dict[str, Finding] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=lambda: {name: Check() for name in dx.CHECKLIST})
+    connects: deque[int] = field(default_factory=deque)
+    collisions: deque[int] = field(default_factory=deque)
+    unclean_at: int | None = None  # an unclean end waiting for its will's `offline` status
+    unclean_line: str = ""
+    last_by_topic: dict[str, int] = field(default_factory=dict)
+    fast_run: int = 0
+    readings: int = 0
+    same: dict[str, tuple[object, int, int]] = field(default_factory=dict)  # field → (value, since_ns, count)
+
+    def check(self, name: str, ok: bool, now: int, evidence: str) -> None:
+        item = self.checks[name]
+        if item.ok is not ok:
+            item.ok, item.at_ns = ok, now
+        item.evidence = evidence[:200]
+
+    def open_findings(self) -> list[Finding]:
+        return [f for f in self.findings.values() if f.open]
+
+
+class Doctor:
+    """All devices' diagnoses. `known(ref)` says whether a device's account exists now."""
+
+    def __init__(
+        self, known: Callable[[DeviceRef], bool] = lambda ref: True, thresholds: dx.Thresholds | None = None
+    ) -> None:
+        self.known = known
+        self.thresholds = thresholds or dx.DEFAULT_THRESHOLDS
+        self.devices: dict[DeviceRef, DeviceDoctor] = {}
+        self.addresses: dict[str, DeviceRef] = {}  # IP address → the device that last logged in from it
+        self.clients: dict[str, DeviceRef] = {}  # client id → device (open mode: ids are free)
+        self.refused_addresses: deque[tuple[int, str]] = deque(maxlen=MAX_REFUSED)
+        self._last_connected: DeviceRef | None = None
+
+    def device(self, ref: DeviceRef) -> DeviceDoctor:
+        doc = self.devices.get(ref)
+        if doc is None:
+            doc = self.devices[ref] = DeviceDoctor(ref)
+        return doc
+
+    def forget(self, ref: DeviceRef) -> None:
+        self.devices.pop(ref, None)
+
+    # Findings ---------------------------------------------------------------------------------------
+
+    def _hit(self, doc: DeviceDoctor, code: str, now: int, sample: str, **params: object) -> list[Change]:
+        finding = doc.findings.get(code)
+        opened = False
+        if finding is None:
+            finding = doc.findings[code] = Finding(code, now, now)
+            finding.samples = deque(maxlen=self.thresholds.samples)
+            opened = True
+        elif finding.resolved_ns is not None:
+            finding.resolved_ns = None
+            opened = True
+        finding.count += 1
+        finding.last_ns = now
+        finding.params.update(params)
+        if sample:
+            finding.samples.append(sample[:300])
+        return [Change(doc.ref, finding, True)] if opened else []
+
+    def _resolve(self, doc: DeviceDoctor, code: str, now: int) -> list[Change]:
+        finding = doc.findings.get(code)
+        if finding is None or finding.resolved_ns is not None:
+            return []
+        finding.resolved_ns = now
+        return [Change(doc.ref, finding, False)]
+
+    def tick(self, now: int) -> list[Change]:
+        """Resolve quiet findings; diagnose unclean ends that no `offline` status followed."""
+        t = self.thresholds
+        quiet = int(t.quiet_s * 1e9)
+        changes: list[Change] = []
+        for doc in self.devices.values():
+            if doc.unclean_at is not None and now - doc.unclean_at >= t.will_wait_s * 1e9:
+                doc.unclean_at = None
+                doc.check("last_will_set", False, now, "the connection ended uncleanly and no 'offline' followed")
+                changes += self._hit(doc, dx.NO_LAST_WILL, now, doc.unclean_line)
+            for finding in doc.open_findings():
+                if finding.code != dx.STUCK_SENSOR and now - finding.last_ns >= quiet:
+                    changes += self._resolve(doc, finding.code, now)
+        return changes
+
+    # Broker events ----------------------------------------------------------------------------------
+
+    def _ref_of_client(self, client: str) -> DeviceRef | None:
+        return self.clients.get(client) or device_of(client)
+
+    def broker(self, event: BrokerEvent, now: int) -> list[Change]:
+        kind = event.kind
+        if kind == ev.REFUSED:
+            return self._refused(event, now)
+        if kind == ev.CONNECTED:
+            ref = device_of(event.username) or device_of(event.client)
+            self._last_connected = ref
+            if ref is None:
+                return []
+            self.clients[event.client] = ref
+            if event.address:
+                self.addresses[event.address] = ref
+            doc = self.device(ref)
+            doc.check("broker_reached", True, now, f"connected from {event.address or '?'}")
+            doc.check("account_accepted", True, now, f"logged in as {ref.key}")
+            changes = self._resolve(doc, dx.WRONG_PASSWORD, now) + self._resolve(doc, dx.UNKNOWN_ACCOUNT, now)
+            return changes + self._connect(doc, now, event.line)
+        if kind == ev.WILL:
+            ref = self._last_connected
+            if ref is not None and event.will is not None:
+                text = "a last will is set" if event.will else "no last will at connect"
+                self.device(ref).check("last_will_set", event.will, now, text)
+            return []
+        ref = self._ref_of_client(event.client)
+        if ref is None:
+            return []
+        doc = self.device(ref)
+        if kind == ev.COLLISION:
+            return self._collision(doc, now, event.line)
+        if kind == ev.CLEAN_END:
+            doc.unclean_at = None
+        elif kind in (ev.UNCLEAN_END, ev.TIMEOUT):
+            doc.unclean_at, doc.unclean_line = now, event.line
+            if kind == ev.TIMEOUT:
+                return self._hit(doc, dx.KEEPALIVE_TIMEOUT, now, event.line)
+        elif kind == ev.SUBSCRIBED:
+            if event.topic == ref.topic("errors"):
+                doc.check("errors_subscribed", True, now, f"subscribed to {event.topic}")
+        elif kind == ev.DENIED_SUBSCRIBE:
+            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="subscribed to", topic=event.topic)
+        elif kind == ev.DENIED_PUBLISH:
+            if event.retain and _channel(event.topic) == "commands":
+                return self._hit(doc, dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
+            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="published to", topic=event.topic)
+        elif kind == ev.PUBLISHED and event.retain and event.size > 0:
+            channel = _channel(event.topic)
+            if channel == "telemetry":
+                return self._hit(doc, dx.RETAINED_TELEMETRY, now, event.line, topic=event.topic)
+            if channel == "commands":
+                return self._hit(doc, dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
+        return []
+
+    def _refused(self, event: BrokerEvent, now: int) -> list[Change]:
+        ref = self.addresses.get(event.address)
+        if ref is None:
+            self.refused_addresses.append((now, event.address))
+            return []
+        doc = self.device(ref)
+        code = dx.WRONG_PASSWORD if self.known(ref) else dx.UNKNOWN_ACCOUNT
+        doc.check("broker_reached", True, now, f"a login from {event.address}")
+        doc.check("account_accepted", False, now, f"login refused from {event.address} ({code.replace('_', ' ')})")
+        sample = f"login refused from {event.address}: {event.line}"
+        return self._hit(doc, code, now, sample, address=event.address) + self._connect(doc, now, "")
+
+    def _connect(self, doc: DeviceDoctor, now: int, line: str) -> list[Change]:
+        """Each login (accepted or refused): a reconnect storm is many of them, each right after the last."""
+        t = self.thresholds
+        connects = doc.connects
+        if connects and now - connects[-1] >= t.storm_gap_s * 1e9:
+            connects.clear()  # the board waited: backoff, no storm
+        connects.append(now)
+        while connects and now - connects[0] > t.storm_window_s * 1e9:
+            connects.popleft()
+        if len(connects) >= t.storm_connects:
+            return self._hit(doc, dx.RECONNECT_STORM, now, line, window=round(t.storm_window_s))
+        return []
+
+    def _collision(self, doc: DeviceDoctor, now: int, line: str) -> list[Change]:
+        t = self.thresholds
+        doc.collisions.append(now)
+        while doc.collisions and now - doc.collisions[0] > t.collision_window_s * 1e9:
+            doc.collisions.popleft()
+        if len(doc.collisions) >= t.collision_count:
+            return self._hit(doc, dx.CLIENT_ID_COLLISION, now, line)
+        return []
+
+    # Traffic ----------------------------------------------------------------------------------------
+
+    def traffic(self, item: Traffic, now: int) -> list[Change]:
+        doc = self.device(item.ref)
+        if item.kind == ev.STATUS:
+            if item.online is True:
+                doc.check("status_online", True, now, f"'online' on {item.topic}")
+            elif item.online is False:
+                doc.check("status_online", False, now, f"'offline' on {item.topic}")
+                if doc.unclean_at is not None and not item.retain:
+                    doc.unclean_at = None
+                    doc.check("last_will_set", True, now, "its will ('offline') came after an unclean end")
+            return []
+        if item.kind == ev.REJECTED:
+            return self._rejected(doc, item, now)
+        return self._reading(doc, item, now)
+
+    def _rejected(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
+        changes: list[Change] = []
+        code = item.codes[0] if item.codes else ""
+        as_date = str(item.params.get("as_date", ""))
+        if code == "timestamp_since_boot" or (code == "timestamp_out_of_range" and as_date < "2000"):
+            value = item.params.get("value", "?")
+            doc.check("clock_plausible", False, now, f"ts {value} is {as_date or '1970'}")
+            changes += self._hit(doc, dx.CLOCK_NOT_SET, now, item.sample, value=value, as_date=as_date or "1970")
+        limit = dx.PUBSUBCLIENT_BUFFER
+        if limit - 7 - len(item.topic) <= item.size <= limit and code not in ("unknown_device",):
+            changes += self._hit(doc, dx.PAYLOAD_CUT_256, now, item.sample, size=item.size)
+        return changes
+
+    def _reading(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
+        t = self.thresholds
+        changes: list[Change] = []
+        doc.readings += 1
+        if doc.checks["first_valid_reading"].ok is None:
+            doc.check("first_valid_reading", True, now, f"{item.topic}: {item.sample}")
+        ts = item.device_ts_ns
+        if ts is None:
+            doc.check("clock_plausible", True, now, "no ts: the hub stamps each reading")
+        elif ts >= dx.YEAR_2000_NS:
+            doc.check("clock_plausible", True, now, f"device ts {ts} is a plausible date")
+        period = dx.KIND_MIN_PERIOD_S.get(item.device_kind)
+        last = doc.last_by_topic.get(item.topic)
+        doc.last_by_topic[item.topic] = now
+        if last is not None and period is not None:
+            interval = (now - last) / 1e9
+            doc.fast_run = doc.fast_run + 1 if interval < 0.9 * period else 0
+            if doc.fast_run >= t.too_fast_readings:
+                doc.check("cadence_plausible", False, now, f"a reading every {interval:.3f} s on {item.topic}")
+                sample = f"{interval:.3f} s after the previous reading: {item.sample}"
+                changes += self._hit(doc, dx.TOO_FAST, now, sample, interval=f"{interval:.2f}", period=f"{period:g}")
+            elif doc.fast_run == 0:
+                doc.check("cadence_plausible", True, now, f"{interval:.1f} s since the previous reading")
+        elif period is None and doc.readings >= 2:
+            doc.check("cadence_plausible", True, now, "no sensor period for this kind")
+        if item.device_kind in dx.KIND_MIN_PERIOD_S:  # sensors: a stuck value means something
+            changes += self._stuck(doc, item, now)
+        return changes
+
+    def _stuck(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
+        t = self.thresholds
+        changes: list[Change] = []
+        for name, value in item.fields.items():
+            if type(value) is not float:
+                continue
+            seen = doc.same.get(name)
+            if seen is None or seen[0] != value:
+                doc.same[name] = (value, now, 1)
+                stuck = doc.findings.get(dx.STUCK_SENSOR)
+                if seen is not None and stuck is not None and stuck.open and stuck.params.get("field") == name:
+                    changes += self._resolve(doc, dx.STUCK_SENSOR, now)
+                continue
+            count = seen[2] + 1
+            doc.same[name] = (value, seen[1], count)
+            seconds = (now - seen[1]) / 1e9
+            if count >= t.stuck_readings and seconds >= t.stuck_s:
+                changes += self._hit(
+                    doc, dx.STUCK_SENSOR, now, item.sample, field=name, value=value, seconds=round(seconds), count=count
+                )
+        return changes
+
+    # Views ------------------------------------------------------------------------------------------
+
+    def report(self, ref: DeviceRef, lang: str = "en") -> dict[str, object]:
+        """The diagnosis API's answer for one device."""
+        doc = self.devices.get(ref) or DeviceDoctor(ref)
+        findings = sorted(doc.findings.values(), key=lambda f: (f.resolved_ns is not None, -f.last_ns))
+        return {
+            "device": ref.key,
+            "checklist": [
+                {"item": name, "ok": c.ok, "at_ns": c.at_ns, "evidence": c.evidence} for name, c in doc.checks.items()
+            ],
+            "findings": [f.as_json(ref, lang) for f in findings],
+            "open": sum(1 for f in findings if f.open),
+        }
+
+    def summary(self, ref: DeviceRef) -> tuple[int, str | None]:
+        """(open findings, worst severity) for the dashboard's badge."""
+        doc = self.devices.get(ref)
+        if doc is None:
+            return 0, None
+        found = doc.open_findings()
+        return len(found), dx.worst([dx.SEVERITY.get(f.code, dx.WARNING) for f in found])
+
+
+def _channel(topic: str) -> str:
+    try:
+        return parse_topic(topic).channel
+    except TopicError:
+        return ""

@@ -1,0 +1,135 @@
+"""Mosquitto 2.0.11's own lines (captured with `log_type all` against the real broker) → broker events."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.doctor import events as ev
+from hub.doctor.brokerlog import BrokerLogFollower, BrokerLogParser
+from hub.doctor.events import BrokerEvent
+
+T = "1795822881: "
+
+
+def parse(*lines: str) -> list[BrokerEvent]:
+    parser = BrokerLogParser()
+    return [event for line in lines for event in parser.feed(T + line + "\n")]
+
+
+def kinds(*lines: str) -> list[tuple[str, str, str, str]]:
+    return [(e.kind, e.client, e.username or e.address, e.topic) for e in parse(*lines)]
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (  # wrong password and unknown user print the same: only the address the refusal goes to
+            [
+                "New connection from 127.0.0.1:36549 on port 32106.",
+                "Sending CONNACK to 127.0.0.1 (0, 5)",
+                "Client <unknown> disconnected, not authorised.",
+            ],
+            [(ev.REFUSED, "", "127.0.0.1", "")],
+        ),
+        (["Sending CONNACK to 127.0.0.7 (0, 135)"], [(ev.REFUSED, "", "127.0.0.7", "")]),  # MQTT 5
+        (["Sending CONNACK to demo/ana/aq1 (0, 0)"], []),  # accepted
+        (
+            ["New client connected from 127.0.0.1:36871 as demo/ana/aq1 (p2, c1, k60, u'demo/ana/aq1')."],
+            [(ev.CONNECTED, "demo/ana/aq1", "demo/ana/aq1", "")],
+        ),
+        (
+            ["New client connected from 127.0.0.1:5 as sim-1 (p5, c0, k15)."],  # open mode: anonymous
+            [(ev.CONNECTED, "sim-1", "127.0.0.1", "")],
+        ),
+        (["Client demo/ana/aq1 already connected, closing old connection."], [(ev.COLLISION, "demo/ana/aq1", "", "")]),
+        (["Client demo/ana/aq2 has exceeded timeout, disconnecting."], [(ev.TIMEOUT, "demo/ana/aq2", "", "")]),
+        (["Client demo/ana/aq2 closed its connection."], [(ev.UNCLEAN_END, "demo/ana/aq2", "", "")]),
+        (["Socket error on client demo/ana/aq2, disconnecting."], [(ev.UNCLEAN_END, "demo/ana/aq2", "", "")]),
+        (
+            ["Received DISCONNECT from demo/ana/aq1", "Client demo/ana/aq1 disconnected."],
+            [(ev.CLEAN_END, "demo/ana/aq1", "", "")],
+        ),
+        (["Client <unknown> disconnected, not authorised."], []),
+        (
+            ["Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))"],
+            [],  # the bulk: not even parsed
+        ),
+        (
+            ["Received PUBLISH from demo/ana/aq1 (d0, q1, r1, m2, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))"],
+            [(ev.PUBLISHED, "demo/ana/aq1", "", "lab/demo/ana/aq1/telemetry")],
+        ),
+        (
+            [
+                "Denied PUBLISH from demo/ana/aq1 (d0, q1, r0, m3, 'lab/demo/ana/aq2/telemetry', ... (10 bytes))",
+                "Sending PUBACK to demo/ana/aq1 (m3, rc135)",
+            ],
+            [(ev.DENIED_PUBLISH, "demo/ana/aq1", "", "lab/demo/ana/aq2/telemetry")],
+        ),
+        (
+            [
+                "Received SUBSCRIBE from demo/ana/aq1",
+                "\tlab/demo/ana/aq1/errors (QoS 1)",
+                "demo/ana/aq1 1 lab/demo/ana/aq1/errors",
+                "Sending SUBACK to demo/ana/aq1",
+            ],
+            [(ev.SUBSCRIBED, "demo/ana/aq1", "", "lab/demo/ana/aq1/errors")],
+        ),
+        (
+            [
+                "Received SUBSCRIBE from demo/ana/aq1",
+                "\tlab/demo/ana/aq2/errors (QoS 1)",
+                "Sending SUBACK to demo/ana/aq1",
+            ],
+            [(ev.DENIED_SUBSCRIBE, "demo/ana/aq1", "", "lab/demo/ana/aq2/errors")],
+        ),
+        (
+            [
+                "Received SUBSCRIBE from a b",
+                "\tlab/x/y/z/errors (QoS 0)",
+                "\tlab/x/y/z/commands (QoS 1)",
+                "a b 1 lab/x/y/z/commands",
+                "Sending SUBACK to a b",
+            ],
+            [(ev.SUBSCRIBED, "a b", "", "lab/x/y/z/commands"), (ev.DENIED_SUBSCRIBE, "a b", "", "lab/x/y/z/errors")],
+        ),
+        (["Saving in-memory database to /var/lib/mosquitto//mosquitto.db."], []),
+        (["garbage", "", ": :", "Client", "New client connected from nowhere"], []),
+    ],
+)
+def test_lines(lines: list[str], expected: list[tuple[str, str, str, str]]) -> None:
+    assert kinds(*lines) == expected
+
+
+def test_retain_size_and_will() -> None:
+    events = parse(
+        "New client connected from 127.0.0.1:42041 as demo/ana/aq1 (p2, c1, k60, u'demo/ana/aq1').",
+        "Will message specified (7 bytes) (r1, q1).",
+        "\tlab/demo/ana/aq1/status",
+        "Denied PUBLISH from demo/ana/aq1 (d0, q1, r1, m4, 'lab/demo/ana/aq1/commands', ... (7 bytes))",
+        "No will message specified.",
+    )
+    assert [e.kind for e in events] == [ev.CONNECTED, ev.WILL, ev.DENIED_PUBLISH, ev.WILL]
+    assert events[1].will is True and events[3].will is False
+    assert events[2].retain is True and events[2].size == 7
+
+
+def test_follower_reads_whole_lines_and_truncates(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "events.log"  # type: ignore[operator]
+    path.write_text("1: old line before the hub\n")
+    got: list[BrokerEvent] = []
+    follower = BrokerLogFollower(path, got.append, max_bytes=200)
+    assert follower.read_new() == []  # starts at the end
+    with open(path, "a") as fh:
+        fh.write(T + "Client demo/ana/aq2 has exceeded timeout, disconnecting.\n" + T + "Client demo/ana/a")
+    follower.feed(follower.read_new())
+    assert [e.kind for e in got] == [ev.TIMEOUT]
+    with open(path, "a") as fh:
+        fh.write("q1 closed its connection.\n" + "x" * 300 + "\n")
+    follower.feed(follower.read_new())
+    assert [(e.kind, e.client) for e in got][1:] == [(ev.UNCLEAN_END, "demo/ana/aq1")]
+    follower.read_new()  # all read, over max_bytes: truncated
+    assert path.stat().st_size == 0
+    with open(path, "a") as fh:
+        fh.write(T + "Client demo/ana/aq3 closed its connection.\n")
+    follower.feed(follower.read_new())
+    assert got[-1].client == "demo/ana/aq3"
