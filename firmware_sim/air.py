@@ -136,20 +136,20 @@ class AirSensor:
         self.model = AirModel(seed, time.time())
         self.blocked = False  # keepalive_timeout: loop() is in delay()
         self._stuck = b""  # stuck_sensor: the first payload, for ever
-        self.app_password = app_password
-        self.client = self._board(host, port, password)
-        self.twin = self._board(host, port, password) if self.how.twin else None
+        self.host, self.port, self.password, self.app_password = host, port, password, app_password
+        self.client = self._board(None if self.how.typo_after_s else fault)
+        self.twin = self._board(fault) if self.how.twin else None
         self.done = asyncio.Event()
 
-    def _board(self, host: str, port: int, password: str | None) -> MqttClient:
-        username, secret = login(self.ref, password, self.fault)
+    def _board(self, fault: str | None) -> MqttClient:
+        username, secret = login(self.ref, self.password, fault)
 
         def connected() -> None:
             self._on_connect(client)
 
         client = MqttClient(
-            host,
-            port,
+            self.host,
+            self.port,
             f"sim-{self.ref.cohort}-{self.ref.learner}-{self.ref.device}",
             will=Will(self.ref.topic("status"), b"offline") if self.how.will else None,
             keepalive=self.how.keepalive,
@@ -188,9 +188,9 @@ class AirSensor:
         """Publish until `readings` are sent (then stay online) or until cancelled."""
         conns = [asyncio.create_task(c.run()) for c in (self.client, self.twin) if c is not None]
         try:
-            if self.how.login != "own":
-                await asyncio.Event().wait()  # refused at each try: never connected, never publishing
             await self.client.wait_connected(30)
+            if self.how.typo_after_s is not None:
+                await self._flashed_with_a_typo(self.how.typo_after_s, conns)
             if self.how.retained_command:
                 await self._app_publishes(command_request())
             target = foreign_ref(self.ref) if self.how.foreign_topic else self.ref
@@ -215,12 +215,21 @@ class AirSensor:
             if self.how.retained_command:
                 await self._app_publishes(b"")  # the simulation leaves no retained message behind
 
+    async def _flashed_with_a_typo(self, after_s: float, conns: list[asyncio.Task[None]]) -> None:
+        """wrong_password: the board worked (the broker saw it log in from its address), then it is flashed again
+        with a typo in its password: refused at each try, it never publishes again."""
+        await asyncio.sleep(after_s)
+        await self.client.stop()
+        self.client = self._board(self.fault)
+        conns.append(asyncio.create_task(self.client.run()))
+        await asyncio.Event().wait()
+
     async def _app_publishes(self, payload: bytes) -> None:
         """The learner's app sends a retained command request (empty: clears it), and leaves."""
         key = f"{self.ref.cohort}/{self.ref.learner}"
         app = MqttClient(
-            self.client.host,
-            self.client.port,
+            self.host,
+            self.port,
             f"app-{self.ref.cohort}-{self.ref.learner}",
             username=key if self.app_password else None,
             password=self.app_password,

@@ -4,6 +4,10 @@ Each fault is named by the finding code it must produce (`devices/diagnoses.py`)
 both produce `clock_not_set`. What a fault changes is data (`behaviour`, pure); `firmware_sim.air.AirSensor`
 acts it out on a real broker. `EXPLAINED` says what each one does, after what the MQTT client libraries'
 issue trackers show beginners' boards doing (`labhub sim air --help` prints it).
+
+No fault for `unknown_account`: the broker names no user in a refused login (only the address), so a username
+typo looks like a wrong password; the doctor gives `unknown_account` when the account of the device that last
+logged in from that address is gone (the trainer removed it while the board still runs), which is no firmware's.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from hub.pace import Backoff
 EXPLAINED = {
     "client_id_collision": "two boards with the same client id and account knock each other off (back 2 s later)",
     "reconnect_storm": "a board in a reset loop: connects, publishes, dies, connects again at once (no backoff)",
-    "wrong_password": "a typo in the password, retried every 5 s",
-    "unknown_account": "the learner's name where the device's username goes, retried every 5 s",
+    "wrong_password": "works for 2 s, then flashed again with a typo in the password: refused, retried every 5 s",
     "foreign_topic": "the neighbour's sketch: own account, another device's topic (aq1 publishes to aq2)",
     "clock_1970": "ts from a clock never set by NTP: seconds since boot, a date in 1970",
     "millis_clock": "ts from millis(): milliseconds since boot",
@@ -53,7 +56,7 @@ class Behaviour:
     keepalive: int = 60
     reconnect: Backoff = RECONNECT_BACKOFF
     twin: bool = False  # a second board with the same client id and account
-    login: str = "own"  # "own", "wrong_password" or "unknown_account"
+    typo_after_s: float | None = None  # works this long, then is flashed again with a typo in its password
     drop_after_s: float | None = None  # the connection dies abruptly this long after each connect
     block_after_s: float | None = None  # loop() blocks this long after each connect…
     block_for_s: float = 0.0  # …for this long (no reading, no pings, no publishing)
@@ -70,8 +73,8 @@ def behaviour(fault: str | None) -> Behaviour:
         return Behaviour(twin=True, reconnect=Backoff(first_s=2.0, cap_s=2.0, jitter=False))
     if fault == "reconnect_storm":
         return Behaviour(drop_after_s=0.3, reconnect=Backoff(first_s=0.1, cap_s=0.1, jitter=False))
-    if fault in ("wrong_password", "unknown_account"):
-        return Behaviour(login=fault, reconnect=Backoff(first_s=5.0, cap_s=5.0, jitter=False))
+    if fault == "wrong_password":
+        return Behaviour(typo_after_s=2.0, reconnect=Backoff(first_s=5.0, cap_s=5.0, jitter=False))
     if fault == "no_last_will":
         return Behaviour(will=False, drop_after_s=2.0, reconnect=Backoff(first_s=5.0, cap_s=5.0, jitter=False))
     if fault == "keepalive_timeout":
@@ -90,8 +93,6 @@ def login(ref: DeviceRef, password: str | None, fault: str | None) -> tuple[str 
     """(username, password) the board sends; None, None: anonymous (classroom open mode)."""
     if fault == "wrong_password":
         return ref.key, (password or "") + "x"  # one key too many in secrets.h
-    if fault == "unknown_account":
-        return f"{ref.cohort}/{ref.learner}", password or "x"  # the learner's name where the device's goes
     return (ref.key, password) if password else (None, None)
 
 

@@ -35,11 +35,10 @@ from hub.cli.sim import _fault_help
 
 REF = DeviceRef("c1", "ana", "aq1")
 YEAR_2000_NS = 946_684_800 * 10**9
-CODES = {  # the contract's finding codes (devices/diagnoses.py), each produced by at least one fault
+CODES = {  # the contract's finding codes but unknown_account (no firmware's fault: see firmware_sim/faults.py)
     "client_id_collision",
     "reconnect_storm",
     "wrong_password",
-    "unknown_account",
     "foreign_topic",
     "clock_not_set",
     "too_fast",
@@ -99,6 +98,12 @@ def test_a_blocked_loop_outlasts_the_brokers_keepalive_and_is_dropped_within_10_
     assert how.will  # the broker sends it: the timeout is the only symptom
 
 
+def test_a_board_reflashed_with_a_typo_worked_first_then_retries_like_pubsubclients_example() -> None:
+    how = behaviour("wrong_password")
+    assert how.typo_after_s is not None and how.typo_after_s < 5  # the broker saw its address log in
+    assert {how.reconnect.delay(a) for a in range(5)} == {5.0}  # delay(5000) between tries: not a storm
+
+
 def test_no_last_will_drops_the_connection_within_10_s() -> None:
     how = behaviour("no_last_will")
     assert not how.will and how.drop_after_s is not None and how.drop_after_s < 5
@@ -111,7 +116,6 @@ def test_no_last_will_drops_the_connection_within_10_s() -> None:
         (None, None, (None, None)),  # classroom open mode: anonymous
         ("wrong_password", "s3cret", ("c1/ana/aq1", "s3cretx")),
         ("wrong_password", None, ("c1/ana/aq1", "x")),
-        ("unknown_account", "s3cret", ("c1/ana", "s3cret")),
         ("too_fast", "s3cret", ("c1/ana/aq1", "s3cret")),
     ],
 )
