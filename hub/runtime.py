@@ -35,6 +35,7 @@ from hub.commands.messages import CommandMessages
 from hub.commands.relay import CommandRelay
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig, ServiceError
 from hub.credentials import read_secret, save_credentials
+from hub.doctor.service import LabDoctor
 from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
 from hub.ingest.pipeline import Ingest
@@ -110,6 +111,7 @@ class Hub:
             commit_every_s=cfg.hub.write_linger_ms / 1000,
         )
         self.spool: Spool[InspectorEntry] = self.durability.spool
+        self.doctor = LabDoctor.of_lab(cfg, worker, self._publish, self.durability.audit, lambda: self.ingest.devices)
         self.ingest = Ingest(
             cfg.devices,
             enqueue=self.durability.append,
@@ -128,6 +130,7 @@ class Hub:
             audit=self.durability.audit,
             on_rejected=lambda state, problem: self.live.rejection(state.ref, problem),
             clear_retained=lambda topic: self.mqtt.publish(topic, b"", qos=1, retain=True),
+            observe=self.doctor.observe,
         )
         command_audit = CommandAudit(self.durability.audit)
         self.relay = CommandRelay(
@@ -333,6 +336,7 @@ class Hub:
                 counters=counters,
                 ca_certificate=self.tls.ca_pem() if self.tls else None,
                 kits=KitSource.for_lab(self.cfg, self.tls),
+                doctor=self.doctor,
             )
             try:
                 self.http_port = await serve(deps, stack, self.cfg.lan, self.tls)
@@ -351,6 +355,7 @@ class Hub:
                     tg.create_task(self.presence.run(), name="presence"),
                     tg.create_task(self._registry_loop(), name="registry"),
                     tg.create_task(self.watchdog.run(self.mqtt), name="watchdog"),
+                    tg.create_task(self.doctor.run(), name="doctor"),
                 ]
                 try:
                     await self.mqtt.wait_connected(30)
@@ -372,11 +377,8 @@ class Hub:
                 for task in tasks:
                     task.cancel()
         self.stopped.set()
-        log.info(
-            "hub stopped: %d readings stored, %d rejected",
-            self.ingest.totals.stored,
-            sum(self.ingest.totals.rejected.values()),
-        )
+        totals = self.ingest.totals
+        log.info("hub stopped: %d readings stored, %d rejected", totals.stored, sum(totals.rejected.values()))
 
     async def _prepare_storage(self) -> None:
         """Create the database (1.x) and learn the field types it holds; if InfluxDB is down, the writer retries."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from devices import diagnoses as dx
 from devices.topics import DeviceRef, TopicError, parse_topic
 from hub.doctor import events as ev
-from hub.doctor.events import BrokerEvent, Traffic, device_of
+from hub.doctor.events import BrokerEvent, device_of
+from hub.ingest.traffic import REJECTED, STATUS, Traffic, sample
 
 MAX_REFUSED = 100  # unattributed refused logins kept
 
@@ -255,7 +256,7 @@ class Doctor:
 
     def traffic(self, item: Traffic, now: int) -> list[Change]:
         doc = self.device(item.ref)
-        if item.kind == ev.STATUS:
+        if item.kind == STATUS:
             if item.online is True:
                 doc.check("status_online", True, now, f"'online' on {item.topic}")
             elif item.online is False:
@@ -264,7 +265,7 @@ class Doctor:
                     doc.unclean_at = None
                     doc.check("last_will_set", True, now, "its will ('offline') came after an unclean end")
             return []
-        if item.kind == ev.REJECTED:
+        if item.kind == REJECTED:
             return self._rejected(doc, item, now)
         return self._reading(doc, item, now)
 
@@ -275,10 +276,10 @@ class Doctor:
         if code == "timestamp_since_boot" or (code == "timestamp_out_of_range" and as_date < "2000"):
             value = item.params.get("value", "?")
             doc.check("clock_plausible", False, now, f"ts {value} is {as_date or '1970'}")
-            changes += self._hit(doc, dx.CLOCK_NOT_SET, now, item.sample, value=value, as_date=as_date or "1970")
+            changes += self._hit(doc, dx.CLOCK_NOT_SET, now, sample(item), value=value, as_date=as_date or "1970")
         limit = dx.PUBSUBCLIENT_BUFFER
         if limit - 7 - len(item.topic) <= item.size <= limit and code not in ("unknown_device",):
-            changes += self._hit(doc, dx.PAYLOAD_CUT_256, now, item.sample, size=item.size)
+            changes += self._hit(doc, dx.PAYLOAD_CUT_256, now, sample(item), size=item.size)
         return changes
 
     def _reading(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
@@ -286,7 +287,7 @@ class Doctor:
         changes: list[Change] = []
         doc.readings += 1
         if doc.checks["first_valid_reading"].ok is None:
-            doc.check("first_valid_reading", True, now, f"{item.topic}: {item.sample}")
+            doc.check("first_valid_reading", True, now, f"{item.topic}: {sample(item)}")
         ts = item.device_ts_ns
         if ts is None:
             doc.check("clock_plausible", True, now, "no ts: the hub stamps each reading")
@@ -300,8 +301,8 @@ class Doctor:
             doc.fast_run = doc.fast_run + 1 if interval < 0.9 * period else 0
             if doc.fast_run >= t.too_fast_readings:
                 doc.check("cadence_plausible", False, now, f"a reading every {interval:.3f} s on {item.topic}")
-                sample = f"{interval:.3f} s after the previous reading: {item.sample}"
-                changes += self._hit(doc, dx.TOO_FAST, now, sample, interval=f"{interval:.2f}", period=f"{period:g}")
+                text = f"{interval:.3f} s after the previous reading: {sample(item)}"
+                changes += self._hit(doc, dx.TOO_FAST, now, text, interval=f"{interval:.2f}", period=f"{period:g}")
             elif doc.fast_run == 0:
                 doc.check("cadence_plausible", True, now, f"{interval:.1f} s since the previous reading")
         elif period is None and doc.readings >= 2:
@@ -328,7 +329,14 @@ class Doctor:
             seconds = (now - seen[1]) / 1e9
             if count >= t.stuck_readings and seconds >= t.stuck_s:
                 changes += self._hit(
-                    doc, dx.STUCK_SENSOR, now, item.sample, field=name, value=value, seconds=round(seconds), count=count
+                    doc,
+                    dx.STUCK_SENSOR,
+                    now,
+                    sample(item),
+                    field=name,
+                    value=value,
+                    seconds=round(seconds),
+                    count=count,
                 )
         return changes
 

@@ -1,13 +1,10 @@
-"""What the lab doctor is fed: the broker's events (from its log) and the traffic the hub already sees.
-
-Small frozen values made once at the edge (hub.doctor.brokerlog parses the broker's lines, the ingest
-pipeline reports readings), so the engine never sees a log line's format or a paho object.
+"""What the lab doctor is fed from the broker: its events, parsed from its log (the traffic the hub sees comes
+as hub.ingest.traffic's values). Small frozen values made once at the edge, so the engine never sees a log line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from devices.topics import DeviceRef, TopicError
 
@@ -24,11 +21,6 @@ DENIED_PUBLISH = "denied_publish"
 SUBSCRIBED = "subscribed"  # granted
 DENIED_SUBSCRIBE = "denied_subscribe"
 
-# Traffic kinds
-READING = "reading"
-REJECTED = "rejected"
-STATUS = "status"
-
 
 @dataclass(frozen=True, slots=True)
 class BrokerEvent:
@@ -41,24 +33,6 @@ class BrokerEvent:
     size: int = 0
     will: bool | None = None
     line: str = ""  # the broker's own line, kept as evidence (only in the hub's memory and its private file)
-
-
-@dataclass(frozen=True, slots=True)
-class Traffic:
-    """One message the hub handled for a device: a reading accepted, a payload rejected, or a status."""
-
-    ref: DeviceRef
-    kind: str
-    topic: str = ""
-    device_kind: str = ""
-    size: int = 0
-    device_ts_ns: int | None = None  # the device's own timestamp, when it sent one
-    fields: Mapping[str, object] = field(default_factory=dict)
-    codes: tuple[str, ...] = ()  # a rejection's problem codes
-    params: Mapping[str, object] = field(default_factory=dict)  # the first problem's params (and its value)
-    online: bool | None = None  # status: online / offline / neither
-    retain: bool = False
-    sample: str = ""  # a short printable copy of the payload
 
 
 def device_of(name: str) -> DeviceRef | None:

@@ -31,6 +31,7 @@ from hub.ingest.device_table import DeviceState, DeviceTable, IngestTotals, Insp
 from hub.ingest.lineproto import encode_floats, encode_line, series_prefix
 from hub.ingest.spool import AUDIT_KEY, Record
 from hub.ingest.spool_format import payload_digest
+from hub.ingest.traffic import READING, REJECTED, STATUS, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Ingest:
         audit: Callable[[str, str], None] | None = None,
         on_rejected: Callable[[DeviceState, dict[str, object]], None] | None = None,
         clear_retained: Callable[[str], object] | None = None,
+        observe: Callable[[Traffic], None] | None = None,
     ) -> None:
         self._enqueue = enqueue
         self._is_duplicate = is_duplicate
@@ -79,6 +81,7 @@ class Ingest:
         self._on_rejected = on_rejected  # live views
         self._clear_retained = clear_retained  # asks the broker to forget a retained telemetry message
         self._clearing: set[str] = set()
+        self._observe = observe  # the lab doctor: readings, rejections and statuses as they come
         self.totals = IngestTotals()
         self.table = DeviceTable(
             declared,
@@ -153,8 +156,22 @@ class Ingest:
             self._reject(state, entry, [Problem("internal_error")], now)
             return None
         entry.pending = len(readings)
+        observe = self._observe
         for reading in readings:
             self._accept(state, entry, reading, now)
+            if observe is not None:
+                observe(
+                    Traffic(
+                        state.ref,
+                        READING,
+                        msg.topic,
+                        kind.name,
+                        len(msg.payload),
+                        reading.timestamp_ns,
+                        reading.fields,
+                        payload=msg.payload,
+                    )
+                )
         return entry
 
     def _validate_lines(self, kind: DeviceKind, decoded: list[Decoded], state: DeviceState, now: int) -> list[Reading]:
@@ -253,6 +270,23 @@ class Ingest:
         state.last_error = rendered[0]
         self._send_error(state, message, now)
         self._evidence(state, "rejections", {"code": first}, {"message": str(rendered[0].get("message", ""))[:200]})
+        if self._observe is not None:
+            first_problem = problems[0]
+            kind = state.kind.name if state.kind is not None else ""
+            params = {**first_problem.params, "value": first_problem.value}
+            codes = tuple(p.code for p in problems)
+            self._observe(
+                Traffic(
+                    state.ref,
+                    REJECTED,
+                    entry.topic,
+                    kind,
+                    len(entry.payload),
+                    codes=codes,
+                    params=params,
+                    payload=entry.payload,
+                )
+            )
         if state.watched and self._on_rejected is not None:  # someone has it on screen
             self._on_rejected(state, rendered[0] | {"rejected_total": sum(state.rejected.values())})
 
@@ -307,6 +341,8 @@ class Ingest:
         if online is not None and online != state.online and not retained and self._offset == 0:
             self._evidence(state, "presence", {}, {"online": online})
         state.online = online
+        if self._observe is not None:
+            self._observe(Traffic(state.ref, STATUS, state.ref.topic("status"), online=online, retain=retained))
 
     # Views -----------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from hub.access.tokens import bearer_token, lookup, origin_allowed, retry_after
 from hub.boundary import HTTP, escape
 from hub.pace import RateLimiter
-from hub.web import auth, commands, devices, history, kit, pages, registry, sessions, sockets, status
+from hub.web import auth, commands, devices, diagnosis, history, kit, pages, registry, sessions, sockets, status
 from hub.web.common import DEPS_KEY, TOKEN_KEY, error
 from hub.web.deps import WebDeps
 from hub.web.metrics import registry_for
@@ -44,6 +44,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}", devices.device)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/inspector", devices.inspector)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/kit", kit.device_kit)
+    app.router.add_get("/api/devices/{cohort}/{learner}/{device}/diagnosis", diagnosis.device_diagnosis)
     app.router.add_post("/api/devices/{cohort}/{learner}/{device}/commands", commands.post_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/commands", commands.list_commands)
     app.router.add_get("/api/commands/{id}", commands.get_command)

@@ -83,6 +83,13 @@ class Commands(Protocol):
         ...
 
 
+class Diagnoser(Protocol):
+    """The lab doctor (`hub.doctor.service.LabDoctor`): a device's diagnosis, and its badge."""
+
+    def report(self, ref: DeviceRef) -> dict[str, object]: ...
+    def summary(self, ref: DeviceRef) -> tuple[int, str | None]: ...  # open findings, worst severity
+
+
 @dataclass(frozen=True, slots=True)
 class WebDeps:
     config: HubConfig
@@ -103,3 +110,4 @@ class WebDeps:
     counters: Callable[[], HubCounters]  # what /metrics shows, at one moment
     ca_certificate: bytes | None = None  # LAN mode: the lab CA (PEM) boards and phones trust, served at /ca.crt
     kits: KitSource | None = None  # devices' kits (the broker as boards reach it, the passwords held in clear)
+    doctor: Diagnoser | None = None  # the lab doctor's findings and checklist per device

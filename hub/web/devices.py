@@ -15,7 +15,15 @@ from hub.web.deps import DeviceView
 
 async def devices(request: web.Request) -> web.Response:
     token = token_of(request)
-    rows = [s.summary() for s in deps_of(request).devices.values() if allows(token, Action.READ, Place.of(s.ref))]
+    deps = deps_of(request)
+    doctor = deps.doctor
+    rows = []
+    for state in deps.devices.values():
+        if allows(token, Action.READ, Place.of(state.ref)):
+            row = state.summary()
+            if doctor is not None:  # the dashboard's badge: open findings and the worst of them
+                row["findings_open"], row["worst"] = doctor.summary(state.ref)
+            rows.append(row)
     cohort = request.query.get("cohort")
     if cohort:
         rows = [r for r in rows if r["cohort"] == cohort]

@@ -140,6 +140,14 @@ def _spec() -> dict[str, Any]:
                     {"200": "application/zip, or the file", "404": "unknown device or file"},
                 )
             },
+            "/api/devices/{cohort}/{learner}/{device}/diagnosis": {
+                "get": _op(
+                    "The lab doctor's connection checklist and findings (code, severity, message, hint, fixes, "
+                    "evidence, first/last seen, resolved) for one device",
+                    DEVICE,
+                    {"200": "OK", "404": "unknown device"},
+                )
+            },
             "/api/devices/{cohort}/{learner}/{device}/arm": {
                 "get": _op(
                     "An arm's joints, limits, speeds, poses and current pose",

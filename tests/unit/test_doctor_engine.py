@@ -10,7 +10,8 @@ from devices import diagnoses as dx
 from devices.topics import DeviceRef
 from hub.doctor import events as ev
 from hub.doctor.engine import Doctor
-from hub.doctor.events import BrokerEvent, Traffic
+from hub.doctor.events import BrokerEvent
+from hub.ingest.traffic import READING, REJECTED, STATUS, Traffic
 
 REF = DeviceRef("demo", "ana", "aq1")
 S = 10**9
@@ -23,11 +24,11 @@ def connected(address: str = "10.0.0.5", client: str = "demo/ana/aq1") -> Broker
 
 
 def reading(ts: int | None = None, kind: str = "air_quality", topic: str = TOPIC, **fields: float) -> Traffic:
-    return Traffic(REF, ev.READING, topic, kind, 20, ts, fields or {"pm2_5": 1.0})
+    return Traffic(REF, READING, topic, kind, 20, ts, fields or {"pm2_5": 1.0})
 
 
 def rejected(code: str, size: int = 20, **params: object) -> Traffic:
-    return Traffic(REF, ev.REJECTED, TOPIC, "air_quality", size, codes=(code,), params=params)
+    return Traffic(REF, REJECTED, TOPIC, "air_quality", size, codes=(code,), params=params)
 
 
 Feed = Sequence[tuple[float, BrokerEvent | Traffic]]
@@ -113,7 +114,7 @@ CASES: list[tuple[str, Feed, list[str]]] = [
         [
             (0, connected()),
             (1, BrokerEvent(ev.UNCLEAN_END, "demo/ana/aq1")),
-            (1.1, Traffic(REF, ev.STATUS, REF.topic("status"), online=False)),
+            (1.1, Traffic(REF, STATUS, REF.topic("status"), online=False)),
             (5, reading()),
         ],
         [],
@@ -191,8 +192,9 @@ def test_checklist_of_a_healthy_board() -> None:
         (0, connected()),
         (0, BrokerEvent(ev.WILL, will=True)),
         (0.1, BrokerEvent(ev.SUBSCRIBED, "demo/ana/aq1", topic=REF.topic("errors"))),
-        (0.2, Traffic(REF, ev.STATUS, REF.topic("status"), online=True)),
-    ] + [(1 + i, reading(NOW + (1 + i) * S, pm2_5=float(i))) for i in range(3)]
+        (0.2, Traffic(REF, STATUS, REF.topic("status"), online=True)),
+    ]
+    feed += [(1 + i, reading(NOW + (1 + i) * S, pm2_5=float(i))) for i in range(3)]
     doctor, opened = run(feed)
     report = doctor.report(REF, "fr")
     assert opened == [] and report["open"] == 0 and report["device"] == REF.key

@@ -30,6 +30,7 @@ from hub.adapters.influx_read import InfluxQLReader
 from hub.boundary import HTTP, Boundaries
 from hub.commands.relay import CommandRelay
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, HubConfig
+from hub.doctor.service import LabDoctor
 from hub.ingest.device_table import DeviceState
 from hub.kits.settings import Broker, KitSource
 from hub.pace import Stamper, TokenBucket
@@ -205,6 +206,7 @@ def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, Fak
             parts=PartCounters(devices_known=len(devices), devices_online=len(devices), commands_active=relay.active()),
         ),
         kits=KitSource(Broker("127.0.0.1", 1883), tmp_path / "lab-credentials.toml", {}),
+        doctor=LabDoctor(None, publish=lambda topic, payload: None, audit=None, language=lambda cohort: "en"),
     )
     return deps, registry, accounts, relay
 
@@ -293,7 +295,10 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             "/api/devices",
             "/api/devices",
             ALL,
-            sees=lambda n, a: {x["learner"] for x in a["devices"] if x["cohort"] == COHORT} == learners_seen(n),
+            sees=lambda n, a: (
+                {x["learner"] for x in a["devices"] if x["cohort"] == COHORT} == learners_seen(n)
+                and all((x["findings_open"], x["worst"]) == (0, None) for x in a["devices"])
+            ),  # the dashboard's badge
         ),
         Row(
             "GET",
@@ -307,6 +312,7 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
         Row("GET", dr, d, READ, sees=lambda n, a: a["id"] == ARM_ANA.key),
         Row("GET", dr + "/inspector", d + "/inspector", READ),
         Row("GET", dr + "/kit", d + "/kit?file=config.json", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
+        Row("GET", dr + "/diagnosis", d + "/diagnosis", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/arm", d + "/arm", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/commands", d + "/commands", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/latest", d + "/latest", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
