@@ -288,7 +288,9 @@ async def test_the_api_gives_the_password_to_the_learner_and_trainer_but_never_a
         status, body, headers = await get(tokens["learner"], "?file=main.py")
         assert status == 200 and body.startswith(b'"""LabHub kit: demo/ana/arm1')
         assert headers["Content-Disposition"] == 'attachment; filename="main.py"'
-        assert (await get(tokens["learner"], "?file=nothing.txt"))[0] == 404
+        for hostile in ("nothing.txt", "../config.json", "/etc/passwd", "%00main.py", "x" * 5000):
+            status, body, _ = await get(tokens["learner"], "?file=" + hostile)
+            assert status == 404 and len(body) < 1000  # only the kit's own files, named in a bounded answer
         assert (await get(other))[0] == 403  # another learner's device
     relay.shutdown()
     registry.close()
