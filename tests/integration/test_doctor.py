@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,9 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.topics import DeviceRef
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.credentials import write_private
 from hub.doctor.service import events_file
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port
+from hub.ops.state import TRAINER_TOKEN
 from hub.runtime import Hub
 from tests.conftest import make_state_dir, unique
 from tests.integration.conftest import HubFactory, Services
@@ -230,6 +234,18 @@ async def test_foreign_topic_is_named_and_told_on_the_errors_topic(lab: Lab) -> 
     )
     assert told["code"] == "foreign_topic" and told["device"] == ref.key
     assert told["diagnosis"]["code"] == "foreign_topic" and told["diagnosis"]["message"] == finding["message"]
+    # `labhub doctor` asks the running hub with the lab's trainer token, and says so in its exit code
+    write_private(lab.broker.state / "secrets" / TRAINER_TOKEN, lab.token + "\n")
+    config = lab.broker.state / f"{unique('lab')}.toml"
+    config.write_text(
+        f'state_dir = "{lab.broker.state}"\n[mqtt]\nport = {lab.broker.port}\nlaunch = false\n'
+        f"[hub]\nhttp_port = {lab.hub.http_port}\n"
+    )
+    argv = [sys.executable, "-m", "hub.cli", "doctor", ref.key, "--config", str(config)]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1, done.stderr  # an open finding
+    assert f"ERROR   foreign_topic: your account is {ref.key}, you published to" in done.stdout
+    assert "[ok] broker_reached" in done.stdout
 
 
 async def test_retained_command(lab: Lab) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, backup, bridge, demos, kit, run, service, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, doctor, kit, run, service, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -50,6 +50,7 @@ COMMANDS = [
     (["kit", "--cohort", "c", "--out", "kits"], kit.cmd_kit, None),
     (["backup", "dir"], backup.cmd_backup, None),
     (["restore", "dir"], backup.cmd_restore, None),
+    (["doctor", "c/l/d", "--json"], doctor.cmd_doctor, None),
     (["sim", "air"], sim.cmd_sim_air, None),
     (["sim", "arm"], sim.cmd_sim_arm, None),
     (["sim", "serial"], sim.cmd_sim_serial, None),
@@ -83,6 +84,7 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         "grade",
         "token",
         "kit",
+        "doctor",
         "sim",
     ]
     listed = [line.split()[0] for line in out.splitlines() if len(line) - len(line.lstrip()) == 4]
