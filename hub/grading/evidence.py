@@ -35,6 +35,7 @@ class Window:
     rejections: Sequence[tuple[int, str]] = ()  # (time, code)
     presence: Sequence[tuple[int, bool]] = ()  # (time, online), the last one before the window included
     commands: Sequence[Command] = ()
+    diagnoses: Sequence[tuple[int, Mapping[str, FieldValue]]] = ()  # the lab doctor's changes, course start → end_ns
 
     @property
     def seconds(self) -> float:
@@ -58,7 +59,8 @@ async def fetch_window(reader: Reader, ref: DeviceRef, kind: str, start_ns: int,
         )
         for t, f in await reader.commands(ref, start_ns, end_ns)
     ]
-    return Window(ref, kind, start_ns, end_ns, readings, rejections, presence, commands)
+    diagnoses = await reader.readings("diagnoses", ref, 0, end_ns)  # few points: only changes of findings
+    return Window(ref, kind, start_ns, end_ns, readings, rejections, presence, commands, diagnoses)
 
 
 def _float(value: object) -> float | None:

@@ -180,6 +180,38 @@ def reconnects(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str,
     return float(count), {"reconnects": count}
 
 
+def _findings(w: Window, p: Mapping[str, Any]) -> dict[str, list[tuple[int, bool]]]:
+    """The lab doctor's stored changes by code: (time, open) in time order. Errors only, unless `warnings` is
+    true: a warning (publishing fast, a stuck value) is advice, an error (a wrong password, a foreign topic, a
+    cut payload) is something that does not work."""
+    severities = {"error", "warning"} if p.get("warnings") else {"error"}
+    by_code: dict[str, list[tuple[int, bool]]] = {}
+    for t, f in sorted(w.diagnoses, key=lambda d: d[0]):
+        if f.get("severity") in severities:
+            by_code.setdefault(str(f.get("code")), []).append((t, f.get("open") is True))
+    return by_code
+
+
+@measure("findings_open")
+def findings_open(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """The lab doctor's findings still open at the window's end (the demo): each code's last stored change."""
+    by_code = _findings(w, p)
+    if not by_code:
+        return None, {"note": "the lab doctor found nothing of this severity for this device"}
+    still = sorted(code for code, changes in by_code.items() if changes[-1][1])
+    return float(len(still)), {"open_at_end": still, "codes_seen": sorted(by_code)}
+
+
+@measure("findings_resolved")
+def findings_resolved(w: Window, p: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Of the lab doctor's findings during the course (up to the window's end), the share resolved since."""
+    by_code = _findings(w, p)
+    if not by_code:
+        return None, {"note": "the lab doctor found nothing of this severity for this device"}
+    resolved = sorted(code for code, changes in by_code.items() if not changes[-1][1])
+    return len(resolved) / len(by_code), {"resolved": resolved, "found": sorted(by_code)}
+
+
 def _sent(w: Window) -> list[Command]:
     return [c for c in w.commands if c.state != "refused"]
 
