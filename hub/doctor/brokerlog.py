@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 LOG_NAME = "broker-events.log"  # in the broker's data dir (mode 0600, its own user's)
 REFUSING_CONNACK = frozenset({"4", "5", "134", "135"})  # bad username or password / not authorised (3.1.1, 5)
 MAX_LINE = 2000
+MAX_CLIENTS = 100_000
 
 _CONNECTED = re.compile(r"New client connected from (\S+):\d+ as (.*) \(p\d+, c\d+, k\d+(?:, u'(.*)')?\)\.")
 _CONNACK = re.compile(r"Sending CONNACK to (\S+) \(\d+, (\d+)\)")
@@ -47,6 +48,9 @@ class BrokerLogParser:
     def __init__(self) -> None:
         self._subscribing: str | None = None
         self._pending: list[str] = []
+        self._client = ""  # the last connected client, whose will lines follow
+        self._will = False  # its will's topic line comes next
+        self._seen: set[str] = set()  # clients whose first plain publish was reported (open mode: ids are free)
 
     def feed(self, raw: str) -> list[BrokerEvent]:
         line = raw.rstrip("\r\n")[:MAX_LINE]
@@ -56,12 +60,30 @@ class BrokerLogParser:
         if text.startswith(_SKIP):
             return []
         if text.startswith("Received PUBLISH") and ", r1, " not in text:
-            return []  # the bulk of a busy lab's log: nothing to diagnose
+            return self._first_publish(text)  # the bulk of a busy lab's log: only a client's first one counts
+        if self._will:
+            self._will = False
+            if text.startswith("\t"):  # the will's topic: it names the device in open mode too
+                return [BrokerEvent(ev.WILL, self._client, topic=text[1:], will=True, line="will on " + text[1:])]
         if self._subscribing is not None:
             events = self._subscription(text)
             if events is not None:
                 return events
         return self._one(text)
+
+    def _first_publish(self, text: str) -> list[BrokerEvent]:
+        """A client's first publish since it connected (its topic names its device when its id does not)."""
+        end = text.find(" (d", 22)
+        client = text[len("Received PUBLISH from ") : end]
+        if end < 0 or client in self._seen:
+            return []
+        if len(self._seen) >= MAX_CLIENTS:
+            self._seen.clear()
+        self._seen.add(client)
+        found = _PUBLISH.fullmatch(text)
+        if found is None:
+            return []
+        return [BrokerEvent(ev.PUBLISHED, client, topic=found.group(4), size=int(found.group(5)), line=text)]
 
     def _subscription(self, text: str) -> list[BrokerEvent] | None:
         client = self._subscribing
@@ -90,12 +112,15 @@ class BrokerLogParser:
             found = _CONNECTED.fullmatch(text)
             if found:
                 addr, client, user = found.groups()
+                self._client = client
+                self._seen.discard(client)  # a new connection: its first publish names its device again
                 return [BrokerEvent(ev.CONNECTED, client, user or "", addr, line=text)]
             return []
         if text.startswith("Will message specified"):
-            return [BrokerEvent(ev.WILL, will=True, line=text)]
+            self._will = True
+            return []
         if text == "No will message specified.":
-            return [BrokerEvent(ev.WILL, will=False, line=text)]
+            return [BrokerEvent(ev.WILL, self._client, will=False, line=text)]
         if text.startswith("Sending CONNACK"):
             found = _CONNACK.fullmatch(text)
             if found and found.group(2) in REFUSING_CONNACK:

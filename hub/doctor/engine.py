@@ -23,6 +23,7 @@ from hub.doctor.events import BrokerEvent, device_of
 from hub.ingest.traffic import REJECTED, STATUS, Traffic, sample
 
 MAX_REFUSED = 100  # unattributed refused logins kept
+MAX_CLIENTS = 100_000  # open mode's anonymous clients remembered until their device is known
 
 
 @dataclass(slots=True)
@@ -109,7 +110,7 @@ class Doctor:
         self.addresses: dict[str, DeviceRef] = {}  # IP address → the device that last logged in from it
         self.clients: dict[str, DeviceRef] = {}  # client id → device (open mode: ids are free)
         self.refused_addresses: deque[tuple[int, str]] = deque(maxlen=MAX_REFUSED)
-        self._last_connected: DeviceRef | None = None
+        self._connected_from: dict[str, str] = {}  # client id → address, until its device is known
 
     def device(self, ref: DeviceRef) -> DeviceDoctor:
         doc = self.devices.get(ref)
@@ -172,8 +173,11 @@ class Doctor:
             return self._refused(event, now)
         if kind == ev.CONNECTED:
             ref = device_of(event.username) or device_of(event.client)
-            self._last_connected = ref
-            if ref is None:
+            if ref is None:  # open mode: its first publish or its will names its device
+                self.clients.pop(event.client, None)
+                if len(self._connected_from) >= MAX_CLIENTS:
+                    self._connected_from.clear()
+                self._connected_from[event.client] = event.address
                 return []
             self.clients[event.client] = ref
             if event.address:
@@ -183,14 +187,15 @@ class Doctor:
             doc.check("account_accepted", True, now, f"logged in as {ref.key}")
             changes = self._resolve(doc, dx.WRONG_PASSWORD, now) + self._resolve(doc, dx.UNKNOWN_ACCOUNT, now)
             return changes + self._connect(doc, now, event.line)
-        if kind == ev.WILL:
-            ref = self._last_connected
-            if ref is not None and event.will is not None:
-                text = "a last will is set" if event.will else "no last will at connect"
-                self.device(ref).check("last_will_set", event.will, now, text)
-            return []
         ref = self._ref_of_client(event.client)
+        if ref is None and event.topic and kind in (ev.WILL, ev.PUBLISHED):
+            ref = self._learn(event.client, event.topic, now)
         if ref is None:
+            return []
+        if kind == ev.WILL:
+            if event.will is not None:
+                text = f"a last will on {event.topic}" if event.will else "no last will at connect"
+                self.device(ref).check("last_will_set", event.will, now, text)
             return []
         doc = self.device(ref)
         if kind == ev.COLLISION:
@@ -217,6 +222,22 @@ class Doctor:
             if channel == "commands":
                 return self._hit(doc, dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
         return []
+
+    def _learn(self, client: str, topic: str, now: int) -> DeviceRef | None:
+        """Open mode: a client's device, from the topic of its will or first publish on a device channel."""
+        try:
+            parsed = parse_topic(topic)
+        except TopicError:
+            return None
+        if parsed.channel not in ("telemetry", "status", "ack"):
+            return None
+        ref = self.clients[client] = parsed.ref
+        address = self._connected_from.pop(client, "")
+        doc = self.device(ref)
+        if doc.checks["broker_reached"].ok is None:
+            doc.check("broker_reached", True, now, f"connected from {address or '?'} as client {client}")
+            doc.check("account_accepted", True, now, "open mode: anonymous clients are accepted")
+        return ref
 
     def _refused(self, event: BrokerEvent, now: int) -> list[Change]:
         ref = self.addresses.get(event.address)

@@ -51,8 +51,11 @@ def kinds(*lines: str) -> list[tuple[str, str, str, str]]:
         ),
         (["Client <unknown> disconnected, not authorised."], []),
         (
-            ["Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))"],
-            [],  # the bulk: not even parsed
+            [
+                "Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))",
+                "Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m1, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))",
+            ],
+            [(ev.PUBLISHED, "demo/ana/aq1", "", "lab/demo/ana/aq1/telemetry")],  # the first only: the bulk is skipped
         ),
         (
             ["Received PUBLISH from demo/ana/aq1 (d0, q1, r1, m2, 'lab/demo/ana/aq1/telemetry', ... (10 bytes))"],
@@ -109,7 +112,8 @@ def test_retain_size_and_will() -> None:
         "No will message specified.",
     )
     assert [e.kind for e in events] == [ev.CONNECTED, ev.WILL, ev.DENIED_PUBLISH, ev.WILL]
-    assert events[1].will is True and events[3].will is False
+    assert (events[1].will, events[1].client, events[1].topic) == (True, "demo/ana/aq1", "lab/demo/ana/aq1/status")
+    assert events[3].will is False
     assert events[2].retain is True and events[2].size == 7
 
 

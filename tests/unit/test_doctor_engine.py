@@ -190,7 +190,7 @@ def test_accepted_login_resolves_a_wrong_password() -> None:
 def test_checklist_of_a_healthy_board() -> None:
     feed: list[tuple[float, BrokerEvent | Traffic]] = [
         (0, connected()),
-        (0, BrokerEvent(ev.WILL, will=True)),
+        (0, BrokerEvent(ev.WILL, "demo/ana/aq1", topic=REF.topic("status"), will=True)),
         (0.1, BrokerEvent(ev.SUBSCRIBED, "demo/ana/aq1", topic=REF.topic("errors"))),
         (0.2, Traffic(REF, STATUS, REF.topic("status"), online=True)),
     ]
@@ -249,3 +249,21 @@ def test_catalogue_is_complete() -> None:
         assert all(dx.fix_for(code).values()), code
         message, hint = dx.render_finding(code, {}, "fr")
         assert message and hint
+
+
+def test_open_mode_learns_a_client_s_device_from_its_first_publish_or_its_will() -> None:
+    doctor = Doctor()
+    doctor.broker(BrokerEvent(ev.CONNECTED, "esp32-a1b2", "", "10.0.0.9"), NOW)
+    assert doctor.devices == {}
+    doctor.broker(BrokerEvent(ev.PUBLISHED, "esp32-a1b2", topic=TOPIC, size=20), NOW + S)
+    assert doctor.clients["esp32-a1b2"] == REF and doctor.addresses == {}
+    changes = doctor.broker(BrokerEvent(ev.COLLISION, "esp32-a1b2"), NOW + 2 * S)
+    changes += doctor.broker(BrokerEvent(ev.COLLISION, "esp32-a1b2"), NOW + 3 * S)
+    assert [c.finding.code for c in changes] == [dx.CLIENT_ID_COLLISION]
+    other = DeviceRef("demo", "ben", "aq1")
+    doctor.broker(BrokerEvent(ev.CONNECTED, "sim-x", "", "10.0.0.8"), NOW)
+    doctor.broker(BrokerEvent(ev.WILL, "sim-x", topic=other.topic("status"), will=True), NOW)
+    assert doctor.device(other).checks["last_will_set"].ok is True
+    assert doctor.device(other).checks["broker_reached"].ok is True
+    doctor.broker(BrokerEvent(ev.PUBLISHED, "app-1", topic=other.topic("commands/request"), size=20), NOW)
+    assert "app-1" not in doctor.clients  # a learner's app speaks for no device
