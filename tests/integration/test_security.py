@@ -255,7 +255,11 @@ async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
         hub.mqtt.publish(a.topic("commands"), b'{"id": "a1", "type": "stop"}', qos=1)
         await wait_until(lambda: (a.topic("commands"), b'{"id": "a1", "type": "stop"}') in nosy.got, what="A's command")
         await asyncio.sleep(0.5)  # and a moment for stragglers
-        assert (refused, [t for t, _ in nosy.got]) == (dict.fromkeys(wildcards, NOT_AUTHORIZED), [a.topic("commands")])
+        # Its own errors topic carries the lab doctor's word about its refused subscriptions (foreign_topic).
+        told = [json.loads(p) for t, p in nosy.got if t == a.topic("errors")]
+        assert all(m["device"] == a.key and m["code"] == "foreign_topic" for m in told), told
+        heard = [t for t, _ in nosy.got if t != a.topic("errors")]
+        assert (refused, heard) == (dict.fromkeys(wildcards, NOT_AUTHORIZED), [a.topic("commands")])
     finally:
         observer.close()
         nosy.close()
