@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from devices import diagnoses as dx
 from devices.topics import DeviceRef, TopicError, parse_topic
@@ -23,6 +24,7 @@ from hub.doctor.events import BrokerEvent, device_of
 from hub.ingest.traffic import REJECTED, STATUS, Traffic, sample
 
 MAX_REFUSED = 100  # unattributed refused logins kept
+STUCK_EVERY_NS = 10**9  # a fast publisher's values are compared once a second (readings: the hot path)
 MAX_CLIENTS = 100_000  # open mode's anonymous clients remembered until their device is known
 
 
@@ -86,7 +88,9 @@ class DeviceDoctor:
     last_by_topic: dict[str, int] = field(default_factory=dict)
     fast_run: int = 0
     readings: int = 0
-    same: dict[str, tuple[object, int, int]] = field(default_factory=dict)  # field → (value, since_ns, count)
+    same: dict[str, list[Any]] = field(default_factory=dict)  # field → [value, since_ns, count]
+    stuck_field: str | None = None  # the field of the open stuck_sensor finding
+    stuck_next_ns: int = 0
 
     def check(self, name: str, ok: bool, now: int, evidence: str) -> None:
         item = self.checks[name]
@@ -304,61 +308,67 @@ class Doctor:
         return changes
 
     def _reading(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
-        t = self.thresholds
+        """The hot path (every reading): checklist texts are made only when an item changes."""
         changes: list[Change] = []
         doc.readings += 1
-        if doc.checks["first_valid_reading"].ok is None:
+        checks = doc.checks
+        if checks["first_valid_reading"].ok is None:
             doc.check("first_valid_reading", True, now, f"{item.topic}: {sample(item)}")
         ts = item.device_ts_ns
-        if ts is None:
-            doc.check("clock_plausible", True, now, "no ts: the hub stamps each reading")
-        elif ts >= dx.YEAR_2000_NS:
-            doc.check("clock_plausible", True, now, f"device ts {ts} is a plausible date")
+        if checks["clock_plausible"].ok is not True and (ts is None or ts >= dx.YEAR_2000_NS):
+            text = "no ts: the hub stamps each reading" if ts is None else f"device ts {ts} is a plausible date"
+            doc.check("clock_plausible", True, now, text)
         period = dx.KIND_MIN_PERIOD_S.get(item.device_kind)
+        if period is None:
+            if doc.readings >= 2 and checks["cadence_plausible"].ok is None:
+                doc.check("cadence_plausible", True, now, "no sensor period for this kind")
+            return changes
         last = doc.last_by_topic.get(item.topic)
         doc.last_by_topic[item.topic] = now
-        if last is not None and period is not None:
-            interval = (now - last) / 1e9
-            doc.fast_run = doc.fast_run + 1 if interval < 0.9 * period else 0
-            if doc.fast_run >= t.too_fast_readings:
-                doc.check("cadence_plausible", False, now, f"a reading every {interval:.3f} s on {item.topic}")
-                text = f"{interval:.3f} s after the previous reading: {sample(item)}"
-                changes += self._hit(doc, dx.TOO_FAST, now, text, interval=f"{interval:.2f}", period=f"{period:g}")
-            elif doc.fast_run == 0:
-                doc.check("cadence_plausible", True, now, f"{interval:.1f} s since the previous reading")
-        elif period is None and doc.readings >= 2:
-            doc.check("cadence_plausible", True, now, "no sensor period for this kind")
-        if item.device_kind in dx.KIND_MIN_PERIOD_S:  # sensors: a stuck value means something
-            changes += self._stuck(doc, item, now)
-        return changes
+        if last is not None:
+            interval_ns = now - last
+            if interval_ns < 0.9e9 * period:
+                doc.fast_run += 1
+                found = doc.findings.get(dx.TOO_FAST)
+                if found is not None and found.open:  # still too fast: counted, without new texts
+                    found.count += 1
+                    found.last_ns = now
+                elif doc.fast_run >= self.thresholds.too_fast_readings:
+                    interval = interval_ns / 1e9
+                    doc.check("cadence_plausible", False, now, f"a reading every {interval:.3f} s on {item.topic}")
+                    text = f"{interval:.3f} s after the previous reading: {sample(item)}"
+                    changes += self._hit(doc, dx.TOO_FAST, now, text, interval=f"{interval:.2f}", period=f"{period:g}")
+            else:
+                doc.fast_run = 0
+                if checks["cadence_plausible"].ok is not True:
+                    doc.check("cadence_plausible", True, now, f"{interval_ns / 1e9:.1f} s since the previous reading")
+        if now < doc.stuck_next_ns:  # a stuck value lasts minutes: looked at once a second is enough
+            return changes
+        doc.stuck_next_ns = now + STUCK_EVERY_NS
+        return changes + self._stuck(doc, item, now)  # sensors: a stuck value means something
 
     def _stuck(self, doc: DeviceDoctor, item: Traffic, now: int) -> list[Change]:
         t = self.thresholds
         changes: list[Change] = []
+        same = doc.same
         for name, value in item.fields.items():
             if type(value) is not float:
                 continue
-            seen = doc.same.get(name)
-            if seen is None or seen[0] != value:
-                doc.same[name] = (value, now, 1)
-                stuck = doc.findings.get(dx.STUCK_SENSOR)
-                if seen is not None and stuck is not None and stuck.open and stuck.params.get("field") == name:
+            seen = same.get(name)
+            if seen is None:
+                same[name] = [value, now, 1]
+            elif seen[0] != value:  # in place: this runs for every field of every reading
+                seen[0], seen[1], seen[2] = value, now, 1
+                if doc.stuck_field == name:
+                    doc.stuck_field = None
                     changes += self._resolve(doc, dx.STUCK_SENSOR, now)
-                continue
-            count = seen[2] + 1
-            doc.same[name] = (value, seen[1], count)
-            seconds = (now - seen[1]) / 1e9
-            if count >= t.stuck_readings and seconds >= t.stuck_s:
-                changes += self._hit(
-                    doc,
-                    dx.STUCK_SENSOR,
-                    now,
-                    sample(item),
-                    field=name,
-                    value=value,
-                    seconds=round(seconds),
-                    count=count,
-                )
+            else:
+                seen[2] += 1
+                if seen[2] >= t.stuck_readings and now - seen[1] >= t.stuck_s * 1e9:
+                    doc.stuck_field = name
+                    seconds = round((now - seen[1]) / 1e9)
+                    params = {"field": name, "value": value, "seconds": seconds, "count": seen[2]}
+                    changes += self._hit(doc, dx.STUCK_SENSOR, now, sample(item), **params)
         return changes
 
     # Views ------------------------------------------------------------------------------------------
