@@ -106,9 +106,14 @@ class Doctor:
     """All devices' diagnoses. `known(ref)` says whether a device's account exists now."""
 
     def __init__(
-        self, known: Callable[[DeviceRef], bool] = lambda ref: True, thresholds: dx.Thresholds | None = None
+        self,
+        known: Callable[[DeviceRef], bool] = lambda ref: True,
+        thresholds: dx.Thresholds | None = None,
+        private_prefix: str = "",
     ) -> None:
         self.known = known
+        # The hub's own client ids start with this: never attributed to a device, so never shown to a learner.
+        self.private_prefix = private_prefix
         self.thresholds = thresholds or dx.DEFAULT_THRESHOLDS
         self.devices: dict[DeviceRef, DeviceDoctor] = {}
         self.addresses: dict[str, DeviceRef] = {}  # IP address → the device that last logged in from it
@@ -173,6 +178,8 @@ class Doctor:
 
     def broker(self, event: BrokerEvent, now: int) -> list[Change]:
         kind = event.kind
+        if self.private_prefix and event.client.startswith(self.private_prefix):
+            return []
         if kind == ev.REFUSED:
             return self._refused(event, now)
         if kind == ev.CONNECTED:
@@ -192,7 +199,8 @@ class Doctor:
             changes = self._resolve(doc, dx.WRONG_PASSWORD, now) + self._resolve(doc, dx.UNKNOWN_ACCOUNT, now)
             return changes + self._connect(doc, now, event.line)
         ref = self._ref_of_client(event.client)
-        if ref is None and event.topic and kind in (ev.WILL, ev.PUBLISHED):
+        learnable = kind == ev.WILL or (kind == ev.PUBLISHED and not event.retain and event.size > 0)
+        if ref is None and event.topic and learnable:  # (a retained empty publish is the hub clearing a copy)
             ref = self._learn(event.client, event.topic, now)
         if ref is None:
             return []

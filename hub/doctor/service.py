@@ -73,8 +73,9 @@ class LabDoctor:
         language: Callable[[str], str],
         known: Callable[[DeviceRef], bool] = lambda ref: True,
         clock: Callable[[], int] = time.time_ns,
+        private_prefix: str = "",
     ) -> None:
-        self.engine = Doctor(known)
+        self.engine = Doctor(known, private_prefix=private_prefix)
         self.follower = BrokerLogFollower(events_path, self.on_broker) if events_path is not None else None
         self._publish = publish
         self._audit = audit
@@ -102,6 +103,7 @@ class LabDoctor:
             audit=audit,
             language=cfg.language,
             known=lambda ref: ref in devices(),
+            private_prefix=cfg.mqtt.client_id,  # the hub's (and its workers') ids: secret in an open lab
         )
 
     # Feeds (each a boundary: the doctor must never break the intake or the follower) ----------------

@@ -267,3 +267,14 @@ def test_open_mode_learns_a_client_s_device_from_its_first_publish_or_its_will()
     assert doctor.device(other).checks["broker_reached"].ok is True
     doctor.broker(BrokerEvent(ev.PUBLISHED, "app-1", topic=other.topic("commands/request"), size=20), NOW)
     assert "app-1" not in doctor.clients  # a learner's app speaks for no device
+
+
+def test_the_hub_s_own_client_is_never_a_device_s() -> None:
+    doctor = Doctor(private_prefix="labhub-hub")
+    for client in ("labhub-hub-3fa9", "x"):  # the hub clears a retained copy: a retained, empty publish
+        doctor.broker(BrokerEvent(ev.CONNECTED, client, "", "127.0.0.1"), NOW)
+        doctor.broker(BrokerEvent(ev.PUBLISHED, client, topic=TOPIC, retain=True, size=0), NOW)
+    assert doctor.clients == {} and doctor.devices == {}
+    doctor.broker(BrokerEvent(ev.PUBLISHED, "labhub-hub-3fa9", topic=TOPIC, size=10), NOW)
+    doctor.broker(BrokerEvent(ev.TIMEOUT, "labhub-hub-3fa9", line="Client labhub-hub-3fa9 has exceeded timeout"), NOW)
+    assert doctor.clients == {} and doctor.devices == {}
