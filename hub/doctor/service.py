@@ -21,8 +21,9 @@ from devices.topics import DeviceRef
 from hub.boundary import escape
 from hub.config import LabConfig
 from hub.doctor.brokerlog import LOG_NAME, BrokerLogFollower
-from hub.doctor.engine import Change, Doctor
+from hub.doctor.engine import Doctor
 from hub.doctor.events import BrokerEvent
+from hub.doctor.state import Change
 from hub.ingest.lineproto import encode_line, series_prefix
 from hub.ingest.traffic import Traffic
 from hub.pace import TokenBucket
