@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.doctor import events as ev
 from hub.doctor.brokerlog import BrokerLogFollower, BrokerLogParser
 from hub.doctor.events import BrokerEvent
 
 T = "1795822881: "
+SEEDS = [  # real lines, and client ids made to look like the broker's own words
+    T + "Received SUBSCRIBE from a (d0, q0, r1, m0, 'x', ... (1 bytes))",
+    T + "\tlab/a/b/c/errors (QoS 1)",
+    T
+    + "Received PUBLISH from x (d0, q1, r1, m2, 'lab/a/b/c/telemetry', ... (10 bytes)) (d0, q0, r0, m0, 'y', ... (1 bytes))",
+    T + "New client connected from 127.0.0.1:1 as a (p2, c1, k60, u'b') (p2, c1, k60).",
+    T + "Will message specified (7 bytes) (r1, q1).",
+    T + "Sending CONNACK to ::1 (0, 5)",
+    T + "Client a b already connected, closing old connection.",
+]
 
 
 def parse(*lines: str) -> list[BrokerEvent]:
@@ -137,3 +149,13 @@ def test_follower_reads_whole_lines_and_truncates(tmp_path: pytest.TempPathFacto
         fh.write(T + "Client demo/ana/aq3 closed its connection.\n")
     follower.feed(follower.read_new())
     assert got[-1].client == "demo/ana/aq3"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=300) | st.sampled_from(SEEDS), max_size=30))
+def test_any_lines_never_break_the_parser(lines: list[str]) -> None:
+    """Whatever the broker's file holds (a client id with spaces and brackets, a torn line), the parser goes on."""
+    parser = BrokerLogParser()
+    for line in lines:
+        for event in parser.feed(line):
+            assert len(event.line) <= 2000 and len(event.topic) <= 2000 and len(event.client) <= 2000
