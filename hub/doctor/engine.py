@@ -123,6 +123,10 @@ class Doctor:
             doc.check("account_accepted", True, now, f"logged in as {ref.key}")
             changes = self._resolve(doc, dx.WRONG_PASSWORD, now) + self._resolve(doc, dx.UNKNOWN_ACCOUNT, now)
             return changes + self._connect(doc, now, event.line)
+        if kind == ev.PUBLISHED and event.retain and event.size > 0 and _channel(event.topic) == "commands":
+            # the learner's app (no device's account) may publish commands/request: the topic names the device
+            commanded = parse_topic(event.topic).ref
+            return self._hit(self.device(commanded), dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
         ref = self._ref_of_client(event.client)
         learnable = kind == ev.WILL or (kind == ev.PUBLISHED and not event.retain and event.size > 0)
         if ref is None and event.topic and learnable:  # (a retained empty publish is the hub clearing a copy)
@@ -156,8 +160,6 @@ class Doctor:
             channel = _channel(event.topic)
             if channel == "telemetry":
                 return self._hit(doc, dx.RETAINED_TELEMETRY, now, event.line, topic=event.topic)
-            if channel == "commands":
-                return self._hit(doc, dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
         return []
 
     def _learn(self, client: str, topic: str, now: int) -> DeviceRef | None:

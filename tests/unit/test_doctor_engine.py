@@ -278,3 +278,11 @@ def test_the_hub_s_own_client_is_never_a_device_s() -> None:
     doctor.broker(BrokerEvent(ev.PUBLISHED, "labhub-hub-3fa9", topic=TOPIC, size=10), NOW)
     doctor.broker(BrokerEvent(ev.TIMEOUT, "labhub-hub-3fa9", line="Client labhub-hub-3fa9 has exceeded timeout"), NOW)
     assert doctor.clients == {} and doctor.devices == {}
+
+
+def test_a_retained_command_request_from_a_learner_s_app_is_put_on_the_device() -> None:
+    doctor = Doctor()
+    request = REF.topic("commands/request")
+    changes = doctor.broker(BrokerEvent(ev.PUBLISHED, "demo/ana", "demo/ana", topic=request, retain=True, size=9), NOW)
+    assert [(c.ref, c.finding.code) for c in changes] == [(REF, dx.RETAINED_COMMAND)]
+    assert doctor.broker(BrokerEvent(ev.PUBLISHED, "app", topic=request, retain=True, size=0), NOW) == []  # cleared
