@@ -137,7 +137,7 @@ TEXTS: Mapping[str, Mapping[str, tuple[str, str]]] = {
             "publish only under lab/{device}/ (telemetry, status, ack); subscribe only to its commands and errors",
         ),
         "fr": (
-            "votre compte est {device}, vous avez {action} {topic} : le broker l'a refusé",
+            "votre compte est {device} ; {action} {topic} : le broker l'a refusé",
             "publiez seulement sous lab/{device}/ (telemetry, status, ack) ; abonnez-vous seulement à ses "
             "commands et errors",
         ),
@@ -314,13 +314,24 @@ class _Lenient(dict[str, object]):
         return "?"
 
 
+# foreign_topic's `action` param, in each language's words
+ACTIONS: Mapping[str, Mapping[str, str]] = {
+    "en": {"publish": "published to", "subscribe": "subscribed to"},
+    "fr": {"publish": "vous avez publié sur", "subscribe": "vous vous êtes abonné à"},
+}
+
+
 def render_finding(code: str, params: Mapping[str, object], lang: str = "en") -> tuple[str, str]:
     """The (message, hint) of a finding in `lang` (falls back to English)."""
     entries = TEXTS.get(code)
     if entries is None:
         return code.replace("_", " "), ""
-    message, hint = entries.get(lang) or entries["en"]
+    if lang not in entries:
+        lang = "en"
+    message, hint = entries[lang]
     values = _Lenient(params)
+    if "action" in params:
+        values["action"] = ACTIONS[lang].get(str(params["action"]), str(params["action"]))
     formatter = string.Formatter()
     return formatter.vformat(message, (), values), formatter.vformat(hint, (), values)
 

@@ -151,11 +151,11 @@ class Doctor:
             if event.topic == ref.topic("errors"):
                 doc.check("errors_subscribed", True, now, f"subscribed to {event.topic}")
         elif kind == ev.DENIED_SUBSCRIBE:
-            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="subscribed to", topic=event.topic)
+            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="subscribe", topic=event.topic)
         elif kind == ev.DENIED_PUBLISH:
             if event.retain and _channel(event.topic) == "commands":
                 return self._hit(doc, dx.RETAINED_COMMAND, now, event.line, topic=event.topic)
-            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="published to", topic=event.topic)
+            return self._hit(doc, dx.FOREIGN_TOPIC, now, event.line, action="publish", topic=event.topic)
         elif kind == ev.PUBLISHED and event.retain and event.size > 0:
             channel = _channel(event.topic)
             if channel == "telemetry":

@@ -231,7 +231,7 @@ def test_finding_json_in_french_with_fixes() -> None:
     assert finding == {
         "code": "foreign_topic",
         "severity": "error",
-        "message": "votre compte est demo/ana/aq1, vous avez published to lab/demo/ana/aq2/telemetry : le broker l'a refusé",
+        "message": "votre compte est demo/ana/aq1 ; vous avez publié sur lab/demo/ana/aq2/telemetry : le broker l'a refusé",
         "hint": finding["hint"],
         "fix": dx.fix_for("foreign_topic"),
         "evidence": {"count": 1, "samples": ["Denied PUBLISH …"]},
