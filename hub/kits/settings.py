@@ -8,7 +8,6 @@ mode), `KitSource` turns a device into its settings with the password only when 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import ipaddress
 import socket
 import ssl
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.diagnoses import FIELD_PERIOD_S, KIND_MIN_PERIOD_S
 from devices.kinds import KINDS
 from devices.topics import DeviceRef
 from hub.adapters.tls import LabTls, is_wildcard, lan_addresses, machine_addresses
@@ -147,13 +147,7 @@ def period_for(kind: str, fields: tuple[str, ...] = ()) -> float:
     """How often the kit's firmware publishes: every DEFAULT_PERIOD_S, or slower when one of its sensors measures
     more slowly (the doctor's catalogue knows them: SDS011 1 s, SCD4x 5 s). Never at the sensor's own limit, where
     a little network jitter would look like publishing too fast."""
-    try:
-        diagnoses = importlib.import_module("devices.diagnoses")  # the doctor's catalogue of sensors' periods
-    except ImportError:
-        return DEFAULT_PERIOD_S
-    kinds: Mapping[str, float] = getattr(diagnoses, "KIND_MIN_PERIOD_S", {})
-    per_field: Mapping[str, tuple[float, str]] = getattr(diagnoses, "FIELD_PERIOD_S", {})
-    slowest = [kinds.get(kind, 0.0), *(per_field[f][0] for f in fields if f in per_field)]
+    slowest = [KIND_MIN_PERIOD_S.get(kind, 0.0), *(FIELD_PERIOD_S[f][0] for f in fields if f in FIELD_PERIOD_S)]
     return max(DEFAULT_PERIOD_S, *slowest)
 
 

@@ -189,11 +189,6 @@ async def test_a_copied_sketch_publishing_to_the_neighbours_topic_is_named_with_
     assert not [f for f in (await lab.diagnosis(neighbour))["findings"] if f["code"] == dx.FOREIGN_TOPIC]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the doctor drops a retained publish whose client is no device: the learner's app, the only account but"
-    " the hub's that may publish under commands/ (hub/doctor/engine.py Doctor.broker should take the topic's device)",
-)
 async def test_a_retained_command_request_from_the_learners_app_is_put_on_the_device(lab: Lab, running: Any) -> None:
     ref, password = await lab.device()
     app = await lab.hub.accounts.add_learner(f"{lab.cohort}/ana")
