@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from devices.diagnoses import CODES as DIAGNOSES
+from devices.diagnoses import SEVERITY
 from devices.feedback import CATALOGUE
 from devices.kinds import FIELD_NAME_RE, RESERVED_NAMES
 from devices.kinds import KINDS as DEVICE_KINDS
@@ -533,7 +535,12 @@ def cohort_csv(draw: st.DrawFn, cohort: str) -> bytes:
 # What must hold: every series in InfluxDB belongs to its sender ---------------------------------------------------
 
 COMMAND_STATES = {"queued", "sent", "accepted", "done", "rejected", "timed_out", "failed", "refused"}
-EVIDENCE_TAGS = {"rejections": {"code"}, "presence": set(), "commands": {"type", "state"}}
+EVIDENCE_TAGS = {
+    "rejections": {"code"},
+    "presence": set(),
+    "commands": {"type", "state"},
+    "diagnoses": {"code", "severity"},
+}
 
 
 def reading_measurement(kind: str, ref: DeviceRef) -> str:
@@ -544,11 +551,11 @@ def reading_measurement(kind: str, ref: DeviceRef) -> str:
 
 
 def allowed_series(devices: Sequence[tuple[DeviceRef, str]]) -> dict[tuple[str, str, str], set[str]]:
-    """(cohort, learner, device) → the measurements the hub may write for it: its readings, its rejections and
-    presence, and (arms) its commands."""
+    """(cohort, learner, device) → the measurements the hub may write for it: its readings, its rejections,
+    presence and the lab doctor's findings, and (arms) its commands."""
     allowed = {}
     for ref, kind in devices:
-        ok = {reading_measurement(kind, ref), "rejections", "presence"}
+        ok = {reading_measurement(kind, ref), "rejections", "presence", "diagnoses"}
         if kind == "arm":
             ok.add("commands")
         allowed[(ref.cohort, ref.learner, ref.device)] = ok
@@ -610,6 +617,10 @@ def foreign_points(
             problems.append(f"foreign point: {where} has tags {sorted(tags)} (expected {sorted(extra)})")
         if measurement == "rejections" and tags.get("code") not in CATALOGUE:
             problems.append(f"open vocabulary: {where}: code {tags.get('code')!r} is not an error code")
+        if measurement == "diagnoses" and (
+            tags.get("code") not in DIAGNOSES or tags.get("severity") not in SEVERITY.values()
+        ):
+            problems.append(f"open vocabulary: {where}: a finding's code or severity is not the doctor's")
         if measurement == "commands":
             if tags.get("type") not in {*COMMAND_TYPES, "?", "other"}:  # "other": any other text, kept in a field
                 problems.append(f"open vocabulary: {where}: command type {tags.get('type')!r} is a learner's text")

@@ -97,3 +97,19 @@ def test_spool_files_are_private(tmp_path: Path) -> None:
     assert (os.stat(tmp_path / "spool").st_mode & 0o777) == 0o700
     for path in (tmp_path / "spool").iterdir():
         assert (path.stat().st_mode & 0o777) == 0o600, path.name
+
+
+def test_the_adversarial_check_takes_the_doctors_findings_and_only_its_vocabulary() -> None:
+    from tests.hostile import allowed_series, foreign_points
+
+    ref = DeviceRef("c", "ana", "aq1")
+    allowed = allowed_series([(ref, "air_quality")])
+    ok = "diagnoses,code=too_fast,cohort=c,device=aq1,learner=ana,severity=warning"
+    assert foreign_points([ok], {}, allowed) == []
+    for bad in (
+        "diagnoses,code=pwned,cohort=c,device=aq1,learner=ana,severity=warning",
+        "diagnoses,code=too_fast,cohort=c,device=aq1,learner=ana,severity=fatal",
+        "diagnoses,code=too_fast,cohort=c,device=aq1,learner=ana,severity=warning,x=y",
+        "diagnoses,code=too_fast,cohort=c,device=aq2,learner=ana,severity=warning",
+    ):
+        assert foreign_points([bad], {}, allowed), bad
