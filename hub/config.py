@@ -99,6 +99,9 @@ class HubConfig:
     registry: str = ""  # the registry's SQLite file; default <state_dir>/registry.sqlite3
     allowed_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser (CORS)
     api_requests_per_second: float = 20.0  # per token, with a burst of twice that; beyond: 429
+    mqtt_ws_per_address: int = 50  # MQTT-over-WebSocket bridges (/mqtt) open at once from one client address
+    mqtt_ws_max: int = 2000  # /mqtt bridges open at once in all (each holds two sockets)
+    mqtt_ws_connects_per_second: float = 5.0  # /mqtt connections a second per client address, bursts of 10x
 
 
 @dataclass(frozen=True, slots=True)

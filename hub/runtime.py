@@ -337,6 +337,7 @@ class Hub:
                 ca_certificate=self.tls.ca_pem() if self.tls else None,
                 kits=KitSource.for_lab(self.cfg, self.tls),
                 doctor=self.doctor,
+                mqtt_bridge=(self.cfg.mqtt.host, self.cfg.mqtt.port),
             )
             try:
                 self.http_port = await serve(deps, stack, self.cfg.lan, self.tls)

@@ -7,7 +7,8 @@ its value changes; a refused login: once a login is accepted).
 
 The broker names no user in a refused login's lines, only the address: a refused login is put on the device
 whose account last logged in from that address (`wrong_password`, or `unknown_account` when that account is
-gone); from an address never seen it stays unattributed (`refused_addresses`, for the trainer).
+gone); from an address never seen it stays unattributed (`refused_addresses`, for the trainer), and so does one
+from an address many clients share: the hub's own, where its /mqtt bridge connects from (`shared_address`).
 """
 
 from __future__ import annotations
@@ -45,12 +46,19 @@ class Doctor:
         self.clients: dict[str, DeviceRef] = {}  # client id → device (open mode: ids are free)
         self.refused_addresses: deque[tuple[int, str]] = deque(maxlen=MAX_REFUSED)
         self._connected_from: dict[str, str] = {}  # client id → address, until its device is known
+        self.shared: set[str] = set()  # addresses many clients log in from (the hub's /mqtt bridge): never attributed
 
     def device(self, ref: DeviceRef) -> DeviceDoctor:
         doc = self.devices.get(ref)
         if doc is None:
             doc = self.devices[ref] = DeviceDoctor(ref)
         return doc
+
+    def shared_address(self, address: str) -> None:
+        """Logins from `address` are many clients' (the hub's /mqtt bridge): its refusals stay unattributed."""
+        if len(self.shared) < MAX_REFUSED:
+            self.shared.add(address)
+            self.addresses.pop(address, None)
 
     def forget(self, ref: DeviceRef) -> None:
         self.devices.pop(ref, None)
@@ -116,7 +124,7 @@ class Doctor:
                 self._connected_from[event.client] = event.address
                 return []
             self.clients[event.client] = ref
-            if event.address:
+            if event.address and event.address not in self.shared:
                 self.addresses[event.address] = ref
             doc = self.device(ref)
             doc.check("broker_reached", True, now, f"connected from {event.address or '?'}")
@@ -179,7 +187,7 @@ class Doctor:
         return ref
 
     def _refused(self, event: BrokerEvent, now: int) -> list[Change]:
-        ref = self.addresses.get(event.address)
+        ref = self.addresses.get(event.address)  # (never a shared address: those are not recorded)
         if ref is None:
             self.refused_addresses.append((now, event.address))
             return []

@@ -107,6 +107,10 @@ class LabDoctor:
             private_prefix=cfg.mqtt.client_id,  # the hub's (and its workers') ids: secret in an open lab
         )
 
+    def shared_address(self, address: str) -> None:
+        """The /mqtt bridge connects from `address` for many clients: no refused login there is put on a device."""
+        self.engine.shared_address(address)
+
     # Feeds (each a boundary: the doctor must never break the intake or the follower) ----------------
 
     def on_broker(self, event: BrokerEvent) -> None:

@@ -20,6 +20,7 @@ from hub.web import auth, commands, devices, diagnosis, history, kit, pages, reg
 from hub.web.common import DEPS_KEY, TOKEN_KEY, error
 from hub.web.deps import WebDeps
 from hub.web.metrics import registry_for
+from hub.web.mqtt_ws import mqtt_socket, track_bridges
 from hub.web.openapi import PUBLIC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,6 +51,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/commands/{id}", commands.get_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/arm", commands.arm_profile)
     app.router.add_get("/api/live", sockets.live)
+    app.router.add_get("/mqtt", mqtt_socket)
     app.router.add_get("/api/openapi.json", pages.openapi)
     app.router.add_get("/phone", pages.phone)
     app.router.add_get("/board", pages.board)
@@ -79,6 +81,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_post("/api/tokens", auth.tokens_add)
     app.router.add_delete("/api/tokens/{id}", auth.tokens_revoke)
     sockets.track_sockets(app)
+    track_bridges(app, app[status.METRICS_KEY])
     return app
 
 

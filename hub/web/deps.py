@@ -88,6 +88,7 @@ class Diagnoser(Protocol):
 
     def report(self, ref: DeviceRef) -> dict[str, object]: ...
     def summary(self, ref: DeviceRef) -> tuple[int, str | None]: ...  # open findings, worst severity
+    def shared_address(self, address: str) -> None: ...  # many clients log in from it (the /mqtt bridge's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +112,4 @@ class WebDeps:
     ca_certificate: bytes | None = None  # LAN mode: the lab CA (PEM) boards and phones trust, served at /ca.crt
     kits: KitSource | None = None  # devices' kits (the broker as boards reach it, the passwords held in clear)
     doctor: Diagnoser | None = None  # the lab doctor's findings and checklist per device
+    mqtt_bridge: tuple[str, int] | None = None  # /mqtt bridges WebSockets to the broker's lab listener; None: no /mqtt

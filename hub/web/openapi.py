@@ -89,6 +89,7 @@ PUBLIC = (
     "/board",
     "/dashboard",
     "/dashboard/device",
+    "/mqtt",  # the broker authenticates the MQTT account
 )  # no token: health, and page shells that log in with one
 
 
@@ -194,6 +195,12 @@ def _spec() -> dict[str, Any]:
                         }
                     ],
                     {"101": "switching to WebSocket", "400": "no or bad device"},
+                )
+            },
+            "/mqtt": {
+                "get": _op(
+                    "WebSocket (subprotocol mqtt): MQTT to the lab's broker, which checks the account and its ACL",
+                    responses={"101": "switching to WebSocket", "429": "too many from this address", "503": "full"},
                 )
             },
             "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},

@@ -243,6 +243,7 @@ PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that h
     "/static/vendor/uplot/{name}": 200,
     "/static/labhub.js": 200,
     "/static/diagnosis.js": 200,
+    "/mqtt": 404,  # the fake lab has no broker to bridge to
 }
 
 

@@ -1,0 +1,210 @@
+"""MQTT over WebSockets (/mqtt) against a real closed broker: the broker, not the hub, decides who may do what.
+
+paho over WebSockets gets exactly what the same client gets over TCP (its reading stored, a foreign topic refused,
+a wrong password refused); the per-address cap answers 429 before the upgrade; either side's close closes the
+other; a refused login through the bridge is put on no device by the lab doctor; MQTT.js in headless Chromium
+receives a learner's telemetry through /mqtt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices import diagnoses as dx
+from devices.topics import DeviceRef
+from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.ops.mosquitto import start_mosquitto
+from hub.ops.services import Service, free_port
+from hub.runtime import Hub
+from tests.conftest import make_state_dir, unique
+from tests.integration.conftest import HubFactory, Services
+from tests.support import api_token, count_when_stable, wait_until
+
+MQTTJS = Path(__file__).resolve().parents[1] / "vendor" / "mqttjs" / "mqtt.min.js"
+
+
+@dataclass
+class ClosedBroker:
+    state: Path
+    port: int
+    broker: Service
+
+    def config(self, services: Services, **hub_options: Any) -> LabConfig:
+        name = unique()
+        return LabConfig(
+            state_dir=self.state,
+            mqtt=MqttConfig(port=self.port, launch=False, client_id=f"hub-{name}"),
+            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
+            hub=HubConfig(http_port=0, open_mode=False, **hub_options),
+        )
+
+
+@pytest.fixture(scope="module")
+def closed() -> Iterator[ClosedBroker]:
+    state = make_state_dir("labhub-ws-")
+    port = free_port()
+    broker = start_mosquitto(state, port=port, open_mode=False)
+    try:
+        yield ClosedBroker(state, port, broker)
+    finally:
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+async def hub(closed: ClosedBroker, services: Services, start_hub: HubFactory) -> AsyncIterator[Hub]:
+    yield await start_hub(config=closed.config(services, mqtt_ws_per_address=3))
+
+
+@dataclass
+class Client:
+    """An MQTT v5 client (plain paho, its own thread) over TCP or /mqtt, recording what the broker answers."""
+
+    port: int
+    username: str
+    password: str
+    websockets: bool
+    connected: threading.Event = field(default_factory=threading.Event)
+    refused: threading.Event = field(default_factory=threading.Event)
+    acks: dict[int, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.acked = threading.Condition()
+        transport = "websockets" if self.websockets else "tcp"
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
+        if self.websockets:
+            self.client.ws_set_options(path="/mqtt")
+        self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_ack
+        self.client.on_subscribe = self._on_ack
+        self.client.reconnect_delay_set(60, 60)  # no quick automatic reconnects: a test decides
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self.reason = int(reason.value)
+        (self.refused if reason.is_failure else self.connected).set()
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self.acked:
+            self.acks[mid] = reason
+            self.acked.notify_all()
+
+    def wait_connect(self) -> int:
+        """The CONNACK's reason code (0: accepted)."""
+        deadline = time.monotonic() + 5
+        while not (self.connected.wait(0.05) or self.refused.is_set()):
+            assert time.monotonic() < deadline, "no CONNACK in 5 s"
+        return self.reason
+
+    def _wait_ack(self, mid: int) -> Any:
+        with self.acked:
+            assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
+            return self.acks.pop(mid)
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        return int(self._wait_ack(self.client.publish(topic, payload, qos=1).mid).value)
+
+    def subscribe(self, topic: str) -> int:
+        return int(self._wait_ack(self.client.subscribe(topic, qos=1)[1])[0].value)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def session(port: int, user: str, password: str, websockets: bool, own: DeviceRef, other: DeviceRef) -> list[int]:
+    """What the broker answers one device's session: connect, its own reading, another's topics."""
+    client = Client(port, user, password, websockets)
+    try:
+        answers = [client.wait_connect()]
+        answers.append(client.publish(own.topic("telemetry"), b'{"pm2_5": 12}'))
+        answers.append(client.publish(other.topic("telemetry"), b'{"pm2_5": 666}'))
+        answers.append(client.subscribe(other.topic("telemetry")))
+        return answers
+    finally:
+        client.close()
+
+
+def refused_login(port: int, user: str, websockets: bool) -> int:
+    client = Client(port, user, "not-the-password", websockets)
+    try:
+        return client.wait_connect()
+    finally:
+        client.close()
+
+
+async def test_a_device_over_mqtt_ws_gets_exactly_what_it_gets_over_tcp(
+    closed: ClosedBroker, services: Services, hub: Hub
+) -> None:
+    cohort = unique("w")
+    a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    pw_a = (await hub.accounts.add_device(a.key, "air_quality")).password
+    await hub.accounts.add_device(b.key, "air_quality")
+    hub.apply_registry()
+    # Over TCP first: the doctor learns that ana's device logs in from 127.0.0.1 (the bridge's address too).
+    tcp = await asyncio.to_thread(session, closed.port, a.key, pw_a, False, a, b)
+    assert tcp[:2] == [0, 0] and tcp[2] >= 0x80 and tcp[3] >= 0x80, tcp  # accepted, stored; foreign refused
+    await wait_until(lambda: hub.doctor.engine.addresses.get("127.0.0.1") == a, what="the doctor to place ana")
+    ws = await asyncio.to_thread(session, hub.http_port, a.key, pw_a, True, a, b)
+    assert ws == tcp
+    # Both own readings are stored, nothing of ben's.
+    db = hub.cfg.influx.database
+    assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", f"learner = '{a.learner}'", 2) == 2
+    assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", "", 2) == 2
+    # A wrong password: the same refusal, and the doctor puts the bridged one on no device.
+    refused_ws = await asyncio.to_thread(refused_login, hub.http_port, a.key, True)
+    assert refused_ws == await asyncio.to_thread(refused_login, closed.port, a.key, False)
+    assert refused_ws in (0x86, 0x87), refused_ws  # bad user name or password / not authorized
+    await wait_until(lambda: len(hub.doctor.engine.refused_addresses) >= 2, what="the doctor to see both refusals")
+    doc = hub.doctor.engine.devices.get(a)
+    assert doc is None or dx.WRONG_PASSWORD not in doc.findings
+    metrics = await bridge_metrics(hub)
+    await wait_until(lambda: metrics_now(hub, metrics), what="every bridge closed")
+    assert metrics["opened"] == 2 and metrics["to_broker"] > 0 and metrics["to_clients"] > 0, metrics
+
+
+async def bridge_metrics(hub: Hub) -> dict[str, float]:
+    """The bridges' figures as /metrics shows them to a lab-wide trainer."""
+    token = api_token(hub, "trainer", "*")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{hub.http_port}/metrics", headers=headers) as r,
+    ):
+        assert r.status == 200
+        text = await r.text()
+    names = {
+        "labhub_mqtt_ws_open": "open",
+        "labhub_mqtt_ws_opened_total": "opened",
+        'labhub_mqtt_ws_bytes_total{direction="to_broker"}': "to_broker",
+        'labhub_mqtt_ws_bytes_total{direction="to_clients"}': "to_clients",
+        'labhub_mqtt_ws_refused_total{reason="per_address"}': "per_address",
+    }
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in names:
+            found[names[name]] = float(value)
+    assert set(found) == set(names.values()), text
+    return found
+
+
+async def metrics_now(hub: Hub, into: dict[str, float]) -> bool:
+    """Refresh `into`; True once no bridge is open."""
+    into.update(await bridge_metrics(hub))
+    return into["open"] == 0
