@@ -19,7 +19,7 @@ from devices.arm import DEFAULT_PROFILE, load_profiles
 from devices.feedback import LANGUAGES
 from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
-from devices.topics import DeviceRef, TopicError
+from devices.topics import DeviceRef, TopicError, check_segment
 from hub.credentials import read_secret, secret_path
 
 CONFIG_DIR = Path(str(files("labhub_config")))  # the repo's config/, installed with the code (see setup.py)
@@ -102,6 +102,7 @@ class HubConfig:
     mqtt_ws_per_address: int = 50  # MQTT-over-WebSocket bridges (/mqtt) open at once from one client address
     mqtt_ws_max: int = 2000  # /mqtt bridges open at once in all (each holds two sockets)
     mqtt_ws_connects_per_second: float = 5.0  # /mqtt connections a second per client address, bursts of 10x
+    telemetry_posts_per_second: float = 5.0  # HTTP telemetry posts a second per device, bursts of twice that
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,7 @@ class LabConfig:
     influx: InfluxConfig = InfluxConfig()
     hub: HubConfig = HubConfig()
     languages: Mapping[str, str] = field(default_factory=dict)  # cohort → "en" | "fr"
+    home_assistant: frozenset[str] = frozenset()  # cohorts whose devices are announced to Home Assistant
     devices: tuple[DeviceConfig, ...] = ()
     sim: SimConfig = SimConfig()
     serial: tuple[SerialConfig, ...] = ()
@@ -248,11 +250,14 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
     state = data.get("state_dir")
     state_dir = Path(os.path.expanduser(_typed(state, str, where, "state_dir"))) if state else default_state_dir()
     languages: dict[str, str] = {}
+    home_assistant: set[str] = set()
     for cohort, table in _typed(data.get("cohorts", {}), dict, where, "cohorts").items():
         lang = _typed(table, dict, where, f"cohorts.{cohort}").get("language", "en")
         if lang not in LANGUAGES:
             raise ConfigError(f"{where}: cohorts.{cohort}.language: expected one of {LANGUAGES}, got {lang!r}")
         languages[cohort] = lang
+        if _typed(table.get("home_assistant", False), bool, where, f"cohorts.{cohort}.home_assistant"):
+            home_assistant.add(_cohort_name(cohort, where))
     devices = [_device(entry, where, key) for key, entry in _entries(data, "devices", _DEVICE_KEYS, where)]
     serial: list[SerialConfig] = []
     for key, entry in _entries(data, "serial", _SERIAL_KEYS, where):
@@ -266,6 +271,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         influx=_check_influx(_section(InfluxConfig, data, "influx", where), where),
         hub=_section(HubConfig, data, "hub", where),
         languages=languages,
+        home_assistant=frozenset(home_assistant),
         devices=tuple(devices),
         sim=_section(SimConfig, data, "sim", where),
         serial=tuple(serial),
@@ -317,6 +323,14 @@ def _device_ref(entry: Mapping[str, Any], name: str, where: str, key: str) -> De
         return DeviceRef.parse(_typed(entry.get(name), str, where, f"{key}.{name}"))
     except TopicError as err:
         raise ConfigError(f"{where}: {key}.{name}: {err}") from None
+
+
+def _cohort_name(cohort: str, where: str) -> str:
+    try:
+        check_segment(cohort)
+    except TopicError as err:
+        raise ConfigError(f"{where}: cohorts.{cohort}: {err}") from None
+    return cohort
 
 
 def _check_mqtt(cfg: MqttConfig, where: str) -> MqttConfig:

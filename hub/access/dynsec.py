@@ -39,6 +39,7 @@ ADMIN_ROLE = "labhub-admin"
 OPEN_ROLE = "labhub-open"
 OPEN_GROUP = "labhub-anonymous"
 CONTROL = "$CONTROL/dynamic-security/v1"
+DISCOVERY_PREFIX = "homeassistant"  # Home Assistant's MQTT discovery topics (hub.integrations.homeassistant)
 ITERATIONS = 101  # the plugin's own choice for the passwords it hashes; ours are random 128-bit secrets
 
 Acl = dict[str, Any]
@@ -120,6 +121,30 @@ def hub_acls() -> list[Acl]:
         acls += [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
     acls.append(_acl("subscribePattern", f"$share/+/{ROOT}/#"))  # workers sharing the load
     acls.append(_acl("publishClientSend", f"{ROOT}/#"))
+    # Home Assistant discovery: the hub publishes its retained configs and reads them back (to clear stale ones).
+    discovery = f"{DISCOVERY_PREFIX}/#"
+    acls += [_acl(kind, discovery) for kind in ("publishClientSend", "subscribePattern", "publishClientReceive")]
+    return acls
+
+
+def reader_username(cohort: str, name: str) -> str:
+    """`reader.<cohort>.<name>`: dots are in no lab name, so no device, learner or bridge can have it."""
+    return f"reader.{cohort}.{name}"
+
+
+def reader_role(cohort: str, name: str) -> str:
+    return f"reader:{cohort}/{name}"
+
+
+def reader_acls(cohort: str, discovery_filter: str) -> list[Acl]:
+    """A read-only account (Home Assistant, Node-RED): the cohort's telemetry and status, and its discovery
+    configs. It may subscribe to any filter inside the cohort or the discovery prefix (Home Assistant subscribes
+    to `homeassistant/#`-like filters), but the broker delivers only these topics; it publishes nothing."""
+    base = f"{ROOT}/{cohort}/+/+"
+    acls = [_acl("subscribePattern", f"{ROOT}/{cohort}/#"), _acl("subscribePattern", f"{DISCOVERY_PREFIX}/#")]
+    for topic in (f"{base}/telemetry", f"{base}/telemetry/+", f"{base}/status", discovery_filter):
+        acls.append(_acl("publishClientReceive", topic))
+    acls.append(_acl("publishClientSend", "#", allow=False))
     return acls
 
 
@@ -185,6 +210,16 @@ def bridge_account(ref: DeviceRef) -> Account:
 def learner_account(cohort: str, learner: str, enabled: bool = True) -> Account:
     return Account(
         learner_username(cohort, learner), learner_role(cohort, learner), tuple(learner_acls(cohort, learner)), enabled
+    )
+
+
+def reader_account(cohort: str, name: str, discovery_filter: str) -> Account:
+    return Account(
+        reader_username(cohort, name),
+        reader_role(cohort, name),
+        tuple(reader_acls(cohort, discovery_filter)),
+        True,
+        f"read-only account for cohort {cohort}",
     )
 
 

@@ -16,6 +16,7 @@ from hub.access.records import RegistryError
 from hub.access.registry import Registry
 from hub.cli.options import configure, lab_command
 from hub.config import ARM_PROFILES
+from hub.integrations.readers import add_reader, list_readers, remove_reader
 
 if TYPE_CHECKING:
     from hub.cli.options import Subparsers
@@ -74,6 +75,15 @@ def register(sub: Subparsers) -> None:
     )
     imp.add_argument("csv", type=Path)
     imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
+    reader = cohort_sub.add_parser("reader", help="read-only MQTT accounts (Home Assistant, Node-RED) of a cohort")
+    reader_sub = reader.add_subparsers(required=True, metavar="ACTION")
+    for name, text in (("add", "a read-only account; prints its password once"), ("remove", "delete one")):
+        one = lab_command(reader_sub, name, text, cmd_accounts, action=f"reader_{name}")
+        one.add_argument("cohort")
+        one.add_argument("name", help="what reads, e.g. home-assistant")
+    lab_command(reader_sub, "list", "read-only accounts", cmd_accounts, action="reader_list").add_argument(
+        "cohort", nargs="?"
+    )
 
 
 def _id_actions(group: Subparsers, kind: str, id_help: str, actions: tuple[tuple[str, str], ...]) -> None:
@@ -98,6 +108,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                 print(f"{learner.key:30} {'enabled' if learner.enabled else 'DISABLED':8} {account}")
         elif action == "cohort_import":
             _import_cohort(accounts, args)
+        elif action.startswith("reader_"):
+            print(asyncio.run(_reader(accounts, action, args)))
         else:
             print(asyncio.run(_change(accounts, action, args)))
     finally:
@@ -120,6 +132,19 @@ def _import_cohort(accounts: Accounts, args: argparse.Namespace) -> None:
     print("username,password")
     for c in made:
         print(f"{c.username},{c.password}")
+
+
+async def _reader(accounts: Accounts, action: str, args: argparse.Namespace) -> str:
+    if action == "reader_list":
+        return "\n".join(await list_readers(accounts, args.cohort)) or "no read-only accounts"
+    if action == "reader_remove":
+        await remove_reader(accounts, args.cohort, args.name)
+        return f"read-only account {args.name} of cohort {args.cohort} removed (disconnected at once)"
+    c = await add_reader(accounts, args.cohort, args.name)
+    return (
+        f"read-only account for cohort {args.cohort} (telemetry, status, Home Assistant discovery; shown once):\n"
+        f"  username: {c.username}\n  password: {c.password}"
+    )
 
 
 async def _change(accounts: Accounts, action: str, args: argparse.Namespace) -> str:

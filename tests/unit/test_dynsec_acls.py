@@ -79,6 +79,9 @@ def rules(acls: list[Acl] | tuple[Acl, ...]) -> list[tuple[str, str]]:
                 (RECV, "$SYS/#"),
                 (SUB, "$share/+/lab/#"),
                 (SEND, "lab/#"),
+                (SEND, "homeassistant/#"),  # Home Assistant discovery configs (hub.integrations)
+                (SUB, "homeassistant/#"),
+                (RECV, "homeassistant/#"),
             ],
         ),
         (
