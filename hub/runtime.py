@@ -42,6 +42,7 @@ from hub.ingest.pipeline import Ingest
 from hub.ingest.presence import Presence
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
+from hub.integrations.discovery import home_assistant
 from hub.kits.settings import KitSource
 from hub.status import ServiceState, Status
 from hub.watchdog import BROKER_DROPPED, Watchdog
@@ -180,8 +181,7 @@ class Hub:
 
     @staticmethod
     def _client_id(cfg: LabConfig) -> str:
-        """The default client id gets a random suffix kept in the state dir: Mosquitto lets any account take
-        over a client id (disconnecting its owner), so a learner must not be able to guess the hub's."""
+        """A secret suffix, kept in the state dir: Mosquitto lets any account take over a client id it can guess."""
         if not cfg.mqtt.client_id.startswith(MqttConfig().client_id):
             return cfg.mqtt.client_id
         path = cfg.state_dir / "hub-client-id"
@@ -250,8 +250,7 @@ class Hub:
     # Registry ----------------------------------------------------------------------------------------
 
     async def _import_config(self) -> None:
-        """The config's declared devices join the registry, each with its own broker account; new passwords
-        go to the state dir's credentials file (its path is logged, never a password)."""
+        """Declared devices join the registry, each with a broker account; new passwords go to the credentials file."""
         if self.worker != 0:
             return  # worker 0 imports; the others follow the registry
         try:
@@ -357,6 +356,7 @@ class Hub:
                     tg.create_task(self._registry_loop(), name="registry"),
                     tg.create_task(self.watchdog.run(self.mqtt), name="watchdog"),
                     tg.create_task(self.doctor.run(), name="doctor"),
+                    tg.create_task(home_assistant(self.cfg, self.registry, self.worker), name="home-assistant"),
                 ]
                 try:
                     await self.mqtt.wait_connected(30)
