@@ -6,8 +6,7 @@ QoS 1 message to the broker → writer → InfluxDB → checkpoint. A SIGKILL an
 not acknowledged comes again from the broker's persistent session, what was spooled is replayed (the promise
 is kept by `hub.ingest.durability`). The jobs are the parts' own; this module builds them and runs them.
 Shutdown order: pause intake, commit and acknowledge what is in hand, disconnect, let the writer drain
-memory for a bounded time; anything left stays in the spool for the next start.
-"""
+memory for a bounded time; anything left stays in the spool for the next start."""
 
 from __future__ import annotations
 
@@ -50,6 +49,7 @@ from hub.web.deps import WebDeps
 from hub.web.figures import HubCounters, PartCounters
 from hub.web.live import Live, LiveClient
 from hub.web.server import serve
+from hub.web.telemetry import HttpIntake
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,7 @@ class Hub:
             self.live.reading(state.ref, fields, time_ns)
 
     def watch(self, devices: frozenset[DeviceRef], cohorts: frozenset[str] = frozenset()) -> LiveClient:
-        """A live view of some devices, or of whole cohorts (a WebSocket): readings, presence, rejections and
-        command events."""
+        """A live view of some devices or whole cohorts (a WebSocket): readings, presence, rejections, commands."""
         client = self.live.add(devices, cohorts)
         for ref in self._watched_by(client):
             state = self.ingest.devices[ref]
@@ -336,6 +335,7 @@ class Hub:
                 ca_certificate=self.tls.ca_pem() if self.tls else None,
                 kits=KitSource.for_lab(self.cfg, self.tls),
                 doctor=self.doctor,
+                telemetry=HttpIntake.of_hub(self.ingest, self.durability, self.cfg.state_dir),
                 mqtt_bridge=(self.cfg.mqtt.host, self.cfg.mqtt.port),
             )
             try:

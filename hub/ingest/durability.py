@@ -73,6 +73,7 @@ class Durability:
         self.full_pauses = 0  # times the spool was full
         self._pause_logged = -1e9
         self._behind_logged = -1e9
+        self._next_commit: asyncio.Future[None] | None = None  # HTTP readings waiting for their commit
 
     @property
     def paused(self) -> bool:
@@ -153,9 +154,20 @@ class Durability:
                 if slot is not None:
                     slot.ready = True
         self._flush_acks()
+        committed, self._next_commit = self._next_commit, None
+        if committed is not None and not committed.done():
+            committed.set_result(None)
         if self.commit_paused and self.spool.pending < MAX_PENDING_COMMIT // 2:
             self.commit_paused = False
             self._resume_unless_held()
+
+    async def spooled(self, entry: InspectorEntry) -> None:
+        """Until `entry`'s points are on disk: a reading posted over HTTP is answered then, as an MQTT one is
+        acknowledged. All waiters share one future per commit, so an MQTT reading pays nothing for them."""
+        while entry.verdict == "queued":
+            if self._next_commit is None:
+                self._next_commit = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._next_commit)
 
     async def flush_evidence(self, timeout: float) -> bool:
         """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""

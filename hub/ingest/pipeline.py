@@ -130,9 +130,30 @@ class Ingest:
         if msg.dup and digest and self._is_duplicate(state.ref.key, digest):
             self.totals.duplicates += 1
             return None
+        entry = self.reading(state, msg.topic, msg.payload, field_name, digest, now)
+        return entry if entry.pending else None
+
+    def post(self, ref: DeviceRef, field_name: str | None, payload: bytes) -> InspectorEntry | None:
+        """A reading that came another way than MQTT (HTTP): what a QoS 0 publish of `payload` on the device's
+        `telemetry` (or `telemetry/<field_name>`) topic gets, and its entry whatever its verdict. None when no
+        device of the hub's table has this topic (a field name that is no name)."""
+        topic = ref.topic("telemetry") if field_name is None else f"{ref.topic('telemetry')}/{field_name}"
+        route = self._routes.get(topic) or self.table.route(topic)
+        if route is None or route[1] != "telemetry":
+            return None
+        state, _, name = route
+        now = self._clock()
+        state.last_seen_ns = now
+        return self.reading(state, topic, payload, name, 0, now)
+
+    def reading(
+        self, state: DeviceState, topic: str, payload: bytes, field_name: str | None, digest: int, now: int
+    ) -> InspectorEntry:
+        """One telemetry payload of a device, from MQTT or HTTP: inspect, decode, validate, spool or reject.
+        Its entry has `pending` > 0 when readings were spooled, the verdict "rejected" (and its errors) if not."""
         self.totals.received += 1
         state.received += 1
-        entry = InspectorEntry(now, msg.topic, msg.payload, state)
+        entry = InspectorEntry(now, topic, payload, state)
         entry.digest = digest
         state.inspector.append(entry)
         kind = state.kind
@@ -141,20 +162,20 @@ class Ingest:
             kind = state.kind
         if kind is None:
             self._reject(state, entry, [Problem("unknown_device", value=state.ref.key)], now)
-            return None
+            return entry
         try:
-            decoded = decode_payload(msg.payload, field_name, self.max_payload_bytes)
+            decoded = decode_payload(payload, field_name, self.max_payload_bytes)
             if len(decoded) == 1:
                 readings = [validate(kind, decoded[0], now, state.pins, self._limits, state.names)]
             else:
                 readings = self._validate_lines(kind, decoded, state, now)
         except PayloadRejected as err:
             self._reject(state, entry, err.problems, now)
-            return None
+            return entry
         except Exception:  # a bug of ours must not take the hub down with one payload
             log.exception("internal error on a message from %s", state.ref.key)
             self._reject(state, entry, [Problem("internal_error")], now)
-            return None
+            return entry
         entry.pending = len(readings)
         observe = self._observe
         for reading in readings:
@@ -164,12 +185,12 @@ class Ingest:
                     Traffic(
                         state.ref,
                         READING,
-                        msg.topic,
+                        topic,
                         kind.name,
-                        len(msg.payload),
+                        len(payload),
                         reading.timestamp_ns,
                         reading.fields,
-                        payload=msg.payload,
+                        payload=payload,
                     )
                 )
         return entry
@@ -258,15 +279,7 @@ class Ingest:
         first = problems[0].code
         state.rejected[first] += 1
         self.totals.rejected[first] += 1
-        message = dict(rendered[0])
-        message.update(
-            {
-                "device": state.ref.key,
-                "topic": entry.topic,
-                "received": preview(entry.payload.decode("utf-8", errors="replace")),
-                "problems": rendered,
-            }
-        )
+        message = error_message(entry)
         state.last_error = rendered[0]
         self._send_error(state, message, now)
         self._evidence(state, "rejections", {"code": first}, {"message": str(rendered[0].get("message", ""))[:200]})
@@ -348,3 +361,18 @@ class Ingest:
 
     def online_count(self) -> int:
         return self.table.online_count()
+
+
+def error_message(entry: InspectorEntry) -> dict[str, object]:
+    """What a rejected message is answered on the device's errors topic (and over HTTP, as a 422's body)."""
+    rendered = list(entry.errors)
+    message = dict(rendered[0]) if rendered else {}
+    message.update(
+        {
+            "device": entry.device.ref.key,
+            "topic": entry.topic,
+            "received": preview(entry.payload.decode("utf-8", errors="replace")),
+            "problems": rendered,
+        }
+    )
+    return message

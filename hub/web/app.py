@@ -21,7 +21,8 @@ from hub.web.common import DEPS_KEY, TOKEN_KEY, error
 from hub.web.deps import WebDeps
 from hub.web.metrics import registry_for
 from hub.web.mqtt_ws import mqtt_socket, track_bridges
-from hub.web.openapi import PUBLIC
+from hub.web.openapi import DEVICE_AUTH, PUBLIC
+from hub.web.telemetry import add_routes as add_telemetry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("limiter", RateLimiter)
@@ -50,6 +51,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/commands", commands.list_commands)
     app.router.add_get("/api/commands/{id}", commands.get_command)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/arm", commands.arm_profile)
+    add_telemetry(app, deps.config.telemetry_posts_per_second)  # device accounts (Basic), not tokens
     app.router.add_get("/api/live", sockets.live)
     app.router.add_get("/mqtt", mqtt_socket)
     app.router.add_get("/api/openapi.json", pages.openapi)
@@ -142,7 +144,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         cors["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
         cors["Access-Control-Max-Age"] = "600"
         return web.Response(status=204, headers=cors)
-    if request.path not in PUBLIC_PATHS and not request.path.startswith(PUBLIC_PREFIXES):
+    device_auth = _route_of(request) in DEVICE_AUTH  # a board's own broker account: the route checks it
+    if request.path not in PUBLIC_PATHS and not request.path.startswith(PUBLIC_PREFIXES) and not device_auth:
         secret = bearer_token(request.headers.get("Authorization"), request.headers.get("Sec-WebSocket-Protocol"))
         token = lookup(deps.tokens(), secret)
         if token is None:

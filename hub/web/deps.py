@@ -91,6 +91,18 @@ class Diagnoser(Protocol):
     def shared_address(self, address: str) -> None: ...  # many clients log in from it (the /mqtt bridge's)
 
 
+class TelemetryIntake(Protocol):
+    """Readings posted over HTTP (`hub.web.telemetry.HttpIntake`): the broker's accounts, and MQTT's own path."""
+
+    @property
+    def max_payload_bytes(self) -> int: ...
+    @property
+    def paused(self) -> bool: ...  # intake is paused by backpressure (spool full, InfluxDB behind)
+    async def check_account(self, username: str, password: str) -> bool: ...  # AccountsUnavailable: cannot tell
+    def post(self, ref: DeviceRef, field_name: str | None, payload: bytes) -> InspectorEntry | None: ...
+    async def spooled(self, entry: InspectorEntry) -> None: ...  # its points are on disk
+
+
 @dataclass(frozen=True, slots=True)
 class WebDeps:
     config: HubConfig
@@ -112,4 +124,5 @@ class WebDeps:
     ca_certificate: bytes | None = None  # LAN mode: the lab CA (PEM) boards and phones trust, served at /ca.crt
     kits: KitSource | None = None  # devices' kits (the broker as boards reach it, the passwords held in clear)
     doctor: Diagnoser | None = None  # the lab doctor's findings and checklist per device
+    telemetry: TelemetryIntake | None = None  # POST …/telemetry with the device's broker account; None: not here
     mqtt_bridge: tuple[str, int] | None = None  # /mqtt bridges WebSockets to the broker's lab listener; None: no /mqtt

@@ -93,11 +93,47 @@ PUBLIC = (
 )  # no token: health, and page shells that log in with one
 
 
+DEVICE_AUTH = (
+    "/api/devices/{cohort}/{learner}/{device}/telemetry",
+    "/api/devices/{cohort}/{learner}/{device}/telemetry/{field}",
+)  # a board's own broker account (HTTP Basic), never an API token
+READING = {
+    "required": True,
+    "content": {
+        media: {"schema": {"type": "string"}}
+        for media in ("application/json", "text/plain")  # JSON, line protocol, or a bare value on …/{field}
+    },
+}
+TELEMETRY_ANSWERS = {
+    "204": "on disk (as an MQTT reading is acknowledged)",
+    "202": "taken, not yet on disk (a stalled disk): do not send it again",
+    "401": "no or wrong device credentials",
+    "403": "a valid account, but not this device's",
+    "404": "no such field topic",
+    "413": "over hub.max_payload_bytes",
+    "422": "refused: the JSON message the device's errors topic gets (code, field, hint, problems)",
+    "429": "too many posts for this device, or failed logins on its path (Retry-After)",
+    "503": "intake paused, or the broker's accounts unreadable (Retry-After)",
+}
+
+
+def _telemetry(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    op = _op(summary, params, TELEMETRY_ANSWERS)
+    op["requestBody"] = READING
+    op["security"] = [{"device": []}]
+    return op
+
+
 def spec() -> dict[str, Any]:
     document = _spec()
     for path in document["paths"]:
         if path in PUBLIC or path.startswith("/static/"):  # pages and their scripts hold no data
             document["paths"][path]["get"]["security"] = []
+    schemes = document["components"]["securitySchemes"]
+    schemes["device"] = {"type": "http", "scheme": "basic", "description": "the device's MQTT username and password"}
+    field = {"name": "field", "in": "path", "required": True, "schema": {"type": "string"}}
+    document["paths"][DEVICE_AUTH[0]] = {"post": _telemetry("A device's reading, as on its telemetry topic", DEVICE)}
+    document["paths"][DEVICE_AUTH[1]] = {"post": _telemetry("One field's bare value", [*DEVICE, field])}
     return document
 
 

@@ -38,7 +38,7 @@ from hub.web.app import create_app
 from hub.web.deps import WebDeps
 from hub.web.figures import HubCounters, PartCounters
 from hub.web.live import Live, LiveClient
-from hub.web.openapi import spec
+from hub.web.openapi import DEVICE_AUTH, spec
 
 COHORT, OTHER = "demo", "night"
 ARM_ANA, ARM_BEN = DeviceRef(COHORT, "ana", "arm1"), DeviceRef(COHORT, "ben", "arm1")
@@ -148,6 +148,21 @@ async def answer_of(resp: ClientResponse) -> Any:
         return text
 
 
+class NoAccounts:
+    """Telemetry intake of a broker that knows no account: API tokens meet it on the device routes (401)."""
+
+    max_payload_bytes = 16384
+    paused = False
+
+    async def check_account(self, username: str, password: str) -> bool:
+        return False
+
+    def post(self, ref: DeviceRef, field_name: str | None, payload: bytes) -> None:
+        raise AssertionError("nothing gets past the door here")
+
+    async def spooled(self, entry: object) -> None: ...
+
+
 def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, FakeAccounts, CommandRelay]:
     registry = Registry(tmp_path / "registry.sqlite3")
     accounts = FakeAccounts(registry)
@@ -207,6 +222,7 @@ def fake_deps(tmp_path: Path, config: HubConfig) -> tuple[WebDeps, Registry, Fak
         ),
         kits=KitSource(Broker("127.0.0.1", 1883), tmp_path / "lab-credentials.toml", {}),
         doctor=LabDoctor(None, publish=lambda topic, payload: None, audit=None, language=lambda cohort: "en"),
+        telemetry=NoAccounts(),
     )
     return deps, registry, accounts, relay
 
@@ -438,6 +454,7 @@ async def test_every_route_needs_a_token_and_stays_in_its_scope(lab: Lab) -> Non
     rows = matrix(lab, record.id, graded.id, victims)
     declared = {(r.method, r.resource.canonical) for r in lab.client.app.router.routes() if r.method != "HEAD"}  # type: ignore[union-attr]
     covered = {(row.method, row.route) for row in rows} | {("GET", route) for route in PUBLIC_ROUTES}
+    covered |= {("POST", route) for route in DEVICE_AUTH}  # a board's broker account, never a token: below
     assert declared == covered, (declared - covered, covered - declared)
 
     failures = []
@@ -448,6 +465,12 @@ async def test_every_route_needs_a_token_and_stays_in_its_scope(lab: Lab) -> Non
             failures.append(f"GET {path} without a token: {status}")
         if route == "/healthz" and set(answer) != {"status"}:
             failures.append(f"GET /healthz without a token tells more than its status: {answer}")
+    for route, learner in zip(DEVICE_AUTH, ("ana", "ben"), strict=True):  # 8 tries each: under the failed-login burst
+        path = route.format(cohort=COHORT, learner=learner, device="aq1", field="pm2_5")
+        for name in (None, "bad", *TOKENS):
+            status, answer = await lab.call("POST", path, name, "12")
+            if status != 401:
+                failures.append(f"POST {path} as {name or 'no token'}: {status}, want 401 (device accounts only)")
     for row in rows:
         for name in (None, "bad", *row.order()):
             path = row.path(name or "none") if callable(row.path) else row.path
