@@ -3,6 +3,7 @@ drives the demo arm through the hub with the learner's own MQTT account.
 
     .venv/bin/python benchmarks/check_node_red.py            # npm-installs node-red@4 into a temp dir
     .venv/bin/python benchmarks/check_node_red.py --keep     # keep the temp dir (logs, Node-RED's userDir)
+    .venv/bin/python benchmarks/check_node_red.py --websockets   # the broker node on ws://<hub>/mqtt instead
 
 Steps, each printed: npm-install node-red@4; `labhub up` (the demo lab, with the simulated MeArm demo/ana/arm1)
 on free ports with a temp state dir; `labhub learner add demo/ana`; Node-RED on a free loopback port, its userDir
@@ -62,13 +63,14 @@ def step(text: str) -> None:
     print(f"[{time.monotonic() - STARTED:6.1f} s] {text}", flush=True)
 
 
-def filled_flow(flow: list[dict[str, Any]], port: int, user: str, password: str) -> list[dict[str, Any]]:
-    """The example flow with the broker's port and the learner's credentials typed in (the only edits asked of a
-    user); everything else is deployed as shipped."""
+def filled_flow(flow: list[dict[str, Any]], broker: str, port: int, user: str, password: str) -> list[dict[str, Any]]:
+    """The example flow with the broker's address and the learner's credentials typed in (the only edits asked
+    of a user); everything else is deployed as shipped. A `ws://` broker is a whole URL: Node-RED ignores port."""
     flow = copy.deepcopy(flow)
     brokers = [n for n in flow if n["type"] == "mqtt-broker"]
     if len(brokers) != 1:
         raise CheckFailed(f"the flow has {len(brokers)} mqtt-broker nodes, expected 1")
+    brokers[0]["broker"] = broker
     brokers[0]["port"] = str(port)
     brokers[0]["credentials"] = {"user": user, "password": password}
     return flow
@@ -231,6 +233,7 @@ class Lab:
     url: str  # the hub's HTTP API
     token: str  # the lab's trainer token
     mqtt_port: int
+    http_port: int
     password: str  # the learner's MQTT password
 
 
@@ -250,7 +253,7 @@ async def start_lab(state: Path, log: Path) -> Lab:
     if code != 0 or found is None:
         raise CheckFailed(f"labhub learner add {LEARNER} failed ({code}): {out}")
     step(f"labhub learner add {LEARNER}: the learner's MQTT account (username {LEARNER}, password printed once)")
-    return Lab(f"http://127.0.0.1:{http_port}", token, mqtt_port, found.group(1))
+    return Lab(f"http://127.0.0.1:{http_port}", token, mqtt_port, http_port, found.group(1))
 
 
 def start_node_red(red_pkg: Path, red_dir: Path, port: int, log: Path) -> Process:
@@ -355,7 +358,9 @@ async def check(args: argparse.Namespace, work: Path) -> None:
 
             await until("Node-RED's admin API", red_up, 60, red_proc.tail)
             step("Node-RED's admin API answers (GET /flows: 200)")
-            flow = filled_flow(json.loads(FLOW.read_text()), lab.mqtt_port, LEARNER, lab.password)
+            broker = f"ws://127.0.0.1:{lab.http_port}/mqtt" if args.websockets else "127.0.0.1"
+            flow = filled_flow(json.loads(FLOW.read_text()), broker, lab.mqtt_port, LEARNER, lab.password)
+            step(f"the flow's broker: {broker if args.websockets else f'{broker}:{lab.mqtt_port}'}")
             await deploy(session, red, flow, lab.password)
             done = await drive(session, red, flow)
         await check_hub(api, lab.url, done)
@@ -364,6 +369,7 @@ async def check(args: argparse.Namespace, work: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--node-red", default="4", help="the node-red npm version to install (default 4)")
+    parser.add_argument("--websockets", action="store_true", help="connect Node-RED through the hub's /mqtt")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Node-RED's userDir)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labhub-node-red-"))
