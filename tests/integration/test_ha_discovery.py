@@ -118,6 +118,14 @@ async def test_discovery_configs_readings_availability_and_a_read_only_account(
         await wait_until(lambda: (pm["state_topic"], b'{"pm1": 3}') in reader.got, 5, "the later reading")
         assert not [t for t, _ in reader.got if t.endswith("/commands") or t.startswith(f"lab/{off}/")]
 
+        # A field sent alone on telemetry/<field>: its sensor's state topic moves there.
+        co2 = f"homeassistant/sensor/{node}/ana-aq1-co2/config"
+        assert device.publish(f"lab/{on}/ana/aq1/telemetry/co2", b"612") == 0
+        moved = await wait_until(
+            lambda: json.loads(configs_of(reader, node)[co2])["state_topic"].endswith("/telemetry/co2"), 5, "moved"
+        )
+        assert moved and "value_template" not in json.loads(configs_of(reader, node)[co2])
+
         # A removed device's configs are cleared; a removed reader is cut off at once.
         closed.cli("device", "remove", ana)
         await wait_until(lambda: not configs_of(reader, node), 5, "configs cleared")
