@@ -9,9 +9,11 @@ receives a learner's telemetry through /mqtt.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,10 @@ from typing import Any
 import aiohttp
 import paho.mqtt.client as paho
 import pytest
+from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from playwright.async_api import async_playwright
 
 from devices import diagnoses as dx
 from devices.topics import DeviceRef
@@ -31,6 +35,7 @@ from hub.ops.services import Service, free_port
 from hub.runtime import Hub
 from tests.conftest import make_state_dir, unique
 from tests.integration.conftest import HubFactory, Services
+from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
 from tests.support import api_token, count_when_stable, wait_until
 
 MQTTJS = Path(__file__).resolve().parents[1] / "vendor" / "mqttjs" / "mqtt.min.js"
@@ -208,3 +213,67 @@ async def metrics_now(hub: Hub, into: dict[str, float]) -> bool:
     """Refresh `into`; True once no bridge is open."""
     into.update(await bridge_metrics(hub))
     return into["open"] == 0
+
+
+PAGE = """<!doctype html><meta charset="utf-8"><script src="mqtt.min.js"></script><pre id="got"></pre>
+<script>
+const [port, user, password, topic] = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+const options = {username: user, password, clientId: user, reconnectPeriod: 0};
+const client = mqtt.connect(`ws://127.0.0.1:${port}/mqtt`, options);
+window.events = [];
+client.on("connect", () => client.subscribe(topic, {qos: 1}, (err, granted) => {
+  window.events.push(err ? "suback-error" : "subscribed:" + granted[0].qos);
+}));
+client.on("message", (t, payload) => { window.events.push("message:" + t + ":" + payload.toString()); });
+client.on("error", (err) => window.events.push("error:" + err.message));
+</script>"""
+
+
+async def test_mqttjs_in_chromium_receives_a_learners_telemetry_through_mqtt_ws(
+    closed: ClosedBroker, services: Services, start_hub: HubFactory
+) -> None:
+    """A learner's web app on its own origin (a local server here), allowed by hub.allowed_origins as any page
+    calling the hub from elsewhere must be, subscribes through /mqtt with the learner's MQTT account."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (./lab installs it)"
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def script(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(MQTTJS)
+
+    app = web.Application()
+    app.router.add_get("/index.html", index)
+    app.router.add_get("/mqtt.min.js", script)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site_port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", site_port).start()
+        origin = f"http://127.0.0.1:{site_port}"
+        hub = await start_hub(config=closed.config(services, allowed_origins=(origin,)))
+        ref = DeviceRef(unique("w"), "ana", "aq1")
+        device_pw = (await hub.accounts.add_device(ref.key, "air_quality")).password
+        learner = await hub.accounts.add_learner(f"{ref.cohort}/{ref.learner}")
+        hub.apply_registry()
+        secret = json.dumps([hub.http_port, learner.username, learner.password, ref.topic("telemetry")])
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{origin}/index.html#{urllib.parse.quote(secret)}")
+                await page.wait_for_function("window.events.some(e => e.startsWith('subscribed:'))", timeout=10_000)
+                assert "subscribed:1" in await page.evaluate("window.events")
+                device = Client(closed.port, ref.key, device_pw, websockets=False)
+                try:
+                    assert await asyncio.to_thread(device.wait_connect) == 0
+                    assert await asyncio.to_thread(device.publish, ref.topic("telemetry"), b'{"pm2_5": 7.5}') == 0
+                finally:
+                    device.close()
+                await page.wait_for_function("window.events.some(e => e.startsWith('message:'))", timeout=10_000)
+                events = await page.evaluate("window.events")
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+    assert f'message:{ref.topic("telemetry")}:{{"pm2_5": 7.5}}' in events, events
