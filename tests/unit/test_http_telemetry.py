@@ -82,7 +82,11 @@ def test_accounts_without_a_usable_password_are_left_out() -> None:
         ("", None),
         ("Bearer lh_x", None),
         ("Basic !!!", None),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), None),
+        ("Basic " + base64.b64encode(b"\xff:x").decode(), None),
+        ("Basic " + "QQ" * 4000, None),
         ("Basic " + base64.b64encode(b"demo/ana/aq1:p:w").decode(), ("demo/ana/aq1", "p:w")),
+        ("basic  " + base64.b64encode("a:é".encode()).decode(), ("a", "é")),
     ],
 )
 def test_basic_credentials(header: str | None, expected: tuple[str, str] | None) -> None:
@@ -244,7 +248,17 @@ async def test_bounds_answer_413_429_and_503(labs: Factory) -> None:
     post = await labs(HubConfig(telemetry_posts_per_second=1.0, max_payload_bytes=64))
     status, _, _ = await post.send(b'{"pm2_5": 1, "x": "' + b"a" * 100 + b'"}')
     assert status == 413 and post.ingest.totals.received == 0
-    assert (await post.send('{"pm2_5": 1}'))[0] == 204  # the burst (2) is spent: the 413 took one
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the body is counted as it comes
+        for _ in range(10):
+            yield b"1" * 10
+
+    headers = basic(AQ.key, PASSWORDS[AQ.key])
+    async with post.client.post(f"/api/devices/{AQ.key}/telemetry/pm2_5", data=chunks(), headers=headers) as resp:
+        assert resp.status == 413 and post.ingest.totals.received == 0
+    post = await labs(HubConfig(telemetry_posts_per_second=1.0, max_payload_bytes=64))
+    assert (await post.send('{"pm2_5": 1}'))[0] == 204
+    assert (await post.send('{"pm2_5": 1}'))[0] == 204  # the burst is 2
     status, headers, _ = await post.send('{"pm2_5": 1}')
     assert status == 429 and int(headers["Retry-After"]) >= 1
     paused = await labs(HubConfig())
