@@ -258,6 +258,7 @@ class Lab:
         self.devices: dict[str, Device] = {}  # "learner/device" → device
         self.learner_apps: dict[str, Client] = {}
         self.tokens: dict[str, str] = {}
+        self.passwords: dict[str, str] = {}
         self.errors = ErrorLog()
         self.lag = LagProbe()
         self.hub: Hub | None = None
@@ -297,6 +298,7 @@ class Lab:
         made = await hub.accounts.import_lines(parse_csv("\n".join(rows), frozenset(["mearm", "braccio"])))
         hub.apply_registry()
         passwords = {c.username: c.password for c in made}
+        self.passwords = passwords  # HTTP telemetry posts as the devices' own accounts
         for learner in HOSTILE:
             for name, (kind, _) in LAB_DEVICES.items():
                 self._device(learner, name, kind, passwords)
@@ -582,7 +584,39 @@ class Lab:
                 sent += 1
                 if resp.status >= 500:
                     outcome.problems.append(f"cohort CSV #{i} {body[:120]!r}: {resp.status}")
-        outcome.sent["http"] = sent
+        outcome.sent["http"] = sent + await self.send_http_telemetry(batch, outcome)
+
+    async def send_http_telemetry(self, batch: Batch, outcome: Outcome) -> int:
+        """The batch's first hostile telemetry payloads posted over HTTP (bounded: 12), as the device's own
+        account, with a wrong password, or as another learner's device on this one's path. Never a 5xx but 503,
+        never a 2xx without the device's own account."""
+        assert self.http is not None
+        posts = [(p, "") for p, _ in batch.telemetry[:8]] + [(p, f) for f, p, _ in batch.bare[:4]]
+        for i, (payload, field_name) in enumerate(posts):
+            ref = DeviceRef(self.cohort, HOSTILE[i % 2], "gen1" if i % 4 < 2 else "aq1")
+            user = DeviceRef(self.cohort, HOSTILE[(i + 1) % 2], ref.device).key if i % 3 == 2 else ref.key
+            password = self.passwords[user] + ("x" if i % 3 == 1 else "")
+            quoted = (
+                "/" + urllib.parse.quote(field_name.encode("utf-8", "replace").decode(), safe="") if field_name else ""
+            )
+            path = f"/api/devices/{ref.key}/telemetry{quoted}"
+            headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
+            try:
+                async with self.http.post(self.base + path, data=payload, headers=headers) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, ValueError) as err:
+                outcome.problems.append(
+                    f"HTTP telemetry {path[:80]!r}: failed ({type(err).__name__}: {str(err)[:100]})"
+                )
+                continue
+            if status >= 500 and status != 503:
+                outcome.problems.append(f"HTTP telemetry {path[:80]!r} body {payload[:80]!r}: {status}")
+            if i % 3 and 200 <= status < 300:
+                outcome.problems.append(
+                    f"HTTP telemetry {path[:80]!r} as {user} ({'wrong password' if i % 3 == 1 else 'foreign'}): {status}"
+                )
+        return len(posts)
 
     async def send_ws(self, batch: Batch, outcome: Outcome) -> None:
         assert self.http is not None
