@@ -481,6 +481,54 @@ ws_queries = st.lists(
 )
 
 
+# MQTT over WebSockets (/mqtt): byte streams cut into WebSocket messages anywhere (a message may hold part of a
+# packet or several), after a real login of the sender's own device or none. MQTT_WS_COHORT stands for the lab's.
+MQTT_WS_COHORT = "wsk"
+
+
+def mqtt_packet(first: int, body: bytes) -> bytes:
+    length, n = bytearray(), len(body)
+    while True:
+        byte, n = n % 128, n // 128
+        length.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes([first]) + bytes(length) + body
+
+
+def _mqtt_str(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")[:65535]
+    return len(data).to_bytes(2, "big") + data
+
+
+_ws_topics = st.one_of(
+    st.sampled_from([f"lab/{MQTT_WS_COHORT}/ben/aq1/telemetry", f"lab/{MQTT_WS_COHORT}/ben/arm1/commands", "#"]),
+    st.sampled_from([f"lab/{MQTT_WS_COHORT}/ana/ws1/telemetry", "$SYS/#", "$CONTROL/dynamic-security/v1"]),
+    hostile_text,
+)
+mqtt_ws_chunks = st.one_of(
+    random_bytes,
+    st.builds(lambda t, p: mqtt_packet(0x30, _mqtt_str(t) + p), _ws_topics, command_payload),  # PUBLISH QoS 0
+    st.builds(lambda t: mqtt_packet(0x82, b"\x00\x01" + _mqtt_str(t) + b"\x00"), _ws_topics),  # SUBSCRIBE
+    st.sampled_from([b"\x30\xff\xff\xff\xff\x7f", b"\x10\x00", b"\xc0\x00", b"\xe0\x00", b""]),  # odd headers
+)
+
+
+@dataclass(frozen=True)
+class MqttWsStream:
+    login: bool  # first a real CONNECT of the sender's own device, so the rest reaches a session
+    messages: tuple[bytes | str, ...]  # in order: binary (bytes) or text (str) WebSocket messages
+
+
+@st.composite
+def mqtt_ws_stream(draw: st.DrawFn) -> MqttWsStream:
+    data = b"".join(draw(st.lists(mqtt_ws_chunks, min_size=1, max_size=4)))[:60_000]
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
+    messages: list[bytes | str] = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    if draw(st.booleans()):
+        messages.insert(draw(st.integers(0, len(messages))), draw(short_text).encode("utf-8", "replace").decode())
+    return MqttWsStream(draw(st.booleans()), tuple(messages))
+
+
 @st.composite
 def serial_chunk(draw: st.DrawFn) -> bytes:
     """What comes up a USB cable: key=value lines, JSON lines (acks too), garbage, long and unfinished lines."""

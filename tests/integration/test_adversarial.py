@@ -77,6 +77,7 @@ LAB_DEVICES = {  # name → (kind, profile)
     "gen1": ("generic", ""),
 }
 SERIAL_DEVICE = "uno"  # ana's USB-serial board (generic)
+WS_DEVICE = "ws1"  # ana's device that logs in through /mqtt (MQTT over WebSockets) only
 CANARY_DEVICES = {"canq": "air_quality", "cang": "generic"}
 ERROR_LOGGERS = ("hub", "devices", "aiohttp", "asyncio")
 
@@ -258,7 +259,6 @@ class Lab:
         self.devices: dict[str, Device] = {}  # "learner/device" → device
         self.learner_apps: dict[str, Client] = {}
         self.tokens: dict[str, str] = {}
-        self.passwords: dict[str, str] = {}
         self.errors = ErrorLog()
         self.lag = LagProbe()
         self.hub: Hub | None = None
@@ -272,6 +272,8 @@ class Lab:
         self.firmware_acks: list[dict[str, Any]] = [{"status": "accepted"}]
         self.http: aiohttp.ClientSession | None = None
         self.base = ""
+        self.ws_login = ("", "")
+        self.passwords: dict[str, str] = {}
         self.counted = 0  # boundary failures seen so far
         self.logged = 0  # error records seen so far
 
@@ -294,10 +296,13 @@ class Lab:
         for learner in HOSTILE:
             rows += [f"{self.cohort},{learner},{d},{kind},{profile}," for d, (kind, profile) in LAB_DEVICES.items()]
         rows.append(f"{self.cohort},ana,{SERIAL_DEVICE},generic,,")
+        rows.append(f"{self.cohort},ana,{WS_DEVICE},generic,,")
         rows += [f"{self.cohort},{CANARY},{d},{kind},," for d, kind in CANARY_DEVICES.items()]
         made = await hub.accounts.import_lines(parse_csv("\n".join(rows), frozenset(["mearm", "braccio"])))
         hub.apply_registry()
         passwords = {c.username: c.password for c in made}
+        ws_ref = DeviceRef(self.cohort, "ana", WS_DEVICE)
+        self.ws_login = (ws_ref.key, passwords[ws_ref.key])
         self.passwords = passwords  # HTTP telemetry posts as the devices' own accounts
         for learner in HOSTILE:
             for name, (kind, _) in LAB_DEVICES.items():
@@ -322,6 +327,7 @@ class Lab:
         # ana's USB-serial board, through a bridge logged in with its own bridge account.
         serial_ref = DeviceRef(self.cohort, "ana", SERIAL_DEVICE)
         self.devices[f"ana/{SERIAL_DEVICE}"] = Device(serial_ref, "generic")
+        self.devices[f"ana/{WS_DEVICE}"] = Device(ws_ref, "generic")  # logs in through /mqtt only
         login = await hub.accounts.bridge_login(serial_ref.key)
         ports: list[FeedPort] = []
 
@@ -546,7 +552,9 @@ class Lab:
         for chunk in batch.serial:
             self.serial_port.feed(chunk)
         outcome.sent["serial"] = len(batch.serial)
-        await asyncio.gather(*publishing, self.send_http(batch, outcome), self.send_ws(batch, outcome))
+        await asyncio.gather(
+            *publishing, self.send_http(batch, outcome), self.send_ws(batch, outcome), self.send_mqtt_ws(batch, outcome)
+        )
 
     async def send_http(self, batch: Batch, outcome: Outcome) -> None:
         assert self.http is not None
@@ -669,6 +677,38 @@ class Lab:
                 await ws.close()
         outcome.sent["websocket"] = sent
 
+    async def send_mqtt_ws(self, batch: Batch, outcome: Outcome) -> None:
+        """Hostile byte streams through /mqtt, some after a real login: the broker judges them (the foreign-points
+        check sees what got through); the hub answers no handshake 5xx, and every bridge's task ends."""
+        assert self.http is not None
+        user, password = self.ws_login
+        login = hostile.mqtt_packet(
+            0x10,
+            b"\x00\x04MQTT\x04\xc2\x00\x3c"
+            + b"".join(len(f).to_bytes(2, "big") + f for f in (user.encode(),) * 2 + (password.encode(),)),
+        )
+        sent = 0
+        for stream in batch.mqtt_ws:
+            try:
+                async with self.http.ws_connect(self.base + "/mqtt", protocols=("mqtt",)) as ws:
+                    for message in ([login] if stream.login else []) + list(stream.messages):
+                        if ws.closed:
+                            break
+                        if isinstance(message, str):
+                            await ws.send_str(message)
+                        else:
+                            await ws.send_bytes(message.replace(hostile.MQTT_WS_COHORT.encode(), self.cohort.encode()))
+                        sent += 1
+            except aiohttp.WSServerHandshakeError as err:
+                if err.status >= 500:
+                    outcome.problems.append(f"/mqtt handshake: {err.status}")
+            except (ConnectionResetError, aiohttp.ClientError):
+                pass
+        bridges = [t for t in asyncio.all_tasks() if t.get_name() == "mqtt-ws-down"]
+        if bridges and (await asyncio.wait(bridges, timeout=5))[1]:
+            outcome.problems.append("/mqtt: a bridge's task outlived its WebSocket by 5 s")
+        outcome.sent["mqtt_ws"] = sent
+
     # Checking ------------------------------------------------------------------------------------
 
     async def run_batch(self, batch: Batch) -> Outcome:
@@ -773,9 +813,11 @@ class Batch:
         http: list[hostile.HttpCommand],
         ws: list[hostile.WsFrame],
         ws_queries: list[list[tuple[str, str]]],
+        mqtt_ws: list[hostile.MqttWsStream],
         serial: list[bytes],
         csv: list[bytes],
     ) -> None:
+        self.mqtt_ws = mqtt_ws
         self.telemetry, self.bare, self.status, self.acks, self.firmware = telemetry, bare, status, acks, firmware
         self.requests, self.http, self.ws, self.ws_queries, self.serial, self.csv = (
             requests,
@@ -803,6 +845,7 @@ PER_BATCH: dict[str, tuple[st.SearchStrategy[Any], int]] = {
     "http": (hostile.http_commands, 10),
     "ws": (hostile.ws_frames, 6),
     "ws_queries": (hostile.ws_queries, 1),
+    "mqtt_ws": (hostile.mqtt_ws_stream(), 3),
     "serial": (hostile.serial_chunk(), 12),
     "csv": (hostile.cohort_csv(CSV_COHORT), 1),
 }
