@@ -19,6 +19,7 @@ from hub.pace import RateLimiter
 from hub.web import auth, commands, devices, diagnosis, history, kit, pages, registry, sessions, sockets, status
 from hub.web.common import DEPS_KEY, TOKEN_KEY, error
 from hub.web.deps import WebDeps
+from hub.web.exports import add_routes as add_exports
 from hub.web.metrics import registry_for
 from hub.web.mqtt_ws import mqtt_socket, track_bridges
 from hub.web.openapi import DEVICE_AUTH, PUBLIC
@@ -67,6 +68,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/cohorts/{cohort}/overview", history.cohort_overview)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/latest", history.latest)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history.history)
+    add_exports(app)
     app.router.add_get("/api/sessions", sessions.sessions_list)
     app.router.add_post("/api/sessions", sessions.sessions_start)
     app.router.add_post("/api/sessions/{id}/stop", sessions.sessions_stop)

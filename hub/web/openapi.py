@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.web.exports import openapi_paths as export_paths
+
 DEVICE = [
     {
         "name": name,
@@ -134,6 +136,7 @@ def spec() -> dict[str, Any]:
     field = {"name": "field", "in": "path", "required": True, "schema": {"type": "string"}}
     document["paths"][DEVICE_AUTH[0]] = {"post": _telemetry("A device's reading, as on its telemetry topic", DEVICE)}
     document["paths"][DEVICE_AUTH[1]] = {"post": _telemetry("One field's bare value", [*DEVICE, field])}
+    document["paths"] |= export_paths()
     return document
 
 

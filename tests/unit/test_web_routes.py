@@ -334,6 +334,18 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
         Row("GET", dr + "/commands", d + "/commands", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/latest", d + "/latest", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
         Row("GET", dr + "/history", d + "/history?field=base", READ, sees=lambda n, a: a["device"] == ARM_ANA.key),
+        Row("GET", dr + "/readings.{fmt}", d + "/readings.csv", READ, sees=lambda n, a: a.startswith("time_utc,")),
+        Row(
+            "GET", "/api/learners/{cohort}/{learner}/readings.{fmt}", f"/api/learners/{COHORT}/ana/readings.jsonl", READ
+        ),
+        Row("GET", "/api/cohorts/{cohort}/readings.{fmt}", f"/api/cohorts/{COHORT}/readings.csv", READ - {"ana"}),
+        Row(
+            "GET",
+            "/api/sessions/{id}/readings.{fmt}",
+            f"/api/sessions/{graded_id}/readings.csv",
+            READ,
+            {"ben", "other_trainer"},
+        ),
         Row("GET", "/api/commands/{id}", f"/api/commands/{record_id}", READ, sees=lambda n, a: a["id"] == record_id),
         Row("GET", "/api/live", f"/api/live?device={ARM_ANA.key}", READ, sees=lambda n, a: a["type"] == "presence"),
         Row("GET", "/api/live", f"/api/live?cohort={COHORT}", {"trainer", "viewer", "admin"}),
