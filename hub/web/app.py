@@ -23,6 +23,7 @@ from hub.web.exports import add_routes as add_exports
 from hub.web.metrics import registry_for
 from hub.web.mqtt_ws import mqtt_socket, track_bridges
 from hub.web.openapi import DEVICE_AUTH, PUBLIC
+from hub.web.packs import add_routes as add_packs
 from hub.web.telemetry import add_routes as add_telemetry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,6 +70,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/latest", history.latest)
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history.history)
     add_exports(app)
+    add_packs(app)
     app.router.add_get("/api/sessions", sessions.sessions_list)
     app.router.add_post("/api/sessions", sessions.sessions_start)
     app.router.add_post("/api/sessions/{id}/stop", sessions.sessions_stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.web.exports import openapi_paths as export_paths
+from hub.web.packs import openapi_paths as pack_paths
 
 DEVICE = [
     {
@@ -137,6 +138,7 @@ def spec() -> dict[str, Any]:
     document["paths"][DEVICE_AUTH[0]] = {"post": _telemetry("A device's reading, as on its telemetry topic", DEVICE)}
     document["paths"][DEVICE_AUTH[1]] = {"post": _telemetry("One field's bare value", [*DEVICE, field])}
     document["paths"] |= export_paths()
+    document["paths"] |= pack_paths()
     return document
 
 

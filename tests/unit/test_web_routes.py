@@ -13,8 +13,10 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
+from zipfile import ZipFile
 
 import pytest
 from aiohttp import ClientResponse, WSServerHandshakeError
@@ -141,7 +143,10 @@ class Lab:
 
 
 async def answer_of(resp: ClientResponse) -> Any:
-    text = await resp.text()
+    body = await resp.read()
+    if resp.content_type == "application/zip":
+        return body
+    text = body.decode()
     try:
         return json.loads(text)
     except ValueError:
@@ -294,6 +299,11 @@ def own(name: str) -> str:
     return {"trainer": "ana", "admin": "ben"}.get(name, "ana")
 
 
+def zipped(name: str, answer: Any) -> bool:
+    """A data pack: a zip holding the notebook."""
+    return isinstance(answer, bytes) and any(n.endswith("/analysis.ipynb") for n in ZipFile(BytesIO(answer)).namelist())
+
+
 def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) -> list[Row]:
     def running(learner: str) -> str:
         return next(s.id for s in lab.registry.sessions(COHORT, learner) if s.running)
@@ -345,6 +355,16 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             f"/api/sessions/{graded_id}/readings.csv",
             READ,
             {"ben", "other_trainer"},
+        ),
+        Row(
+            "GET",
+            "/api/learners/{cohort}/{learner}/pack.zip",
+            f"/api/learners/{COHORT}/ana/pack.zip",
+            READ,
+            sees=zipped,
+        ),
+        Row(
+            "GET", "/api/sessions/{id}/pack.zip", f"/api/sessions/{graded_id}/pack.zip", READ, {"ben", "other_trainer"}
         ),
         Row("GET", "/api/commands/{id}", f"/api/commands/{record_id}", READ, sees=lambda n, a: a["id"] == record_id),
         Row("GET", "/api/live", f"/api/live?device={ARM_ANA.key}", READ, sees=lambda n, a: a["type"] == "presence"),

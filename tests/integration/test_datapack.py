@@ -1,0 +1,102 @@
+"""A learner's data pack from a real influxd: the zip holds their readings (as many rows as InfluxDB counts, none of
+another learner's), schema.json, the demo's grade and a notebook that runs top to bottom with nbclient and draws
+one figure per device."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from devices.topics import DeviceRef
+from hub.access.registry import Registry
+from hub.adapters.influx import InfluxV1
+from hub.config import InfluxConfig
+from hub.datapack.pack import PackTarget, write_pack
+from hub.grading.rubrics import load_rubrics
+from tests.conftest import unique
+from tests.integration.conftest import Services
+from tests.support import influx_query
+
+S = 1_000_000_000
+
+
+def count(services: Services, db: str, measurement: str, ref: DeviceRef, start: int, end: int) -> int:
+    where = f"learner = '{ref.learner}' AND device = '{ref.device}' AND time >= {start} AND time < {end}"
+    rows = influx_query(services.influx_port, db, f'SELECT count(*) FROM "{measurement}" WHERE {where}')
+    return max(rows[0]["values"][0][1:]) if rows else 0
+
+
+async def test_a_learners_pack_holds_their_readings_and_its_notebook_runs(services: Services, tmp_path: Path) -> None:
+    cohort, database = unique("p"), unique("db")
+    registry = Registry(tmp_path / "registry.sqlite3")
+    aq, proj, other = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ana", "proj"), DeviceRef(cohort, "bob", "aq1")
+    for ref, kind in ((aq, "air_quality"), (proj, "generic"), (other, "air_quality")):
+        registry.add_device(ref, kind, None)
+    base = registry.device(aq).created_ns + S  # type: ignore[union-attr]
+    session = registry.start_session(cohort, "ana", "trainer", now_ns=base)
+    session = registry.stop_session(session.id, now_ns=base + 90 * S)
+    lines = []
+    for i in range(90):
+        t = base + i * S
+        ana = f"cohort={cohort},learner=ana"
+        lines.append(f"air_quality,{ana},device=aq1 temperature={20 + i % 7 / 10},humidity=45,co2={600 + i}.5 {t}")
+        if i % 3 == 0:
+            button = "true" if i % 2 else "false"
+            lines.append(f'generic.{cohort}.ana,{ana},device=proj light={i * 1.5},button={button},note="x {i}" {t}')
+        lines.append(f"air_quality,cohort={cohort},learner=bob,device=aq1 temperature=99 {t}")
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=database, launch=False))
+    await db.start()
+    try:
+        assert await db.ensure_database()
+        await db.write("\n".join(lines))
+        out = tmp_path / "pack.zip"
+        summary = await write_pack(db, registry, PackTarget(cohort, "ana"), out, load_rubrics(), now_ns=base + 100 * S)
+    finally:
+        await db.close()
+        registry.close()
+
+    root = f"pack-{cohort}-ana"
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        assert names == set(summary.files)
+        expected = {"readings/aq1.csv", "readings/proj.csv", "schema.json", "analysis.ipynb"}
+        expected |= {f"grades/{session.id}.json", f"grades/{session.id}.html"}
+        assert names == {f"{root}/{name}" for name in expected}
+        aq_rows = list(csv.DictReader(io.StringIO(zf.read(f"{root}/readings/aq1.csv").decode())))
+        schema = json.loads(zf.read(f"{root}/schema.json"))
+        grade = json.loads(zf.read(f"{root}/grades/{session.id}.json"))
+        zf.extractall(tmp_path / "unzipped")
+    assert len(aq_rows) == count(services, database, "air_quality", aq, 0, base + 100 * S) == 90
+    assert {r["learner"] for r in aq_rows} == {"ana"}  # bob's aq1 shares the measurement, not the pack
+    assert [d["key"] for d in schema["devices"]] == [aq.key, proj.key]
+    assert schema["devices"][0]["fields"]["co2"] == {
+        "type": "float",
+        "unit": "ppm",
+        "minimum": 0,
+        "maximum": 40000,
+        "sensor": "SCD4x: 0–40000 ppm, MH-Z19B: 0–5000 ppm",
+    }
+    assert set(schema["devices"][1]["fields"]) == {"light", "button", "note"}  # an open kind: what it sent
+    assert grade["session"]["id"] == session.id and grade["devices"]
+
+    folder = tmp_path / "unzipped" / root
+    notebook = nbformat.read(folder / "analysis.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # one figure per device with numeric readings
+    text = "".join(o.get("text", "") for o in outputs)
+    assert f"{aq.key} (air_quality): 90 readings" in text and f"{proj.key} (generic): 30 readings" in text
+    tables = [o for o in outputs if "text/html" in o.get("data", {})]
+    assert len(tables) == 2  # the summary per field and the grades' criteria
+    assert "temperature" in tables[0]["data"]["text/html"] and "light" in tables[0]["data"]["text/html"]
