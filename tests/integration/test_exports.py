@@ -1,0 +1,135 @@
+"""Exports against the real influxd: a device's CSV has exactly as many rows as InfluxDB counts for it over the
+window (paged past several pages, other devices and outside points left out), pandas reads it back with the right
+dtypes, JSON Lines and downsampling agree; over HTTP a learner exports their own device and gets 403 on another's."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pandas as pd
+import pytest
+
+from devices.kinds import AIR_QUALITY
+from devices.topics import DeviceRef
+from hub.adapters.influx import InfluxV1
+from hub.config import InfluxConfig
+from hub.exports import Aggregate, Selection, Target, write_csv, write_jsonl
+from hub.exports.queries import PAGE_ROWS
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services, lab_config
+from tests.support import api_token, influx_query
+
+POINTS = 2 * PAGE_ROWS + 345  # three pages, the last one short
+DB = unique("db")
+T0 = 1_764_000_000_000_000_000  # 2025-11-24, whole seconds
+
+
+@pytest.fixture
+async def v1(services: Services) -> AsyncIterator[InfluxV1]:
+    backend = InfluxV1(InfluxConfig(url=services.influx_url, database=DB))
+    await backend.start()
+    await backend.ensure_database()
+    yield backend
+    await backend.close()
+
+
+def lines(ref: DeviceRef, start_ns: int, count: int, step_ns: int = 1_000_000_000) -> list[str]:
+    """1 Hz air-quality readings; every 7th lacks its temperature, pm2_5 is whole (JSON gives it back as an int)."""
+    tags = ",".join(f"{k}={v}" for k, v in ref.tags.items())
+    out = []
+    for i in range(count):
+        temperature = "" if i % 7 == 0 else f",temperature={20 + i % 5}.25"
+        out.append(f"air_quality,{tags} pm2_5={i % 50}{temperature} {start_ns + i * step_ns}")
+    return out
+
+
+async def write(db: InfluxV1, body: list[str]) -> None:
+    for i in range(0, len(body), 5000):
+        await db.write("\n".join(body[i : i + 5000]))
+
+
+async def test_csv_rows_match_influx_count_and_pandas_reads_the_types(services: Services, v1: InfluxV1) -> None:
+    ana, ben = DeviceRef("c1", "ana", "aq"), DeviceRef("c1", "ben", "aq")
+    await write(v1, lines(ana, T0 - 10 * 10**9, POINTS + 20))  # 10 before the window, 10 after it
+    await write(v1, lines(ben, T0, 500))
+    start, end = T0, T0 + POINTS * 10**9
+    selection = Selection((Target(ana, AIR_QUALITY),), start, end, label="c1-ana-aq")
+    out = io.BytesIO()
+    written = await write_csv(v1, selection, out)
+
+    where = f"cohort = 'c1' AND learner = 'ana' AND device = 'aq' AND time >= {start} AND time < {end}"
+    [series] = influx_query(services.influx_port, DB, f"SELECT count(*) FROM air_quality WHERE {where}")
+    counts = dict(zip(series["columns"], series["values"][0], strict=True))
+    assert counts["count_pm2_5"] == POINTS
+    assert written == counts["count_pm2_5"]
+
+    data = out.getvalue()
+    assert data.count(b"\r\n") == POINTS + 1  # RFC 4180: CRLF, one header line
+    frame = pd.read_csv(io.BytesIO(data))
+    assert len(frame) == counts["count_pm2_5"]
+    assert frame["temperature [°C]"].count() == counts["count_temperature"]
+    assert list(frame.columns[:5]) == ["time_utc", "time_ns", "cohort", "learner", "device"]
+    assert frame["time_ns"].dtype == "int64"
+    assert frame["pm2_5 [µg/m³]"].dtype == "float64"  # whole values in InfluxDB's JSON, floats in the schema
+    assert frame["temperature [°C]"].dtype == "float64"
+    assert pd.api.types.is_string_dtype(frame["device"]) and set(frame["learner"]) == {"ana"}
+    assert frame["time_ns"].is_monotonic_increasing and frame["time_ns"].iloc[0] == start
+    assert (pd.to_datetime(frame["time_utc"]).astype("int64") == frame["time_ns"]).all()
+
+    jsonl = io.BytesIO()
+    assert await write_jsonl(v1, selection, jsonl) == POINTS
+    first = json.loads(jsonl.getvalue().splitlines()[0])
+    assert first == {"time_utc": "2025-11-24T16:00:00.000000000Z", "time_ns": start, "cohort": "c1"} | {
+        "learner": "ana",
+        "device": "aq",
+        "pm2_5": 10.0,
+        "temperature": 20.25,
+    }
+
+    minute = Selection((Target(ana, AIR_QUALITY),), start, end, 60, Aggregate.MAX, "m")
+    buckets = influx_query(
+        services.influx_port,
+        DB,
+        f"SELECT max(pm2_5) FROM air_quality WHERE {where} GROUP BY time(60s) fill(none)",
+    )[0]["values"]
+    out = io.BytesIO()
+    assert await write_csv(v1, minute, out) == len(buckets)
+    frame = pd.read_csv(io.BytesIO(out.getvalue()))
+    assert frame["pm2_5 [µg/m³]"].tolist() == [float(v[1]) for v in buckets]
+
+
+def get(url: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+async def test_http_export_for_the_owner_and_403_for_another_learner(services: Services, start_hub: HubFactory) -> None:
+    cohort = unique("c")
+    ana, ben = DeviceRef(cohort, "ana", "aq"), DeviceRef(cohort, "ben", "aq")
+    hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"), (ben.key, "air_quality"))))
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
+    await db.start()
+    try:
+        start = time.time_ns() + 10**9  # after the devices were registered
+        await write(db, lines(ana, start, 1234, 1_000_000) + lines(ben, start, 10, 1_000_000))
+    finally:
+        await db.close()
+    base = f"http://127.0.0.1:{hub.http_port}/api/devices/{ana.key}/readings"
+    window = f"?from={start / 1e9 - 1}&to={start / 1e9 + 10}"
+    status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ana"))
+    assert status == 200, body[:200]
+    assert len(pd.read_csv(io.BytesIO(body))) == 1234
+    status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ben"))
+    assert status == 403 and b"may not" in body
+    status, body = await asyncio.to_thread(get, base + ".jsonl" + window, api_token(hub, "viewer", cohort))
+    assert status == 200 and len(body.splitlines()) == 1234
