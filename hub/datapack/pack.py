@@ -93,7 +93,17 @@ async def write_pack(
     rubrics: Mapping[str, Rubric] | None = None,
     now_ns: int | None = None,
 ) -> PackSummary:
-    """Write `target`'s pack as a zip to `out`. StorageError: InfluxDB failed; RubricError: a rubric is wrong."""
+    """Write `target`'s pack as a zip to `out` (a path: whole or not at all, through `<name>.part`).
+    StorageError: InfluxDB failed; RubricError: a rubric is wrong."""
+    if isinstance(out, Path):
+        part = out.with_name(out.name + ".part")
+        try:
+            with part.open("wb") as stream:
+                summary = await write_pack(reader, registry, target, stream, rubrics, now_ns)
+            part.replace(out)
+        finally:
+            part.unlink(missing_ok=True)
+        return summary
     now_ns = now_ns or time.time_ns()
     end_ns = target.end_ns or now_ns
     start_ns = min(target.start_ns, end_ns - 1)
