@@ -71,7 +71,7 @@ class MqttConfig:
 class InfluxConfig:
     backend: str = "v1"  # "v1": InfluxDB 1.x HTTP API; "v2": InfluxDB 2.x/3.x through influxdb-client
     url: str = "http://127.0.0.1:8086"
-    database: str = "labhub"  # v1
+    database: str = "labhub"  # v1; v2/3.x reads: the database mapped to the bucket (default: the bucket's name)
     launch: bool = True
     rpc_port: int = 8089  # influxd's backup/RPC port, moved off the usual 8088
     org: str = ""  # v2
@@ -268,7 +268,9 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
     return LabConfig(
         state_dir=state_dir,
         mqtt=_check_mqtt(_section(MqttConfig, data, "mqtt", where), where),
-        influx=_check_influx(_section(InfluxConfig, data, "influx", where), where),
+        influx=_check_influx(
+            _section(InfluxConfig, data, "influx", where), where, "database" in data.get("influx", {})
+        ),
         hub=_section(HubConfig, data, "hub", where),
         languages=languages,
         home_assistant=frozenset(home_assistant),
@@ -345,11 +347,13 @@ def _check_mqtt(cfg: MqttConfig, where: str) -> MqttConfig:
     return cfg
 
 
-def _check_influx(cfg: InfluxConfig, where: str) -> InfluxConfig:
+def _check_influx(cfg: InfluxConfig, where: str, database_given: bool = True) -> InfluxConfig:
     if cfg.backend not in ("v1", "v2"):
         raise ConfigError(f"{where}: influx.backend: expected 'v1' or 'v2', got {cfg.backend!r}")
     if cfg.backend == "v2" and not (cfg.org and cfg.bucket):
         raise ConfigError(f"{where}: influx: the v2 backend needs org and bucket (and a token)")
+    if cfg.backend == "v2" and not database_given:  # reads: the database mapped to the bucket, by default its name
+        return replace(cfg, database=cfg.bucket)
     return cfg
 
 

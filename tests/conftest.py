@@ -47,10 +47,10 @@ def scratch() -> Iterator[Callable[[str], Path]]:
 
 @pytest.fixture
 async def fake_v2() -> AsyncIterator[tuple[FakeV2, str]]:
-    """InfluxDB 2.x's write API as a local endpoint (tests/fakes.py): the fake and its URL."""
+    """InfluxDB 2.x's write API and `/query` as a local endpoint (tests/fakes.py): the fake and its URL."""
     fake = FakeV2()
     app = web.Application()
-    app.router.add_post("/api/v2/write", fake.write)
+    fake.add_routes(app)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

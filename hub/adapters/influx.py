@@ -1,5 +1,6 @@
-"""The InfluxDB backends: 1.x through its HTTP API (`/write`, `/query`), 2.x/3.x through influxdb-client; and
-what their answers mean, as errors the writer (`hub.ingest.writer`) acts on.
+"""The InfluxDB backends: 1.x through its HTTP API (`/write`, `/query`), 2.x/3.x through influxdb-client for
+writes and InfluxQL over `/query` for reads; and what their answers mean, as errors the writer
+(`hub.ingest.writer`) and the readers act on.
 
 Only this module sees aiohttp's client and influxdb-client. Reads: `hub.adapters.influx_read`.
 """
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from hub.adapters import influxql
-from hub.adapters.influx_read import InfluxQLReader, NoReader
+from hub.adapters.influx_read import InfluxQLReader
 from hub.config import InfluxConfig
 
 
@@ -150,19 +151,7 @@ class InfluxV1(InfluxQLReader):
 
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL; return the `series` of the first statement (times in ns)."""
-        params = {"db": self.database, "q": q, "epoch": "ns"}
-        try:
-            async with self.session.request(method, f"{self.url}/query", params=params) as resp:
-                data = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            raise StorageError(f"{type(err).__name__}: {err}") from None
-        if resp.status != 200 or "error" in data:
-            raise StorageError(f"query failed: HTTP {resp.status}: {data.get('error', data)}")
-        result = data.get("results", [{}])[0]
-        if "error" in result:
-            raise StorageError(f"query failed: {result['error']}")
-        series: list[dict[str, Any]] = result.get("series", [])
-        return series
+        return await run_query(self.session, self.url, {"db": self.database, "q": q, "epoch": "ns"}, method)
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -178,15 +167,66 @@ def error_text(text: str) -> str:
         return text.strip()[:500]
 
 
-class InfluxV2(NoReader):
-    """InfluxDB 2.x/3.x through influxdb-client's async API (`/api/v2/write`); no reads yet."""
+V1_QUERY_HINT = "check [influx] username and the hub's InfluxDB password"
+
+
+async def run_query(
+    session: aiohttp.ClientSession,
+    url: str,
+    params: dict[str, str],
+    method: str = "GET",
+    refused_hint: str = V1_QUERY_HINT,
+    missing_hint: str = "",
+) -> list[dict[str, Any]]:
+    """InfluxQL over `/query`, as 1.x, 2.x (its 1.x compatibility API) and 3.x serve it: the `series` of the first
+    statement. Errors as each documents them: 1.x `{"error": …}`, 2.x/3.x `{"code": …, "message": …}`, a
+    statement's own `error` in `results`; 401/403 and a database the server does not know (2.x: no DBRP mapping)
+    need an operator (StorageConfigError, with `refused_hint` / `missing_hint`)."""
+    try:
+        async with session.request(method, f"{url}/query", params=params) as resp:
+            status, text, retry = resp.status, await resp.text(), _retry_after(resp.headers)
+    except (TimeoutError, aiohttp.ClientError, OSError) as err:
+        raise StorageError(f"{type(err).__name__}: {err}") from None
+    data = query_answer(text)
+    if data is None:  # an HTML page or a proxy's text: not an InfluxDB /query at this URL
+        raise StorageError(f"query failed: HTTP {status}: not an InfluxQL answer: {text.strip()[:200]!r}")
+    message = data.get("error") or data.get("message")
+    if status in (401, 403):
+        raise StorageConfigError(f"query refused: HTTP {status}: {message} ({refused_hint})")
+    if status != 200 or message:
+        raise StorageError(f"query failed: HTTP {status}: {message or data}", retry)
+    result = (data.get("results") or [{}])[0]
+    if "error" in result:
+        if missing_hint and str(result["error"]).startswith("database not found"):
+            raise StorageConfigError(f"query failed: {result['error']} ({missing_hint})")
+        raise StorageError(f"query failed: {result['error']}")
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
+
+
+def query_answer(text: str) -> dict[str, Any] | None:
+    """A `/query` answer's JSON object, or None if the body is not one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class InfluxV2(InfluxQLReader):
+    """InfluxDB 2.x/3.x: writes through influxdb-client's async API (`/api/v2/write`, into `bucket`); reads in
+    InfluxQL over `/query`, which 2.x serves for a database mapped to the bucket (`influx v1 dbrp create`) and 3.x
+    for its databases, with the same token (`influx.database`, default the bucket's name)."""
 
     name = "influxdb-v2"
 
     def __init__(self, cfg: InfluxConfig) -> None:
         self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
+        self.database = cfg.database
         self._client: Any = None
         self._write_api: Any = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -195,10 +235,28 @@ class InfluxV2(NoReader):
             url=self.cfg.url, token=self.cfg.token, org=self.cfg.org, timeout=int(self.cfg.timeout_s * 1000)
         )
         self._write_api = self._client.write_api()
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers={"Authorization": f"Token {self.cfg.token}"})
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
+        """Run InfluxQL over `/query`; return the `series` of the first statement (times in ns)."""
+        if self._session is None:
+            raise RuntimeError("InfluxV2 used before start()")
+        params = {"db": self.database, "q": q, "epoch": "ns"}
+        missing = (
+            f"map the bucket to database {self.database!r}: influx v1 dbrp create --db {self.database} "
+            "--rp autogen --bucket-id <the bucket's id> --default; or set [influx] database"
+        )
+        return await run_query(self._session, self.url, params, method, V2_QUERY_HINT, missing)
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        return {}  # as before: on 2.x/3.x the writer learns field type conflicts from the 422s
 
     async def ensure_database(self) -> bool:
         """Nothing to create: the bucket is the operator's (False, as for a 1.x user who may not create it)."""
@@ -218,6 +276,7 @@ class InfluxV2(NoReader):
             raise StorageError(f"{type(err).__name__}: {err}") from None
 
 
+V2_QUERY_HINT = "the token is missing or may not read the bucket; check [influx] token"
 V2_CONFIG_HINTS = {
     401: "the token is missing or refused; check [influx] token",
     403: "the token may not write to this bucket; give it write permission or check [influx] token",

@@ -1,10 +1,10 @@
 """One way to read InfluxDB: the `Reader` protocol with every read the hub makes (grading evidence, the
 dashboard's overview, last values and history, the field types held), whatever the backend.
 
-1.x reads with InfluxQL over `/query` (`InfluxQLReader`, the queries built in `hub.adapters.influxql`). 2.x/3.x
-cannot read yet (`NoReader`): every read raises `ReadNotSupported`, which handlers answer with 501; a 2.x reader
-(Flux or SQL) can come later without touching them. Readings come back as (time in ns, fields), tags and
-missing (null) fields left out.
+Every backend reads with InfluxQL over `/query` (`InfluxQLReader`, the queries built in `hub.adapters.influxql`):
+1.x natively, 2.x through its 1.x compatibility API (a database mapped to the bucket), 3.x as it serves InfluxQL.
+A backend that could not read would raise `ReadNotSupported` from `check_readable` (handlers answer 501).
+Readings come back as (time in ns, fields), tags and missing (null) fields left out.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ HistoryRow = tuple[int, Any, Any, Any]  # (interval start in ns, mean, min, max)
 
 
 class ReadNotSupported(Exception):
-    """This backend cannot answer reads yet (HTTP 501)."""
+    """This backend cannot answer reads (HTTP 501); every backend the hub has today can."""
 
 
 class Reader(Protocol):
@@ -86,7 +86,7 @@ def _key(series: dict[str, Any]) -> DeviceKey:
 
 
 class InfluxQLReader(ABC):
-    """The reads in InfluxQL, over whatever runs a query (1.x's `/query`)."""
+    """The reads in InfluxQL, over whatever runs a query (`/query` on 1.x, 2.x and 3.x)."""
 
     @abstractmethod
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
@@ -144,46 +144,3 @@ class InfluxQLReader(ABC):
                 points = [(int(v[0]), v[1]) for v in series.get("values", []) if v[1] is not None]
                 found.append((field, _key(series), points))
         return found
-
-
-NOT_YET = "history, overviews and grades need the InfluxDB 1.x backend for now"
-
-
-class NoReader:
-    """The reads of a backend that cannot read yet (2.x/3.x): each raises ReadNotSupported."""
-
-    def check_readable(self) -> None:
-        raise ReadNotSupported(NOT_YET)
-
-    async def field_types(self) -> dict[tuple[str, str], str]:
-        return {}  # 2.x has no cheap equivalent of SHOW FIELD KEYS; conflicts are learnt from 422s
-
-    async def readings(self, measurement: str, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def rejections(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def presence(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, bool]]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def commands(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def latest(self, measurement: str, ref: DeviceRef, since_ns: int) -> Reading | None:
-        raise ReadNotSupported(NOT_YET)
-
-    async def history(
-        self, measurement: str, ref: DeviceRef, field: str, since_ns: int, end_ns: int, interval_s: int
-    ) -> list[HistoryRow]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def latest_by_device(
-        self, kinds: Iterable[DeviceKind], cohort: str, learner: str | None = None
-    ) -> list[tuple[DeviceKey, Reading]]:
-        raise ReadNotSupported(NOT_YET)
-
-    async def sparklines(
-        self, wanted: Iterable[tuple[DeviceKind, str]], cohort: str, seconds: int, interval_s: int
-    ) -> list[tuple[str, DeviceKey, list[tuple[int, float]]]]:
-        raise ReadNotSupported(NOT_YET)

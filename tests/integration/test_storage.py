@@ -1,5 +1,5 @@
-"""The writer against the real influxd (1.x), and a hub on the 2.x backend (tests/fakes.py): health and
-reads. The writer against that endpoint alone is unit-tested (tests/unit/test_storage.py)."""
+"""The writer against the real influxd (1.x), and a hub on the 2.x backend (tests/fakes.py, its InfluxQL run by the
+real influxd): health and reads. The writer against that endpoint alone is unit-tested (tests/unit/test_storage.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from hub.adapters.influx import (
     InfluxV1,
     parse_conflict,
 )
+from hub.adapters.influx_admin import admin_query
+from hub.adapters.influxql import create_database_query
 from hub.config import InfluxConfig, LabConfig
 from hub.ops.influxd import start_influxd
 from hub.ops.services import free_port
@@ -194,32 +196,48 @@ async def test_v2_refused_token_degrades_healthz(
         pub.close()
 
 
-async def test_v2_reads_are_answered_501_with_one_message(
-    services: Services, start_hub: HubFactory, fake_v2: tuple[FakeV2, str]
+@pytest.fixture
+async def v2_over_influxd(services: Services, fake_v2: tuple[FakeV2, str]) -> tuple[FakeV2, InfluxConfig]:
+    """The 2.x endpoint with a bucket of its own, a database mapped to it (DBRP), and the points it accepts stored
+    in the real influxd, where its InfluxQL runs (as 2.x runs InfluxQL with the 1.x engine)."""
+    fake, url = fake_v2
+    bucket = unique("bucket")
+    answer = await asyncio.to_thread(admin_query, services.influx_url, create_database_query(bucket), None)
+    assert "error" not in answer
+    fake.buckets, fake.dbrp, fake.influxd = {bucket}, {f"{bucket}-db": bucket}, services.influx_url
+    return fake, dataclasses.replace(v2_config(url, bucket=bucket), database=f"{bucket}-db")
+
+
+async def test_v2_reads_answer_history_overview_and_grades(
+    services: Services, start_hub: HubFactory, v2_over_influxd: tuple[FakeV2, InfluxConfig]
 ) -> None:
-    """History, overviews and grades cannot read a 2.x backend yet: each says so (501), the same way."""
-    _, url = fake_v2
-    hub = await start_hub(dataclasses.replace(lab_config(services), influx=v2_config(url)))
+    """On the 2.x backend every read the hub makes goes over `/query` with the token and the mapped database:
+    the device's last reading, its history, the cohort overview and a session's grade answer with the stored
+    reading (no 501)."""
+    fake, influx = v2_over_influxd
+    hub = await start_hub(dataclasses.replace(lab_config(services), influx=influx))
     ref = DeviceRef(unique("c"), "ana", "box")
+    hub.registry.ensure_learner(ref.cohort, ref.learner)
+    session = hub.registry.start_session(ref.cohort, ref.learner, "test")
     pub = MqttPublisher(services.mqtt_port)
     try:
-        await pub.publish(ref.topic("telemetry"), json.dumps({"n": 1}))
+        await pub.publish(ref.topic("telemetry"), json.dumps({"n": 7}))
         await wait_until(lambda: hub.ingest.totals.stored == 1, what="the reading stored")
     finally:
         pub.close()
-    hub.registry.ensure_learner(ref.cohort, ref.learner)
-    session = hub.registry.start_session(ref.cohort, ref.learner, "test")
     token = api_token(hub)
     base = f"http://127.0.0.1:{hub.http_port}/api"
     device = f"{base}/devices/{ref.key}"
-    for path in (
-        f"{device}/latest",
-        f"{device}/history?field=n",
-        f"{base}/cohorts/{ref.cohort}/overview",
-        f"{base}/sessions/{session.id}/grade",
-    ):
-        status, body = await http_json(path, token)
-        assert (status, body["error"]) == (501, "history, overviews and grades need the InfluxDB 1.x backend for now")
+    status, latest = await http_json(f"{device}/latest", token)
+    assert status == 200 and latest["fields"] == {"n": 7}
+    status, history = await http_json(f"{device}/history?field=n", token)
+    assert status == 200 and [row[1] for row in history["points"]] == [7]
+    status, overview = await http_json(f"{base}/cohorts/{ref.cohort}/overview", token)
+    assert status == 200 and [d["latest"]["fields"] for d in overview["devices"]] == [{"n": 7}]
+    status, grade = await http_json(f"{base}/sessions/{session.id}/grade", token)
+    assert status == 200, grade
+    assert fake.queries and {params["db"] for params, _ in fake.queries} == {influx.database}
+    assert {headers["Authorization"] for _, headers in fake.queries} == {"Token secret-token"}
 
 
 async def test_v1_with_auth_writes_as_its_own_user_and_a_wrong_password_is_named(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_a_whole_config_becomes_frozen_values() -> None:
     assert cfg == LabConfig(
         state_dir=Path("/srv/lab"),
         mqtt=MqttConfig(host="0.0.0.0", port=2883, max_connections=40),
-        influx=InfluxConfig(backend="v2", org="o", bucket="b", timeout_s=5.0),
+        influx=InfluxConfig(backend="v2", org="o", bucket="b", database="b", timeout_s=5.0),
         hub=HubConfig(open_mode=True, errors_per_second=2.0, allowed_origins=("https://lab.example",)),
         languages={"demo": "fr", "night": "en"},
         devices=(

@@ -1,5 +1,5 @@
 """The one reader: InfluxQL answers turned into readings (tags and nulls left out), in the order callers rely on;
-a backend that cannot read says so with one error."""
+the same reads for every backend (1.x, 2.x, 3.x all answer InfluxQL over `/query`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import pytest
-
 from devices.kinds import KINDS
 from devices.topics import DeviceRef
 from hub.adapters import influxql
-from hub.adapters.influx_read import NOT_YET, InfluxQLReader, NoReader, Reader, ReadNotSupported
+from hub.adapters.influx_read import InfluxQLReader
 
 T = TypeVar("T")
 REF = DeviceRef("c1", "ana", "aq1")
@@ -116,25 +114,3 @@ def test_sparklines_leave_out_empty_intervals() -> None:
 def test_field_types() -> None:
     reader = Canned({"SHOW FIELD KEYS": [{"name": "m", "values": [["x", "float"], ["s", "string"]]}]})
     assert run(reader.field_types()) == {("m", "x"): "float", ("m", "s"): "string"}
-
-
-def test_a_backend_that_cannot_read_says_so_for_every_read() -> None:
-    reader: Reader = NoReader()
-    air = KINDS["air_quality"]
-    with pytest.raises(ReadNotSupported, match=NOT_YET):
-        reader.check_readable()
-    reads = [
-        reader.readings("m", REF, 0, 1),
-        reader.rejections(REF, 0, 1),
-        reader.presence(REF, 0, 1),
-        reader.commands(REF, 0, 1),
-        reader.latest("m", REF, 0),
-        reader.history("m", REF, "f", 0, 1, 1),
-        reader.latest_by_device([air], "c1"),
-        reader.sparklines([(air, "pm2_5")], "c1", 60, 1),
-    ]
-    for read in reads:
-        with pytest.raises(ReadNotSupported, match=NOT_YET):
-            run(read)
-    assert run(reader.field_types()) == {}  # as before: 2.x learns field types from its 422s
-    assert NOT_YET == "history, overviews and grades need the InfluxDB 1.x backend for now"
