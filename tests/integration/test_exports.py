@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,7 +25,7 @@ from hub.exports import Aggregate, Selection, Target, write_csv, write_jsonl
 from hub.exports.queries import PAGE_ROWS
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services, lab_config
-from tests.support import api_token, influx_query
+from tests.support import api_token, cli_config, influx_query
 
 POINTS = 2 * PAGE_ROWS + 345  # three pages, the last one short
 DB = unique("db")
@@ -113,7 +115,9 @@ def get(url: str, token: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-async def test_http_export_for_the_owner_and_403_for_another_learner(services: Services, start_hub: HubFactory) -> None:
+async def test_http_export_for_the_owner_and_403_for_another_learner_and_the_cli_writes_the_same(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
     cohort = unique("c")
     ana, ben = DeviceRef(cohort, "ana", "aq"), DeviceRef(cohort, "ben", "aq")
     hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"), (ben.key, "air_quality"))))
@@ -129,7 +133,19 @@ async def test_http_export_for_the_owner_and_403_for_another_learner(services: S
     status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ana"))
     assert status == 200, body[:200]
     assert len(pd.read_csv(io.BytesIO(body))) == 1234
+    body_ana = body
     status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ben"))
     assert status == 403 and b"may not" in body
     status, body = await asyncio.to_thread(get, base + ".jsonl" + window, api_token(hub, "viewer", cohort))
     assert status == 200 and len(body.splitlines()) == 1234
+
+    config = str(cli_config(services, hub, tmp_path / "lab.toml"))
+    out = tmp_path / "ana.csv"
+    args = ("export", "learner", f"{cohort}/ana", "--from", str(start / 1e9 - 1), "--to", str(start / 1e9 + 10))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args, "-o", str(out), "--config", config, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-1000:]
+    assert f"1234 rows of {cohort}-ana" in err.decode()
+    assert out.read_bytes() == body_ana

@@ -82,6 +82,7 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         "cohort",
         "demo",
         "grade",
+        "export",
         "token",
         "kit",
         "doctor",
