@@ -100,3 +100,28 @@ async def test_a_learners_pack_holds_their_readings_and_its_notebook_runs(servic
     tables = [o for o in outputs if "text/html" in o.get("data", {})]
     assert len(tables) == 2  # the summary per field and the grades' criteria
     assert "temperature" in tables[0]["data"]["text/html"] and "light" in tables[0]["data"]["text/html"]
+
+
+async def test_a_pack_without_readings_or_demos_still_runs(services: Services, tmp_path: Path) -> None:
+    """A learner who never sent anything (the day before the course): the notebook says so instead of failing."""
+    cohort = unique("p")
+    registry = Registry(tmp_path / "registry.sqlite3")
+    registry.add_device(DeviceRef(cohort, "cy", "aq1"), "air_quality", None)
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=unique("db"), launch=False))
+    await db.start()
+    try:
+        assert await db.ensure_database()
+        summary = await write_pack(db, registry, PackTarget(cohort, "cy"), tmp_path / "pack.zip", load_rubrics())
+    finally:
+        await db.close()
+        registry.close()
+    assert (summary.devices, summary.grades) == (1, 0)
+    with zipfile.ZipFile(tmp_path / "pack.zip") as zf:
+        zf.extractall(tmp_path)
+    folder = tmp_path / f"pack-{cohort}-cy"
+    notebook = nbformat.read(folder / "analysis.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    text = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert f"{cohort}/cy/aq1 (air_quality): 0 readings" in text and "no numeric readings" in text
