@@ -15,6 +15,7 @@ from devices.topics import DeviceRef, TopicError
 from hub.access.records import RegistryError, check_learner
 from hub.access.registry import Registry
 from hub.cli.options import configure, lab_command
+from hub.cli.pack import add_pack_command
 from hub.config import ConfigError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def register(sub: Subparsers) -> None:
         p.add_argument("--agg", choices=("mean", "min", "max"), default="mean", help="with --every (default mean)")
         p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
         p.add_argument("-o", "--out", type=Path, help="file to write (default: standard output)")
+    add_pack_command(export_sub)  # `labhub export pack`: hub.cli.pack
 
 
 def selection_of(args: argparse.Namespace, registry: Registry, now_ns: int) -> Selection:

@@ -4,9 +4,14 @@ one figure per device."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -20,8 +25,8 @@ from hub.config import InfluxConfig
 from hub.datapack.pack import PackTarget, write_pack
 from hub.grading.rubrics import load_rubrics
 from tests.conftest import unique
-from tests.integration.conftest import Services
-from tests.support import influx_query
+from tests.integration.conftest import HubFactory, Services, lab_config
+from tests.support import api_token, cli_config, influx_query
 
 S = 1_000_000_000
 
@@ -125,3 +130,59 @@ async def test_a_pack_without_readings_or_demos_still_runs(services: Services, t
     ).execute()
     text = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
     assert f"{cohort}/cy/aq1 (air_quality): 0 readings" in text and "no numeric readings" in text
+
+
+def get(url: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def csv_rows(pack: bytes, name: str) -> list[dict[str, str]]:
+    with zipfile.ZipFile(io.BytesIO(pack)) as zf:
+        (path,) = [n for n in zf.namelist() if n.endswith(name)]
+        return list(csv.DictReader(io.StringIO(zf.read(path).decode())))
+
+
+async def test_a_learner_downloads_their_pack_not_anothers_and_the_cli_writes_the_same(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    cohort = unique("c")
+    ana, ben = DeviceRef(cohort, "ana", "aq"), DeviceRef(cohort, "ben", "aq")
+    hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"), (ben.key, "air_quality"))))
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
+    await db.start()
+    try:
+        registered = hub.registry.device(ana).created_ns  # type: ignore[union-attr]
+        step = (time.time_ns() - registered) // 301  # every point after the registration and before now
+        tags = f"cohort={cohort},learner=ana,device=aq"
+        await db.write("\n".join(f"air_quality,{tags} pm2_5={i % 40}.5 {registered + i * step}" for i in range(1, 301)))
+    finally:
+        await db.close()
+    url = f"http://127.0.0.1:{hub.http_port}/api/learners/{cohort}/ana/pack.zip"
+    status, body = await asyncio.to_thread(get, url, api_token(hub, "learner", f"{cohort}/ana"))
+    assert status == 200, body[:300]
+    assert len(csv_rows(body, "readings/aq.csv")) == 300
+    status, refused = await asyncio.to_thread(get, url, api_token(hub, "learner", f"{cohort}/ben"))
+    assert status == 403 and b"may not" in refused
+
+    out = tmp_path / "ana.zip"
+    args = (
+        "export",
+        "pack",
+        f"{cohort}/ana",
+        "--out",
+        str(out),
+        "--config",
+        str(cli_config(services, hub, tmp_path / "lab.toml")),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    printed, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-1000:]
+    assert f"{out}: 1 device(s), 0 graded demo(s)" in printed.decode()
+    assert csv_rows(out.read_bytes(), "readings/aq.csv") == csv_rows(body, "readings/aq.csv")
