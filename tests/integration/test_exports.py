@@ -149,3 +149,48 @@ async def test_http_export_for_the_owner_and_403_for_another_learner_and_the_cli
     assert proc.returncode == 0, err.decode()[-1000:]
     assert f"1234 rows of {cohort}-ana" in err.decode()
     assert out.read_bytes() == body_ana
+
+
+async def test_the_device_page_button_downloads_the_shown_range_as_csv(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    """In headless Chromium, the device page's CSV button saves the readings of the range shown (token in a header,
+    file named by the hub), and the demo row's button the demo's."""
+    from playwright.async_api import async_playwright
+
+    from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
+
+    cohort = unique("c")
+    ana = DeviceRef(cohort, "ana", "aq")
+    hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"),)))
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
+    await db.start()
+    session = hub.registry.start_session(cohort, "ana", "test")
+    try:
+        start = time.time_ns() + 10**8
+        await write(db, lines(ana, start, 300, 1_000_000))  # within the page's 15 minutes once it loads
+    finally:
+        await db.close()
+    hub.registry.stop_session(session.id, start + 10**9)
+    token = api_token(hub, "trainer", cohort)
+    base = f"http://127.0.0.1:{hub.http_port}"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(accept_downloads=True)
+            await page.goto(f"{base}/dashboard/device?device={ana.key}#token={token}")
+            async with page.expect_download(timeout=20_000) as info:
+                await page.get_by_role("button", name="⬇ CSV").click()
+            download = await info.value
+            assert download.suggested_filename == f"readings-{cohort}-ana-aq.csv"
+            await download.save_as(tmp_path / "device.csv")
+            assert len(pd.read_csv(tmp_path / "device.csv")) == 300
+            await page.goto(f"{base}/dashboard?cohort={cohort}")
+            async with page.expect_download(timeout=20_000) as info:
+                await page.locator("#sessions").get_by_role("button", name="⬇ CSV").click()
+            download = await info.value
+            assert download.suggested_filename == f"readings-demo-{session.id}.csv"
+            await download.save_as(tmp_path / "demo.csv")
+            assert len(pd.read_csv(tmp_path / "demo.csv")) == 300
+        finally:
+            await browser.close()

@@ -21,6 +21,22 @@ const labhub = (() => {
       try { body = await response.json(); } catch (e) { body = null; }
       return { status: response.status, body };
     },
+    // A file from the API (an export): fetched with the token, then saved under the name the hub gives it.
+    async download(path, fallbackName) {
+      const response = await fetch(path, { headers: { Authorization: "Bearer " + self.token } });
+      if (response.status === 401) self.onUnauthorized();
+      if (!response.ok) {
+        let text = response.statusText;
+        try { text = (await response.json()).error || text; } catch (e) { /* not JSON */ }
+        throw new Error(text);
+      }
+      const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await response.blob());
+      link.download = named ? named[1] : fallbackName;
+      document.body.append(link); link.click(); link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    },
     socket(query) {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       return new WebSocket(scheme + location.host + "/api/live?" + query, ["labhub", "bearer." + self.token]);
