@@ -21,6 +21,7 @@ from devices.kinds import check_kind
 from devices.serial_protocols import PROTOCOLS
 from devices.topics import DeviceRef, TopicError, check_segment
 from hub.credentials import read_secret, secret_path
+from hub.retention import cohort_retention
 
 CONFIG_DIR = Path(str(files("labhub_config")))  # the repo's config/, installed with the code (see setup.py)
 ARM_PROFILES = load_profiles()
@@ -149,6 +150,7 @@ class LabConfig:
     hub: HubConfig = HubConfig()
     languages: Mapping[str, str] = field(default_factory=dict)  # cohort → "en" | "fr"
     home_assistant: frozenset[str] = frozenset()  # cohorts whose devices are announced to Home Assistant
+    retention: Mapping[str, str] = field(default_factory=dict)  # cohort → how long its raw points are kept ("90d")
     devices: tuple[DeviceConfig, ...] = ()
     sim: SimConfig = SimConfig()
     serial: tuple[SerialConfig, ...] = ()
@@ -274,6 +276,7 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>") -> LabConfig:
         hub=_section(HubConfig, data, "hub", where),
         languages=languages,
         home_assistant=frozenset(home_assistant),
+        retention=cohort_retention(data, where, ConfigError),
         devices=tuple(devices),
         sim=_section(SimConfig, data, "sim", where),
         serial=tuple(serial),

@@ -79,7 +79,7 @@ class Hub:
         self.workers = workers
         self.cfg = cfg
         self.report_every_s = report_every_s
-        self.backend = make_backend(cfg.influx, cfg.influx_password())
+        self.backend = make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
         self.boundaries = Boundaries()  # failures of single inputs, by surface and error type
         self.live = Live()
         self.watchdog = Watchdog()

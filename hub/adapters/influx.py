@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,7 +73,9 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, body: str) -> None: ...
+    async def write(self, body: str, policy: str | None = None) -> None:
+        """Write line protocol; `policy`: a retention policy other than the default (1.x only)."""
+        ...
 
 
 # Backends ----------------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ class InfluxV1(InfluxQLReader):
 
     name = "influxdb-v1"
 
-    def __init__(self, cfg: InfluxConfig, password: str | None = None) -> None:
+    def __init__(self, cfg: InfluxConfig, password: str | None = None, retention: Mapping[str, str] = {}) -> None:
         self.url = cfg.url.rstrip("/")
         self.database = cfg.database
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
@@ -99,6 +102,7 @@ class InfluxV1(InfluxQLReader):
         # its BasicAuth, and the encode_basic_auth that replaces it does not exist before 3.14.
         self._headers = {"Authorization": basic_auth(cfg.username, password)} if cfg.username and password else {}
         self._session: aiohttp.ClientSession | None = None
+        self.policies = {cohort: influxql.policy_name(cohort) for cohort in retention}  # cohort → its policy
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
@@ -113,8 +117,10 @@ class InfluxV1(InfluxQLReader):
             raise RuntimeError("InfluxV1 used before start()")
         return self._session
 
-    async def write(self, body: str) -> None:
+    async def write(self, body: str, policy: str | None = None) -> None:
         params = {"db": self.database, "precision": "ns"}
+        if policy is not None:
+            params["rp"] = policy
         try:
             # A file-like body: aiohttp streams it (raw bytes over 1 MiB make it warn that the loop may block).
             data = io.BytesIO(body.encode())
@@ -262,7 +268,8 @@ class InfluxV2(InfluxQLReader):
         """Nothing to create: the bucket is the operator's (False, as for a 1.x user who may not create it)."""
         return False
 
-    async def write(self, body: str) -> None:
+    async def write(self, body: str, policy: str | None = None) -> None:
+        """`policy` is never given here: the config refuses cohort retention on 2.x/3.x (buckets have theirs)."""
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
 
@@ -304,6 +311,9 @@ def _v2_error(body: Any) -> str:
         return str(body)[:500]
 
 
-def make_backend(cfg: InfluxConfig, password: str | None = None) -> InfluxV1 | InfluxV2:
-    """`password`: the v1 user's (`cfg.username`); v2 authenticates with `cfg.token`."""
-    return InfluxV1(cfg, password) if cfg.backend == "v1" else InfluxV2(cfg)
+def make_backend(
+    cfg: InfluxConfig, password: str | None = None, retention: Mapping[str, str] = {}
+) -> InfluxV1 | InfluxV2:
+    """`password`: the v1 user's (`cfg.username`); v2 authenticates with `cfg.token`. `retention`: cohort →
+    duration, for the cohorts whose points go to their own retention policy (1.x only: the config refuses it on v2)."""
+    return InfluxV1(cfg, password, retention) if cfg.backend == "v1" else InfluxV2(cfg)

@@ -10,7 +10,7 @@ Readings come back as (time in ns, fields), tags and missing (null) fields left 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from devices.kinds import DeviceKind
@@ -88,9 +88,16 @@ def _key(series: dict[str, Any]) -> DeviceKey:
 class InfluxQLReader(ABC):
     """The reads in InfluxQL, over whatever runs a query (`/query` on 1.x, 2.x and 3.x)."""
 
+    policies: Mapping[str, str] = {}  # cohort → the retention policy holding its points, when not the default
+
     @abstractmethod
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL; return the `series` of the first statement (times in ns)."""
+
+    def qualified(self, q: str, cohort: str) -> str:
+        """A query built by `hub.adapters.influxql`, reading from the cohort's retention policy if it has one."""
+        policy = self.policies.get(cohort)
+        return q if policy is None else influxql.in_policy(q, policy)
 
     def check_readable(self) -> None:
         return None
@@ -100,30 +107,32 @@ class InfluxQLReader(ABC):
         return {(s["name"], row[0]): row[1] for s in series for row in s.get("values", [])}
 
     async def readings(self, measurement: str, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
-        rows = _rows(await self.query(influxql.readings_query(measurement, ref, start_ns, end_ns)))
+        q = self.qualified(influxql.readings_query(measurement, ref, start_ns, end_ns), ref.cohort)
+        rows = _rows(await self.query(q))
         return [_reading(row) for row in rows]
 
     async def rejections(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
-        rows = _rows(await self.query(influxql.rejections_query(ref, start_ns, end_ns)))
+        rows = _rows(await self.query(self.qualified(influxql.rejections_query(ref, start_ns, end_ns), ref.cohort)))
         return [(int(r["time"]), str(r.get("code"))) for r in rows]
 
     async def presence(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[tuple[int, bool]]:
-        before = _rows(await self.query(influxql.presence_before_query(ref, start_ns)))
+        before = _rows(await self.query(self.qualified(influxql.presence_before_query(ref, start_ns), ref.cohort)))
         statuses = [(int(r["time"]), bool(r["last"])) for r in before if r.get("last") is not None]
-        rows = _rows(await self.query(influxql.presence_query(ref, start_ns, end_ns)))
+        rows = _rows(await self.query(self.qualified(influxql.presence_query(ref, start_ns, end_ns), ref.cohort)))
         return statuses + [(int(r["time"]), bool(r["online"])) for r in rows]
 
     async def commands(self, ref: DeviceRef, start_ns: int, end_ns: int) -> list[Reading]:
-        return [_reading(row) for row in _rows(await self.query(influxql.commands_query(ref, start_ns, end_ns)))]
+        q = self.qualified(influxql.commands_query(ref, start_ns, end_ns), ref.cohort)
+        return [_reading(row) for row in _rows(await self.query(q))]
 
     async def latest(self, measurement: str, ref: DeviceRef, since_ns: int) -> Reading | None:
-        rows = _rows(await self.query(influxql.latest_query(measurement, ref, since_ns)))
+        rows = _rows(await self.query(self.qualified(influxql.latest_query(measurement, ref, since_ns), ref.cohort)))
         return _reading(rows[-1]) if rows else None
 
     async def history(
         self, measurement: str, ref: DeviceRef, field: str, since_ns: int, end_ns: int, interval_s: int
     ) -> list[HistoryRow]:
-        q = influxql.history_query(measurement, ref, field, since_ns, end_ns, interval_s)
+        q = self.qualified(influxql.history_query(measurement, ref, field, since_ns, end_ns, interval_s), ref.cohort)
         return [(int(v[0]), v[1], v[2], v[3]) for s in await self.query(q) for v in s.get("values", [])]
 
     async def latest_by_device(
@@ -131,7 +140,8 @@ class InfluxQLReader(ABC):
     ) -> list[tuple[DeviceKey, Reading]]:
         found = []
         for source in sorted({influxql.kind_source(kind, cohort) for kind in kinds}):
-            for series in await self.query(influxql.latest_by_device_query(source, cohort, learner)):
+            q = self.qualified(influxql.latest_by_device_query(source, cohort, learner), cohort)
+            for series in await self.query(q):
                 found += [(_key(series), _reading(row)) for row in _rows([series])]
         return found
 
@@ -140,7 +150,8 @@ class InfluxQLReader(ABC):
     ) -> list[tuple[str, DeviceKey, list[tuple[int, float]]]]:
         found = []
         for source, field in sorted({(influxql.kind_source(kind, cohort), field) for kind, field in wanted}):
-            for series in await self.query(influxql.sparkline_query(source, cohort, field, seconds, interval_s)):
+            q = self.qualified(influxql.sparkline_query(source, cohort, field, seconds, interval_s), cohort)
+            for series in await self.query(q):
                 points = [(int(v[0]), v[1]) for v in series.get("values", []) if v[1] is not None]
                 found.append((field, _key(series), points))
         return found

@@ -68,6 +68,46 @@ def grant_all_query(database: str, user: str) -> str:
     return f"GRANT ALL ON {ident(database)} TO {ident(user)}"
 
 
+# Retention per cohort (`[cohorts.<c>] retention`) and the end of a course ------------------------------------
+
+ROLLUP_POLICY = "rollup_1m"  # kept forever: 1-minute means of every cohort whose raw readings expire
+
+
+def policy_name(cohort: str) -> str:
+    """The retention policy holding a cohort's points when the cohort has a retention."""
+    return f"rp_{cohort}"
+
+
+def in_policy(query: str, policy: str) -> str:
+    """A query built here, reading from `policy` instead of the default one (each has exactly one FROM, before
+    which only quoted field names come, and those are checked names)."""
+    return query.replace(" FROM ", f" FROM {ident(policy)}.", 1)
+
+
+def retention_statements(database: str, cohort: str, duration: str) -> list[str]:
+    """The cohort's policy (kept `duration`), the forever rollup policy, and the continuous query that keeps
+    1-minute means (`mean_<field>`, tags kept) of everything the cohort's policy holds."""
+    db, rp, rollup = ident(database), ident(policy_name(cohort)), ident(ROLLUP_POLICY)
+    cq = ident(f"{ROLLUP_POLICY}_{cohort}")
+    return [
+        f"CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1",
+        f"ALTER RETENTION POLICY {rp} ON {db} DURATION {duration}",  # one made earlier follows the config
+        f"CREATE RETENTION POLICY {rollup} ON {db} DURATION INF REPLICATION 1",
+        f"CREATE CONTINUOUS QUERY {cq} ON {db} BEGIN SELECT mean(*) INTO {db}.{rollup}.:MEASUREMENT "
+        f"FROM {db}.{rp}./.*/ GROUP BY time(1m), * END",
+    ]
+
+
+def purge_statements(database: str, cohort: str) -> list[str]:
+    """Every point of a cohort, in every measurement and policy, then its policy and continuous query."""
+    db = ident(database)
+    return [
+        f"DROP SERIES FROM /.*/ WHERE cohort = {string(cohort)}",
+        f"DROP CONTINUOUS QUERY {ident(f'{ROLLUP_POLICY}_{cohort}')} ON {db}",
+        f"DROP RETENTION POLICY {ident(policy_name(cohort))} ON {db}",
+    ]
+
+
 def _window(ref: DeviceRef, start_ns: int, end_ns: int) -> str:
     return f"{device_clause(ref)} AND time >= {int(start_ns)} AND time < {int(end_ns)}"
 

@@ -18,6 +18,10 @@ Nothing is dropped. What the database answers decides what happens to a batch:
 - **Transient** (unreachable, timeout, 429, 5xx, anything else): retried with capped backoff, forever,
   after the server's `Retry-After` when it gives one; the batch stays in hand and the spool grows.
 
+Cohorts with a retention (`[cohorts.<c>] retention`) keep their points in their own retention policy: only
+when the backend has such `policies` does the writer group a batch by policy (by each record's device key, so
+replayed records go to the same place); otherwise a batch is written exactly as it always was.
+
 The database itself is reached through `hub.adapters.influx` (its `Backend`s and the errors they raise).
 """
 
@@ -26,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from hub.adapters.influx import Backend, BatchTooLarge, StorageConfigError, StorageError, WriteRejected
-from hub.ingest.spool import Record, Spool
+from hub.ingest.spool import AUDIT_KEY, Record, Spool
 from hub.pace import Backoff
 
 log = logging.getLogger(__name__)
@@ -79,13 +83,19 @@ class Writer(Generic[T]):
         self.busy = False
         self.max_body_bytes: int | None = None  # learnt from 413s: later batches are cut below it
         self._loud_at = 0.0
+        # cohort → retention policy; None (no cohort has a retention): every batch goes the one way it always went
+        self._policies: Mapping[str, str] | None = getattr(backend, "policies", None) or None
 
     async def run(self) -> None:
         while True:
             batch = await self.spool.take(self.batch_max, self._linger_ns)
             self.busy = True
             try:
-                await self._write(batch.records)
+                if self._policies is None:
+                    await self._write(batch.records)
+                else:
+                    for policy, records in by_policy(batch.records, self._policies).items():
+                        await self._write(records, policy)
                 self.spool.done(batch)
             finally:
                 self.busy = False
@@ -99,14 +109,14 @@ class Writer(Generic[T]):
             await asyncio.sleep(0.02)
         return 0
 
-    async def _write(self, records: list[Record[T]]) -> None:
+    async def _write(self, records: list[Record[T]], policy: str | None = None) -> None:
         lines = [r.line for r in records]
         limit = self.max_body_bytes
         if limit is not None and len(records) > 1 and sum(len(line) + 1 for line in lines) > limit:
-            await self._split(records)
+            await self._split(records, policy)
             return
         try:
-            await self._write_retrying(lines)
+            await self._write_retrying(lines, policy)
         except BatchTooLarge as err:
             size = sum(len(line) + 1 for line in lines)
             self.max_body_bytes = size - 1 if limit is None else min(limit, size - 1)
@@ -120,32 +130,35 @@ class Writer(Generic[T]):
                 size,
                 err,
             )
-            await self._split(records)
+            await self._split(records, policy)
             return
         except WriteRejected as err:
             if len(records) == 1:
                 self._reject(records[0], str(err))
                 return
-            await self._split(records)
+            await self._split(records, policy)
             return
         self._on_stored(records)
 
-    async def _split(self, records: list[Record[T]]) -> None:
+    async def _split(self, records: list[Record[T]], policy: str | None = None) -> None:
         mid = len(records) // 2
-        await self._write(records[:mid])
-        await self._write(records[mid:])
+        await self._write(records[:mid], policy)
+        await self._write(records[mid:], policy)
 
     def _reject(self, record: Record[T], detail: str) -> None:
         self.stats.rejected += 1
         self._on_rejected(record, detail)
 
-    async def _write_retrying(self, lines: list[str]) -> None:
+    async def _write_retrying(self, lines: list[str], policy: str | None = None) -> None:
         body = "\n".join(lines)
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                await self.backend.write(body)
+                if policy is None:
+                    await self.backend.write(body)
+                else:
+                    await self.backend.write(body, policy)
             except StorageError as err:
                 self.spool.write_failed()
                 self.stats.retries += 1
@@ -194,3 +207,12 @@ class Writer(Generic[T]):
             if len(stats.write_ms) > 512:
                 del stats.write_ms[:256]
             return
+
+
+def by_policy(records: list[Record[T]], policies: Mapping[str, str]) -> dict[str | None, list[Record[T]]]:
+    """A batch's records by the retention policy of their cohort (None: the database's default), in order."""
+    groups: dict[str | None, list[Record[T]]] = {}
+    for record in records:
+        cohort = record.key.removeprefix(AUDIT_KEY).partition("/")[0]
+        groups.setdefault(policies.get(cohort), []).append(record)
+    return groups

@@ -7,10 +7,17 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from hub.adapters.influx_admin import admin_query, pings
-from hub.adapters.influxql import create_database_query, create_user_query, grant_all_query, set_password_query
+from hub.adapters.influxql import (
+    create_database_query,
+    create_user_query,
+    grant_all_query,
+    retention_statements,
+    set_password_query,
+)
 from hub.config import INTERNAL_HOST, ServiceError
 from hub.credentials import ensure_secret, secret_path
 from hub.ops.services import Service, prepare_data_dir, rendered, require_binary, set_up, spawn, wait_ready
@@ -32,6 +39,7 @@ def start_influxd(
     auth: bool = False,
     database: str = "labhub",
     abort: threading.Event | None = None,
+    retention: Mapping[str, str] = {},
 ) -> Service:
     """influxd (1.x) with its data in `state_dir/influxdb`.
 
@@ -54,6 +62,14 @@ def start_influxd(
             lambda: _provision_influx(f"http://{host}:{http_port}", state_dir, database),
             (OSError, ValueError),  # urllib's errors are OSErrors
             lambda err: f"influxd: cannot set up its users: {type(err).__name__}",
+        )
+    if retention:  # cohorts' retention policies and rollups: an admin's statements (the hub's user may not)
+        admin = (INFLUX_ADMIN, ensure_secret(secret_path(state_dir, "influx-admin"))) if auth else None
+        set_up(
+            service,
+            lambda: apply_retention(f"http://{host}:{http_port}", database, retention, admin),
+            (OSError, ValueError),
+            lambda err: f"influxd: cannot set up cohorts' retention: {type(err).__name__}: {err}",
         )
     log.info(
         "influxd listening on http://%s:%d (data in %s%s)",
@@ -98,6 +114,15 @@ def _provision_influx(url: str, state_dir: Path, database: str) -> None:
         answer = admin_query(url, q, admin)
         if "error" in answer and "already exists" not in str(answer["error"]):
             raise ServiceError(f"influxd: cannot {what}: {_redact(answer['error'], secrets)}")
+
+
+def apply_retention(url: str, database: str, retention: Mapping[str, str], auth: tuple[str, str] | None) -> None:
+    """Each cohort's retention policy (made, or changed to the configured duration) and its rollup query."""
+    for cohort, duration in sorted(retention.items()):
+        for q in retention_statements(database, cohort, duration):
+            answer = admin_query(url, q, auth)
+            if "error" in answer and "already exists" not in str(answer["error"]):
+                raise ServiceError(f"influxd: {q.split(' ON ')[0]}: {answer['error']}")
 
 
 def _redact(text: object, secrets: tuple[str, ...]) -> str:

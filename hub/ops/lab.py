@@ -108,6 +108,7 @@ def service_starters(cfg: LabConfig, abort: threading.Event | None = None) -> li
                 auth=True,
                 database=cfg.influx.database,
                 abort=abort,
+                retention=cfg.retention,
             )
         )
     return starters
