@@ -93,7 +93,7 @@ def test_csv_is_rfc_4180_with_typed_cells() -> None:
     body = csv_rows([row, {"time_ns": 0, **ANA.tags}], columns)
     assert (
         body.decode().split("\r\n")[0]
-        == '2025-11-28T00:00:00.000000005Z,1764288000000000005,c1,ana,aq,21.0,3,false,"a, ""b"""'
+        == '2025-11-28T00:00:00.000000005Z,1764288000000000005,c1,ana,aq,21.0,3,false,"a, ""b""\nc"'
     )
     parsed = list(csv.reader(io.StringIO((head + body).decode(), newline="")))
     assert parsed[1][-1] == 'a, "b"\nc'
