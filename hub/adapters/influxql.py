@@ -171,3 +171,21 @@ def sparkline_query(source: str, cohort: str, field: str, seconds: int, interval
         f"SELECT mean({ident(field)}) FROM {source} WHERE cohort = {string(cohort)} AND time > now() - "
         f"{int(seconds)}s GROUP BY time({int(interval_s)}s), learner, device fill(none)"
     )
+
+
+# Read-only users (`labhub influx reader`): Grafana and other readers of the lab's database -----------------------
+
+SHOW_USERS = "SHOW USERS"
+
+
+def grant_read_query(database: str, user: str) -> str:
+    """Read (SELECT, SHOW) on one database: no writes, no DROP, no other database."""
+    return f"GRANT READ ON {ident(database)} TO {ident(user)}"
+
+
+def show_grants_query(user: str) -> str:
+    return f"SHOW GRANTS FOR {ident(user)}"
+
+
+def drop_user_query(user: str) -> str:
+    return f"DROP USER {ident(user)}"

@@ -1,7 +1,7 @@
 """The `labhub` command: the parser assembled from one module per command group, logging, and error exits.
 
 `up` (the whole lab) and `hub` (the hub alone) are in `run`; `device`, `learner` and `cohort` in `accounts`;
-`init` in `setup`; `service` in `service`; `backup` and `restore` in `backup`; `token` in `tokens`; `doctor` in `doctor`; `demo` and `grade` in `demos`; `export` in `export`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
+`init` in `setup`; `service` in `service`; `backup` and `restore` in `backup`; `token` in `tokens`; `doctor` in `doctor`; `demo` and `grade` in `demos`; `export` in `export`; `influx reader` in `influx`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from importlib.metadata import version
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.adapters.influx import StorageError
-from hub.cli import accounts, backup, bridge, demos, doctor, export, kit, run, service, setup, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, doctor, export, influx, kit, run, service, setup, sim, tokens
 from hub.config import ConfigError, ServiceError
 
 log = logging.getLogger("labhub")
 
 # in the order `labhub --help` lists them
-GROUPS = (setup, run, service, backup, bridge, accounts, demos, export, tokens, kit, doctor, sim)
+GROUPS = (setup, run, service, backup, bridge, accounts, demos, export, tokens, kit, influx, doctor, sim)
 FD_CEILING = 1 << 20  # when the hard limit is "unlimited": the kernel's usual nr_open
 
 
