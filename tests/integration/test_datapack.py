@@ -186,3 +186,40 @@ async def test_a_learner_downloads_their_pack_not_anothers_and_the_cli_writes_th
     assert proc.returncode == 0, err.decode()[-1000:]
     assert f"{out}: 1 device(s), 0 graded demo(s)" in printed.decode()
     assert csv_rows(out.read_bytes(), "readings/aq.csv") == csv_rows(body, "readings/aq.csv")
+
+
+async def test_the_demo_rows_pack_button_downloads_the_demos_pack(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    """In headless Chromium, a demo row's pack button saves the demo's zip under the name the hub gives it."""
+    from playwright.async_api import async_playwright
+
+    from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
+
+    cohort = unique("c")
+    ana = DeviceRef(cohort, "ana", "aq")
+    hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"),)))
+    session = hub.registry.start_session(cohort, "ana", "test")
+    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
+    await db.start()
+    try:
+        start = max(session.started_ns, hub.registry.device(ana).created_ns) + 1  # type: ignore[union-attr]
+        tags = f"cohort={cohort},learner=ana,device=aq"
+        await db.write("\n".join(f"air_quality,{tags} pm2_5={i}.5 {start + i * 1_000_000}" for i in range(120)))
+    finally:
+        await db.close()
+    hub.registry.stop_session(session.id, start + S)
+    token = api_token(hub, "trainer", cohort)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(accept_downloads=True)
+            await page.goto(f"http://127.0.0.1:{hub.http_port}/dashboard?cohort={cohort}#token={token}")
+            async with page.expect_download(timeout=20_000) as info:
+                await page.locator("#sessions").get_by_role("button", name="⬇ pack").click()
+            download = await info.value
+            assert download.suggested_filename == f"pack-{cohort}-ana-{session.id}.zip"
+            await download.save_as(tmp_path / "demo.zip")
+        finally:
+            await browser.close()
+    assert len(csv_rows((tmp_path / "demo.zip").read_bytes(), "readings/aq.csv")) == 120
