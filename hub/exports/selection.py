@@ -16,6 +16,7 @@ from devices.topics import DeviceRef
 
 MAX_WINDOW_S = 400 * 86400  # a course is shorter; past this a typo (ms for s) is likelier than a wish
 DEFAULT_WINDOW_S = 86400  # no `from`: the last day
+LAST_NS = 2**63 - 2  # InfluxDB's largest time
 _EVERY = re.compile(r"(\d{1,7})(s|m|h|d)?")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -75,7 +76,14 @@ def targets_of(devices: Iterable[tuple[DeviceRef, str, int]]) -> tuple[Target, .
 
 def parse_time(text: str) -> int:
     """A moment as Unix seconds (`1764288000`, `1764288000.5`) or ISO-8601 (`2026-11-28T08:00:00Z`; no zone:
-    UTC), in ns."""
+    UTC), in ns, between 1970 and 2262 (InfluxDB's times are signed 64-bit ns)."""
+    ns = _parse_time(text)
+    if not 0 <= ns < LAST_NS:
+        raise ValueError(f"{text[:40]!r} is outside 1970–2262")
+    return ns
+
+
+def _parse_time(text: str) -> int:
     text = text.strip()
     try:
         seconds = float(text)

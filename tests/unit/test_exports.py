@@ -14,6 +14,7 @@ from devices.topics import DeviceRef
 from hub.exports import Aggregate, Selection, Target, parse_every, parse_time, parse_window
 from hub.exports.formats import Column, columns_of, csv_header, csv_rows, iso_utc, jsonl_rows
 from hub.exports.queries import downsampled_query, raw_page_query, slices
+from tests.unit.test_web_routes import ARM_ANA, COHORT, Lab, lab  # noqa: F401 (lab: the fixture)
 
 ANA = DeviceRef("c1", "ana", "aq")
 S = 1_000_000_000
@@ -132,3 +133,40 @@ def test_slices_cut_on_interval_boundaries_and_cover_the_window() -> None:
     cuts = slices(90 * S, 1000 * S, 60, intervals=5)  # 300 s a slice
     assert cuts == [(90 * S, 300 * S), (300 * S, 600 * S), (600 * S, 900 * S), (900 * S, 1000 * S)]
     assert slices(5, 5, 60) == []
+
+
+@pytest.mark.parametrize("text", ["1e30", "-5", "99999999999999999999", "1900-01-01T00:00:00Z"])
+def test_times_outside_what_influxdb_keeps_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(text)
+
+
+HOSTILE = [
+    "from=nan",
+    "to=1e400",
+    "from=1e30&to=1e30%2B1",
+    "from=" + "9" * 5000,
+    "from=2025-13-01",
+    "from=200&to=100",
+    "from=0&to=99999999999",
+    "every=0s",
+    "every=1e9",
+    "every=1m&agg=sum",
+    "agg=mean%27%3B%20DROP%20DATABASE%20x",
+    "from=%00%FF",
+    "every=%F0%9F%92%A5",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+async def test_hostile_export_parameters_are_400_never_a_5xx(lab: Lab, query: str) -> None:  # noqa: F811
+    lab.add_token("trainer", "trainer", COHORT)
+    for path in (f"/api/devices/{ARM_ANA.key}/readings.csv", f"/api/cohorts/{COHORT}/readings.jsonl"):
+        status, answer = await lab.call("GET", f"{path}?{query}", "trainer")
+        assert status == 400 and "error" in answer, (path, query, status, answer)
+
+
+async def test_an_unknown_format_or_device_is_404(lab: Lab) -> None:  # noqa: F811
+    lab.add_token("trainer", "trainer", COHORT)
+    assert (await lab.call("GET", f"/api/devices/{ARM_ANA.key}/readings.xlsx", "trainer"))[0] == 404
+    assert (await lab.call("GET", f"/api/devices/{COHORT}/ana/nobody/readings.csv", "trainer"))[0] == 404
