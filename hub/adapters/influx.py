@@ -261,9 +261,6 @@ class InfluxV2(InfluxQLReader):
         )
         return await run_query(self._session, self.url, params, method, V2_QUERY_HINT, missing)
 
-    async def field_types(self) -> dict[tuple[str, str], str]:
-        return {}  # as before: on 2.x/3.x the writer learns field type conflicts from the 422s
-
     async def ensure_database(self) -> bool:
         """Nothing to create: the bucket is the operator's (False, as for a 1.x user who may not create it)."""
         return False

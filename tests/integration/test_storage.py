@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ async def test_conflict_inside_a_new_shard_is_isolated_by_splitting(
     assert sorted(outcomes.stored) == sorted(o for o in lines if o != "flip")
     assert (await v1.query("SELECT count(x) FROM m"))[0]["values"][0][1] == 6
     assert (await v1.query("SELECT count(y) FROM m"))[0]["values"][0][1] == 1
+
+
+def http_text(url: str, token: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return str(resp.read().decode())
 
 
 def without_influxdb(services: Services, port: int, database: str, **hub_options: Any) -> LabConfig:
@@ -212,8 +219,8 @@ async def test_v2_reads_answer_history_overview_and_grades(
     services: Services, start_hub: HubFactory, v2_over_influxd: tuple[FakeV2, InfluxConfig]
 ) -> None:
     """On the 2.x backend every read the hub makes goes over `/query` with the token and the mapped database:
-    the device's last reading, its history, the cohort overview and a session's grade answer with the stored
-    reading (no 501)."""
+    the device's last reading, its history, the cohort overview, a session's grade and a CSV export answer with
+    the stored reading (no 501)."""
     fake, influx = v2_over_influxd
     hub = await start_hub(dataclasses.replace(lab_config(services), influx=influx))
     ref = DeviceRef(unique("c"), "ana", "box")
@@ -236,6 +243,8 @@ async def test_v2_reads_answer_history_overview_and_grades(
     assert status == 200 and [d["latest"]["fields"] for d in overview["devices"]] == [{"n": 7}]
     status, grade = await http_json(f"{base}/sessions/{session.id}/grade", token)
     assert status == 200, grade
+    csv = await asyncio.to_thread(http_text, f"{device}/readings.csv?from={int(time.time()) - 3600}", token)
+    assert csv.splitlines()[0].endswith(",n") and csv.splitlines()[1].endswith(",ana,box,7.0")
     assert fake.queries and {params["db"] for params, _ in fake.queries} == {influx.database}
     assert {headers["Authorization"] for _, headers in fake.queries} == {"Token secret-token"}
 

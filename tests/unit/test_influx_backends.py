@@ -1,5 +1,5 @@
 """Both backends offer the same start-up steps and reads, so callers need no isinstance; 2.x's start-up steps
-need no I/O."""
+creates nothing."""
 
 from __future__ import annotations
 
@@ -19,9 +19,7 @@ def test_both_backends_read_in_influxql() -> None:
     v2.check_readable()
 
 
-def test_v2_start_up_steps_need_no_server() -> None:
-    """What the hub does at start for either backend (create the database, learn field types) is a no-op on 2.x
-    (never started here: any I/O would fail)."""
+def test_v2_creates_no_database() -> None:
+    """The bucket is the operator's: nothing to create at start, no I/O (never started here: any would fail)."""
     v2 = InfluxV2(InfluxConfig(backend="v2", url="http://127.0.0.1:1"))
     assert asyncio.run(v2.ensure_database()) is False
-    assert asyncio.run(v2.field_types()) == {}

@@ -39,6 +39,15 @@ async def test_history_is_read_over_query_with_the_token_and_the_mapped_database
     assert headers["Authorization"] == "Token secret-token"
 
 
+async def test_field_types_are_read_as_on_1x(fake_v2: tuple[FakeV2, str], v2: InfluxV2) -> None:
+    """SHOW FIELD KEYS, which 2.x and 3.x answer in InfluxQL: an export's columns of an open kind come from it."""
+    fake, _ = fake_v2
+    fake.canned[influxql.FIELD_KEYS] = [
+        {"name": "generic", "columns": ["fieldKey", "fieldType"], "values": [["n", "float"]]}
+    ]
+    assert await v2.field_types() == {("generic", "n"): "float"}
+
+
 async def test_a_refused_token_needs_the_operator(fake_v2: tuple[FakeV2, str]) -> None:
     backend = InfluxV2(v2_config(fake_v2[1], token="wrong"))
     await backend.start()
