@@ -85,6 +85,7 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         "export",
         "token",
         "kit",
+        "influx",
         "doctor",
         "sim",
     ]
