@@ -35,6 +35,7 @@ _DEVICE = "SELECT cohort, learner, device, kind, profile, description, enabled, 
 _SESSION = "SELECT id, cohort, learner, trainer, started_ns, stopped_ns, devices FROM demo_sessions"
 _TOKEN = "SELECT id, role, scope, label, revoked_ns IS NOT NULL FROM tokens"
 _ONE_DEVICE = "cohort = ? AND learner = ? AND device = ?"
+_OF_COHORT = "((role != 'learner' AND scope = ?) OR (role = 'learner' AND substr(scope, 1, ?) = ?))"
 
 
 class Registry:
@@ -226,6 +227,26 @@ class Registry:
             f"no active token {token_id!r}",
         )
 
+    def cohort_tokens(self, cohort: str) -> list[Token]:
+        """Tokens that speak for the cohort or one of its learners (not the lab-wide "*" ones)."""
+        rows = self._db.execute(f"{_TOKEN} WHERE {_OF_COHORT} ORDER BY created_ns", _cohort_args(cohort))
+        return [_token(r) for r in rows]
+
+    def remove_cohort(self, cohort: str) -> dict[str, int]:
+        """Every row of the cohort, in one transaction: its tokens (deleted, not revoked), demo sessions, devices,
+        learners and the cohort itself. Rows removed, by table."""
+        removed = {}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            removed["tokens"] = self._write(f"DELETE FROM tokens WHERE {_OF_COHORT}", _cohort_args(cohort))
+            for table in ("demo_sessions", "devices", "learners", "cohorts"):
+                removed[table] = self._write(f"DELETE FROM {table} WHERE cohort = ?", (cohort,))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return removed
+
     def active_tokens(self) -> Iterator[tuple[str, Token]]:
         """Tokens not revoked, by digest, but a disabled learner's: their apps stop with their account."""
         disabled = {learner.key for learner in self.learners() if not learner.enabled}
@@ -233,6 +254,10 @@ class Registry:
             token = Token(row[1], row[2], row[3], row[4])
             if not (token.role == "learner" and token.scope in disabled):
                 yield row[0], token
+
+
+def _cohort_args(cohort: str) -> tuple[str, int, str]:
+    return cohort, len(cohort) + 1, f"{cohort}/"
 
 
 def _where(ref: DeviceRef) -> tuple[str, str, str]:

@@ -11,9 +11,11 @@ import urllib.request
 from hub.adapters.influx import basic_auth, error_text
 
 
-def admin_query(url: str, q: str, auth: tuple[str, str] | None) -> dict[str, object]:
-    """One InfluxQL statement, POSTed (the statement, which may hold a password, stays out of URLs)."""
-    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
+def admin_query(url: str, q: str, auth: tuple[str, str] | None, database: str | None = None) -> dict[str, object]:
+    """One InfluxQL statement, POSTed (the statement, which may hold a password, stays out of URLs); `database`:
+    for statements that need one (DROP SERIES)."""
+    form = {"q": q, **({"db": database} if database else {})}
+    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode(form).encode(), method="POST")
     if auth is not None:
         request.add_header("Authorization", basic_auth(*auth))
     try:

@@ -14,6 +14,7 @@ from hub.access.accounts import Accounts
 from hub.access.cohort_csv import MAX_CSV_BYTES, decode_csv, parse_csv
 from hub.access.records import RegistryError
 from hub.access.registry import Registry
+from hub.cli.lifecycle import add_lifecycle_commands
 from hub.cli.options import configure, lab_command
 from hub.config import ARM_PROFILES
 from hub.integrations.readers import add_reader, list_readers, remove_reader
@@ -75,6 +76,7 @@ def register(sub: Subparsers) -> None:
     )
     imp.add_argument("csv", type=Path)
     imp.add_argument("--no-learner-accounts", action="store_true", help="devices only, no learner MQTT accounts")
+    add_lifecycle_commands(cohort_sub)
     reader = cohort_sub.add_parser("reader", help="read-only MQTT accounts (Home Assistant, Node-RED) of a cohort")
     reader_sub = reader.add_subparsers(required=True, metavar="ACTION")
     for name, text in (("add", "a read-only account; prints its password once"), ("remove", "delete one")):

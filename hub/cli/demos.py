@@ -78,7 +78,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from hub.grading.rubrics import RubricError, load_rubrics
 
     cfg = configure(args)
-    db = make_backend(cfg.influx, cfg.influx_password())
+    db = make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
     try:
         db.check_readable()
     except ReadNotSupported as err:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, backup, bridge, demos, doctor, kit, run, service, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, doctor, kit, lifecycle, run, service, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -39,6 +39,8 @@ COMMANDS = [
     (["learner", "remove", "c/l"], accounts.cmd_accounts, "learner_remove"),
     (["learner", "list"], accounts.cmd_accounts, "learner_list"),
     (["cohort", "import", "x.csv"], accounts.cmd_accounts, "cohort_import"),
+    (["cohort", "archive", "c", "dir"], lifecycle.cmd_archive, None),
+    (["cohort", "purge", "c", "--yes"], lifecycle.cmd_purge, None),
     (["demo", "start", "c/l"], demos.cmd_demo, "start"),
     (["demo", "stop", "c/l"], demos.cmd_demo, "stop"),
     (["demo", "list"], demos.cmd_demo, "list"),
