@@ -25,7 +25,7 @@ from hub.exports import Aggregate, Selection, Target, write_csv, write_jsonl
 from hub.exports.queries import PAGE_ROWS
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services, lab_config
-from tests.support import api_token, cli_config, influx_query
+from tests.support import api_token, cli_config, influx_query, wait_until
 
 POINTS = 2 * PAGE_ROWS + 345  # three pages, the last one short
 DB = unique("db")
@@ -167,11 +167,12 @@ async def test_the_device_page_button_downloads_the_shown_range_as_csv(
     await db.start()
     session = hub.registry.start_session(cohort, "ana", "test")
     try:
-        start = time.time_ns() + 10**8
-        await write(db, lines(ana, start, 300, 1_000_000))  # within the page's 15 minutes once it loads
+        start = time.time_ns()  # after the registration and the demo's start; 300 µs of readings
+        await write(db, lines(ana, start, 300, 1_000))
     finally:
         await db.close()
-    hub.registry.stop_session(session.id, start + 10**9)
+    await wait_until(lambda: time.time_ns() > start + 10**6, what="the readings in the past (the page asks up to now)")
+    hub.registry.stop_session(session.id)
     token = api_token(hub, "trainer", cohort)
     base = f"http://127.0.0.1:{hub.http_port}"
     async with async_playwright() as pw:
