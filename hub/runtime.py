@@ -25,7 +25,7 @@ from hub.access.accounts import Accounts
 from hub.access.dynsec import DynsecError
 from hub.access.records import Token
 from hub.access.registry import Registry
-from hub.adapters.influx import StorageError, make_backend
+from hub.adapters.influx import StorageError, lab_backend
 from hub.adapters.mqtt import Message, MqttClient
 from hub.adapters.tls import LabTls, lan_tls
 from hub.boundary import MQTT, Boundaries, source_of
@@ -79,7 +79,7 @@ class Hub:
         self.workers = workers
         self.cfg = cfg
         self.report_every_s = report_every_s
-        self.backend = make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
+        self.backend = lab_backend(cfg)
         self.boundaries = Boundaries()  # failures of single inputs, by surface and error type
         self.live = Live()
         self.watchdog = Watchdog()

@@ -19,7 +19,7 @@ import aiohttp
 
 from hub.adapters import influxql
 from hub.adapters.influx_read import InfluxQLReader
-from hub.config import InfluxConfig
+from hub.config import InfluxConfig, LabConfig
 
 
 class StorageError(Exception):
@@ -306,6 +306,12 @@ def _v2_error(body: Any) -> str:
         return str(json.loads(body).get("message", body))
     except (ValueError, AttributeError):
         return str(body)[:500]
+
+
+def lab_backend(cfg: LabConfig) -> InfluxV1 | InfluxV2:
+    """The lab's database as its config says: the hub's password, and the cohorts kept in their own retention
+    policies (every reader of a cohort's points must know them, or it reads the default policy and finds nothing)."""
+    return make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
 
 
 def make_backend(

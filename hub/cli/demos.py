@@ -72,13 +72,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade demos from what InfluxDB holds; print a table and write the reports."""
-    from hub.adapters.influx import make_backend
+    from hub.adapters.influx import lab_backend
     from hub.adapters.influx_read import ReadNotSupported
     from hub.grading.reports import grade_session, sessions_to_grade, table, write_reports
     from hub.grading.rubrics import RubricError, load_rubrics
 
     cfg = configure(args)
-    db = make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
+    db = lab_backend(cfg)
     try:
         db.check_readable()
     except ReadNotSupported as err:

@@ -80,7 +80,7 @@ def selection_of(args: argparse.Namespace, registry: Registry, now_ns: int) -> S
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hub.adapters.influx import make_backend
+    from hub.adapters.influx import lab_backend
     from hub.adapters.influx_read import ReadNotSupported
     from hub.exports import write_csv, write_jsonl
 
@@ -92,7 +92,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"labhub export {args.what}: {err}") from None
     finally:
         registry.close()
-    db = make_backend(cfg.influx, cfg.influx_password())
+    db = lab_backend(cfg)
     write = write_csv if args.format == "csv" else write_jsonl
 
     async def run(out: BinaryIO) -> int:

@@ -38,13 +38,13 @@ def add_lifecycle_commands(cohort_sub: Subparsers) -> None:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from hub.adapters.influx import make_backend
+    from hub.adapters.influx import lab_backend
     from hub.adapters.influx_read import ReadNotSupported
     from hub.grading.rubrics import RubricError, load_rubrics
     from hub.lifecycle.archive import ArchiveError, archive_cohort
 
     cfg = configure(args)
-    db = make_backend(cfg.influx, cfg.influx_password(), cfg.retention)
+    db = lab_backend(cfg)
     try:
         db.check_readable()
         rubrics = load_rubrics()

@@ -27,7 +27,7 @@ def add_pack_command(export_sub: Subparsers) -> None:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from hub.adapters.influx import make_backend
+    from hub.adapters.influx import lab_backend
     from hub.adapters.influx_read import ReadNotSupported
     from hub.datapack.pack import PackTarget, write_pack
     from hub.grading.rubrics import RubricError, load_rubrics
@@ -35,7 +35,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if bool(args.learner) == bool(args.session):
         raise ConfigError("give a learner (cohort/learner) or --session ID, not both")
     cfg = configure(args)
-    db = make_backend(cfg.influx, cfg.influx_password())
+    db = lab_backend(cfg)
     try:
         db.check_readable()
         rubrics = load_rubrics()

@@ -27,6 +27,8 @@ class Queries(Protocol):
 
     async def query(self, q: str, method: str = "GET") -> list[dict[str, Any]]: ...
 
+    def qualified(self, q: str, cohort: str) -> str: ...
+
 
 class AsyncWriter(Protocol):
     """Where bytes go asynchronously (aiohttp's StreamResponse)."""
@@ -42,12 +44,6 @@ def _queries(reader: Reader) -> Queries:
     if not isinstance(reader, Queries):
         raise ReadNotSupported("exports need a backend that answers InfluxQL at /query")
     return reader
-
-
-def _in_policy(db: Queries, q: str, cohort: str) -> str:
-    """The query reading from the cohort's retention policy, when the reader knows one (`qualified`)."""
-    qualified = getattr(db, "qualified", None)
-    return str(qualified(q, cohort)) if callable(qualified) else q
 
 
 def _rows_of(series: list[dict[str, Any]], target: Target) -> list[Row]:
@@ -69,14 +65,14 @@ async def _pages(db: Queries, target: Target, selection: Selection, numeric: lis
             return
         for lo, hi in slices(start, selection.end_ns, selection.every_s):
             q = downsampled_query(target.measurement, target.ref, numeric, selection.agg, lo, hi, selection.every_s)
-            page = _rows_of(await db.query(_in_policy(db, q, target.ref.cohort)), target)
+            page = _rows_of(await db.query(db.qualified(q, target.ref.cohort)), target)
             if page:
                 yield page
         return
     after = start
     while after < selection.end_ns:
         q = raw_page_query(target.measurement, target.ref, after, selection.end_ns)
-        page = _rows_of(await db.query(_in_policy(db, q, target.ref.cohort)), target)
+        page = _rows_of(await db.query(db.qualified(q, target.ref.cohort)), target)
         if page:
             yield page
         if len(page) < PAGE_ROWS:

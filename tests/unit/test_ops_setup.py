@@ -82,7 +82,14 @@ def test_the_lab_launches_the_services_its_config_asks_for(tmp_path: Path) -> No
         2883,
         {"open_mode": False, "internal_port": 2999, "max_connections": 50, "lan": cfg.lan, "abort": None},
     )
-    database = (start_influxd, tmp_path, "127.0.0.2", 9086, 9089, {"auth": True, "database": "lab", "abort": None})
+    database = (
+        start_influxd,
+        tmp_path,
+        "127.0.0.2",
+        9086,
+        9089,
+        {"auth": True, "database": "lab", "retention": {}, "abort": None},
+    )
     assert [parts(s) for s in service_starters(cfg)] == [broker, database]
     no_broker = dataclasses.replace(cfg, mqtt=dataclasses.replace(mqtt, launch=False))
     assert [parts(s) for s in service_starters(no_broker)] == [database]
