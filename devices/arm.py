@@ -18,7 +18,7 @@ import itertools
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
@@ -92,6 +92,8 @@ class ArmProfile:
     gripper: str | None = None
     gripper_open: float = 0.0
     gripper_closed: float = 0.0
+    # Link lengths in mm, base to tip (`[links]`): only drawings use them (a replay's arm).
+    links: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def home_pose(self) -> dict[str, float]:
         return {name: joint.home for name, joint in self.joints.items()}
@@ -356,6 +358,12 @@ def load_profile(path: Path) -> ArmProfile:
         str(k): MappingProxyType({str(j): float(a) for j, a in v.items()}) for k, v in data.get("poses", {}).items()
     }
     gripper = data.get("gripper")
+    links = {}
+    for name, length in need(data, "links", dict, "").items() if "links" in data else ():
+        number = finite_float(length)
+        if number is None or number <= 0 or isinstance(length, bool):
+            raise ProfileError(f"{where}: links.{name}: expected a length in mm above 0, got {length!r}")
+        links[str(name)] = number
     profile = ArmProfile(
         need(data, "name", str, ""),
         str(data.get("description", "")),
@@ -365,6 +373,7 @@ def load_profile(path: Path) -> ArmProfile:
         gripper if isinstance(gripper, str) and gripper in joints else None,
         float(data.get("gripper_open", 0.0)),
         float(data.get("gripper_closed", 0.0)),
+        MappingProxyType(links),
     )
     check_command(Home(), profile, {})  # the home pose itself must be valid
     for pose in profile.poses:

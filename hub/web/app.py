@@ -24,6 +24,7 @@ from hub.web.metrics import registry_for
 from hub.web.mqtt_ws import mqtt_socket, track_bridges
 from hub.web.openapi import DEVICE_AUTH, PUBLIC
 from hub.web.packs import add_routes as add_packs
+from hub.web.replay import add_routes as add_replay
 from hub.web.telemetry import add_routes as add_telemetry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,9 +62,11 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/board", pages.board)
     app.router.add_get("/dashboard", pages.dashboard)
     app.router.add_get("/dashboard/device", pages.device_page)
+    app.router.add_get("/dashboard/replay", pages.replay_page)
     app.router.add_get("/static/vendor/uplot/{name}", pages.vendor)
     app.router.add_get("/static/labhub.js", pages.shared_script)
     app.router.add_get("/static/diagnosis.js", pages.shared_script)
+    app.router.add_get("/static/replay.js", pages.shared_script)
     app.router.add_get("/api/kinds", devices.kinds)
     app.router.add_get("/api/whoami", auth.whoami)
     app.router.add_get("/api/cohorts/{cohort}/overview", history.cohort_overview)
@@ -71,6 +74,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history.history)
     add_exports(app)
     add_packs(app)
+    add_replay(app)
     app.router.add_get("/api/sessions", sessions.sessions_list)
     app.router.add_post("/api/sessions", sessions.sessions_start)
     app.router.add_post("/api/sessions/{id}/stop", sessions.sessions_stop)
@@ -129,7 +133,7 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
 PUBLIC_PATHS = frozenset(PUBLIC)
-PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js", "/static/diagnosis.js")  # the pages' scripts: no data
+PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js", "/static/diagnosis.js", "/static/replay.js")  # the pages' scripts: no data
 
 
 @web.middleware

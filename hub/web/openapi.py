@@ -9,6 +9,7 @@ from typing import Any
 
 from hub.web.exports import openapi_paths as export_paths
 from hub.web.packs import openapi_paths as pack_paths
+from hub.web.replay import openapi_paths as replay_paths
 
 DEVICE = [
     {
@@ -92,6 +93,7 @@ PUBLIC = (
     "/board",
     "/dashboard",
     "/dashboard/device",
+    "/dashboard/replay",
     "/mqtt",  # the broker authenticates the MQTT account
 )  # no token: health, and page shells that log in with one
 
@@ -139,6 +141,7 @@ def spec() -> dict[str, Any]:
     document["paths"][DEVICE_AUTH[1]] = {"post": _telemetry("One field's bare value", [*DEVICE, field])}
     document["paths"] |= export_paths()
     document["paths"] |= pack_paths()
+    document["paths"] |= replay_paths()
     return document
 
 

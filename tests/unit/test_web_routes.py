@@ -261,9 +261,11 @@ PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that h
     "/board": 200,
     "/dashboard": 200,
     "/dashboard/device": 200,
+    "/dashboard/replay": 200,
     "/static/vendor/uplot/{name}": 200,
     "/static/labhub.js": 200,
     "/static/diagnosis.js": 200,
+    "/static/replay.js": 200,
     "/mqtt": 404,  # the fake lab has no broker to bridge to
 }
 
@@ -380,6 +382,21 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             ),
         ),
         Row("GET", "/api/sessions/{id}/grade", f"/api/sessions/{graded_id}/grade", READ, {"ben", "other_trainer"}),
+        Row(
+            "GET",
+            "/api/sessions/{id}/replay",
+            f"/api/sessions/{graded_id}/replay",
+            READ,
+            {"ben", "other_trainer"},
+            sees=lambda n, a: a["session"]["id"] == graded_id and "frames" in a,
+        ),
+        Row(
+            "GET",
+            dr + "/replay",
+            d + "/replay",
+            READ,
+            sees=lambda n, a: [x["device"] for x in a["devices"]] == [ARM_ANA.key] and a["devices"][0]["arm"] is not None,
+        ),
         Row("POST", "/api/sessions", "/api/sessions", MANAGE, body=lambda n: {"learner": f"{COHORT}/{own(n)}"}),
         Row(
             "POST",
