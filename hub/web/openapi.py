@@ -255,6 +255,13 @@ def _spec() -> dict[str, Any]:
             "/dashboard/device": {
                 "get": _op("A device's history plots, inspector and commands", responses={"200": "HTML"})
             },
+            "/dashboard/replay": {
+                "get": _op(
+                    "A demo (?session=) or a device window (?device=c/l/d&from=&to=) replayed: plots with a cursor, "
+                    "cards, command log, arm drawing; ?t= seconds in, ?speed= 1, 2, 5 or 10",
+                    responses={"200": "HTML"},
+                )
+            },
             "/static/vendor/uplot/{name}": {
                 "get": _op(
                     "The charting library the pages use (uPlot, MIT)",
@@ -266,6 +273,7 @@ def _spec() -> dict[str, Any]:
             "/static/diagnosis.js": {
                 "get": _op("The pages' diagnosis view (checklist, findings)", responses={"200": "file"})
             },
+            "/static/replay.js": {"get": _op("The replay page's player (timeline, views)", responses={"200": "file"})},
             "/api/kinds": {"get": _op("Device kinds: fields, units, ranges")},
             "/api/whoami": {"get": _op("The token's role and scope")},
             "/api/cohorts/{cohort}/overview": {

@@ -32,8 +32,9 @@ PAGES = {
     "/board": "board.html",
     "/dashboard": "dashboard.html",
     "/dashboard/device": "device.html",
+    "/dashboard/replay": "replay.html",
 }
-SCRIPTS = {"labhub.js", "diagnosis.js"}  # the pages' own shared scripts
+SCRIPTS = {"labhub.js", "diagnosis.js", "replay.js"}  # the pages' own shared scripts
 VENDOR = {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE"}
 
 API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -70,6 +71,10 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 
 async def device_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / PAGES["/dashboard/device"], headers={"Cache-Control": "no-cache"})
+
+
+async def replay_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / PAGES["/dashboard/replay"], headers={"Cache-Control": "no-cache"})
 
 
 async def phone(request: web.Request) -> web.FileResponse:
