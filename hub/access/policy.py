@@ -25,6 +25,7 @@ class Action(Enum):
     GRANT_TRAINER = "grant trainer tokens"  # make or revoke a trainer's token
     LAB_WIDE = "lab-wide views"  # counters and metrics of the whole lab
     HEALTH_DETAILS = "health details"  # why the hub is degraded (the broker's and the database's error texts)
+    SHOWCASE = "publish a showcase"  # a learner's project page: publish or revoke (approving it is MANAGE)
 
 
 class Reach(Enum):
@@ -46,6 +47,7 @@ POLICY: Mapping[Action, Mapping[str, Reach]] = {
     Action.GRANT_TRAINER: {"trainer": Reach.LAB, OTHERS: Reach.NOWHERE},
     Action.LAB_WIDE: {"trainer": Reach.LAB, "viewer": Reach.LAB, OTHERS: Reach.NOWHERE},
     Action.HEALTH_DETAILS: {"trainer": Reach.ANYWHERE, "viewer": Reach.ANYWHERE, OTHERS: Reach.NOWHERE},
+    Action.SHOWCASE: {"learner": Reach.OWN, "trainer": Reach.COHORT, OTHERS: Reach.NOWHERE},
 }
 
 

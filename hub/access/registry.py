@@ -102,6 +102,7 @@ class Registry:
                 (time.time_ns(), learner_key(cohort, learner)),
             )
             self._write("DELETE FROM demo_sessions WHERE cohort = ? AND learner = ?", (cohort, learner))
+            self._write("DELETE FROM showcases WHERE cohort = ? AND learner = ?", (cohort, learner))
             self._write("DELETE FROM learners WHERE cohort = ? AND learner = ?", (cohort, learner))
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -239,7 +240,7 @@ class Registry:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             removed["tokens"] = self._write(f"DELETE FROM tokens WHERE {_OF_COHORT}", _cohort_args(cohort))
-            for table in ("demo_sessions", "devices", "learners", "cohorts"):
+            for table in ("showcases", "demo_sessions", "devices", "learners", "cohorts"):
                 removed[table] = self._write(f"DELETE FROM {table} WHERE cohort = ?", (cohort,))
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_ns INTEGER NOT NULL,
     revoked_ns INTEGER
 );
+CREATE TABLE IF NOT EXISTS showcases (
+    slug TEXT PRIMARY KEY,
+    cohort TEXT NOT NULL,
+    learner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    key_digest TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    approved_ns INTEGER,
+    public INTEGER NOT NULL DEFAULT 0,
+    expires_ns INTEGER,
+    revoked_ns INTEGER
+);
 """
 
 

@@ -25,6 +25,8 @@ from hub.web.mqtt_ws import mqtt_socket, track_bridges
 from hub.web.openapi import DEVICE_AUTH, PUBLIC
 from hub.web.packs import add_routes as add_packs
 from hub.web.replay import add_routes as add_replay
+from hub.web.showcase import PREFIXES as SHOWCASE_PREFIXES
+from hub.web.showcase import add_routes as add_showcases
 from hub.web.telemetry import add_routes as add_telemetry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +76,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/devices/{cohort}/{learner}/{device}/history", history.history)
     add_exports(app)
     add_packs(app)
+    add_showcases(app)
     add_replay(app)
     app.router.add_get("/api/sessions", sessions.sessions_list)
     app.router.add_post("/api/sessions", sessions.sessions_start)
@@ -99,8 +102,9 @@ def create_app(deps: WebDeps) -> web.Application:
 
 
 def _harden(headers: Any, request: web.Request) -> None:
-    headers["Content-Security-Policy"] = request.app[CSP_KEY].get(request.path, pages.API_POLICY)
-    headers["X-Frame-Options"] = "DENY"
+    if not (request.path.startswith(SHOWCASE_PREFIXES) and "Content-Security-Policy" in headers):  # sets its own
+        headers["Content-Security-Policy"] = request.app[CSP_KEY].get(request.path, pages.API_POLICY)
+        headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
 
@@ -133,7 +137,13 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
 # Security: every route needs a token except these (health, and pages that hold no data and log in) -------
 
 PUBLIC_PATHS = frozenset(PUBLIC)
-PUBLIC_PREFIXES = ("/static/vendor/", "/static/labhub.js", "/static/diagnosis.js", "/static/replay.js")  # the pages' scripts: no data
+PUBLIC_PREFIXES = (
+    *SHOWCASE_PREFIXES,  # a showcase's key (or its being public) opens it: its handlers check
+    "/static/vendor/",
+    "/static/labhub.js",
+    "/static/diagnosis.js",
+    "/static/replay.js",
+)  # the pages' scripts: no data
 
 
 @web.middleware

@@ -10,6 +10,7 @@ from typing import Any
 from hub.web.exports import openapi_paths as export_paths
 from hub.web.packs import openapi_paths as pack_paths
 from hub.web.replay import openapi_paths as replay_paths
+from hub.web.showcase_doc import openapi_paths as showcase_paths
 
 DEVICE = [
     {
@@ -141,6 +142,7 @@ def spec() -> dict[str, Any]:
     document["paths"][DEVICE_AUTH[1]] = {"post": _telemetry("One field's bare value", [*DEVICE, field])}
     document["paths"] |= export_paths()
     document["paths"] |= pack_paths()
+    document["paths"] |= showcase_paths()
     document["paths"] |= replay_paths()
     return document
 

@@ -36,6 +36,9 @@ from hub.doctor.service import LabDoctor
 from hub.ingest.device_table import DeviceState
 from hub.kits.settings import Broker, KitSource
 from hub.pace import Stamper, TokenBucket
+from hub.showcase.publish import Request as ShowcaseRequest
+from hub.showcase.publish import publish as publish_showcase
+from hub.showcase.store import ShowcaseStore
 from hub.web.app import create_app
 from hub.web.deps import WebDeps
 from hub.web.figures import HubCounters, PartCounters
@@ -266,6 +269,11 @@ PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that h
     "/static/labhub.js": 200,
     "/static/diagnosis.js": 200,
     "/static/replay.js": 200,
+    "/showcase/{slug}": 404,  # a showcase opens with its key only (tests/unit/test_showcase_web.py)
+    "/showcase/{slug}/play": 404,
+    "/showcase/{slug}/replay": 404,
+    "/showcase/{slug}/pack.zip": 404,
+    "/demo-day/{cohort}": 404,  # braces match no name: the page itself is in tests/unit/test_showcase_web.py
     "/mqtt": 404,  # the fake lab has no broker to bridge to
 }
 
@@ -313,7 +321,36 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
     d, dr = f"/api/devices/{ARM_ANA.key}", "/api/devices/{cohort}/{learner}/{device}"
     reg = "/api/registry/devices/{cohort}/{learner}/{device}"
     made = {"trainer": "cy", "admin": "cz"}  # devices the trainers add over HTTP, then remove
+    store = ShowcaseStore(lab.registry.path)
+    shows = {  # ana's showcases: one each allowed token revokes (ana's also approved), one to approve
+        n: publish_showcase(lab.registry, store, ShowcaseRequest(f"{COHORT}/ana", f"p {n}"), False)[0].slug
+        for n in ("ana", "trainer", "admin", "approve")
+    }
+    store.close()
     return [
+        Row(
+            "GET",
+            "/api/showcases",
+            "/api/showcases",
+            ALL,
+            sees=lambda n, a: {x["learner"] for x in a["showcases"]} == {f"{COHORT}/{x}" for x in learners_seen(n)}
+            & {f"{COHORT}/ana"},
+        ),
+        Row("POST", "/api/showcases", "/api/showcases", COMMAND, body={"learner": f"{COHORT}/ana", "title": "t"}),
+        Row(
+            "POST",
+            "/api/showcases/{slug}/approve",
+            f"/api/showcases/{shows['approve']}/approve",
+            MANAGE,
+            {"ben", "other_trainer"},
+        ),
+        Row(
+            "DELETE",
+            "/api/showcases/{slug}",
+            lambda n: f"/api/showcases/{shows.get(n, shows['ana'])}",
+            COMMAND,
+            {"ben", "other_trainer"},
+        ),
         Row("GET", "/api/openapi.json", "/api/openapi.json", ALL),
         Row("GET", "/api/kinds", "/api/kinds", ALL, sees=lambda n, a: "air_quality" in a),
         Row(

@@ -1,0 +1,63 @@
+"""What a showcase page shows from InfluxDB: its chosen plots over its window, and its demo's grade when the
+learner opted in. Read through the one `Reader`, like every other read of the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from devices.kinds import KINDS
+from devices.topics import DeviceRef
+from hub.access.registry import Registry
+from hub.adapters.influx_read import Reader
+from hub.grading import svgplot
+from hub.grading.reports import grade_session
+from hub.grading.rubrics import Rubric
+from hub.showcase.model import Showcase
+
+
+def _kind_of(registry: Registry, showcase: Showcase, device: str) -> str:
+    session = registry.session(showcase.session) if showcase.session else None
+    for key, kind in (session.devices or ()) if session else ():
+        if key == device:
+            return kind
+    record = registry.device(DeviceRef.parse(device))
+    return record.kind if record is not None else "generic"
+
+
+async def plots_svg(reader: Reader, registry: Registry, showcase: Showcase) -> str:
+    """One SVG, a panel per chosen plot, over the showcase's window ("" without plots)."""
+    if not showcase.plots:
+        return ""
+    wanted: dict[str, list[str]] = {}
+    for spec in showcase.plots:
+        device, _, field = spec.rpartition(":")
+        wanted.setdefault(device, []).append(field)
+    series = []
+    for device, fields in wanted.items():
+        ref = DeviceRef.parse(device)
+        kind = KINDS.get(_kind_of(registry, showcase, device), KINDS["generic"])
+        rows = await reader.readings(
+            kind.measurement_for(ref.cohort, ref.learner), ref, showcase.start_ns, showcase.end_ns
+        )
+        for name in fields:
+            points = [
+                (t / 1e9, float(v))
+                for t, values in rows
+                if isinstance(v := values.get(name), int | float) and not isinstance(v, bool)
+            ]
+            spec_ = kind.fields.get(name)
+            series.append(svgplot.Series(f"{ref.device}: {name}", points, spec_.unit if spec_ else ""))
+    return svgplot.render(series, showcase.start_ns / 1e9, showcase.end_ns / 1e9)
+
+
+async def grade_json(
+    reader: Reader, registry: Registry, showcase: Showcase, rubrics: Mapping[str, Rubric]
+) -> dict[str, Any] | None:
+    """The demo's grade, only when the learner chose to show it."""
+    if not showcase.show_grade or not showcase.session:
+        return None
+    session = registry.session(showcase.session)
+    if session is None:
+        return None
+    return (await grade_session(reader, registry, session, rubrics)).as_json()
