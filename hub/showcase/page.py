@@ -13,12 +13,13 @@ from urllib.parse import quote
 from hub.showcase.model import Showcase, render_description
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 16px auto; max-width: 820px; padding: 0 12px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 16px auto; max-width: 820px; padding: 0 12px; color: #222;
+  overflow-wrap: anywhere; }
 h1 { font-size: 1.6em; margin: 0 0 4px; } .by { color: #555; margin: 0 0 12px; }
 .description { line-height: 1.45; } .devices { padding-left: 18px; }
 figure { margin: 12px 0; } svg { max-width: 100%; height: auto; }
 iframe.replay { width: 100%; height: 520px; border: 1px solid #ccc; border-radius: 6px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; } td, th { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: left; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed; } td, th { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: left; }
 .muted { color: #777; font-size: 13px; } .print-only { display: none; }
 @media (max-width: 600px) { body { margin: 8px; } h1 { font-size: 1.3em; } iframe.replay { height: 640px; } }
 @page { size: A4; margin: 12mm; }
@@ -71,6 +72,7 @@ def showcase_html(
     parts = [
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>',
         f'<meta name="viewport" content="width=device-width, initial-scale=1">{robots}',
+        '<link rel="icon" href="data:,">',  # no /favicon.ico request: that path needs a token
         f"<style>{STYLE}</style></head><body>",
         f"<header><h1>{title}</h1><p class='by'>A project by {html.escape(showcase.learner)}"
         f" ({html.escape(showcase.cohort)})</p></header>",

@@ -1,0 +1,174 @@
+"""A showcase in a real headless Chromium: a learner's recorded demo (the simulated air sensor, a demo session
+started and stopped through the API), published by the learner and approved by the trainer over the API, opens at
+its share link without any login and shows the description, the plot and the demo's replay (framed from this
+origin only); it carries no token and a CSP without unsafe-inline; printed, it is one A4 page. With its key nothing
+else opens (route matrix); revoked it answers 404, expired 410."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from playwright.async_api import async_playwright
+
+from devices.topics import DeviceRef
+from firmware_sim.air import AirSensor
+from tests.conftest import unique
+from tests.integration.conftest import HubFactory, Services
+from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
+from tests.support import api_token, wait_until
+
+DEMO_S = 6.0
+DESCRIPTION = "An **air-quality sensor** built in four months.\n\n<script>alert('x')</script>"
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with http.request(method, url, **kw) as r:
+        text = await r.text()
+        return r.status, (await r.json() if r.content_type == "application/json" else text)
+
+
+async def record(services: Services, hub: Any, ref: DeviceRef, base: str, trainer: str) -> str:
+    sensor = AirSensor(ref, "127.0.0.1", services.mqtt_port, 0.5, seed=3)
+    task = asyncio.create_task(sensor.run())
+    try:
+        await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].stored > 0, 20, "storing")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {trainer}"}) as http:
+            status, session = await call(http, "POST", f"{base}/api/sessions", json={"learner": f"{ref.cohort}/ana"})
+            assert status == 201, session
+            started = time.monotonic()
+            await wait_until(lambda: time.monotonic() - started >= DEMO_S, DEMO_S + 5, "the demo's length")
+            status, session = await call(http, "POST", f"{base}/api/sessions/{session['id']}/stop")
+            assert status == 200, session
+        assert await hub.flush_evidence(timeout=10.0)
+        return str(session["id"])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def pdf_pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
+
+
+async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_nothing_else(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (./lab installs it)"
+    cohort = unique("s")
+    ana, ben = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
+    hub = await start_hub(devices=((ana.key, "air_quality"), (ben.key, "air_quality")))
+    base = f"http://127.0.0.1:{hub.http_port}"
+    trainer, learner = api_token(hub, "trainer", cohort), api_token(hub, "learner", f"{cohort}/ana")
+    session = await record(services, hub, ana, base, trainer)
+    as_trainer = {"Authorization": f"Bearer {trainer}"}
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "learner": f"{cohort}/ana",
+            "title": "Breathing easier",
+            "description": DESCRIPTION,
+            "session": session,
+            "plots": [f"{ana.key}:pm2_5", f"{ana.key}:temperature"],
+            "show_grade": True,
+        }
+        status, made = await call(
+            http, "POST", f"{base}/api/showcases", json=body, headers={"Authorization": f"Bearer {learner}"}
+        )
+        assert status == 201, made
+        link, key, slug = base + made["link"], made["key"], made["slug"]
+        assert (await call(http, "GET", link))[0] == 404  # awaiting the trainer's approval
+        status, _ = await call(http, "POST", f"{base}/api/showcases/{slug}/approve", json={}, headers=as_trainer)
+        assert status == 200
+        # ben's project, published by the trainer: ana's key must not open it
+        status, other = await call(
+            http,
+            "POST",
+            f"{base}/api/showcases",
+            headers=as_trainer,
+            json={"learner": f"{cohort}/ben", "title": "Ben's"},
+        )
+        assert status == 201, other
+
+        async with http.get(link) as r:
+            assert r.status == 200
+            html = await r.text()
+            csp = r.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in csp and "script-src 'self'" in csp and "frame-src 'self'" in csp
+        assert trainer not in html and learner not in html and "lh_" not in html and "<script" not in html
+        assert "&lt;script&gt;" in html and 'content="noindex' in html
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.goto(link)
+            assert await page.inner_text("h1") == "Breathing easier"
+            assert await page.inner_text(".description strong") == "air-quality sensor"
+            assert await page.locator("figure.plots svg g.panel polyline.series").count() == 2
+            frame = page.frame_locator("iframe.replay")
+            await frame.locator("body[data-ready]").wait_for(timeout=20_000)
+            assert await frame.locator(f'section[data-device="{ana.key}"]').count() == 1
+            assert await frame.locator(f'section[data-device="{ben.key}"]').count() == 0
+            assert await page.locator("a[download]").count() == 1  # the data pack: the learner opted in
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+            await page.screenshot(path=str(tmp_path / "showcase-phone.png"), full_page=True)
+            pdf = await page.pdf(format="A4", print_background=True)
+            (tmp_path / "showcase.pdf").write_bytes(pdf)
+            print(f"showcase: printed as {pdf_pages(pdf)} A4 page(s), {len(pdf)} bytes")
+            assert pdf_pages(pdf) == 1
+            assert not errors, errors
+            await browser.close()
+
+        # With the key: this showcase's own sub-resources, nothing else.
+        q = f"?k={key}"
+        assert (await call(http, "GET", f"{base}/showcase/{slug}/replay{q}"))[0] == 200
+        async with http.get(f"{base}/showcase/{slug}/pack.zip{q}") as r:
+            assert r.status == 200 and (await r.read())[:2] == b"PK"
+        matrix = {
+            f"/showcase/{other['slug']}{q}": 404,
+            f"/showcase/{other['slug']}/replay{q}": 404,
+            f"/showcase/{other['slug']}/pack.zip{q}": 404,
+            f"/api/devices/{ben.key}{q}": 401,
+            f"/api/devices/{ana.key}{q}": 401,
+            f"/api/devices/{ana.key}/history{q}": 401,
+            f"/api/sessions{q}": 401,
+            f"/api/sessions/{session}/grade{q}": 401,
+            f"/api/sessions/{session}/replay{q}": 401,
+            f"/api/learners/{cohort}/ben/pack.zip{q}": 401,
+            f"/api/showcases{q}": 401,
+            f"/api/cohorts/{cohort}/overview{q}": 401,
+        }
+        for path, want in matrix.items():
+            status, answer = await call(http, "GET", base + path)
+            assert status == want, (path, status, str(answer)[:200])
+        status, replay = await call(http, "GET", f"{base}/showcase/{slug}/replay{q}")
+        assert {d["device"] for d in replay["devices"]} == {ana.key}
+
+        # Revoked: 404. Expired: 410 (a second showcase, expiring two seconds from now).
+        assert (await call(http, "DELETE", f"{base}/api/showcases/{slug}", headers=as_trainer))[0] == 200
+        assert (await call(http, "GET", link))[0] == 404
+        assert (await call(http, "GET", f"{base}/showcase/{slug}/replay{q}"))[0] == 404
+        status, soon = await call(
+            http,
+            "POST",
+            f"{base}/api/showcases",
+            headers=as_trainer,
+            json={"learner": f"{cohort}/ana", "title": "Soon gone", "expires_ns": time.time_ns() + 2 * 10**9},
+        )
+        assert status == 201, soon
+        soon_link = base + soon["link"]
+        assert (await call(http, "GET", soon_link))[0] == 200
+        await wait_until(lambda: _status(soon_link), timeout=10, what="410 after expiry")
+
+
+async def _status(url: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status == 410
