@@ -81,3 +81,27 @@ async def test_a_key_opens_its_showcase_and_nothing_else(lab: Lab) -> None:  # n
         assert (await lab.call("GET", path, None))[0] == 401, path  # the key is no API token
     assert (await lab.call("DELETE", f"/api/showcases/{slug}", "ana"))[0] == 200
     assert (await lab.call("GET", link, None))[0] == 404
+
+
+async def test_demo_day_lists_public_showcases_only_and_visitors_are_rate_limited(lab: Lab) -> None:  # noqa: F811
+    lab.add_token("trainer", "trainer", COHORT)
+    made = {}
+    for title in ("Public one", "Keyed one"):
+        status, made[title] = await lab.call(
+            "POST", "/api/showcases", "trainer", {"learner": f"{COHORT}/ana", "title": title}
+        )
+        assert status == 201
+    slug = made["Public one"]["slug"]
+    assert (await lab.call("POST", f"/api/showcases/{slug}/approve", "trainer", {"public": True}))[0] == 200
+    async with lab.client.get(f"/demo-day/{COHORT}") as resp:
+        page = await resp.text()
+        assert resp.status == 200 and "X-Robots-Tag" in resp.headers
+    assert f'href="/showcase/{slug}"' in page and "Keyed one" not in page
+    async with lab.client.get(f"/showcase/{slug}") as resp:
+        assert resp.status == 200 and "X-Robots-Tag" not in resp.headers  # public: no key, indexable
+        assert "noindex" not in await resp.text()
+    statuses = []
+    for _ in range(40):  # a burst of 20 per address, then 5 a second
+        async with lab.client.get(f"/showcase/{slug}") as resp:
+            statuses.append(resp.status)
+    assert statuses[:15] == [200] * 15 and 429 in statuses
