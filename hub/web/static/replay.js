@@ -6,7 +6,9 @@
 const replayPage = (() => {
   const $ = (id) => document.getElementById(id);
   const SPEEDS = [1, 2, 5, 10];
+  const LOG_ROWS = 500;  // newest first; an hour of one command a second would be cut here
   const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+  const SLUG = /^[a-z0-9][a-z0-9-]{0,60}$/;  // a showcase's (hub/showcase/model.py)
   const DEVICE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}(\/[A-Za-z0-9][A-Za-z0-9_-]{0,31}){2}$/;
   const SVG = "http://www.w3.org/2000/svg";
 
@@ -212,11 +214,15 @@ const replayPage = (() => {
       renderLog(at);
     }
 
+    let logShown = "";
     function renderLog(at) {
-      const rows = $("log"); rows.innerHTML = "";
       const shown = [...m.commands.slice(0, lastAtOrBefore(m.commands, at) + 1), ...m.events.slice(0, lastAtOrBefore(m.events, at) + 1)];
       shown.sort((a, b) => b.t - a.t);
-      for (const e of shown.slice(0, 50)) {
+      const signature = shown.length + ":" + shown.map((e) => (e.kind === undefined ? commandState(e, at) : "")).join();
+      if (signature === logShown) return;  // rebuilt only when a row appears or a state changes
+      logShown = signature;
+      const rows = $("log"); rows.innerHTML = "";
+      for (const e of shown.slice(0, LOG_ROWS)) {
         const tr = el("tr");
         const isCommand = e.kind === undefined;
         const what = isCommand ? `${e.command || "command"} ${e.request || ""}`.trim() : e.kind;
@@ -269,7 +275,7 @@ const replayPage = (() => {
     const session = params.get("session") || "";
     const device = params.get("device") || "";
     const slug = params.get("showcase") || "";
-    if (slug && NAME.test(slug)) return { url: `/showcase/${slug}/replay?k=${encodeURIComponent(params.get("k") || "")}`, token: false, title: slug };
+    if (slug && SLUG.test(slug)) return { url: `/showcase/${slug}/replay?k=${encodeURIComponent(params.get("k") || "")}`, token: false, title: slug };
     if (session && NAME.test(session)) return { url: `/api/sessions/${session}/replay`, token: true, title: `demo ${session}` };
     if (device && DEVICE.test(device)) {
       const q = new URLSearchParams();
@@ -292,6 +298,7 @@ const replayPage = (() => {
     const src = source(params);
     if (!src) { $("title").textContent = "nothing to replay: open this page from a demo or a device"; return; }
     if (src.token) labhub.onUnauthorized = () => { location.href = "/dashboard"; };
+    else document.querySelector(".back").hidden = true;  // a showcase: no way into the lab from here
     $("title").textContent = "Replay · " + src.title;
     document.title = "LabHub · replay · " + src.title;
     const { status, body } = await load(src);
