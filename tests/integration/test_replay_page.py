@@ -122,6 +122,7 @@ async def test_a_recorded_demo_replays_at_5x_as_influxdb_holds_it(
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         await page.goto(f"http://127.0.0.1:{hub.http_port}/dashboard/replay?session={session['id']}#token={token}")
         await page.wait_for_selector("body[data-ready]", timeout=20_000)
         await page.click('button[data-speed="5"]')
@@ -141,6 +142,17 @@ async def test_a_recorded_demo_replays_at_5x_as_influxdb_holds_it(
             s = await page.evaluate(snapshot)
             assert not s["playing"] and abs(s["at"] - at_ms) < 1e-3
             check_instant(s, arm_rows, air_rows, command_times)
+        assert not errors, errors
+        # The ways in: a demo's row on the dashboard, and the device page's range.
+        trainer = api_token(hub, "trainer", cohort)
+        base = f"http://127.0.0.1:{hub.http_port}"
+        await page.goto(f"{base}/dashboard?cohort={cohort}#token={trainer}")
+        await page.locator(f'a.replay[href="/dashboard/replay?session={session["id"]}"]').wait_for(timeout=20_000)
+        await page.goto(f"{base}/dashboard/device?device={arm_ref.key}")
+        await page.click("button.replay")
+        await page.wait_for_selector("body[data-ready]", timeout=20_000)
+        assert f"device={arm_ref.key}&from=" in page.url
+        assert await page.locator(f'section[data-device="{arm_ref.key}"] svg.arm').count() == 1
         assert not errors, errors
         await browser.close()
 
