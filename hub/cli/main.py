@@ -15,13 +15,45 @@ from importlib.metadata import version
 from hub.access.dynsec import DynsecError
 from hub.access.records import RegistryError
 from hub.adapters.influx import StorageError
-from hub.cli import accounts, backup, bridge, demos, doctor, export, influx, kit, run, service, setup, sim, tokens
+from hub.cli import (
+    accounts,
+    backup,
+    bridge,
+    demos,
+    doctor,
+    export,
+    influx,
+    kit,
+    replay,
+    run,
+    service,
+    setup,
+    showcase,
+    sim,
+    tokens,
+)
 from hub.config import ConfigError, ServiceError
 
 log = logging.getLogger("labhub")
 
 # in the order `labhub --help` lists them
-GROUPS = (setup, run, service, backup, bridge, accounts, demos, export, tokens, kit, influx, doctor, sim)
+GROUPS = (
+    setup,
+    run,
+    service,
+    backup,
+    bridge,
+    accounts,
+    demos,
+    replay,
+    showcase,
+    export,
+    tokens,
+    kit,
+    influx,
+    doctor,
+    sim,
+)
 FD_CEILING = 1 << 20  # when the hard limit is "unlimited": the kernel's usual nr_open
 
 

@@ -21,19 +21,26 @@ from hub.replay.timeline import MAX_FRAMES, DeviceData, Timeline, build
 MAX_WINDOW_S = 86400  # a replay of at most a day: a demo lasts minutes, a lab session hours
 
 
+async def recorded_readings(
+    reader: Reader, target: Target, start_ns: int, end_ns: int, limit: int = MAX_FRAMES
+) -> list[tuple[int, dict[str, FieldValue]]]:
+    """The device's stored readings over [start_ns, end_ns), oldest first (at most `limit` and a page more)."""
+    readings: list[tuple[int, dict[str, FieldValue]]] = []
+    async for page in pages(reader, Selection((target,), start_ns, end_ns)):
+        readings += [(int(row["time_ns"]), _fields(row)) for row in page]
+        if len(readings) > limit:
+            break
+    return readings
+
+
 async def device_data(
     reader: Reader, target: Target, start_ns: int, end_ns: int, profile: ArmProfile | None
 ) -> DeviceData:
     ref = target.ref
-    readings: list[tuple[int, dict[str, FieldValue]]] = []
-    async for page in pages(reader, Selection((target,), start_ns, end_ns)):
-        readings += [(int(row["time_ns"]), _fields(row)) for row in page]
-        if len(readings) > MAX_FRAMES:
-            break
     return DeviceData(
         ref.key,
         target.kind.name,
-        readings,
+        await recorded_readings(reader, target, start_ns, end_ns),
         await reader.presence(ref, start_ns, end_ns),
         await reader.commands(ref, start_ns, end_ns),
         await reader.rejections(ref, start_ns, end_ns),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devices.topics import DeviceRef
-from hub.cli import accounts, backup, bridge, demos, doctor, kit, lifecycle, run, service, sim, tokens
+from hub.cli import accounts, backup, bridge, demos, doctor, kit, lifecycle, replay, run, service, showcase, sim, tokens
 from hub.cli.bridge import bridged_ports
 from hub.cli.main import main, parser, worker_tag
 from hub.cli.options import configure
@@ -45,6 +45,11 @@ COMMANDS = [
     (["demo", "stop", "c/l"], demos.cmd_demo, "stop"),
     (["demo", "list"], demos.cmd_demo, "list"),
     (["grade", "--cohort", "c"], demos.cmd_grade, None),
+    (["replay", "abc", "--speed", "2", "--as", "c/l/d"], replay.cmd_replay, None),
+    (["showcase", "publish", "c/l", "--title", "t", "--plot", "c/l/d:f"], showcase.cmd_showcase, "publish"),
+    (["showcase", "approve", "s-1", "--no-public"], showcase.cmd_showcase, "approve"),
+    (["showcase", "list"], showcase.cmd_showcase, "list"),
+    (["showcase", "revoke", "s-1"], showcase.cmd_showcase, "revoke"),
     (["token", "add", "--role", "viewer", "--scope", "*"], tokens.cmd_token, "add"),
     (["token", "list"], tokens.cmd_token, "list"),
     (["token", "revoke", "abc"], tokens.cmd_token, "revoke"),
@@ -84,6 +89,8 @@ def test_help_lists_the_commands_in_their_order(capsys: pytest.CaptureFixture[st
         "cohort",
         "demo",
         "grade",
+        "replay",
+        "showcase",
         "export",
         "token",
         "kit",
