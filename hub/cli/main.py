@@ -1,7 +1,7 @@
 """The `labhub` command: the parser assembled from one module per command group, logging, and error exits.
 
 `up` (the whole lab) and `hub` (the hub alone) are in `run`; `device`, `learner` and `cohort` in `accounts`;
-`init` in `setup`; `service` in `service`; `backup` and `restore` in `backup`; `token` in `tokens`; `doctor` in `doctor`; `demo` and `grade` in `demos`; `export` in `export`; `influx reader` in `influx`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
+`init` in `setup`; `service` in `service`; `backup` and `restore` in `backup`; `token` in `tokens`; `doctor` in `doctor`; `demo` and `grade` in `demos`; `showcase` in `showcase`; `export` in `export`; `influx reader` in `influx`; `serial-bridge` in `bridge`; `sim air|arm|serial` in `sim`.
 """
 
 from __future__ import annotations
