@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
-from devices.arm import load_profiles
+from devices.arm import ProfileError, load_profile, load_profiles
 from devices.topics import DeviceRef
 from hub.replay import DeviceData, arm_pose, as_json, build, card_values, command_log
 from hub.replay.publish import Send, plan, play
@@ -160,3 +161,24 @@ def test_play_sends_each_at_its_offset_on_one_clock_without_drift() -> None:
     lateness_ms = [(t - start - s.at_s) * 1000 for t, s in zip(sent_at, sends, strict=True)]
     # On time to the clock's grain (1 ms here), except the one woken 30 ms late (18 ms past the spin); never a sum.
     assert all(abs(got - want) <= 1.0 for got, want in zip(lateness_ms, [0, 0, 18, 0, 0], strict=True)), lateness_ms
+
+
+@pytest.mark.parametrize(
+    ("links", "error"),
+    [
+        ("upper = 80.0\nfore = 80", None),
+        ("upper = -1.0", "links.upper"),
+        ('fore = "x"', "links.fore"),
+        ("hand = true", "links.hand"),
+    ],
+)
+def test_arm_profiles_read_their_link_lengths(tmp_path: Path, links: str, error: str | None) -> None:
+    path = tmp_path / "arm.toml"
+    path.write_text(
+        'name = "two"\n[joints.base]\nmin = 0.0\nmax = 180.0\nmax_speed = 90.0\nhome = 90.0\n[links]\n' + links + "\n"
+    )
+    if error is None:
+        assert dict(load_profile(path).links) == {"upper": 80.0, "fore": 80.0}
+    else:
+        with pytest.raises(ProfileError, match=error):
+            load_profile(path)
