@@ -38,6 +38,10 @@ GRID: list[tuple[Action, Place | None, set[Token]]] = [
     (Action.COMMAND, BOB, {TRAINER_ALL, TRAINER_DEMO}),
     (Action.COMMAND, OTHER_ANA, {TRAINER_ALL}),
     (Action.COMMAND, None, set()),
+    (Action.SHOWCASE, ANA, {TRAINER_ALL, TRAINER_DEMO, LEARNER_ANA}),  # a learner's own project page
+    (Action.SHOWCASE, BOB, {TRAINER_ALL, TRAINER_DEMO}),
+    (Action.SHOWCASE, OTHER_ANA, {TRAINER_ALL}),
+    (Action.SHOWCASE, None, set()),
     (Action.WATCH_COHORT, DEMO, {TRAINER_ALL, TRAINER_DEMO, VIEWER_ALL, VIEWER_DEMO, STRANGER}),
     (Action.WATCH_COHORT, OTHER, {TRAINER_ALL, VIEWER_ALL, STRANGER}),
     (Action.MANAGE, DEMO, {TRAINER_ALL, TRAINER_DEMO}),

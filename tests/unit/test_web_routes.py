@@ -333,8 +333,10 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             "/api/showcases",
             "/api/showcases",
             ALL,
-            sees=lambda n, a: {x["learner"] for x in a["showcases"]} == {f"{COHORT}/{x}" for x in learners_seen(n)}
-            & {f"{COHORT}/ana"},
+            sees=lambda n, a: (
+                {x["learner"] for x in a["showcases"]}
+                == {f"{COHORT}/{x}" for x in learners_seen(n)} & {f"{COHORT}/ana"}
+            ),
         ),
         Row("POST", "/api/showcases", "/api/showcases", COMMAND, body={"learner": f"{COHORT}/ana", "title": "t"}),
         Row(
@@ -432,7 +434,9 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             dr + "/replay",
             d + "/replay",
             READ,
-            sees=lambda n, a: [x["device"] for x in a["devices"]] == [ARM_ANA.key] and a["devices"][0]["arm"] is not None,
+            sees=lambda n, a: (
+                [x["device"] for x in a["devices"]] == [ARM_ANA.key] and a["devices"][0]["arm"] is not None
+            ),
         ),
         Row("POST", "/api/sessions", "/api/sessions", MANAGE, body=lambda n: {"learner": f"{COHORT}/{own(n)}"}),
         Row(
