@@ -6,6 +6,7 @@ make that safe. A registry from an older version is brought up to date when it i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -73,8 +74,13 @@ def open_registry(path: Path) -> sqlite3.Connection:
     """The registry file, made if missing; autocommit (transactions are explicit), usable from any thread."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
-    # Private from the first byte: SQLite gives its -wal and -shm files the mode of the database file.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # Private from the first byte: SQLite gives its -wal and -shm files the mode of the database file. Only made
+    # here when missing: closing a descriptor of a file drops every POSIX lock this process holds on it, so an
+    # open-and-close beside a live connection (the showcase store's, in the hub) made another process's SQLite
+    # think it had the last connection and delete the WAL under the hub, which then never saw a change again.
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it just now
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     path.chmod(0o600)
     for suffix in ("-wal", "-shm", "-journal"):
         companion = path.with_name(path.name + suffix)

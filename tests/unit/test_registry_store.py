@@ -139,3 +139,26 @@ def test_a_new_registry_is_private_from_its_first_byte(tmp_path: Path) -> None:
     Registry(path).close()
     assert path.parent.stat().st_mode & 0o777 == 0o700
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_connection_in_the_process_does_not_blind_the_first_to_other_processes(tmp_path: Path) -> None:
+    """The hub holds the registry open and opens it again (the showcase store); trainers' CLI commands then write
+    from other processes, one after another. Every one must reach the hub's connection (an open-and-close of the
+    file in the hub's process once dropped its locks: the first CLI to exit deleted the WAL under the hub)."""
+    import subprocess
+    import sys
+
+    from hub.access.registry import Registry
+    from hub.access.schema import open_registry
+
+    path = tmp_path / "registry.sqlite3"
+    hub = Registry(path)
+    second = open_registry(path)
+    try:
+        for learner in ("ben", "cleo", "dan"):
+            code = f"from pathlib import Path; from hub.access.registry import Registry; r = Registry(Path({str(path)!r})); r.ensure_learner('c', {learner!r}); r.close()"
+            subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+            assert learner in {record.learner for record in hub.learners("c")}, learner
+    finally:
+        second.close()
+        hub.close()
