@@ -719,6 +719,11 @@ def test_the_round_trip_fails_when_storage_breaks(
     db = unique("fuzzbreak")
     influx_query(services.influx_port, db, f'CREATE DATABASE "{db}"')
     ROUND_TRIP_BREAKAGES[breakage](monkeypatch)
+    # The search also meets a plain case with a backslash in a string field: which strings Hypothesis draws
+    # depends on the literals of every module imported (its constants pool), so in the whole suite the
+    # derandomized search once drew none and this meta-test stayed green with backslashes broken.
+    backslash = S.Case("json valid", b'{"s": "a\\\\b"}', readings=(S.Expected({"s": "a\\b"}),))
+    searched = dataclasses.replace(ROUND_TRIP, strategy=st.one_of(st.just(backslash), ROUND_TRIP.strategy))
     with pytest.raises(Exception) as info:
-        explore(ROUND_TRIP, round_trip_check(services, db), fast=True).check()
+        explore(searched, round_trip_check(services, db), fast=True).check()
     assert not isinstance(info.value, HypothesisException), info.value

@@ -9,6 +9,7 @@ few ms per reading) already break."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import sys
@@ -160,10 +161,17 @@ async def test_labhub_replay_into_a_fresh_device_keeps_the_count_and_the_spacing
 
     config = cli_config(services, hub, tmp_path / "lab.toml")
     args = ("replay", session.id, "--device", recorded.key, "--as", fresh.key, "--speed", "1")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args, "--config", str(config), stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 90)
+    # The hub stamps receipt times in this test's process, whose heap is the whole suite's: a full collection of it
+    # stalled the loop 200 ms in CI, which `labhub` never sees (it freezes its start-up objects: settle_gc).
+    gc.collect()
+    gc.freeze()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", *args, "--config", str(config), stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        gc.unfreeze()
     assert proc.returncode == 0, err.decode()[-1500:]
     assert "replayed 60 of 60 readings" in err.decode() and "60/60 readings" in err.decode()
 
