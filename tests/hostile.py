@@ -12,6 +12,7 @@ draws pools from the same strategies (`draw`) for long runs.
 
 from __future__ import annotations
 
+import html.parser
 import json
 import random
 import re
@@ -578,6 +579,340 @@ def cohort_csv(draw: st.DrawFn, cohort: str) -> bytes:
         rows.append(",".join('"' + c.replace('"', '""') + '"' if quote else c for c in cells))
     text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join([header, *rows])
     return _cap(draw, encode(text))
+
+
+# Learner-facing HTTP routes: showcases, kits, diagnoses, replays, data packs. Requests are drawn with
+# placeholders for the lab's own names (PLACEHOLDERS); the lab puts in the sender's and the canary learner's.
+# Paths and queries are already percent-encoded (raw bytes too: invalid UTF-8, traversal): send them as they are.
+ME, OTHER, COHORT = "~me~", "~other~", "~cohort~"  # the sender; the canary learner (never the sender's to touch)
+SESSION, OTHER_SESSION = "~session~", "~other-session~"  # the sender's stopped demo; the canary's
+SLUG, KEY, OTHER_SLUG = "~slug~", "~key~", "~other-slug~"  # the sender's approved showcase and its key; the canary's
+NEW_SLUG = "~new~"  # a showcase the sender published in this batch (so revoking it spares the lab's own)
+PLACEHOLDERS = (ME, OTHER, COHORT, SESSION, OTHER_SESSION, SLUG, KEY, OTHER_SLUG, NEW_SLUG)
+
+HOSTILE_MARKDOWN = [
+    "<script>alert(1)</script>",
+    "# Air <script>alert(1)</script>",
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x](  javascript:alert(1)  )",
+    "[x](&#106;avascript:alert(1))",
+    "[x](java%0ascript:alert(1))",
+    "[x](\tjavascript:alert(1))",
+    "<javascript:alert(1)>",
+    "[x][r]\n\n[r]: javascript:alert(1)",
+    "[x](vbscript:msgbox(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    '[x](https://ok.example "t" onmouseover=alert(1))',
+    '[x](https://ok.example/"onmouseover="alert(1))',
+    '<a href="javascript:alert(1)">a</a>',
+    "<img src=x onerror=alert(1)>",
+    "![i](https://evil.example/x.png)",
+    "<iframe src=//evil.example></iframe>",
+    "<svg onload=alert(1)>",
+    "<style>body{display:none}</style>",
+    "<!-- x --><div onclick=alert(1)>hi</div>",
+    "```\n</code><script>alert(1)</script>\n```",
+    "`<script>`",
+    "<form action=https://evil.example><input name=p></form>",
+    "<base href=https://evil.example/>",
+    "<meta http-equiv=refresh content='0;url=https://evil.example'>",
+    "> " * 2000,
+    "[" * 4000,
+    "![" * 2000,
+    "*a" * 2000,
+    "<a" * 2000,
+    "a" * 4001,  # one over the limit
+]
+TIME_SPELLINGS = [
+    "2262-04-11T23:47:16Z",
+    "2262-04-12T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "2026-11-28T08:00:00",
+    "2026-11-28T08:00:00+25:00",
+    "2026-13-40",
+    "now",
+    "-1",
+    "0",
+    "9223372036",
+    "9223372037",
+]
+NS_EDGES = [0, 1, -1, 2**63 - 1, 2**63, -(2**63), 2**64, 10**30, 2**53 + 1]
+SLUG_TEXTS = ["..", ".", "../..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 61, "a" * 62, "A", "-a", "x%0a", "x%00"]
+DEVICE_NAMES = ["aq1", "arm1", "gen1"]
+CANARY_NAMES = ["canq", "cang"]
+KIT_FILES = ["main.py", "micropython/main.py", "settings.json", "ca.crt", "index.html", "../../etc/passwd", "x.py"]
+
+
+MAX_SEGMENT = 400  # characters: longer request lines (over 8 KiB encoded) never reach a handler; the commands
+# route's hostile paths already show aiohttp's parser refusing them
+
+
+def segment(text: str) -> str:
+    """A path segment or query value as a client writes it: every byte percent-encoded (`/` and `%` arrive as
+    text, invalid UTF-8 as its bytes), at most MAX_SEGMENT characters of it."""
+    return urllib.parse.quote(text[:MAX_SEGMENT].encode("utf-8", "surrogatepass"), safe="")
+
+
+def query_string(pairs: Sequence[tuple[str, str]]) -> str:
+    return "&".join(f"{segment(k)}={segment(v)}" for k, v in pairs)
+
+
+learner_names = st.one_of(st.sampled_from([ME, ME, ME, OTHER, "zz", ""]), hostile_text)
+device_segments = st.one_of(
+    st.sampled_from(DEVICE_NAMES).map(lambda d: f"{COHORT}/{ME}/{d}"),
+    st.sampled_from(DEVICE_NAMES).map(lambda d: f"{COHORT}/{ME}/{d}"),
+    st.sampled_from(CANARY_NAMES).map(lambda d: f"{COHORT}/{OTHER}/{d}"),
+    st.tuples(
+        st.sampled_from([COHORT, "zz"]) | hostile_text, learner_names, st.sampled_from(DEVICE_NAMES) | hostile_text
+    ).map(lambda parts: "/".join(p if p in PLACEHOLDERS else segment(p) for p in parts)),
+    st.sampled_from(["..%2f..%2f..", "%2e%2e/%2e%2e/x", f"{COHORT}/{ME}/..", f"{COHORT}/{ME}/%2e%2e"]),
+)
+session_ids = st.one_of(
+    st.sampled_from([SESSION, SESSION, OTHER_SESSION, "0" * 8, "%2e%2e", "..%2fpack.zip"]), hostile_text.map(segment)
+)
+slugs = st.one_of(
+    st.sampled_from([SLUG, SLUG, OTHER_SLUG, "project-000000"]), st.sampled_from(SLUG_TEXTS), hostile_text.map(segment)
+)
+share_keys = st.one_of(st.sampled_from([KEY, KEY, KEY + "x", "", "%00"]), hostile_text.map(segment))
+times = st.one_of(choice(TIME_SPELLINGS), number_spellings, hostile_text)
+ns_values = st.one_of(choice(NS_EDGES), hostile_numbers, json_values)
+plot_specs = st.builds(
+    lambda device, field: f"{device}:{field}",
+    st.sampled_from(DEVICE_NAMES).map(lambda d: f"{COHORT}/{ME}/{d}") | st.just(f"{COHORT}/{OTHER}/canq") | short_text,
+    st.sampled_from(["temperature", "level", "pm2_5", "x", "a" * 65, "<b>", ""]) | short_text,
+)
+markdown = st.one_of(
+    choice(HOSTILE_MARKDOWN),
+    st.lists(choice(HOSTILE_MARKDOWN[:26]), min_size=2, max_size=6).map("\n\n".join),
+    hostile_text,
+    json_values,
+)
+showcase_bodies = st.fixed_dictionaries(
+    {
+        "learner": st.one_of(
+            st.sampled_from([f"{COHORT}/{ME}"] * 4 + [f"{COHORT}/{OTHER}", f"{COHORT}/{ME}/aq1", f"zz/{ME}"]),
+            hostile_text,
+            json_values,
+        ),
+        "title": st.one_of(
+            st.sampled_from(["My project", "<script>alert(1)</script>", "   "]), hostile_text, json_values
+        ),
+    },
+    optional={
+        "description": markdown,
+        "devices": st.lists(device_segments, max_size=3) | st.lists(st.just(f"{COHORT}/{ME}/aq1"), min_size=21),
+        "plots": st.lists(plot_specs, max_size=5) | json_values,
+        "session": st.sampled_from([SESSION, SESSION, OTHER_SESSION]) | hostile_text | json_values,
+        "start_ns": ns_values,
+        "end_ns": ns_values,
+        "show_grade": st.booleans() | json_values,
+        "expires_ns": ns_values,
+        "public": json_values,
+    },
+)
+approve_bodies = st.fixed_dictionaries({}, optional={"public": json_values, "expires_ns": ns_values})
+
+
+valid_text = hostile_text.map(lambda t: t.encode("utf-8", "replace").decode())  # no lone surrogates
+own_plots = st.lists(
+    st.builds(
+        lambda device, field: f"{COHORT}/{ME}/{device}:{field}",
+        st.sampled_from(DEVICE_NAMES),
+        st.sampled_from(["temperature", "level", "pm2_5", "count", "label", "base"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+WINDOWS = [(0, 0), (0, 1), (2**63 - 2 * 10**9, 2**63 - 1), (10**18, 10**18 + 31 * 86400 * 10**9)]
+
+
+@st.composite
+def showcase_body(draw: st.DrawFn) -> bytes:
+    """A publish request. Mostly one a learner could get through, with one or two hostile parts: any title and
+    Markdown, the learner's own demo or plots over windows at the edges (zero-length, at 1970, at the end of
+    InfluxDB's time); else anything (types, numbers, nesting, broken JSON)."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(json_payload(showcase_bodies))
+    body: dict[str, Any] = {
+        "learner": f"{COHORT}/{ME}",
+        "title": draw(st.sampled_from(["My project", "<script>alert(1)</script>", "a" * 120]) | valid_text),
+        "description": draw(choice(HOSTILE_MARKDOWN) | markdown.filter(lambda m: isinstance(m, str)) | valid_text),
+    }
+    if draw(st.booleans()):
+        body |= {"session": SESSION, "show_grade": draw(st.booleans())}
+    elif draw(st.booleans()):
+        start, end = draw(st.sampled_from(WINDOWS))
+        body |= {"start_ns": start, "end_ns": end, "plots": draw(own_plots)}
+    hostile_parts = draw(showcase_bodies)
+    for key in draw(st.lists(st.sampled_from(sorted(hostile_parts)), max_size=2, unique=True)):
+        body[key] = hostile_parts[key]
+    if draw(st.booleans()):  # a time at an edge of int64 (bigger ones are refused with the JSON)
+        body[draw(st.sampled_from(["start_ns", "end_ns", "expires_ns"]))] = draw(choice(NS_EDGES))
+    return _cap(draw, encode(dump(body, ascii_only=draw(st.booleans()))))
+
+
+@dataclass(frozen=True)
+class LearnerRequest:
+    """One request of a learner's app to a learner-facing route (placeholders in path, query and body)."""
+
+    surface: str  # which route: showcase/publish, kit, replay/device, pack/learner, ...
+    method: str
+    path: str  # percent-encoded
+    query: str = ""  # percent-encoded
+    body: bytes | None = None
+
+    def url(self, names: dict[str, str]) -> str:
+        """Path and query with the lab's names in place of the placeholders."""
+        text = self.path + (f"?{self.query}" if self.query else "")
+        for placeholder, name in names.items():
+            text = text.replace(placeholder, segment(name))
+        return text
+
+    def data(self, names: dict[str, str]) -> bytes | None:
+        body = self.body
+        for placeholder, name in names.items():
+            body = body.replace(placeholder.encode(), name.encode()) if body is not None else None
+        return body
+
+    def foreign(self) -> bool:
+        """Aimed at the canary learner (their device, demo, showcase or name): never a 2xx. A listing is not:
+        it narrows what it was asked for to the learner's own (its answer must still not name the canary)."""
+        if self.surface == "showcase/list":
+            return False
+        text = self.path + self.query + (self.body or b"").decode("latin-1")
+        return any(p in text for p in (OTHER, OTHER_SESSION, OTHER_SLUG))
+
+
+def _get(surface: str, path: str, query: Sequence[tuple[str, str]] = ()) -> LearnerRequest:
+    return LearnerRequest(surface, "GET", path, query_string(query))
+
+
+def _opt(key: str, values: st.SearchStrategy[str]) -> st.SearchStrategy[list[tuple[str, str]]]:
+    return st.lists(st.tuples(st.just(key), values), max_size=2)
+
+
+def _publish(body: bytes) -> LearnerRequest:
+    return LearnerRequest("showcase/publish", "POST", "/api/showcases", body=body)
+
+
+# One strategy per learner-facing route; a batch sends one request of each (LEARNER_MIX: publishing and visiting
+# twice), so every route is in every batch whatever Hypothesis favours.
+LEARNER_ROUTES: dict[str, st.SearchStrategy[LearnerRequest]] = {
+    "showcase/publish": st.builds(_publish, showcase_body()),
+    "showcase/approve": st.builds(
+        lambda s, b: LearnerRequest("showcase/approve", "POST", f"/api/showcases/{s}/approve", body=b),
+        slugs | st.just(NEW_SLUG),
+        json_payload(approve_bodies),
+    ),
+    "showcase/revoke": st.builds(
+        lambda s: LearnerRequest("showcase/revoke", "DELETE", f"/api/showcases/{s}"),
+        st.sampled_from([NEW_SLUG, NEW_SLUG, OTHER_SLUG]) | slugs.filter(lambda s: s != SLUG),
+    ),
+    "showcase/list": st.builds(
+        lambda cohort, learner: _get("showcase/list", "/api/showcases", cohort + learner),
+        _opt("cohort", st.sampled_from([COHORT, "zz"]) | hostile_text),
+        _opt("learner", learner_names),
+    ),
+    "showcase/visit": st.builds(  # half of them the sender's own showcase, half of those with its key
+        lambda s, tail, k: _get("showcase/visit", f"/showcase/{s}{tail}", k),
+        st.just(SLUG) | slugs,
+        st.sampled_from(["", "", "/play", "/replay", "/pack.zip"]),
+        st.just([("k", KEY)]) | st.lists(st.tuples(st.sampled_from(["k", "k", "showcase"]), share_keys), max_size=2),
+    ),
+    "showcase/demo-day": st.builds(
+        lambda c: _get("showcase/demo-day", f"/demo-day/{c}"),
+        st.sampled_from([COHORT, "zz"]) | hostile_text.map(segment),
+    ),
+    "kit": st.builds(
+        lambda d, f: _get("kit", f"/api/devices/{d}/kit", f),
+        device_segments,
+        _opt("file", choice(KIT_FILES) | hostile_text),
+    ),
+    "diagnosis": st.builds(lambda d: _get("diagnosis", f"/api/devices/{d}/diagnosis"), device_segments),
+    "replay/device": st.builds(
+        lambda d, f, t, s: _get("replay/device", f"/api/devices/{d}/replay", f + t + s),
+        device_segments,
+        _opt("from", times),
+        _opt("to", times),
+        _opt("speed", number_spellings),
+    ),
+    "replay/session": st.builds(
+        lambda i, s: _get("replay/session", f"/api/sessions/{i}/replay", s),
+        session_ids,
+        _opt("speed", number_spellings),
+    ),
+    "replay/page": st.builds(
+        lambda q: _get("replay/page", "/dashboard/replay", q),
+        st.lists(
+            st.tuples(st.sampled_from(["session", "t", "speed", "showcase", "k"]), times | st.just(SESSION)), max_size=4
+        ),
+    ),
+    "pack/session": st.builds(lambda i: _get("pack/session", f"/api/sessions/{i}/pack.zip"), session_ids),
+    "pack/learner": st.builds(
+        lambda cohort, learner: _get("pack/learner", f"/api/learners/{cohort}/{learner}/pack.zip"),
+        st.sampled_from([COHORT, COHORT, "zz"]) | hostile_text.map(segment),
+        learner_names.map(lambda name: name if name in PLACEHOLDERS else segment(name)),
+    ),
+}
+LEARNER_MIX = [*LEARNER_ROUTES, "showcase/publish", "showcase/visit"]
+learner_requests = st.tuples(*(LEARNER_ROUTES[name] for name in LEARNER_MIX)).map(list)
+
+
+def _publish_json(**fields: Any) -> LearnerRequest:
+    return _publish(json.dumps({"learner": f"{COHORT}/{ME}", "title": "Edge", **fields}).encode())
+
+
+# Requests that name their edge, sent once (the first batch ends with them): the fuzz finds these only by luck.
+KNOWN_LEARNER_REQUESTS = [
+    _publish_json(expires_ns=2**63),  # one past int64: fits the JSON limit of 19 digits, not SQLite
+    _publish_json(learner=f"{COHORT}/{OTHER}", description="mine now"),
+    _publish_json(session=OTHER_SESSION),
+    _publish_json(plots=[f"{COHORT}/{OTHER}/canq:temperature"], start_ns=0, end_ns=1),
+    _publish_json(title="\x00\x1b[2J", description="[" * 4000),
+    _get("replay/device", f"/api/devices/{COHORT}/{ME}/aq1/replay", [("to", str(2**63 - 1)), ("from", "0")]),
+    _get("showcase/visit", f"/showcase/{SLUG}/pack.zip", [("k", KEY)]),
+    _get("kit", f"/api/devices/{COHORT}/{ME}/aq1/kit", [("file", "../../../etc/passwd")]),
+    _publish_json(expires_ns=2**63 - 1, session=SESSION, show_grade=True, description=HOSTILE_MARKDOWN[2]),
+    _publish_json(plots=[f"{COHORT}/{ME}/aq1:temperature"], start_ns=2**63 - 2 * 10**9, end_ns=2**63 - 1),
+    _get("pack/learner", f"/api/learners/{COHORT}/{ME}/pack.zip"),
+    _publish_json(plots=[f"{COHORT}/{ME}/gen1:level", f"{COHORT}/{ME}/gen1:label"], start_ns=0, end_ns=0),
+]
+
+
+_SAFE_URL = re.compile(r"(https?:|mailto:|/|#|data:,$)")
+_UNSAFE_TAGS = {"script", "img", "iframe", "object", "embed", "form", "input", "base", "meta", "link", "style"}
+
+
+def unsafe_html(page: str, allowed: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """What a page holds that could run or load something a learner typed: active elements (script, img, iframe,
+    form, style, meta, link, ...) beyond the page's own, listed in `allowed` as (tag, a piece of its attributes)
+    and each allowed once; `on…` handlers; URLs in href/src/action other than http(s), mailto, the site's own
+    paths and the empty `data:,` icon."""
+    found: list[str] = []
+    spare = list(allowed)
+
+    class Scan(html.parser.HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            text = " ".join(f"{k}={v}" for k, v in attrs)
+            if tag in _UNSAFE_TAGS:
+                own = next((a for a in spare if a[0] == tag and a[1] in text), None)
+                if own is None:
+                    found.append(f"<{tag} {text[:120]}>")
+                else:
+                    spare.remove(own)
+            for name, value in attrs:
+                url = re.sub(r"[\x00-\x20]", "", value or "").lower()
+                if name.startswith("on"):
+                    found.append(f"<{tag}> has a handler {name}={str(value)[:80]!r}")
+                elif name in ("href", "src", "action", "formaction", "xlink:href") and not _SAFE_URL.match(url):
+                    found.append(f"<{tag}> {name}={str(value)[:80]!r}")
+
+    Scan(convert_charrefs=True).feed(page)
+    return found
 
 
 # What must hold: every series in InfluxDB belongs to its sender ---------------------------------------------------

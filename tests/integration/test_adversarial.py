@@ -46,6 +46,7 @@ from typing import Any
 import aiohttp
 import paho.mqtt.client as paho
 import pytest
+import yarl
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -80,6 +81,17 @@ SERIAL_DEVICE = "uno"  # ana's USB-serial board (generic)
 WS_DEVICE = "ws1"  # ana's device that logs in through /mqtt (MQTT over WebSockets) only
 CANARY_DEVICES = {"canq": "air_quality", "cang": "generic"}
 ERROR_LOGGERS = ("hub", "devices", "aiohttp", "asyncio")
+APPS = 4  # learner tokens per hostile learner, one per batch in turn: the learner routes stay under the API's rate
+SHOWCASE_MARKDOWN = "\n\n".join(hostile.HOSTILE_MARKDOWN[:26])  # every trick at once, within the length limit
+# The showcase page's own elements (hub/showcase/page.py): anything else active came from a learner's text.
+SHOWCASE_OWN_ELEMENTS = [
+    ("meta", "charset"),
+    ("meta", "viewport"),
+    ("meta", "robots"),
+    ("link", "icon"),
+    ("style", ""),
+    ("iframe", "class=replay"),
+]
 
 
 # The closed broker ---------------------------------------------------------------------------------------------
@@ -275,6 +287,10 @@ class Lab:
         self.ws_login = ("", "")
         self.passwords: dict[str, str] = {}
         self.counted = 0  # boundary failures seen so far
+        self.sessions: dict[str, Any] = {}  # learner → their stopped demo (DemoSession)
+        self.showcases: dict[str, tuple[str, str]] = {}  # learner → their approved showcase's (slug, share key)
+        self.batches = 0  # batches sent so far: which learner app tokens and which visitor address the next uses
+        self.answered: dict[str, set[int]] = {}  # learner-facing route → the statuses it answered
         self.logged = 0  # error records seen so far
 
     # Start and stop ----------------------------------------------------------------------------
@@ -316,6 +332,11 @@ class Lab:
             self._device(CANARY, name, kind, passwords)
         self.tokens["trainer"] = hub.registry.add_token("trainer", self.csv_cohort, "adversarial")[1]
         self.tokens["ana-live"] = hub.registry.add_token("learner", f"{self.cohort}/ana", "adversarial live")[1]
+        self.tokens["lab-trainer"] = hub.registry.add_token("trainer", self.cohort, "adversarial showcases")[1]
+        for learner, n in itertools.product(HOSTILE, range(APPS)):
+            self.tokens[f"{learner}-app{n}"] = hub.registry.add_token("learner", f"{self.cohort}/{learner}", "app")[1]
+        for learner in (*HOSTILE, CANARY):
+            self.sessions[learner] = hub.registry.start_session(self.cohort, learner, "adversarial")
         hub.apply_registry()
         for device in self.devices.values():
             if device.kind == "arm" and device.client is not None:
@@ -355,7 +376,28 @@ class Lab:
         await self.wait_for(
             lambda: all(self.state(f"{CANARY}/{d}").received > 0 for d in CANARY_DEVICES), "canaries heard"
         )
+        await self.showcase_setup()
         self.counted, self.logged = self.boundary_total(), len(self.errors.records)
+
+    async def showcase_setup(self) -> None:
+        """Each learner's demo stopped, and published by their trainer as an approved showcase (with its grade,
+        so its data pack is offered too) whose description holds every hostile Markdown trick."""
+        assert self.hub is not None and self.http is not None
+        for learner, session in self.sessions.items():
+            self.sessions[learner] = self.hub.registry.stop_session(session.id)
+            body = {
+                "learner": f"{self.cohort}/{learner}",
+                "title": f"{learner}'s <b>project</b>",
+                "description": SHOWCASE_MARKDOWN,
+                "session": session.id,
+                "show_grade": True,
+            }
+            async with self.http.post(
+                self.base + "/api/showcases", json=body, headers=self.auth("lab-trainer")
+            ) as resp:
+                answer = await resp.json()
+                assert resp.status == 201, answer
+            self.showcases[learner] = (answer["slug"], answer["key"])
 
     def _device(self, learner: str, name: str, kind: str, passwords: dict[str, str]) -> None:
         ref = DeviceRef(self.cohort, learner, name)
@@ -379,6 +421,23 @@ class Lab:
         logging.getLogger().removeHandler(self.errors)
 
     # Helpers ------------------------------------------------------------------------------------
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def names(self, sender: str, new_slug: str | None) -> dict[str, str]:
+        """The lab's names for the learner-facing requests' placeholders (tests/hostile.py), as `sender` sees them."""
+        return {
+            hostile.ME: sender,
+            hostile.OTHER: CANARY,
+            hostile.COHORT: self.cohort,
+            hostile.SESSION: self.sessions[sender].id,
+            hostile.OTHER_SESSION: self.sessions[CANARY].id,
+            hostile.SLUG: self.showcases[sender][0],
+            hostile.KEY: self.showcases[sender][1],
+            hostile.OTHER_SLUG: self.showcases[CANARY][0],
+            hostile.NEW_SLUG: new_slug or "project-000000",
+        }
 
     def state(self, key: str) -> Any:
         assert self.hub is not None
@@ -553,7 +612,11 @@ class Lab:
             self.serial_port.feed(chunk)
         outcome.sent["serial"] = len(batch.serial)
         await asyncio.gather(
-            *publishing, self.send_http(batch, outcome), self.send_ws(batch, outcome), self.send_mqtt_ws(batch, outcome)
+            *publishing,
+            self.send_http(batch, outcome),
+            self.send_ws(batch, outcome),
+            self.send_mqtt_ws(batch, outcome),
+            self.send_learner(batch, outcome),
         )
 
     async def send_http(self, batch: Batch, outcome: Outcome) -> None:
@@ -625,6 +688,113 @@ class Lab:
                     f"HTTP telemetry {path[:80]!r} as {user} ({'wrong password' if i % 3 == 1 else 'foreign'}): {status}"
                 )
         return len(posts)
+
+    async def send_learner(self, batch: Batch, outcome: Outcome) -> None:
+        """The learner-facing routes (showcases, kits, diagnoses, replays, data packs) with hostile paths, queries
+        and bodies, from ana's and ben's apps at once: never a 5xx, never a 2xx for the canary learner's things,
+        never the canary's name in an answer. Then the showcases this batch published are approved and their share
+        links fetched (their Markdown rendered safe), and the lab's own showcases and demos are unchanged."""
+        requests = [r for drawn in batch.learner for r in drawn]
+        self.batches += 1
+        published: dict[str, list[tuple[str, str]]] = {learner: [] for learner in HOSTILE}
+        # From an address of its own for each batch: showcases limit visits per address (5/s), and this suite
+        # wants its visits to reach the handler.
+        local = aiohttp.TCPConnector(local_addr=(f"127.0.0.{2 + self.batches % 250}", 0))
+        async with aiohttp.ClientSession(connector=local) as http:
+            sent = await asyncio.gather(
+                *(
+                    self.learner_app(http, learner, requests[i :: len(HOSTILE)], published[learner], outcome)
+                    for i, learner in enumerate(HOSTILE)
+                )
+            )
+            outcome.sent["learner_http"] = sum(sent)
+            await self.check_showcases(http, published, outcome)
+
+    async def learner_app(
+        self,
+        http: aiohttp.ClientSession,
+        sender: str,
+        requests: Sequence[hostile.LearnerRequest],
+        published: list[tuple[str, str]],
+        outcome: Outcome,
+    ) -> int:
+        """`requests` in turn from one of `sender`'s app tokens; the showcases it published go to `published`."""
+        canary_name = f"{self.cohort}/{CANARY}"
+        sent = 0
+        for request in requests:
+            names = self.names(sender, published[-1][0] if published else None)
+            url = yarl.URL(self.base + request.url(names), encoded=True)
+            headers = self.auth(f"{sender}-app{self.batches % APPS}")
+            if request.body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                async with http.request(
+                    request.method, url, data=request.data(names), headers=headers, allow_redirects=False
+                ) as resp:
+                    answer = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, ValueError) as err:
+                outcome.problems.append(f"{request.surface} {str(url)[:100]!r}: failed ({type(err).__name__}: {err})")
+                continue
+            sent += 1
+            self.answered.setdefault(request.surface, set()).add(status)
+            where = (
+                f"{request.surface} {request.method} {str(url.relative())[:100]!r} body {(request.body or b'')[:80]!r}"
+            )
+            if status >= 500:
+                outcome.problems.append(f"{where}: {status} {answer[:200]!r}")
+            if 200 <= status < 300 and request.foreign():
+                outcome.problems.append(f"{where}: {sender}'s token got {status} for the canary learner's")
+            if 200 <= status < 300 and canary_name.encode() in answer:
+                outcome.problems.append(f"{where}: {sender}'s token got an answer naming {canary_name}")
+            if request.surface == "showcase/publish" and status == 201:
+                made = json.loads(answer)
+                published.append((made["slug"], made["key"]))
+        return sent
+
+    async def check_showcases(
+        self, http: aiohttp.ClientSession, published: dict[str, list[tuple[str, str]]], outcome: Outcome
+    ) -> None:
+        """The showcases learners published in this batch (up to 6), approved and opened through their share links:
+        nothing active from their Markdown. The canary's showcase still opens; no lab showcase was changed."""
+        assert self.http is not None
+        fresh = [p for learner in HOSTILE for p in published[learner]][:6]
+        for slug, _ in fresh:
+            url = f"{self.base}/api/showcases/{slug}/approve"
+            async with self.http.post(url, json={}, headers=self.auth("lab-trainer")) as resp:
+                await resp.read()
+                if resp.status == 409:  # revoked later in this batch by its own learner
+                    continue
+                if resp.status != 200:
+                    outcome.problems.append(f"showcase {slug}: the trainer's approval got {resp.status}")
+                    continue
+        canary_slug, canary_key = self.showcases[CANARY]
+        for slug, key in [*fresh, (canary_slug, canary_key)]:
+            async with http.get(f"{self.base}/showcase/{slug}", params={"k": key}) as resp:
+                page = await resp.text()
+                if resp.status == 404 and slug != canary_slug:
+                    continue  # revoked by its learner in this batch
+                if resp.status != 200:
+                    outcome.problems.append(f"showcase {slug} through its share link: {resp.status}")
+                    continue
+            unsafe = hostile.unsafe_html(page, SHOWCASE_OWN_ELEMENTS)
+            if unsafe:
+                outcome.problems.append(f"showcase {slug}: the page holds {unsafe[:3]}")
+            outcome.sent["showcase_pages"] = outcome.sent.get("showcase_pages", 0) + 1
+        async with self.http.get(self.base + "/api/showcases", headers=self.auth("lab-trainer")) as resp:
+            listed = {s["slug"]: s for s in (await resp.json())["showcases"]}
+        for learner, (slug, _) in self.showcases.items():
+            shown = listed.get(slug, {})
+            if (shown.get("state"), shown.get("public"), shown.get("learner")) != (
+                "published",
+                False,
+                f"{self.cohort}/{learner}",
+            ):
+                outcome.problems.append(f"{learner}'s showcase was changed: {str(shown)[:300]}")
+        assert self.hub is not None
+        for learner, session in self.sessions.items():
+            if self.hub.registry.session(session.id) != session:
+                outcome.problems.append(f"{learner}'s demo {session.id} was changed")
 
     async def send_ws(self, batch: Batch, outcome: Outcome) -> None:
         assert self.http is not None
@@ -816,8 +986,9 @@ class Batch:
         mqtt_ws: list[hostile.MqttWsStream],
         serial: list[bytes],
         csv: list[bytes],
+        learner: list[list[hostile.LearnerRequest]],
     ) -> None:
-        self.mqtt_ws = mqtt_ws
+        self.mqtt_ws, self.learner = mqtt_ws, learner
         self.telemetry, self.bare, self.status, self.acks, self.firmware = telemetry, bare, status, acks, firmware
         self.requests, self.http, self.ws, self.ws_queries, self.serial, self.csv = (
             requests,
@@ -848,15 +1019,18 @@ PER_BATCH: dict[str, tuple[st.SearchStrategy[Any], int]] = {
     "mqtt_ws": (hostile.mqtt_ws_stream(), 3),
     "serial": (hostile.serial_chunk(), 12),
     "csv": (hostile.cohort_csv(CSV_COHORT), 1),
+    "learner": (hostile.learner_requests, 1),  # one request to each learner-facing route (hostile.LEARNER_MIX)
 }
 
 
 def draw_batches(count: int, seed: int = 11) -> list[Batch]:
     """`count` batches, the same every run: each surface's payloads are Hypothesis examples for a fixed seed."""
     pools = {name: hostile.draw(strategy, n * count, seed) for name, (strategy, n) in PER_BATCH.items()}
-    return [
+    batches = [
         Batch(**{name: pools[name][i * n : (i + 1) * n] for name, (_, n) in PER_BATCH.items()}) for i in range(count)
     ]
+    batches[0].learner.append(hostile.KNOWN_LEARNER_REQUESTS)
+    return batches
 
 
 @pytest.fixture
@@ -906,10 +1080,21 @@ async def test_hostile_batches_on_every_surface_break_nothing(lab: Lab) -> None:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
     summary = (
-        f"{len(outcomes)} batches in {time.monotonic() - started:.1f} s (drawn in {drawn:.1f} s)\n{report(outcomes)}"
+        f"{len(outcomes)} batches in {time.monotonic() - started:.1f} s (drawn in {drawn:.1f} s)\n{report(outcomes)}\n"
+        + "learner routes answered: "
+        + "; ".join(f"{route} {sorted(statuses)}" for route, statuses in sorted(lab.answered.items()))
     )
     print("\n" + summary)
     assert not problems, "hostile input broke the lab:\n" + "\n".join(problems[:40]) + "\n" + summary
+    # The hostile requests reached the learner-facing handlers, not only the parsers in front of them: every
+    # route answered a 2xx at least once (but approval, a trainer's), and no request was turned away for its rate.
+    unreached = [
+        r
+        for r in hostile.LEARNER_ROUTES
+        if r != "showcase/approve" and not any(200 <= s < 300 for s in lab.answered.get(r, ()))
+    ]
+    limited = [r for r, statuses in lab.answered.items() if 429 in statuses]
+    assert not unreached and not limited, f"never a 2xx: {unreached}; 429s: {limited}; answers: {lab.answered}"
 
 
 # The known-bad payloads of issue 11, each alone (a minimal reproducer that names itself) ------------------------
@@ -982,3 +1167,20 @@ async def test_one_learners_generic_device_cannot_get_anothers_fields_refused(la
     assert not outcome.problems and not state.rejected, (
         "\n".join(outcome.problems) + f"\ncanary rejections: {dict(state.rejected)}"
     )
+
+
+async def test_a_showcases_hostile_markdown_renders_inert_through_its_share_link(lab: Lab) -> None:
+    """The lab's showcases hold every trick of hostile.HOSTILE_MARKDOWN (script, javascript: and data: links,
+    raw HTML, handlers): through the share link, each is text or a safe link, never an element or a script URL."""
+    assert lab.http is not None
+    slug, key = lab.showcases["ana"]
+    async with lab.http.get(f"{lab.base}/showcase/{slug}", params={"k": key}) as resp:
+        page = await resp.text()
+        assert resp.status == 200, page[:300]
+    assert hostile.unsafe_html(page, SHOWCASE_OWN_ELEMENTS) == []
+    assert "<script" not in page and "<h1>ana&#x27;s &lt;b&gt;project&lt;/b&gt;</h1>" in page
+    description = page.split('<section class="description">', 1)[1].split("</section>", 1)[0]
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in description and "&lt;img src=x onerror=alert(1)&gt;" in description
+    )
+    assert 'href="javascript' not in description.lower() and 'href="data:' not in description
