@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,95 @@ def services() -> Iterator[Services]:
         influxd.stop()
         mosquitto.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@dataclass
+class ClosedLab:
+    """A *closed* mosquitto (anonymous clients refused, each account's client id its own), as `labhub up` runs by
+    default; the rest of the suite shares a broker in classroom open mode. Its registry is `state`'s, which the
+    CLI (`cli`) and a hub made with `config` share; every test makes its own cohort, accounts and database."""
+
+    state: Path
+    port: int
+    broker: Service
+
+    @property
+    def internal_port(self) -> int:
+        """The listener of the hub and the security admin."""
+        return MqttConfig(port=self.port).hub_port
+
+    def secret(self, name: str) -> str:
+        value = read_secret(self.state / "secrets" / name)
+        assert value is not None
+        return value
+
+    @property
+    def hub_auth(self) -> tuple[str, str]:
+        return HUB_USER, self.secret("mqtt-hub")
+
+    @property
+    def cli_log(self) -> Path:
+        return self.state / "cli.log"
+
+    def config(self, services: Services, *, own_registry: bool = False, **hub_options: Any) -> LabConfig:
+        """A hub on this broker with its own database; `own_registry`: a registry of its own (it then knows only
+        the devices its test adds), not the lab's that the CLI writes."""
+        name = unique()
+        if own_registry:
+            hub_options["registry"] = str(self.state / "registries" / f"{name}.sqlite3")
+        return LabConfig(
+            state_dir=self.state,
+            mqtt=MqttConfig(port=self.port, launch=False, client_id=f"hub-{name}"),
+            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
+            hub=HubConfig(http_port=0, open_mode=False, **hub_options),
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`labhub …` as a trainer runs it, against this lab; its stderr (the log) is kept for the secrets grep."""
+        config = self.state / "lab.toml"
+        if not config.exists():
+            config.write_text(f'state_dir = "{self.state}"\n[mqtt]\nport = {self.port}\nlaunch = false\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        with open(self.cli_log, "a") as fh:
+            fh.write(done.stderr)
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done
+
+    def logs(self) -> str:
+        """The broker's log and the CLI's."""
+        return "\n".join(p.read_text(errors="replace") for p in (self.broker.log_path, self.cli_log) if p.exists())
+
+    def stop(self) -> None:
+        self.broker.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def start_closed_lab(max_connections: int = MqttConfig().max_connections) -> ClosedLab:
+    """A new closed broker; a test that counts connections starts its own with a small `max_connections`."""
+    state = make_state_dir("labhub-closed-")
+    port = free_port()
+    try:
+        return ClosedLab(
+            state, port, start_mosquitto(state, port=port, open_mode=False, max_connections=max_connections)
+        )
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+@pytest.fixture(scope="session")
+def closed() -> Iterator[ClosedLab]:
+    """The session's closed broker, started when a test first asks for it."""
+    lab = start_closed_lab()
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 def lab_config(services: Services, *, devices: tuple[tuple[str, str], ...] = (), **hub_options: Any) -> LabConfig:

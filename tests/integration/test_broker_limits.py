@@ -2,8 +2,9 @@
 accounts (no takeover), a bounded lab listener with the hub and admin on their own loopback listener; and
 the running influxd's unauthenticated RPC port on loopback only.
 
-These tests run their own *closed* brokers (the rest of the suite shares one in classroom open mode), and make
-accounts straight through the security admin on the internal listener, as `labhub` does.
+These tests use the session's *closed* broker (the rest of the suite shares one in classroom open mode), or a
+closed broker of their own where they count connections, and make accounts straight through the security admin on
+the internal listener, as `labhub` does.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,67 +24,26 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
-from hub.access.dynsec import HUB_USER, Dynsec, _acl, device_account
+from hub.access.dynsec import Dynsec, _acl, device_account
 from hub.config import MqttConfig
-from hub.credentials import read_secret
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service, free_port
-from tests.conftest import make_state_dir, unique
-from tests.integration.conftest import Services
+from tests.conftest import unique
+from tests.integration.conftest import ClosedLab, Services, start_closed_lab
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED = (0x00, 0x10)  # success, or "no matching subscribers" (still accepted)
 
 
-@dataclass
-class Broker:
-    state: Path
-    port: int
-    service: Service
-
-    @property
-    def internal_port(self) -> int:
-        return MqttConfig(port=self.port).hub_port
-
-    def secret(self, name: str) -> str:
-        value = read_secret(self.state / "secrets" / name)
-        assert value is not None
-        return value
-
-    async def device(self, key: str) -> tuple[str, str]:
-        """A device account (made by the admin over the internal listener): its username and password."""
-        password = secrets.token_urlsafe(12)
-        async with Dynsec("127.0.0.1", self.internal_port, self.secret("mqtt-admin")) as sec:
-            await sec.ensure(device_account(DeviceRef.parse(key)), password)
-        return key, password
-
-    def hub(self, client_id: str = "") -> Client:
-        """A client with the hub's account, on the internal listener."""
-        return Client(self.internal_port, HUB_USER, self.secret("mqtt-hub"), client_id)
+async def make_device(closed: ClosedLab, key: str) -> tuple[str, str]:
+    """A device account (made by the admin over the internal listener): its username and password."""
+    password = secrets.token_urlsafe(12)
+    async with Dynsec("127.0.0.1", closed.internal_port, closed.secret("mqtt-admin")) as sec:
+        await sec.ensure(device_account(DeviceRef.parse(key)), password)
+    return key, password
 
 
-def start_closed(max_connections: int = MqttConfig().max_connections) -> Broker:
-    state = make_state_dir("labhub-limits-")
-    port = free_port()
-    try:
-        return Broker(state, port, start_mosquitto(state, port=port, open_mode=False, max_connections=max_connections))
-    except BaseException:
-        shutil.rmtree(state, ignore_errors=True)
-        raise
-
-
-def stop(broker: Broker) -> None:
-    broker.service.stop()
-    shutil.rmtree(broker.state, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def closed() -> Iterator[Broker]:
-    broker = start_closed()
-    try:
-        yield broker
-    finally:
-        stop(broker)
+def as_hub(closed: ClosedLab, client_id: str = "") -> Client:
+    """A client with the hub's account, on the internal listener."""
+    return Client(closed.internal_port, *closed.hub_auth, client_id)
 
 
 @dataclass
@@ -170,10 +128,10 @@ class Client:
 # Telemetry: one field deep ------------------------------------------------------------------------------------
 
 
-async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(closed: Broker) -> None:
+async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(closed: ClosedLab) -> None:
     ref = DeviceRef(unique("k"), "ana", "aq1")
-    device = Client(closed.port, *await closed.device(ref.key))
-    hub = closed.hub()
+    device = Client(closed.port, *await make_device(closed, ref.key))
+    hub = as_hub(closed)
     try:
         assert await device.accepted() and await hub.accepted()
         assert await hub.subscribe(f"lab/{ref.cohort}/#") == 1
@@ -188,7 +146,7 @@ async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(cl
         device.close()
         hub.close()
     # Nothing deeper was retained either: a new subscriber to the whole tree gets no copy of it.
-    late = closed.hub()
+    late = as_hub(closed)
     try:
         assert await late.accepted()
         assert await late.subscribe(f"lab/{ref.cohort}/#") == 1
@@ -200,7 +158,7 @@ async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(cl
         late.close()
 
 
-async def test_old_telemetry_wildcard_rules_are_narrowed_at_broker_start(closed: Broker) -> None:
+async def test_old_telemetry_wildcard_rules_are_narrowed_at_broker_start(closed: ClosedLab) -> None:
     role = f"device:{unique('k')}/ana/aq1"
     old = [_acl("publishClientSend", "lab/x/ana/aq1/telemetry"), _acl("publishClientSend", "lab/x/ana/aq1/telemetry/#")]
     async with Dynsec("127.0.0.1", closed.internal_port, closed.secret("mqtt-admin")) as sec:
@@ -213,12 +171,12 @@ async def test_old_telemetry_wildcard_rules_are_narrowed_at_broker_start(closed:
 # Client ids ---------------------------------------------------------------------------------------------------
 
 
-async def test_no_account_can_take_over_another_accounts_client_id(closed: Broker) -> None:
+async def test_no_account_can_take_over_another_accounts_client_id(closed: ClosedLab) -> None:
     cohort = unique("k")
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
-    auth_a, auth_b = await closed.device(a.key), await closed.device(b.key)
+    auth_a, auth_b = await make_device(closed, a.key), await make_device(closed, b.key)
     victim = Client(closed.port, *auth_a, client_id="esp32-board")
-    hub = closed.hub(client_id=f"labhub-hub-{secrets.token_hex(6)}")
+    hub = as_hub(closed, client_id=f"labhub-hub-{secrets.token_hex(6)}")
     try:
         assert await victim.accepted() and await hub.accepted()
         assert await victim.subscribe(a.topic("errors")) == 1
@@ -257,25 +215,25 @@ async def test_open_mode_lets_anonymous_clients_in_and_the_hub_on_its_own_listen
 
 
 async def test_the_lab_listener_holds_max_connections_and_the_hub_and_admin_still_get_in() -> None:
-    broker = await asyncio.to_thread(start_closed, 2)  # start_mosquitto runs its own event loop
+    broker = await asyncio.to_thread(start_closed_lab, 2)  # start_mosquitto runs its own event loop
     clients: list[Client] = []
     try:
         cohort = unique("k")
-        accounts = [await broker.device(f"{cohort}/l{i}/aq1") for i in range(3)]
+        accounts = [await make_device(broker, f"{cohort}/l{i}/aq1") for i in range(3)]
         for account in accounts[:2]:
             clients.append(Client(broker.port, *account))
             assert await clients[-1].accepted()
         clients.append(Client(broker.port, *accounts[2]))
         assert await clients[-1].accepted() is False, "a third client got in on a lab listener of 2"
         # The lab is full; the hub and the security admin use the internal listener.
-        hub = broker.hub()
+        hub = as_hub(broker)
         clients.append(hub)
         assert await hub.accepted()
-        await broker.device(f"{cohort}/late/aq1")
+        await make_device(broker, f"{cohort}/late/aq1")
     finally:
         for client in clients:
             client.close()
-        await asyncio.to_thread(stop, broker)
+        await asyncio.to_thread(broker.stop)
 
 
 @pytest.mark.xfail(
@@ -285,22 +243,22 @@ async def test_the_lab_listener_holds_max_connections_and_the_hub_and_admin_stil
     "is fixed this passes: remove the marker and the README's caveat.",
 )
 async def test_max_connections_still_holds_after_clients_come_and_go() -> None:
-    broker = await asyncio.to_thread(start_closed, 2)
+    broker = await asyncio.to_thread(start_closed_lab, 2)
     clients: list[Client] = []
     try:
-        account = await broker.device(f"{unique('k')}/ana/aq1")
+        account = await make_device(broker, f"{unique('k')}/ana/aq1")
         for _ in range(3):  # one device reconnecting three times
             comer = Client(broker.port, *account)
             assert await comer.accepted()
             comer.close()
         cohort = unique("k")
         for i in range(3):
-            clients.append(Client(broker.port, *await broker.device(f"{cohort}/l{i}/aq1")))
+            clients.append(Client(broker.port, *await make_device(broker, f"{cohort}/l{i}/aq1")))
         assert [await c.accepted() for c in clients] == [True, True, False]
     finally:
         for client in clients:
             client.close()
-        await asyncio.to_thread(stop, broker)
+        await asyncio.to_thread(broker.stop)
 
 
 # influxd --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Home Assistant discovery and the read-only cohort account, against a real mosquitto with its security plugin.
+"""Home Assistant discovery and the read-only cohort account, against a real mosquitto with its security plugin
+(the session's closed broker).
 
 A cohort with `home_assistant = true` gets retained sensor configs whose state topic carries the device's readings
 and whose availability follows its status; another cohort gets none, and turning discovery off clears them. A
@@ -9,32 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from hub.access.dynsec import HUB_USER
-from hub.credentials import read_secret
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import free_port
-from tests.conftest import make_state_dir, unique
-from tests.integration.conftest import HubFactory, Services
-from tests.integration.test_security import NOT_AUTHORIZED, V5, Closed, password_of
+from tests.conftest import unique
+from tests.integration.conftest import ClosedLab, HubFactory, Services
+from tests.integration.test_security import NOT_AUTHORIZED, V5, password_of
 from tests.support import wait_until
-
-
-@pytest.fixture(scope="module")
-def closed() -> Iterator[Closed]:
-    state = make_state_dir("labhub-ha-")
-    port = free_port()
-    broker = start_mosquitto(state, port=port, open_mode=False)
-    try:
-        yield Closed(state, port, broker, state / "cli.log")
-    finally:
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def configs_of(client: V5, node: str) -> dict[str, bytes]:
@@ -46,10 +27,10 @@ def configs_of(client: V5, node: str) -> dict[str, bytes]:
     return {t: p for t, p in held.items() if p}
 
 
-def retained_now(closed: Closed, node: str) -> dict[str, bytes]:
+def retained_now(closed: ClosedLab, node: str) -> dict[str, bytes]:
     """What the broker retains under a node, read by a fresh subscriber (the hub's account) with a sync marker:
     mosquitto sends a subscription's retained messages before anything published after its SUBACK."""
-    hub = V5(closed.port, HUB_USER, read_secret(closed.state / "secrets" / "mqtt-hub"))
+    hub = V5(closed.port, *closed.hub_auth)
     try:
         assert hub.wait_connect()
         assert hub.subscribe("homeassistant/#") == 1
@@ -65,7 +46,7 @@ def retained_now(closed: Closed, node: str) -> dict[str, bytes]:
 
 
 async def test_discovery_configs_readings_availability_and_a_read_only_account(
-    closed: Closed, services: Services, start_hub: HubFactory
+    closed: ClosedLab, services: Services, start_hub: HubFactory
 ) -> None:
     on, off = unique("ha"), unique("no")
     ana = f"{on}/ana/aq1"
@@ -107,7 +88,7 @@ async def test_discovery_configs_readings_availability_and_a_read_only_account(
             assert reader.publish(topic, b"{}") == NOT_AUTHORIZED, topic
         assert reader.subscribe(f"lab/{off}/+/+/telemetry") == NOT_AUTHORIZED
         assert reader.subscribe(f"lab/{on}/ana/aq1/commands") == 1  # inside its cohort: accepted, never delivered
-        as_hub = V5(closed.port, HUB_USER, read_secret(closed.state / "secrets" / "mqtt-hub"))
+        as_hub = V5(closed.port, *closed.hub_auth)
         try:
             assert as_hub.wait_connect()
             assert as_hub.publish(f"lab/{on}/ana/aq1/commands", b'{"id": "c1"}') == 0
@@ -138,7 +119,7 @@ async def test_discovery_configs_readings_availability_and_a_read_only_account(
 
 
 async def test_turning_discovery_off_clears_the_cohorts_configs_at_the_next_start(
-    closed: Closed, services: Services, start_hub: HubFactory
+    closed: ClosedLab, services: Services, start_hub: HubFactory
 ) -> None:
     cohort = unique("ha")
     password_of(closed.cli("device", "add", f"{cohort}/ana/arm1", "--kind", "arm").stdout)

@@ -1,4 +1,4 @@
-"""MQTT over WebSockets (/mqtt) against a real closed broker: the broker, not the hub, decides who may do what.
+"""MQTT over WebSockets (/mqtt) against a real closed broker (the session's): the broker, not the hub, decides who may do what.
 
 paho over WebSockets gets exactly what the same client gets over TCP (its reading stored, a foreign topic refused,
 a wrong password refused); the per-address cap answers 429 before the upgrade; either side's close closes the
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,48 +28,18 @@ from playwright.async_api import async_playwright
 
 from devices import diagnoses as dx
 from devices.topics import DeviceRef
-from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service, free_port
+from hub.ops.services import free_port
 from hub.runtime import Hub
-from tests.conftest import make_state_dir, unique
-from tests.integration.conftest import HubFactory, Services
+from tests.conftest import unique
+from tests.integration.conftest import ClosedLab, HubFactory, Services
 from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
 from tests.support import api_token, count_when_stable, wait_until
 
 MQTTJS = Path(__file__).resolve().parents[1] / "vendor" / "mqttjs" / "mqtt.min.js"
 
 
-@dataclass
-class ClosedBroker:
-    state: Path
-    port: int
-    broker: Service
-
-    def config(self, services: Services, **hub_options: Any) -> LabConfig:
-        name = unique()
-        return LabConfig(
-            state_dir=self.state,
-            mqtt=MqttConfig(port=self.port, launch=False, client_id=f"hub-{name}"),
-            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
-            hub=HubConfig(http_port=0, open_mode=False, **hub_options),
-        )
-
-
-@pytest.fixture(scope="module")
-def closed() -> Iterator[ClosedBroker]:
-    state = make_state_dir("labhub-ws-")
-    port = free_port()
-    broker = start_mosquitto(state, port=port, open_mode=False)
-    try:
-        yield ClosedBroker(state, port, broker)
-    finally:
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
-
-
 @pytest.fixture
-async def hub(closed: ClosedBroker, services: Services, start_hub: HubFactory) -> AsyncIterator[Hub]:
+async def hub(closed: ClosedLab, services: Services, start_hub: HubFactory) -> AsyncIterator[Hub]:
     yield await start_hub(config=closed.config(services, mqtt_ws_per_address=3))
 
 
@@ -154,7 +123,7 @@ def refused_login(port: int, user: str, websockets: bool) -> int:
 
 
 async def test_a_device_over_mqtt_ws_gets_exactly_what_it_gets_over_tcp(
-    closed: ClosedBroker, services: Services, hub: Hub
+    closed: ClosedLab, services: Services, hub: Hub
 ) -> None:
     cohort = unique("w")
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
@@ -230,7 +199,7 @@ client.on("error", (err) => window.events.push("error:" + err.message));
 
 
 async def test_mqttjs_in_chromium_receives_a_learners_telemetry_through_mqtt_ws(
-    closed: ClosedBroker, services: Services, start_hub: HubFactory
+    closed: ClosedLab, services: Services, start_hub: HubFactory
 ) -> None:
     """A learner's web app on its own origin (a local server here), allowed by hub.allowed_origins as any page
     calling the hub from elsewhere must be, subscribes through /mqtt with the learner's MQTT account."""

@@ -1,8 +1,8 @@
 """Security against the real broker: accounts and ACLs enforced by Mosquitto, the registry CLI, API tokens.
 
-This module runs its own *closed* mosquitto (anonymous clients refused), as `labhub up` does by default;
-the rest of the suite shares a broker in classroom open mode. Every password and token made here is
-remembered, and the last test greps every log of the module for them.
+These tests use the session's *closed* mosquitto (anonymous clients refused, conftest's `closed`), as `labhub up`
+runs by default; the rest of the suite shares a broker in classroom open mode. Every password and token made here
+is remembered, and the last test greps every log of the run for them.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,71 +24,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
-from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
-from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.credentials import load_credentials, read_secret
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import Service, free_port
+from hub.credentials import load_credentials
 from hub.runtime import Hub
-from tests.conftest import SESSION_LOG, make_state_dir, unique
-from tests.integration.conftest import HubFactory, Services
+from tests.conftest import SESSION_LOG, unique
+from tests.integration.conftest import ClosedLab, HubFactory, Services
 from tests.support import influx_count, wait_until
 
 NOT_AUTHORIZED = 0x87
 SECRETS: list[str] = []  # every password and token this module made: none may appear in any log
-CLOSED_LOGS: list[Callable[[], str] | str] = []  # the closed broker's and the CLI's logs (text once it is gone)
-
-
-@dataclass
-class Closed:
-    state: Path
-    port: int
-    broker: Service
-    log_file: Path
-
-    def config(self, services: Services, **hub_options: Any) -> LabConfig:
-        name = unique()
-        return LabConfig(
-            state_dir=self.state,
-            mqtt=MqttConfig(port=self.port, launch=False, client_id=f"hub-{name}"),
-            influx=InfluxConfig(url=services.influx_url, database=name, launch=False),
-            hub=HubConfig(http_port=0, open_mode=False, **hub_options),
-        )
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in (self.broker.log_path, self.log_file) if p.exists())
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """`labhub …` as a trainer runs it, against this lab; its stderr (the log) is kept for the grep."""
-        config = self.state / "lab.toml"
-        if not config.exists():
-            config.write_text(f'state_dir = "{self.state}"\n[mqtt]\nport = {self.port}\nlaunch = false\n')
-        done = subprocess.run(
-            [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        with open(self.log_file, "a") as fh:
-            fh.write(done.stderr)
-        assert done.returncode == 0, done.stderr + done.stdout
-        return done
-
-
-@pytest.fixture(scope="module")
-def closed() -> Iterator[Closed]:
-    state = make_state_dir("labhub-closed-")
-    port = free_port()
-    broker = start_mosquitto(state, port=port, open_mode=False)
-    lab = Closed(state, port, broker, state / "cli.log")
-    CLOSED_LOGS.append(lab.logs)
-    try:
-        yield lab
-    finally:
-        broker.stop()
-        CLOSED_LOGS[CLOSED_LOGS.index(lab.logs)] = lab.logs()  # the state dir goes: keep the text
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def password_of(output: str) -> str:
@@ -171,13 +112,13 @@ class V5:
         self.client.loop_stop()
 
 
-def device(closed: Closed, key: str, kind: str = "air_quality") -> str:
+def device(closed: ClosedLab, key: str, kind: str = "air_quality") -> str:
     """Register a device through the CLI, as a trainer would; its password."""
     return password_of(closed.cli("device", "add", key, "--kind", kind).stdout)
 
 
 @pytest.fixture
-async def lab(closed: Closed, services: Services, start_hub: HubFactory) -> AsyncIterator[tuple[Hub, str]]:
+async def lab(closed: ClosedLab, services: Services, start_hub: HubFactory) -> AsyncIterator[tuple[Hub, str]]:
     """A hub on the closed broker, and a cohort name for this test."""
     hub = await start_hub(config=closed.config(services))
     yield hub, unique("k")
@@ -187,7 +128,7 @@ async def lab(closed: Closed, services: Services, start_hub: HubFactory) -> Asyn
 
 
 async def test_a_learner_cannot_publish_into_another_learners_topics(
-    closed: Closed, services: Services, lab: tuple[Hub, str]
+    closed: ClosedLab, services: Services, lab: tuple[Hub, str]
 ) -> None:
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
@@ -209,7 +150,7 @@ async def test_a_learner_cannot_publish_into_another_learners_topics(
     assert hub.ingest.devices[b].received == 0
 
 
-async def test_another_learners_client_id_does_not_open_their_topics(closed: Closed, lab: tuple[Hub, str]) -> None:
+async def test_another_learners_client_id_does_not_open_their_topics(closed: ClosedLab, lab: tuple[Hub, str]) -> None:
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     pw_a, _ = device(closed, a.key), device(closed, b.key)
@@ -224,7 +165,7 @@ async def test_another_learners_client_id_does_not_open_their_topics(closed: Clo
 
 
 async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
-    closed: Closed, services: Services, lab: tuple[Hub, str]
+    closed: ClosedLab, services: Services, lab: tuple[Hub, str]
 ) -> None:
     """A learner's device tries wildcard subscriptions over the whole lab, then the other learner's traffic flows
     (seen by an observer with the hub's account, so the check has something to miss): the device is refused
@@ -232,8 +173,7 @@ async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
     pw_a, pw_b = device(closed, a.key, "arm"), device(closed, b.key, "arm")
-    hub_password = read_secret(closed.state / "secrets" / "mqtt-hub")
-    observer = V5(closed.port + 1, HUB_USER, hub_password)  # the internal listener (port + 1)
+    observer = V5(closed.internal_port, *closed.hub_auth)
     nosy = V5(closed.port, a.key, pw_a)
     other = V5(closed.port, b.key, pw_b)
     try:
@@ -266,7 +206,7 @@ async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
         other.close()
 
 
-async def test_anonymous_and_wrong_passwords_are_refused(closed: Closed, lab: tuple[Hub, str]) -> None:
+async def test_anonymous_and_wrong_passwords_are_refused(closed: ClosedLab, lab: tuple[Hub, str]) -> None:
     _, cohort = lab
     a = DeviceRef(cohort, "ana", "aq1")
     pw_a = device(closed, a.key)
@@ -280,7 +220,7 @@ async def test_anonymous_and_wrong_passwords_are_refused(closed: Closed, lab: tu
 
 
 async def test_a_device_publishes_within_2s_of_its_cli_add_and_is_cut_off_within_2s_of_its_cli_disable(
-    closed: Closed, services: Services, lab: tuple[Hub, str]
+    closed: ClosedLab, services: Services, lab: tuple[Hub, str]
 ) -> None:
     """Timed from the moment the CLI command returns (its own Python start-up, ~1 s, is not the hub's)."""
     hub, cohort = lab
@@ -316,7 +256,7 @@ async def test_a_device_publishes_within_2s_of_its_cli_add_and_is_cut_off_within
     assert cut_s < 2.0
 
 
-async def test_rotating_a_password_invalidates_the_old_one(closed: Closed, lab: tuple[Hub, str]) -> None:
+async def test_rotating_a_password_invalidates_the_old_one(closed: ClosedLab, lab: tuple[Hub, str]) -> None:
     _, cohort = lab
     ref = DeviceRef(cohort, "ana", "aq1")
     old = device(closed, ref.key)
@@ -336,7 +276,7 @@ async def test_rotating_a_password_invalidates_the_old_one(closed: Closed, lab: 
             client.close()
 
 
-async def test_a_learners_own_account_drives_only_their_devices(closed: Closed, lab: tuple[Hub, str]) -> None:
+async def test_a_learners_own_account_drives_only_their_devices(closed: ClosedLab, lab: tuple[Hub, str]) -> None:
     _, cohort = lab
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     pw_a, _ = device(closed, a.key), device(closed, b.key)
@@ -401,7 +341,7 @@ async def api(lab: tuple[Hub, str]) -> AsyncIterator[Api]:
 
 
 async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
-    closed: Closed, lab: tuple[Hub, str], api: Api
+    closed: ClosedLab, lab: tuple[Hub, str], api: Api
 ) -> None:
     hub, cohort = lab
     arm = DeviceRef(cohort, "ana", "arm1")
@@ -447,7 +387,7 @@ async def test_foreign_origins_oversize_bodies_and_floods_are_refused(
 
 
 async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_live_views(
-    closed: Closed, lab: tuple[Hub, str], api: Api
+    closed: ClosedLab, lab: tuple[Hub, str], api: Api
 ) -> None:
     hub, cohort = lab
     arm = DeviceRef(cohort, "ana", "arm1")
@@ -479,7 +419,7 @@ async def test_revoking_a_token_or_disabling_a_learner_ends_their_access_and_liv
     assert (await api.call("GET", "/api/devices", phone))[0] == 401
 
 
-def test_the_registry_imports_a_cohort_csv_and_never_stores_a_token(closed: Closed, tmp_path: Path) -> None:
+def test_the_registry_imports_a_cohort_csv_and_never_stores_a_token(closed: ClosedLab, tmp_path: Path) -> None:
     cohort = unique("k")
     csv = tmp_path / "cohort.csv"
     csv.write_text(
@@ -512,17 +452,16 @@ def test_the_registry_imports_a_cohort_csv_and_never_stores_a_token(closed: Clos
     assert secret not in dump and not any(pw in dump for pw in rows.values())
 
 
-def test_no_secret_appears_in_any_log(services: Services) -> None:
+def test_no_secret_appears_in_any_log(services: Services, closed: ClosedLab) -> None:
     """Runs last (see conftest): every password and token this run made — here, and the accounts and secrets
     of every other test's hub — searched in every log of the run."""
     secrets = list(SECRETS)
     secrets += load_credentials(services.state_dir).values()  # accounts made for other tests' declared devices
     secrets += [p.read_text().strip() for p in (services.state_dir / "secrets").iterdir()]
     assert len(SECRETS) > 20 and len(secrets) > len(SECRETS), "the tests above made fewer secrets than expected"
-    assert CLOSED_LOGS, "test_security's own tests did not run"
     logs = {
         "every log record of the run": SESSION_LOG.read_text(errors="replace"),
-        "mosquitto (closed) and the CLI's logs": "\n".join(x if isinstance(x, str) else x() for x in CLOSED_LOGS),
+        "mosquitto (closed) and the CLI's logs": closed.logs(),
         "mosquitto (session)": services.mosquitto.log_path.read_text(errors="replace"),
         "influxd": services.influxd.log_path.read_text(errors="replace"),
     }
