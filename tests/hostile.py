@@ -639,6 +639,8 @@ TIME_SPELLINGS = [
     "0",
     "9223372036",
     "9223372037",
+    "1e300",  # finite seconds, infinite nanoseconds
+    "-1.7976931348623157e308",
 ]
 NS_EDGES = [0, 1, -1, 2**63 - 1, 2**63, -(2**63), 2**64, 10**30, 2**53 + 1]
 SLUG_TEXTS = ["..", ".", "../..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 61, "a" * 62, "A", "-a", "x%0a", "x%00"]
@@ -874,6 +876,7 @@ KNOWN_LEARNER_REQUESTS = [
     _publish_json(plots=[f"{COHORT}/{OTHER}/canq:temperature"], start_ns=0, end_ns=1),
     _publish_json(title="\x00\x1b[2J", description="[" * 4000),
     _get("replay/device", f"/api/devices/{COHORT}/{ME}/aq1/replay", [("to", str(2**63 - 1)), ("from", "0")]),
+    _get("replay/device", f"/api/devices/{COHORT}/{ME}/aq1/replay", [("from", "1e300")]),
     _get("showcase/visit", f"/showcase/{SLUG}/pack.zip", [("k", KEY)]),
     _get("kit", f"/api/devices/{COHORT}/{ME}/aq1/kit", [("file", "../../../etc/passwd")]),
     _publish_json(expires_ns=2**63 - 1, session=SESSION, show_grade=True, description=HOSTILE_MARKDOWN[2]),

@@ -47,6 +47,10 @@ async def device_replay(request: web.Request) -> web.Response:
         check_window(start, end)
     except ValueError as err:
         raise error(web.HTTPBadRequest, f"{err} (from, to: Unix seconds or ISO-8601)") from None
+    except OverflowError:  # seconds finite as a float but not in ns (1e300): parse_time lets round(inf) raise
+        raise error(
+            web.HTTPBadRequest, "from and to must be times between 1970 and 2262 (Unix seconds or ISO-8601)"
+        ) from None
     timeline = await read(device_timeline(reader_of(request), deps.registry, target, start, end))
     return web.json_response(as_json(timeline), headers={"Cache-Control": "no-store"})
 

@@ -81,7 +81,7 @@ SERIAL_DEVICE = "uno"  # ana's USB-serial board (generic)
 WS_DEVICE = "ws1"  # ana's device that logs in through /mqtt (MQTT over WebSockets) only
 CANARY_DEVICES = {"canq": "air_quality", "cang": "generic"}
 ERROR_LOGGERS = ("hub", "devices", "aiohttp", "asyncio")
-APPS = 4  # learner tokens per hostile learner, one per batch in turn: the learner routes stay under the API's rate
+APPS = 4  # tokens per hostile learner (and the trainer), one per batch in turn: each stays under the API's rate
 SHOWCASE_MARKDOWN = "\n\n".join(hostile.HOSTILE_MARKDOWN[:26])  # every trick at once, within the length limit
 # The showcase page's own elements (hub/showcase/page.py): anything else active came from a learner's text.
 SHOWCASE_OWN_ELEMENTS = [
@@ -332,9 +332,9 @@ class Lab:
             self._device(CANARY, name, kind, passwords)
         self.tokens["trainer"] = hub.registry.add_token("trainer", self.csv_cohort, "adversarial")[1]
         self.tokens["ana-live"] = hub.registry.add_token("learner", f"{self.cohort}/ana", "adversarial live")[1]
-        self.tokens["lab-trainer"] = hub.registry.add_token("trainer", self.cohort, "adversarial showcases")[1]
         for learner, n in itertools.product(HOSTILE, range(APPS)):
             self.tokens[f"{learner}-app{n}"] = hub.registry.add_token("learner", f"{self.cohort}/{learner}", "app")[1]
+            self.tokens[f"lab-trainer{n}"] = hub.registry.add_token("trainer", self.cohort, "showcases")[1]
         for learner in (*HOSTILE, CANARY):
             self.sessions[learner] = hub.registry.start_session(self.cohort, learner, "adversarial")
         hub.apply_registry()
@@ -393,7 +393,7 @@ class Lab:
                 "show_grade": True,
             }
             async with self.http.post(
-                self.base + "/api/showcases", json=body, headers=self.auth("lab-trainer")
+                self.base + "/api/showcases", json=body, headers=self.auth("lab-trainer0")
             ) as resp:
                 answer = await resp.json()
                 assert resp.status == 201, answer
@@ -759,9 +759,10 @@ class Lab:
         nothing active from their Markdown. The canary's showcase still opens; no lab showcase was changed."""
         assert self.http is not None
         fresh = [p for learner in HOSTILE for p in published[learner]][:6]
+        trainer = self.auth(f"lab-trainer{self.batches % APPS}")
         for slug, _ in fresh:
             url = f"{self.base}/api/showcases/{slug}/approve"
-            async with self.http.post(url, json={}, headers=self.auth("lab-trainer")) as resp:
+            async with self.http.post(url, json={}, headers=trainer) as resp:
                 await resp.read()
                 if resp.status == 409:  # revoked later in this batch by its own learner
                     continue
@@ -781,8 +782,11 @@ class Lab:
             if unsafe:
                 outcome.problems.append(f"showcase {slug}: the page holds {unsafe[:3]}")
             outcome.sent["showcase_pages"] = outcome.sent.get("showcase_pages", 0) + 1
-        async with self.http.get(self.base + "/api/showcases", headers=self.auth("lab-trainer")) as resp:
-            listed = {s["slug"]: s for s in (await resp.json())["showcases"]}
+        async with self.http.get(self.base + "/api/showcases", headers=trainer) as resp:
+            answer = await resp.json()
+            if resp.status != 200:
+                outcome.problems.append(f"the trainer's list of showcases: {resp.status} {str(answer)[:200]}")
+            listed = {s["slug"]: s for s in answer.get("showcases", [])}
         for learner, (slug, _) in self.showcases.items():
             shown = listed.get(slug, {})
             if (shown.get("state"), shown.get("public"), shown.get("learner")) != (
@@ -1184,3 +1188,16 @@ async def test_a_showcases_hostile_markdown_renders_inert_through_its_share_link
         "&lt;script&gt;alert(1)&lt;/script&gt;" in description and "&lt;img src=x onerror=alert(1)&gt;" in description
     )
     assert 'href="javascript' not in description.lower() and 'href="data:' not in description
+
+
+@pytest.mark.parametrize("window", [{"from": "1e300"}, {"to": "-1e300"}, {"from": "0", "to": "1.7976931348623157e308"}])
+async def test_a_replay_window_beyond_floats_is_refused_not_a_failure(lab: Lab, window: dict[str, str]) -> None:
+    """Unix seconds that are finite as a float but not in nanoseconds (1e300 s): 400 naming the range, as for any
+    other time outside 1970–2262, and no boundary failure (it was a 500: OverflowError from round(inf))."""
+    assert lab.http is not None
+    failures = lab.boundary_total()
+    url = f"{lab.base}/api/devices/{lab.cohort}/ana/aq1/replay"
+    async with lab.http.get(url, params=window, headers=lab.auth("ana")) as resp:
+        answer = await resp.json()
+    assert resp.status == 400 and "1970" in answer["error"], answer
+    assert lab.boundary_total() == failures
