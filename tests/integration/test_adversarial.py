@@ -9,7 +9,9 @@ try to pin the canaries' field names to other types.
 
 Hypothesis batches (tests/hostile.py) go to every surface: telemetry (JSON, line protocol, bare values on
 `telemetry/<field>`), status, ack, commands/request, HTTP command bodies (and their headers, query and path),
-WebSocket handshakes and messages, serial lines, cohort CSV imports. After each batch:
+WebSocket handshakes and messages, serial lines, cohort CSV imports, and the learner-facing routes from the
+learners' apps (showcases published, approved, revoked, listed and visited; kits, diagnoses, replays, data packs,
+the replay page). The third learner has a demo and an approved showcase of their own. After each batch:
 
 - the hub is alive (its task runs, it is connected to the broker);
 - the canaries' readings are stored within 1 s (no gap over 1 s in what InfluxDB holds, and a reading sent
@@ -19,7 +21,9 @@ WebSocket handshakes and messages, serial lines, cohort CSV imports. After each 
   names a learner may use;
 - every error the hub's loggers wrote was counted by a boundary (hub.boundary);
 - the event loop never lagged 100 ms (a probe task in the loop the hub runs on);
-- no HTTP request got a 500, and no learner's token reached another learner's device.
+- no HTTP request got a 500, and no learner's token reached another learner's device, demo, showcase or pack
+  (no 2xx, no answer naming the third learner; their showcase still opens, the lab's showcases and demos are
+  unchanged), and every showcase published in the batch renders its Markdown inert through its share link.
 
 The known-bad payloads of issue 11 also have their own small tests (minimal reproducers), so a regression
 names itself.
