@@ -20,16 +20,6 @@ from tests.integration.test_doctor import Lab, broker, lab  # noqa: F401 (a hub 
 from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
 from tests.support import MqttPublisher, api_token, http_json, wait_until
 
-CHECKLIST = (
-    "broker_reached",
-    "account_accepted",
-    "last_will_set",
-    "status_online",
-    "errors_subscribed",
-    "first_valid_reading",
-    "clock_plausible",
-    "cadence_plausible",
-)
 FINDING = dx.RETAINED_TELEMETRY  # a board that publishes its readings with the retain flag
 QUIET = dataclasses.replace(dx.DEFAULT_THRESHOLDS, quiet_s=3.0)  # resolved 3 s after the symptom stops, not 60
 SEEN_MS = 20_000  # the doctor sees a symptom within 10 s (the issue's bound); the pages refresh every 4 and 10 s
@@ -93,10 +83,10 @@ async def test_my_board_shows_the_checklist_and_the_finding_with_its_fix_and_the
             page.on("request", lambda request: sent.append(request.url))
             await page.goto(f"{base}/board#token={learner}")
 
-            # The faulty board: its checklist in the contract's order, its finding with both fixes.
+            # The faulty board: its checklist in the contract's order (the catalogue's), its finding with both fixes.
             shown = page.locator(f'section[data-device="{faulty.key}"] .finding[data-code="{FINDING}"]')
             await shown.wait_for(timeout=SEEN_MS)
-            assert [name for name, _ in await checklist_shown(page, faulty)] == list(CHECKLIST)
+            assert [name for name, _ in await checklist_shown(page, faulty)] == list(dx.CHECKLIST)
             assert finding["message"] in await shown.locator(".message").inner_text()
             for lang in ("arduino", "micropython"):
                 assert finding["fix"][lang].strip(), f"no {lang} fix"
