@@ -90,6 +90,8 @@ def _parse_time(text: str) -> int:
     except ValueError:
         seconds = math.nan
     if math.isfinite(seconds):
+        if not math.isfinite(seconds * 1e9):  # 1e300 s: no integer of ns (round() would raise OverflowError)
+            raise ValueError(f"{text[:40]!r} is outside 1970–2262")
         return round(seconds * 1e9)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
