@@ -52,6 +52,19 @@ def read_secret(path: Path) -> str | None:
         return None
 
 
+def hub_client_id(configured: str, default: str, state_dir: Path) -> str:
+    """The hub's MQTT client id, with a secret suffix kept in the state dir (Mosquitto lets any account take
+    over a client id it can guess), unless the operator chose their own."""
+    if not configured.startswith(default):
+        return configured
+    path = state_dir / "hub-client-id"
+    suffix = read_secret(path)
+    if suffix is None:
+        suffix = secrets.token_hex(6)
+        write_private(path, suffix + "\n")
+    return f"{configured}-{suffix}"
+
+
 def write_secret(path: Path, value: str) -> None:
     write_private(path, value + "\n", private_parent=True)
 

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import secrets
 from collections.abc import Callable, Sequence
 
 from devices.kinds import ARM
@@ -33,7 +31,7 @@ from hub.commands.audit import CommandAudit
 from hub.commands.messages import CommandMessages
 from hub.commands.relay import CommandRelay
 from hub.config import ARM_PROFILES, DEFAULT_ARM_PROFILE, DeviceConfig, LabConfig, MqttConfig, ServiceError
-from hub.credentials import read_secret, save_credentials
+from hub.credentials import hub_client_id, read_secret, save_credentials
 from hub.doctor.service import LabDoctor
 from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
@@ -92,7 +90,7 @@ class Hub:
         self.mqtt = MqttClient(
             cfg.mqtt.hub_host,
             cfg.mqtt.hub_port,
-            self._client_id(cfg),
+            hub_client_id(cfg.mqtt.client_id, MqttConfig().client_id, cfg.state_dir),
             on_message=self._on_message,
             on_failure=lambda msg, err: self.boundaries.failed(MQTT, source_of(msg.topic), err),
             on_connect=lambda: self.durability.forget_acks(),
@@ -102,6 +100,8 @@ class Hub:
             manual_ack=True,
             username=cfg.mqtt.username if password else None,
             password=password,
+            read_linger_s=cfg.hub.write_linger_ms / 1000,
+            may_linger=lambda: not self.relay.in_flight,
         )
         spool_dir = cfg.state_dir / "spool" / cfg.mqtt.client_id
         self.durability = Durability(
@@ -109,7 +109,7 @@ class Hub:
             cfg.hub.spool_max_bytes,
             cfg.hub.queue_max_points,
             self.mqtt,
-            commit_every_s=cfg.hub.write_linger_ms / 1000,
+            commit_every_s=cfg.hub.write_linger_ms / 2000,
         )
         self.spool: Spool[InspectorEntry] = self.durability.spool
         self.doctor = LabDoctor.of_lab(cfg, worker, self._publish, self.durability.audit, lambda: self.ingest.devices)
@@ -136,7 +136,7 @@ class Hub:
         command_audit = CommandAudit(self.durability.audit)
         self.relay = CommandRelay(
             {d.ref: ARM_PROFILES[d.profile or DEFAULT_ARM_PROFILE] for d in cfg.devices if d.kind == "arm"},
-            publish=lambda topic, payload, qos: self.mqtt.publish(topic, payload, qos=qos),
+            publish=self._send_command,
             audit=command_audit.finished,
             refused=command_audit.refused,
             online=lambda ref: state.online if (state := self.ingest.devices.get(ref)) else None,
@@ -151,7 +151,6 @@ class Hub:
             cfg.hub.batch_max_points,
             self.ingest.on_stored,
             self.ingest.on_storage_rejected,
-            linger_s=cfg.hub.write_linger_ms / 1000,
         )
         self.presence = Presence(
             self.ingest.devices, cfg.hub.presence_timeout_s, announce=self.live.presence, watched=self.live.watched
@@ -179,22 +178,6 @@ class Hub:
         """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
         return await self.durability.flush_evidence(timeout)
 
-    @staticmethod
-    def _client_id(cfg: LabConfig) -> str:
-        """A secret suffix, kept in the state dir: Mosquitto lets any account take over a client id it can guess."""
-        if not cfg.mqtt.client_id.startswith(MqttConfig().client_id):
-            return cfg.mqtt.client_id
-        path = cfg.state_dir / "hub-client-id"
-        try:
-            suffix = path.read_text().strip()
-        except FileNotFoundError:
-            suffix = secrets.token_hex(6)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a secret: private
-            with os.fdopen(fd, "w") as fh:
-                fh.write(suffix + "\n")
-        return f"{cfg.mqtt.client_id}-{suffix}"
-
     # Wiring ------------------------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
@@ -218,6 +201,10 @@ class Hub:
             entry = None
         if slot is not None:
             self.durability.settle(slot, entry)
+
+    def _send_command(self, topic: str, payload: bytes, qos: int) -> bool:
+        self.mqtt.read_now()  # its acknowledgement is read as soon as it comes, not after a linger
+        return self.mqtt.publish(topic, payload, qos=qos)
 
     def _on_reading(self, state: DeviceState, fields: dict[str, FieldValue], time_ns: int) -> None:
         if state.kind is ARM:

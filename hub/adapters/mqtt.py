@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import socket
-import struct
-import termios
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,7 +28,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hub.adapters.paho_fastpath import BufferedSocket, FastClient, drop_bad_topic, new_client
+from hub.adapters.mqtt_reading import SocketReads
+from hub.adapters.paho_fastpath import FastClient, drop_bad_topic, new_client
 from hub.boundary import escape
 from hub.pace import Backoff
 
@@ -83,8 +81,12 @@ class MqttClient:
         username: str | None = None,
         password: str | None = None,
         fast_path: bool = True,
+        read_linger_s: float = 0.0,
+        may_linger: Callable[[], bool] = lambda: True,
     ) -> None:
-        """`fast_path=False`: stock paho's receive path even when the fast one passes its check (a baseline)."""
+        """`fast_path=False`: stock paho's receive path even when the fast one passes its check (a baseline).
+        `read_linger_s`: after a read of only a few messages, leave the socket alone that long, unless
+        `may_linger()` says an answer is awaited (`hub.adapters.mqtt_reading`)."""
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -97,10 +99,8 @@ class MqttClient:
         self._keepalive = keepalive
         self._backoff = backoff
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sock: Any = None
-        self._paused = False
+        self.reads = SocketReads(self._read_burst, read_linger_s, may_linger)
         self._held = False
-        self._read_scheduled = False
         self._received = 0
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()  # the broker acknowledged this connection's subscriptions
@@ -237,21 +237,18 @@ class MqttClient:
         return list(subs)
 
     def pause_reading(self) -> None:
-        if not self._paused:
-            self._paused = True
-            if self._loop is not None and self._sock is not None:
-                self._loop.remove_reader(self._sock)
+        self.reads.pause()
 
     def resume_reading(self) -> None:
-        if self._paused:
-            self._paused = False
-            if self._loop is not None and self._sock is not None:
-                self._loop.add_reader(self._sock, self._on_readable)
-                self._read_soon()  # bytes may wait in the read buffer
+        self.reads.resume()
+
+    def read_now(self) -> None:
+        """An answer is awaited (a command was sent): read as soon as it comes, no linger."""
+        self.reads.read_now()
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self.reads.paused
 
     def hold(self, held: bool) -> None:
         """No reading, no pings while held: a board blocked in `delay()`, dropped after 1.5 × keepalive (firmware_sim)."""
@@ -259,20 +256,11 @@ class MqttClient:
         (self.pause_reading if held else self.resume_reading)()
 
     def _is_paused(self) -> bool:
-        return self._paused
+        return self.reads.paused
 
     def waiting(self) -> int:
-        """Bytes received but not yet handled (in our buffer and in the kernel's): the watchdog's "is
-        anything waiting" signal."""
-        sock = self._sock
-        if sock is None:
-            return 0
-        waiting = sock.buffered if isinstance(sock, BufferedSocket) else 0
-        try:
-            waiting += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-        except (OSError, ValueError):
-            pass
-        return waiting
+        """Bytes received but not yet handled: the watchdog's "is anything waiting" signal."""
+        return self.reads.waiting()
 
     # paho callbacks (all on the loop thread) ---------------------------------------------------
 
@@ -340,17 +328,13 @@ class MqttClient:
         self._deliver(Message(topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, bool(msg.dup)))
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._sock = sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands and acks are small: no Nagle delay
-        if not self._paused:
-            assert self._loop is not None
-            self._loop.add_reader(sock, self._on_readable)
+        assert self._loop is not None
+        self.reads.open(self._loop, sock)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(sock)
-        self._sock = None
+        self.reads.close(sock)
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._loop is not None:
@@ -360,34 +344,21 @@ class MqttClient:
         if self._loop is not None:
             self._loop.remove_writer(sock)
 
-    def _read_soon(self) -> None:
-        """Read again at the next turn of the loop, once: each pending read would handle READ_BURST messages,
-        so several piling up (one per turn, as epoll reports the socket too) would starve every other task."""
-        if not self._read_scheduled and self._loop is not None:
-            self._read_scheduled = True
-            self._loop.call_soon(self._on_readable_soon)
-
-    def _on_readable_soon(self) -> None:
-        self._read_scheduled = False
-        self._on_readable()
-
-    def _on_readable(self) -> None:
+    def _read_burst(self) -> int:
+        """Read up to READ_BURST messages (fewer when the socket is drained or intake pauses); how many."""
         client = self._client
         fast = client.read_publishes if isinstance(client, FastClient) else None
         start = self._received
-        while not self._paused:
+        while not self.reads.paused:
             before = self._received
             if fast is not None:  # the plain PUBLISH frames already read, in one loop
                 fast(start + READ_BURST - before, self._is_paused)
-                if self._paused or self._received - start >= READ_BURST:
+                if self.reads.paused or self._received - start >= READ_BURST:
                     break
             rc = client.loop_read()  # one packet through paho (reading the socket when the buffer is empty)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before or self._received - start >= READ_BURST:
                 break
-        sock = self._sock
-        # The socket may be drained while whole packets wait in our buffer: epoll will not say so.
-        if not self._paused and isinstance(sock, BufferedSocket) and sock.buffered and self._loop is not None:
-            self._read_soon()
+        return self._received - start
 
     def _on_writable(self) -> None:
         self._client.loop_write()

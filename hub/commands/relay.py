@@ -152,6 +152,7 @@ class CommandRelay:
         self.by_id: OrderedDict[str, CommandRecord] = OrderedDict()
         self._keys: OrderedDict[tuple[DeviceRef, str], str] = OrderedDict()
         self.counts: dict[str, int] = {s.value: 0 for s in State}
+        self.in_flight = 0  # commands sent and not finished: their acknowledgements are awaited
         self.listeners: list[Callable[[CommandRecord], None]] = []
 
     def set_arms(self, profiles: Mapping[DeviceRef, ArmProfile]) -> None:
@@ -265,6 +266,7 @@ class CommandRelay:
         self._publish(record.device.topic("commands"), payload, 1)
         record.state = State.SENT
         record.sent_ns = time.time_ns()
+        self.in_flight += 1
         self._arm_timer(record, ACK_TIMEOUT_S, "no acknowledgement from the device")
         if not isinstance(record.command, Stop):
             arm.active = record
@@ -326,6 +328,8 @@ class CommandRelay:
         record.state = state
         record.reason = reason
         record.finished_ns = time.time_ns()
+        if record.sent_ns is not None:
+            self.in_flight -= 1
         if record.timer is not None:
             record.timer.cancel()
             record.timer = None

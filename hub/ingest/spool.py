@@ -2,7 +2,8 @@
 
 Intake appends records to a pending group; `commit()` writes the group and fsyncs it (group commit: one
 fsync for everything that arrived meanwhile, a few ms). Only then are QoS 1 messages acknowledged to the
-broker. The writer takes committed records in order — from memory while it keeps up, from disk when
+broker. A group nobody waits for (QoS 0 readings, evidence) may be committed unsynced: written at once (the page
+cache survives a killed hub) and fsynced by `sync()` soon after. The writer takes committed records in order — from memory while it keeps up, from disk when
 memory overflowed while InfluxDB failed, or after a restart — and `done()` moves the checkpoint, below which
 segment files are deleted. Live records and the replayed backlog are interleaved, so an outage's backlog
 does not starve live data.
@@ -27,15 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from hub.ingest.redelivery import RecentDigests
 from hub.ingest.spool_files import SpoolFiles
 from hub.ingest.spool_format import encode_body, frame
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RECENT = 200_000
 BEHIND_PATIENCE_S = 2.0  # intake waits for a writer that is behind, as long as it stores a batch this often
 AUDIT_KEY = "cmd:"  # spool records of evidence (commands, rejections, presence) carry this before the device key
+
+
+Pending = tuple[int, int, str, str, T | None, bytes]  # received ns, digest, key, line, owner, body
 
 
 @dataclass(slots=True)
@@ -85,9 +89,7 @@ class Spool(Generic[T]):
         self.behind_pauses = 0
         self._write_failing = False  # the writer's last attempt failed (InfluxDB away or refusing)
         self._batches_done = 0
-        self._pending: list[
-            tuple[int, int, str, str, T | None, bytes]
-        ] = []  # received_ns, digest, key, line, owner, body
+        self._pending: list[Pending[T]] = []
         self._pending_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._ready = asyncio.Event()
@@ -97,10 +99,11 @@ class Spool(Generic[T]):
         self._disk_turn = False
         self._in_flight: Batch[T] | None = None
         self.committed_end = 0
+        self.unsynced = False  # committed bytes written but not yet fsynced
+        self._unsynced_event = asyncio.Event()
         self.checkpoint = 0
         self._checkpoint_saved = 0.0
-        self.recent: dict[tuple[str, int], int] = {}  # (device, digest) → position, for redelivery checks
-        self._recent_order: deque[tuple[tuple[str, int], int]] = deque()
+        self.recent = RecentDigests()  # for redelivery checks
         self.full = False
         self.commits = 0
         self.replayed = 0
@@ -116,6 +119,8 @@ class Spool(Generic[T]):
         if segments:
             end = self._files.recover_tail(segments[-1])
         self.committed_end = end
+        # After a power cut, the checkpoint may be past what the disk kept of the log: nothing beyond is owed.
+        self.checkpoint = min(self.checkpoint, end)
         self._files.open_segment(segments[-1] if segments else 0)
         for start in segments[-2:]:
             self._index_digests(start)
@@ -131,21 +136,13 @@ class Spool(Generic[T]):
 
     def _index_digests(self, start: int) -> None:
         for at, _, _, digest, key, _ in self._files.read(start, 0, None, size=-1):
-            self._remember(key, digest, at)
-
-    def _remember(self, key: str, digest: int, position: int) -> None:
-        """Keep the last RECENT digests: enough to recognise what a broker redelivers after a crash."""
-        if not digest:
-            return
-        self.recent[(key, digest)] = position
-        self._recent_order.append(((key, digest), position))
-        if len(self._recent_order) > RECENT:
-            old, pos = self._recent_order.popleft()
-            if self.recent.get(old) == pos:
-                del self.recent[old]
+            self.recent.remember(key, digest, at)
 
     def close(self) -> None:
         self._save_checkpoint(force=True)
+        if self.unsynced:
+            self._files.sync()
+            self.unsynced = False
         self._files.close()
 
     # Intake side -------------------------------------------------------------------------------
@@ -176,12 +173,24 @@ class Spool(Generic[T]):
             self._pending_event.clear()
             await self._pending_event.wait()
 
-    async def commit(self) -> list[T | None]:
-        """Write and fsync everything appended so far; return the owners, in order."""
+    async def commit(self, sync: bool = True) -> list[T | None]:
+        """Write and fsync everything appended so far; return the owners, in order. `sync=False`: only write, on
+        the loop (far cheaper than the hop to the fsync thread); the next `sync()` or synced commit fsyncs it."""
         async with self._commit_lock:
-            return await self._commit()
+            return await self._commit(sync)
 
-    async def _commit(self) -> list[T | None]:
+    async def sync(self) -> None:
+        async with self._commit_lock:
+            if self.unsynced:
+                self.unsynced = False
+                await asyncio.to_thread(self._files.sync)
+
+    async def wait_unsynced(self) -> None:
+        while not self.unsynced:
+            self._unsynced_event.clear()
+            await self._unsynced_event.wait()
+
+    async def _commit(self, sync: bool) -> list[T | None]:
         group, self._pending = self._pending, []
         if not group:
             return []
@@ -193,19 +202,27 @@ class Spool(Generic[T]):
             chunks.append(chunk)
             end = position + len(chunk)
             records.append(Record(position, end, received_ns, key, line, owner))
-            if digest:
-                self._remember(key, digest, position)
+            self.recent.remember(key, digest, position)
             position = end
         data = b"".join(chunks)
         try:
-            await asyncio.to_thread(self._files.write_and_sync, data)
+            if sync:
+                await asyncio.to_thread(self._files.write_and_sync, data)
+                self.unsynced = False
+            else:
+                self._files.write(data)
+                self.unsynced = True
+                self._unsynced_event.set()
+            if position - self._files.segment_start >= self.segment_bytes:
+                if self.unsynced:  # the old segment's file is closed: its tail is synced first
+                    await asyncio.to_thread(self._files.sync)
+                    self.unsynced = False
+                self._files.open_segment(position)
         except OSError as err:
             raise SpoolError(f"cannot write the spool in {self.directory}: {err.strerror}") from err
         self.committed_end = position
         self.commits += 1
         self._admit(records)
-        if self.committed_end - self._files.segment_start >= self.segment_bytes:
-            self._files.open_segment(self.committed_end)
         self._check_full()
         return [r.owner for r in records]
 
@@ -235,20 +252,14 @@ class Spool(Generic[T]):
         backlog = self._backlog
         return bool(backlog) and (backlog[0][0] < backlog[0][1] or len(backlog) > 1)
 
-    async def take(self, most: int, linger_ns: int = 0) -> Batch[T]:
+    async def take(self, most: int) -> Batch[T]:
         """The next batch to write: live records and the disk backlog by turns (oldest first within each).
-
-        With `linger_ns`, a batch of live records smaller than `most` waits until its oldest record was received
-        that long ago, so that a slow stream of readings shares writes (each write costs InfluxDB a request and
-        an fsync, whatever its size); under load batches fill without waiting."""
+        A slow stream shares writes because intake lingers (`hub.adapters.mqtt_reading`); under load batches
+        fill by themselves."""
         while True:
             while not self._live and not self._backlog_waiting():
                 self._ready.clear()
                 await self._ready.wait()
-            if linger_ns and self._live and len(self._live) < most:
-                wait_ns = self._live[0].received_ns + linger_ns - time.time_ns()
-                if wait_ns > 0:
-                    await asyncio.sleep(wait_ns / 1e9)
             if self._backlog_waiting() and self._live:  # both waiting: take turns, so live data is not starved
                 self._disk_turn = not self._disk_turn
                 use_disk = self._disk_turn
@@ -386,6 +397,3 @@ class Spool(Generic[T]):
     def in_memory(self) -> int:
         """Records not yet in InfluxDB that are held in memory (pending commit or waiting for the writer)."""
         return len(self._live) + len(self._pending)
-
-    def __len__(self) -> int:
-        return self.in_memory()

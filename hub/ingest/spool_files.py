@@ -87,12 +87,20 @@ class SpoolFiles:
         finally:
             os.close(dir_fd)
 
-    def write_and_sync(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Append to the segment: in the kernel's page cache, so it survives the hub's own death (not the
+        machine's) until `sync()`."""
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+
+    def sync(self) -> None:
         os.fdatasync(self._fd)
+
+    def write_and_sync(self, data: bytes) -> None:
+        self.write(data)
+        self.sync()
 
     def delete_below(self, checkpoint: int, committed_end: int) -> None:
         """Delete the segments wholly below the checkpoint (never the one being appended to).

@@ -70,10 +70,8 @@ class Writer(Generic[T]):
         on_stored: Callable[[list[Record[T]]], None],
         on_rejected: Callable[[Record[T], str], None],
         backoff: Backoff = WRITE_BACKOFF,
-        linger_s: float = 0.0,
     ) -> None:
         self.backend = backend
-        self._linger_ns = int(linger_s * 1e9)
         self.spool = spool
         self.batch_max = batch_max
         self._on_stored = on_stored
@@ -88,7 +86,7 @@ class Writer(Generic[T]):
 
     async def run(self) -> None:
         while True:
-            batch = await self.spool.take(self.batch_max, self._linger_ns)
+            batch = await self.spool.take(self.batch_max)
             self.busy = True
             try:
                 if self._policies is None:

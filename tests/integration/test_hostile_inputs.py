@@ -307,15 +307,16 @@ async def test_the_watchdog_reports_a_stalled_intake_and_a_lagging_loop(
     pub = MqttPublisher(services.mqtt_port)
     try:
         assert hub.health()["status"] == "ok"
-        loop, sock = asyncio.get_running_loop(), hub.mqtt._sock
+        loop, sock = asyncio.get_running_loop(), hub.mqtt.reads.sock
         loop.remove_reader(sock)  # a stuck reader: bytes wait, none is handled
+        hub.mqtt.reads._end_linger()  # (nor read at the end of a linger)
         for i in range(5):
             await pub.publish(ref.topic("telemetry"), json.dumps({"n": i}), qos=0)
         await wait_until(lambda: hub.watchdog.stalled_s >= 2, timeout=10, what="the stall to be seen")
         reasons = hub.health()["reasons"]
         assert hub.health()["status"] == "degraded" and any("intake stalled" in str(r) for r in reasons), reasons
         assert "DEGRADED: intake stalled" in hub.status.progress_line()
-        loop.add_reader(sock, hub.mqtt._on_readable)  # the reader again
+        loop.add_reader(sock, hub.mqtt.reads.on_readable)  # the reader again
         await wait_until(lambda: hub.watchdog.stalled_s == 0, what="intake to move again")
         await wait_until(lambda: hub.watchdog.lag_s < 0.1, what="a calm loop")
         time.sleep(0.7)  # noqa: ASYNC251 (the point: the event loop is blocked)

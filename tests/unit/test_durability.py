@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ from hub.ingest.device_table import DeviceState, InspectorEntry
 from hub.ingest.durability import Durability
 from hub.ingest.spool import AUDIT_KEY
 from hub.pace import Stamper, TokenBucket
+from tests.support import wait_until
 
 
 class FakeIntake:
@@ -154,3 +159,75 @@ async def test_a_writer_behind_pauses_intake_and_a_full_spool_keeps_it_paused(tm
     keep.spool.done(await keep.spool.take(4))
     assert intake.events == ["pause", "pause", "resume"] and not keep.paused
     keep.spool.close()
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every fdatasync the spool makes (and still makes it)."""
+    made: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        made.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return made
+
+
+async def test_a_qos1_reading_is_fsynced_before_its_acknowledgement(
+    parts: tuple[Durability, FakeIntake], fsyncs: list[int]
+) -> None:
+    keep, intake = parts
+    reading = entry()
+    slot = keep.receive(qos1(3))
+    keep.append(1, 0, "c/l/d", "m x=1 1", reading)
+    assert slot is not None
+    keep.settle(slot, reading)
+    await keep.commit_once()
+    assert len(fsyncs) == 1 and intake.acked == [3]
+
+
+async def test_qos0_readings_are_written_at_once_and_fsynced_within_the_sync_interval(
+    parts: tuple[Durability, FakeIntake], fsyncs: list[int]
+) -> None:
+    """Nobody waits for a QoS 0 reading's fsync: it is in the file (a killed hub's page cache keeps it) when
+    its commit returns, and on disk within SYNC_EVERY_S, one fsync for every commit meanwhile."""
+    keep, _ = parts
+    runner = asyncio.create_task(keep.run())
+    try:
+        for i in range(3):
+            keep.append(1, 0, "c/l/d", f"m x={i} 1", entry())
+            await keep.commit_once()
+        segment = keep.spool.directory / f"{0:020d}.log"
+        assert segment.stat().st_size == keep.spool.committed_end > 0  # written, before any fsync
+        assert fsyncs == [] and keep.spool.unsynced
+        started = time.monotonic()
+        await wait_until(lambda: bool(fsyncs), timeout=5, what="the fsync")
+        assert time.monotonic() - started <= durability.SYNC_EVERY_S + 0.2
+        assert len(fsyncs) == 1 and not keep.spool.unsynced
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def test_an_http_reading_waits_for_the_fsync(parts: tuple[Durability, FakeIntake], fsyncs: list[int]) -> None:
+    keep, _ = parts
+    reading = entry()
+    keep.append(1, 0, "c/l/d", "m x=1 1", reading)
+    waiting = asyncio.create_task(keep.spooled(reading))
+    await asyncio.sleep(0)  # the handler awaits its commit
+    await keep.commit_once()
+    await asyncio.wait_for(waiting, 1)
+    assert len(fsyncs) == 1
+
+
+async def test_closing_the_spool_fsyncs_what_was_written_unsynced(tmp_path: Path, fsyncs: list[int]) -> None:
+    keep = Durability(tmp_path / "spool", 1 << 30, 1000, FakeIntake())
+    keep.spool.open()
+    keep.append(1, 0, "c/l/d", "m x=1 1", entry())
+    await keep.commit_once()
+    assert fsyncs == []
+    keep.spool.close()
+    assert len(fsyncs) == 1

@@ -76,7 +76,7 @@ def test_on_stock_paho_a_topic_that_is_not_utf8_is_dropped_and_acknowledged(
         theirs.sendall(b"".join(BAD_TOPIC_FRAMES))
         stock._sock = ours
         for _ in BAD_TOPIC_FRAMES:
-            client._on_readable()  # the adapter's read path: nothing may escape it
+            client.reads.on_readable()  # the adapter's read path: nothing may escape it
         client._on_writable()  # what paho queued: acknowledgements
         stock._sock = None
         theirs.setblocking(False)
@@ -177,11 +177,11 @@ def read_stream(fast: bool, stream: bytes, piece: int, pause_after: int = 0) -> 
     with ours, theirs:
         ours.setblocking(False)
         client._client._sock = BufferedSocket(ours) if fast else ours
-        client._sock = client._client._sock
+        client.reads.sock = client._client._sock
         for at in range(0, len(stream), piece):
             theirs.sendall(stream[at : at + piece])
             for _ in range(4):  # readiness callbacks, as the event loop would make them
-                client._on_readable()
+                client.reads.on_readable()
         client._client._sock = None
     return got
 
@@ -263,7 +263,7 @@ async def test_reads_left_for_later_are_scheduled_once(monkeypatch: pytest.Monke
     real = loop.call_soon
 
     def call_soon(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
-        if getattr(callback, "__self__", None) is client:  # the adapter's own reads, not the tasks' steps
+        if getattr(callback, "__self__", None) is client.reads:  # the adapter's own reads, not the tasks' steps
             scheduled.append(callback)
         return real(callback, *args, **kwargs)
 
@@ -272,12 +272,12 @@ async def test_reads_left_for_later_are_scheduled_once(monkeypatch: pytest.Monke
     with ours, theirs:
         sock = BufferedSocket(ours)
         sock._buf = publish_frame(b"t", b"1") * (READ_BURST * 5)
-        client._client._sock = client._sock = sock
-        client._loop = loop
+        client._client._sock = client.reads.sock = sock
+        client.reads._loop = loop
         for _ in range(3):  # three readiness callbacks before the loop turns
-            client._on_readable()
+            client.reads.on_readable()
         assert len(got) == 3 * READ_BURST
         assert len(scheduled) == 1
         await asyncio.wait_for(all_read.wait(), 5)  # the loop turns: the pending read runs, schedules the next
-        client._client._sock = client._sock = None
+        client._client._sock = client.reads.sock = None
     assert len(scheduled) == 2
