@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -42,9 +42,10 @@ def stream() -> Iterator[Stream]:
     made.theirs.close()
 
 
-async def until(check: object, timeout: float = 2.0) -> None:
+async def until(check: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Poll a condition on the loop, in 1 ms steps (the reads under test are the loop's own callbacks)."""
     async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
+        while not check():  # noqa: ASYNC110
             await asyncio.sleep(0.001)
 
 
