@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -92,6 +93,16 @@ def influx_query(port: int, db: str, q: str, auth: tuple[str, str] | None = None
     return series
 
 
+def influx_write(port: int, db: str, lines: list[str], chunk: int = 5000) -> None:
+    """Line protocol (ns timestamps) into an existing database over HTTP, `chunk` lines a request."""
+    for i in range(0, len(lines), chunk):
+        query = urllib.parse.urlencode({"db": db, "precision": "ns"})
+        body = "\n".join(lines[i : i + chunk]).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/write?{query}", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert resp.status == 204, resp.read()[:300]
+
+
 def influx_count(
     port: int, db: str, measurement: str, field: str, where: str = "", auth: tuple[str, str] | None = None
 ) -> int:
@@ -127,6 +138,16 @@ async def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
             return err.code, json.loads(err.read() or b"null")
 
     return await asyncio.to_thread(get)
+
+
+def http_get(url: str, token: str, timeout: float = 30) -> tuple[int, bytes]:
+    """GET as a token's holder (blocking: call it from a thread while the hub under test serves): status, body."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
 
 
 async def wait_until(
@@ -199,6 +220,39 @@ def cli_config(services: Any, hub: Any, path: Path) -> Path:
         f'[hub]\nregistry = "{hub.cfg.registry_path}"\n'
     )
     return path
+
+
+async def labhub_process(*args: str, ok: bool = True) -> tuple[str, str]:
+    """`labhub …` in its own process, without blocking a hub under test (it serves from this event loop); its stdout
+    and stderr (the log, where it reports what it did). It must succeed, or with `ok=False` fail."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode == 0) == ok, (args, proc.returncode, err.decode()[-3000:])
+    return out.decode(), err.decode()
+
+
+async def labhub(*args: str, ok: bool = True) -> str:
+    """`labhub_process`'s stdout; when it must fail, its stderr too (where the reason is)."""
+    out, err = await labhub_process(*args, ok=ok)
+    return out if ok else out + err
+
+
+def connack(port: int, username: str, password: str, client_id: str = "") -> int:
+    """The broker's answer to a connection with this account (0: accepted); the client id is the username unless
+    given."""
+    answer: list[int] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username)
+    client.username_pw_set(username, password)
+    client.on_connect = lambda c, u, f, rc, p=None: answer.append(rc.value)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 5
+    while not answer and time.monotonic() < deadline:
+        client.loop(timeout=0.05)
+    client.disconnect()
+    assert answer, "no CONNACK"
+    return answer[0]
 
 
 async def stop_lab(proc: asyncio.subprocess.Process, timeout: float = 30) -> None:

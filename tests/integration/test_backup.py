@@ -15,28 +15,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from devices.topics import DeviceRef
 from hub.cli.main import parser
 from hub.cli.options import configure
 from hub.config import LabConfig
 from hub.ops.services import free_port
 from tests.conftest import unique
-from tests.support import MqttPublisher, http_json, influx_count, stop_lab, wait_until
+from tests.support import MqttPublisher, connack, http_json, influx_count, labhub, stop_lab, wait_until
 
 BOUND_S = 60.0  # the brief: the whole round trip in under a minute
-
-
-async def labhub(*args: str, ok: bool = True) -> str:
-    """`labhub …` in its own process; its stdout (and stderr when it is expected to fail)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert (proc.returncode == 0) == ok, (args, proc.returncode, err.decode()[-3000:])
-    return out.decode() + ("" if ok else err.decode())
 
 
 def lab_cfg(config: Path, state: Path) -> LabConfig:
@@ -69,21 +56,6 @@ async def labhub_up(config: Path, state: Path, http_port: int) -> AsyncIterator[
     finally:
         await stop_lab(proc)
         log.close()
-
-
-def connack(port: int, username: str, password: str) -> int:
-    """The broker's answer to this account (0: accepted)."""
-    answer: list[int] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=username)
-    client.username_pw_set(username, password)
-    client.on_connect = lambda c, u, f, rc, p=None: answer.append(rc.value)
-    client.connect("127.0.0.1", port)
-    deadline = time.monotonic() + 5
-    while not answer and time.monotonic() < deadline:
-        client.loop(timeout=0.05)
-    client.disconnect()
-    assert answer, "no CONNACK"
-    return answer[0]
 
 
 def device_counts(cfg: LabConfig, refs: list[DeviceRef]) -> dict[str, int]:

@@ -8,10 +8,7 @@ import asyncio
 import csv
 import io
 import json
-import sys
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from hub.datapack.pack import PackTarget, write_pack
 from hub.grading.rubrics import load_rubrics
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services, lab_config
-from tests.support import api_token, cli_config, influx_query
+from tests.support import api_token, cli_config, http_get, influx_query, influx_write, labhub
 
 S = 1_000_000_000
 
@@ -132,15 +129,6 @@ async def test_a_pack_without_readings_or_demos_still_runs(services: Services, t
     assert f"{cohort}/cy/aq1 (air_quality): 0 readings" in text and "no numeric readings" in text
 
 
-def get(url: str, token: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
 def csv_rows(pack: bytes, name: str) -> list[dict[str, str]]:
     with zipfile.ZipFile(io.BytesIO(pack)) as zf:
         (path,) = [n for n in zf.namelist() if n.endswith(name)]
@@ -153,38 +141,22 @@ async def test_a_learner_downloads_their_pack_not_anothers_and_the_cli_writes_th
     cohort = unique("c")
     ana, ben = DeviceRef(cohort, "ana", "aq"), DeviceRef(cohort, "ben", "aq")
     hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"), (ben.key, "air_quality"))))
-    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
-    await db.start()
-    try:
-        registered = hub.registry.device(ana).created_ns  # type: ignore[union-attr]
-        step = (time.time_ns() - registered) // 301  # every point after the registration and before now
-        tags = f"cohort={cohort},learner=ana,device=aq"
-        await db.write("\n".join(f"air_quality,{tags} pm2_5={i % 40}.5 {registered + i * step}" for i in range(1, 301)))
-    finally:
-        await db.close()
+    registered = hub.registry.device(ana).created_ns  # type: ignore[union-attr]
+    step = (time.time_ns() - registered) // 301  # every point after the registration and before now
+    tags = f"cohort={cohort},learner=ana,device=aq"
+    points = [f"air_quality,{tags} pm2_5={i % 40}.5 {registered + i * step}" for i in range(1, 301)]
+    await asyncio.to_thread(influx_write, services.influx_port, hub.cfg.influx.database, points)
     url = f"http://127.0.0.1:{hub.http_port}/api/learners/{cohort}/ana/pack.zip"
-    status, body = await asyncio.to_thread(get, url, api_token(hub, "learner", f"{cohort}/ana"))
+    status, body = await asyncio.to_thread(http_get, url, api_token(hub, "learner", f"{cohort}/ana"))
     assert status == 200, body[:300]
     assert len(csv_rows(body, "readings/aq.csv")) == 300
-    status, refused = await asyncio.to_thread(get, url, api_token(hub, "learner", f"{cohort}/ben"))
+    status, refused = await asyncio.to_thread(http_get, url, api_token(hub, "learner", f"{cohort}/ben"))
     assert status == 403 and b"may not" in refused
 
     out = tmp_path / "ana.zip"
-    args = (
-        "export",
-        "pack",
-        f"{cohort}/ana",
-        "--out",
-        str(out),
-        "--config",
-        str(cli_config(services, hub, tmp_path / "lab.toml")),
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    printed, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()[-1000:]
-    assert f"{out}: 1 device(s), 0 graded demo(s)" in printed.decode()
+    config = str(cli_config(services, hub, tmp_path / "lab.toml"))
+    printed = await labhub("export", "pack", f"{cohort}/ana", "--out", str(out), "--config", config)
+    assert f"{out}: 1 device(s), 0 graded demo(s)" in printed
     assert csv_rows(out.read_bytes(), "readings/aq.csv") == csv_rows(body, "readings/aq.csv")
 
 
@@ -200,14 +172,10 @@ async def test_the_demo_rows_pack_button_downloads_the_demos_pack(
     ana = DeviceRef(cohort, "ana", "aq")
     hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"),)))
     session = hub.registry.start_session(cohort, "ana", "test")
-    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
-    await db.start()
-    try:
-        start = max(session.started_ns, hub.registry.device(ana).created_ns) + 1  # type: ignore[union-attr]
-        tags = f"cohort={cohort},learner=ana,device=aq"
-        await db.write("\n".join(f"air_quality,{tags} pm2_5={i}.5 {start + i * 1_000_000}" for i in range(120)))
-    finally:
-        await db.close()
+    start = max(session.started_ns, hub.registry.device(ana).created_ns) + 1  # type: ignore[union-attr]
+    tags = f"cohort={cohort},learner=ana,device=aq"
+    points = [f"air_quality,{tags} pm2_5={i}.5 {start + i * 1_000_000}" for i in range(120)]
+    await asyncio.to_thread(influx_write, services.influx_port, hub.cfg.influx.database, points)
     hub.registry.stop_session(session.id, start + S)
     token = api_token(hub, "trainer", cohort)
     async with async_playwright() as pw:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from hub.exports import Aggregate, Selection, Target, write_csv, write_jsonl
 from hub.exports.queries import PAGE_ROWS
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services, lab_config
-from tests.support import api_token, cli_config, influx_query, wait_until
+from tests.support import api_token, cli_config, http_get, influx_query, influx_write, labhub_process, wait_until
 
 POINTS = 2 * PAGE_ROWS + 345  # three pages, the last one short
 DB = unique("db")
@@ -106,48 +103,31 @@ async def test_csv_rows_match_influx_count_and_pandas_reads_the_types(services: 
     assert frame["pm2_5 [µg/m³]"].tolist() == [float(v[1]) for v in buckets]
 
 
-def get(url: str, token: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
 async def test_http_export_for_the_owner_and_403_for_another_learner_and_the_cli_writes_the_same(
     services: Services, start_hub: HubFactory, tmp_path: Path
 ) -> None:
     cohort = unique("c")
     ana, ben = DeviceRef(cohort, "ana", "aq"), DeviceRef(cohort, "ben", "aq")
     hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"), (ben.key, "air_quality"))))
-    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
-    await db.start()
-    try:
-        start = time.time_ns() + 10**9  # after the devices were registered
-        await write(db, lines(ana, start, 1234, 1_000_000) + lines(ben, start, 10, 1_000_000))
-    finally:
-        await db.close()
+    start = time.time_ns() + 10**9  # after the devices were registered
+    points = lines(ana, start, 1234, 1_000_000) + lines(ben, start, 10, 1_000_000)
+    await asyncio.to_thread(influx_write, services.influx_port, hub.cfg.influx.database, points)
     base = f"http://127.0.0.1:{hub.http_port}/api/devices/{ana.key}/readings"
     window = f"?from={start / 1e9 - 1}&to={start / 1e9 + 10}"
-    status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ana"))
+    status, body = await asyncio.to_thread(http_get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ana"))
     assert status == 200, body[:200]
     assert len(pd.read_csv(io.BytesIO(body))) == 1234
     body_ana = body
-    status, body = await asyncio.to_thread(get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ben"))
+    status, body = await asyncio.to_thread(http_get, base + ".csv" + window, api_token(hub, "learner", f"{cohort}/ben"))
     assert status == 403 and b"may not" in body
-    status, body = await asyncio.to_thread(get, base + ".jsonl" + window, api_token(hub, "viewer", cohort))
+    status, body = await asyncio.to_thread(http_get, base + ".jsonl" + window, api_token(hub, "viewer", cohort))
     assert status == 200 and len(body.splitlines()) == 1234
 
     config = str(cli_config(services, hub, tmp_path / "lab.toml"))
     out = tmp_path / "ana.csv"
     args = ("export", "learner", f"{cohort}/ana", "--from", str(start / 1e9 - 1), "--to", str(start / 1e9 + 10))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args, "-o", str(out), "--config", config, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()[-1000:]
-    assert f"1234 rows of {cohort}-ana" in err.decode()
+    _, err = await labhub_process(*args, "-o", str(out), "--config", config)
+    assert f"1234 rows of {cohort}-ana" in err
     assert out.read_bytes() == body_ana
 
 
@@ -163,14 +143,9 @@ async def test_the_device_page_button_downloads_the_shown_range_as_csv(
     cohort = unique("c")
     ana = DeviceRef(cohort, "ana", "aq")
     hub = await start_hub(lab_config(services, devices=((ana.key, "air_quality"),)))
-    db = InfluxV1(InfluxConfig(url=services.influx_url, database=hub.cfg.influx.database))
-    await db.start()
     session = hub.registry.start_session(cohort, "ana", "test")
-    try:
-        start = time.time_ns()  # after the registration and the demo's start; 300 µs of readings
-        await write(db, lines(ana, start, 300, 1_000))
-    finally:
-        await db.close()
+    start = time.time_ns()  # after the registration and the demo's start; 300 µs of readings
+    await asyncio.to_thread(influx_write, services.influx_port, hub.cfg.influx.database, lines(ana, start, 300, 1_000))
     await wait_until(lambda: time.time_ns() > start + 10**6, what="the readings in the past (the page asks up to now)")
     hub.registry.stop_session(session.id)
     token = api_token(hub, "trainer", cohort)

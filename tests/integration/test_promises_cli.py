@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import paho.mqtt.client as paho
 import psutil
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.topics import DeviceRef
 from tests.conftest import unique
@@ -27,24 +25,16 @@ from tests.support import (
     MqttPublisher,
     api_token,
     cli_config,
+    connack,
     count_when_stable,
     http_json,
     influx_count,
+    labhub,
     stop_lab,
     wait_until,
 )
 
 REGISTRY_FOLLOW_S = 0.5  # README: the hub knows a registry change within half a second
-
-
-async def labhub(*args: str) -> str:
-    """Run `labhub …` without blocking the hub under test (it serves from this event loop); its stdout."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, (args, proc.returncode, err.decode()[-2000:])
-    return out.decode()
 
 
 async def test_a_demo_started_stopped_and_listed_from_the_cli_is_graded_by_labhub_grade_as_by_the_api(
@@ -91,21 +81,6 @@ async def test_a_demo_started_stopped_and_listed_from_the_cli_is_graded_by_labhu
     assert f"reports: {reports}/" in table
 
 
-def connack(port: int, username: str, password: str) -> int:
-    """The broker's answer to a connection with this account (0: accepted)."""
-    answer: list[int] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("remove-"))
-    client.username_pw_set(username, password)
-    client.on_connect = lambda c, u, f, rc, p=None: answer.append(rc.value)
-    client.connect("127.0.0.1", port)
-    deadline = time.monotonic() + 5
-    while not answer and time.monotonic() < deadline:
-        client.loop(timeout=0.05)
-    client.disconnect()
-    assert answer, "no CONNACK"
-    return answer[0]
-
-
 async def test_labhub_device_remove_takes_its_account_and_keeps_its_readings(
     services: Services, start_hub: HubFactory, tmp_path: Path
 ) -> None:
@@ -114,7 +89,7 @@ async def test_labhub_device_remove_takes_its_account_and_keeps_its_readings(
     ref = DeviceRef(cohort, "dan", "aq1")
     made = await hub.accounts.add_device(ref.key, "air_quality")
     hub.apply_registry()
-    assert await asyncio.to_thread(connack, services.mqtt_port, ref.key, made.password) == 0
+    assert await asyncio.to_thread(connack, services.mqtt_port, ref.key, made.password, unique("remove-")) == 0
     pub = MqttPublisher(services.mqtt_port, client_id=ref.key, auth=(ref.key, made.password))
     try:
         await pub.publish(ref.topic("telemetry"), '{"pm2_5": 3.5}')
@@ -134,7 +109,8 @@ async def test_labhub_device_remove_takes_its_account_and_keeps_its_readings(
     await wait_until(forgotten, timeout=3, what="the hub to forget the device")
     assert time.monotonic() - removed <= REGISTRY_FOLLOW_S + 0.5
     assert hub.registry.device(ref) is None
-    assert await asyncio.to_thread(connack, services.mqtt_port, ref.key, made.password) != 0  # its account went
+    # its account went
+    assert await asyncio.to_thread(connack, services.mqtt_port, ref.key, made.password, unique("remove-")) != 0
     assert influx_count(services.influx_port, db, "air_quality", "pm2_5", f"cohort = '{cohort}'") == 1  # stays
 
 
