@@ -90,7 +90,7 @@ class HubConfig:
     open_mode: bool = False  # classroom mode: anonymous MQTT clients allowed, unknown devices stored as `generic`
     max_payload_bytes: int = 16384
     batch_max_points: int = 5000
-    write_linger_ms: float = 8.0  # a slow stream is read (and written) every this often, not per reading
+    write_linger_ms: float = 10.0  # a slow stream is read (and written) every this often, not per reading
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
     spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
     errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
