@@ -159,3 +159,35 @@ def test_any_lines_never_break_the_parser(lines: list[str]) -> None:
     for line in lines:
         for event in parser.feed(line):
             assert len(event.line) <= 2000 and len(event.topic) <= 2000 and len(event.client) <= 2000
+
+
+BULK = [  # what a busy lab's log is mostly made of, for clients the parser has seen connect or not
+    T + "Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (117 bytes))",
+    T + "Received PUBLISH from demo/ana/aq1 (d0, q1, r1, m3, 'lab/demo/ana/aq1/status', ... (6 bytes))",
+    T + "Sending PUBLISH to labhub-hub-1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (117 bytes))",
+    T + "New client connected from 127.0.0.1:5 as demo/ana/aq1 (p2, c1, k60, u'demo/ana/aq1').",
+    T + "Received PUBLISH from c (d (d0, q0, r0, m0, 'lab/x/y/z/telemetry', ... (1 bytes))",
+    "Received PUBLISH from demo/ana/aq1 (d0, q0, r0, m0, 'lab/demo/ana/aq1/telemetry', ... (2 bytes))",
+    T + "Received PUBACK from demo/ana/aq1 (Mid: 3, RC:0)",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200) | st.sampled_from([s.encode() for s in SEEDS + BULK]), max_size=40))
+def test_lines_passed_over_undecoded_are_those_the_parser_would_pass_over(lines: list[bytes]) -> None:
+    """The follower's fast path (bytes, undecoded) gives exactly the events the plain parser gives."""
+    fast, plain = BrokerLogParser(), BrokerLogParser()
+    for line in lines:
+        assert fast.feed_bytes(line) == plain.feed(line.decode("utf-8", errors="replace"))
+
+
+def test_a_known_clients_plain_publishes_are_passed_over_and_a_new_connection_is_seen_again() -> None:
+    parser = BrokerLogParser()
+    connect, publish = BULK[3].encode(), BULK[0].encode()
+    assert [e.kind for e in parser.feed_bytes(connect)] == [ev.CONNECTED]
+    assert [e.kind for e in parser.feed_bytes(publish)] == [ev.PUBLISHED]  # its first publish names its device
+    assert parser.feed_bytes(publish) == []  # the rest are bulk
+    assert parser.feed_bytes(BULK[2].encode()) == []
+    assert [e.kind for e in parser.feed_bytes(BULK[1].encode())] == [ev.PUBLISHED]  # retained: always
+    parser.feed_bytes(connect)  # connected again: its first publish counts again
+    assert [e.kind for e in parser.feed_bytes(publish)] == [ev.PUBLISHED]
