@@ -1,7 +1,8 @@
 """HTTP telemetry against the real broker, influxd and a hub in a closed lab: the device's own broker account
 (made by `labhub device add`, checked from the broker's own file), and what is stored, refused and published.
 
-The closed broker is test_security's (anonymous refused, accounts through the CLI, as `labhub up` runs it).
+The closed broker is the session's `closed` fixture (anonymous refused, accounts through the CLI, as
+`labhub up` runs it).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from devices.topics import DeviceRef
 from hub.runtime import Hub
 from tests.conftest import unique
-from tests.integration.conftest import HubFactory, Services
-from tests.integration.test_security import V5, Closed, closed, device, password_of  # noqa: F401 (its broker)
+from tests.integration.conftest import ClosedLab, HubFactory, Services
+from tests.integration.test_security import V5, device, password_of
 from tests.support import influx_count, wait_until
 
 
@@ -50,7 +51,7 @@ class Board:
 
 
 @pytest.fixture
-async def board(closed: Closed, services: Services, start_hub: HubFactory) -> AsyncIterator[Board]:  # noqa: F811
+async def board(closed: ClosedLab, services: Services, start_hub: HubFactory) -> AsyncIterator[Board]:
     hub = await start_hub(config=closed.config(services, telemetry_posts_per_second=2.0))
     ref = DeviceRef(unique("h"), "ana", "aq1")
     password = device(closed, ref.key)
@@ -82,7 +83,7 @@ async def test_bare_values_and_line_protocol_are_stored(board: Board) -> None:
     await wait_until(lambda: board.stored("pm2_5") == 2, what="both line-protocol pm2_5 values")
 
 
-async def test_a_mistake_is_answered_422_and_on_the_errors_topic(closed: Closed, board: Board) -> None:  # noqa: F811
+async def test_a_mistake_is_answered_422_and_on_the_errors_topic(closed: ClosedLab, board: Board) -> None:
     listener = V5(closed.port, board.ref.key, board.password)
     try:
         assert listener.wait_connect() and listener.subscribe(board.ref.topic("errors")) == 1
@@ -99,7 +100,7 @@ async def test_a_mistake_is_answered_422_and_on_the_errors_topic(closed: Closed,
     assert board.stored("pm2_5") == 0 and board.hub.ingest.devices[board.ref].rejected["unknown_field_suggest"] == 1
 
 
-async def test_wrong_password_and_another_devices_path(closed: Closed, board: Board) -> None:  # noqa: F811
+async def test_wrong_password_and_another_devices_path(closed: ClosedLab, board: Board) -> None:
     status, headers, _ = await board.post('{"pm2_5": 1}', password="not-it")
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic ")
     other = DeviceRef(board.ref.cohort, "ben", "aq1")
@@ -110,7 +111,7 @@ async def test_wrong_password_and_another_devices_path(closed: Closed, board: Bo
     assert board.hub.ingest.devices[other].received == 0
 
 
-async def test_a_rotated_password_is_refused_at_once(closed: Closed, board: Board) -> None:  # noqa: F811
+async def test_a_rotated_password_is_refused_at_once(closed: ClosedLab, board: Board) -> None:
     """`device rotate` returns once the broker has the new password, and with it its file: no hub-side cache."""
     assert (await board.post('{"pm2_5": 1}'))[0] == 204
     new = password_of(closed.cli("device", "rotate", board.ref.key).stdout)
