@@ -115,20 +115,23 @@ class SocketReads:
         self.lingers += 1
 
     def _linger_over(self) -> None:
-        """Read what came meanwhile; while a slow stream goes on, linger again without waking for readiness."""
+        """Read what came meanwhile; while a slow stream goes on, linger again without waking for readiness.
+        Whatever the read does (even raise), the socket is watched again or another linger is set."""
         self._linger = None
         if self.paused or self._loop is None or self.sock is None:
             return  # resume() or the next socket adds the reader again
-        handled = self._read()
-        if self.paused or self.sock is None:
-            return
-        if 0 < handled < LINGER_BELOW and self._may_linger():
-            self._linger = self._loop.call_later(self._linger_s, self._linger_over)
-            self.lingers += 1
-            return
-        self._loop.add_reader(self.sock, self.on_readable)
-        if isinstance(self.sock, BufferedSocket) and self.sock.buffered:
-            self._read_soon()
+        handled = 0
+        try:
+            handled = self._read()
+        finally:
+            if not self.paused and self.sock is not None and self._linger is None:
+                if 0 < handled < LINGER_BELOW and self._may_linger():
+                    self._linger = self._loop.call_later(self._linger_s, self._linger_over)
+                    self.lingers += 1
+                else:
+                    self._loop.add_reader(self.sock, self.on_readable)
+                    if isinstance(self.sock, BufferedSocket) and self.sock.buffered:
+                        self._read_soon()
 
     def _end_linger(self) -> None:
         if self._linger is not None:

@@ -121,3 +121,27 @@ async def test_a_linger_ending_while_an_answer_is_awaited_does_not_linger_again(
     await until(lambda: sum(stream.reads) == 3, timeout=LINGER_S / 2)
     assert reads.lingers == 1
     reads.close(stream.ours)
+
+
+async def test_a_read_that_raises_at_the_end_of_a_linger_leaves_the_socket_watched(stream: Stream) -> None:
+    """A bug in the read path must not stop intake for good: the reader is back, the next message is read."""
+    calls = {"n": 0}
+
+    def read() -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the read at the end of the first linger
+            raise RuntimeError("a bug")
+        return stream.read()
+
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context.get("exception")))
+    reads = SocketReads(read, LINGER_S)
+    reads.open(loop, stream.ours)
+    stream.send(1)
+    await until(lambda: sum(stream.reads) == 1)
+    await until(lambda: bool(errors))
+    stream.send(1)
+    await until(lambda: sum(stream.reads) >= 2)
+    loop.set_exception_handler(None)
+    reads.close(stream.ours)
