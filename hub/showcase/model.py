@@ -22,7 +22,7 @@ MAX_TITLE = 120
 MAX_DESCRIPTION = 4000  # a short description: a few paragraphs
 MAX_PLOTS = 4  # what fits on one printed A4 page with the description
 LINK_SCHEMES = ("http://", "https://", "mailto:")
-_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,60}$")
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,60}")
 
 
 class ShowcaseError(ValueError):
@@ -113,7 +113,7 @@ def make_slug(title: str) -> str:
 
 
 def check_slug(slug: str) -> str:
-    if not _SLUG_RE.match(slug):
+    if not _SLUG_RE.fullmatch(slug):  # fullmatch: `$` alone would let a slug end in a newline
         raise ShowcaseError(f"{slug[:80]!r} is not a showcase name")
     return slug
 

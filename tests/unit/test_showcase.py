@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import HubConfig
-from hub.showcase.model import Access, ShowcaseError, access, check_plot, new_key, render_description
+from hub.showcase.model import Access, ShowcaseError, access, check_plot, check_slug, new_key, render_description
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
 from tests.unit.test_web_routes import ARM_ANA, COHORT, Lab, fake_deps, lab  # noqa: F401 (lab: the fixture)
@@ -105,3 +105,13 @@ async def test_demo_day_lists_public_showcases_only_and_visitors_are_rate_limite
         async with lab.client.get(f"/showcase/{slug}") as resp:
             statuses.append(resp.status)
     assert statuses[:15] == [200] * 15 and 429 in statuses
+
+
+@pytest.mark.parametrize("slug", ["ana-weather\n", "", "-x", "A", "x" * 62, "a/b", "a\x00"])
+def test_a_name_that_is_not_a_slug_is_refused(slug: str) -> None:
+    with pytest.raises(ShowcaseError):
+        check_slug(slug)
+
+
+def test_a_slug_is_kept_as_it_is() -> None:
+    assert check_slug("ana-weather-2") == "ana-weather-2"
