@@ -14,6 +14,7 @@ prints µs of hub CPU per stored reading for each stage:
 - spool: group commit, fsync thread hand-off, acknowledgements (`hub/ingest/spool*.py`, `durability.py`);
 - write: the InfluxDB writer and its HTTP client (`hub/ingest/writer.py`, `hub/adapters/influx.py`, aiohttp);
 - route: the rest of the hot path (device table, inspector, counters: `hub/ingest/pipeline.py`, `runtime.py`);
+- doctor: the lab doctor (`hub/doctor/`): each reading's traffic check and the broker's event log it follows;
 - event loop and other: asyncio itself, timers, the HTTP API, background tasks.
 
 Samples are taken at 250 Hz; those of a thread only waiting (the fsync thread between commits or in
@@ -42,6 +43,7 @@ from benchmarks.openload import Lab, Publisher
 
 # (stage, path fragments): a sample belongs to the stage of the innermost frame whose file matches.
 STAGES = (
+    ("doctor", ("hub/doctor/",)),
     ("decode", ("devices/decode.py", "orjson")),
     ("validate", ("devices/validate.py",)),
     ("encode", ("hub/ingest/lineproto.py",)),
