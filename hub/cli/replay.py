@@ -86,6 +86,30 @@ def _progress(sent: int, total: int, elapsed: float, total_s: float) -> None:
     )
 
 
+async def _ensure_device(cfg: LabConfig, ref: DeviceRef, kind: str) -> None:
+    """`--as` a device that does not exist yet: registered here (the recorded device's kind), its password kept
+    in the lab's credentials file like a declared device's, so the replay can log in as it. An existing device
+    whose password was only shown (`labhub device add`) is not touched: rotating it would cut its board off."""
+    from hub.access.accounts import Accounts
+    from hub.credentials import save_credentials
+    from hub.runtime import REGISTRY_POLL_S
+
+    if cfg.hub.open_mode:
+        return
+    registry = Registry(cfg.registry_path)
+    try:
+        if registry.device(ref) is not None:
+            return
+        made = await Accounts.for_lab(cfg, registry).add_device(ref.key, kind, None, "replay target (labhub replay)")
+        save_credentials(cfg.state_dir, {made.username: made.password})
+        print(f"registered {ref.key} ({kind}) for the replay", file=sys.stderr)
+        # The hub reads the registry every REGISTRY_POLL_S: in open mode a device it does not know yet would be
+        # taken as an undeclared `generic` one, and its first readings stored apart from the rest.
+        await asyncio.sleep(2 * REGISTRY_POLL_S)
+    finally:
+        registry.close()
+
+
 async def _publish(cfg: LabConfig, sends: list[Send]) -> int:
     from hub.adapters.mqtt import MqttClient
     from hub.credentials import load_credentials
@@ -96,7 +120,10 @@ async def _publish(cfg: LabConfig, sends: list[Send]) -> int:
     for key in sorted({s.target for s in sends}):
         password = passwords.get(key)
         if password is None and not cfg.hub.open_mode:
-            raise ConfigError(f"no password for {key} in the lab's credentials: register it (labhub device add)")
+            raise ConfigError(
+                f"no password for {key} in the lab's credentials (`labhub device add` shows it once and keeps it "
+                "nowhere): replay --as a new name, which is registered for the replay"
+            )
         user = key if password is not None else None
         clients[key] = MqttClient(cfg.mqtt.host, cfg.mqtt.port, key, username=user, password=password)
     async with asyncio.TaskGroup() as group:
@@ -131,6 +158,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         registry.close()
     recorded = asyncio.run(_recorded(cfg, targets, window))
     sends = plan(recorded, args.speed, retarget)
+    for recorded_key, fresh in retarget.items():
+        asyncio.run(_ensure_device(cfg, fresh, next(t.kind.name for t in targets if t.ref.key == recorded_key)))
     if not sends:
         print(f"demo {args.session}: no readings stored to replay", file=sys.stderr)
         return 1

@@ -142,7 +142,7 @@ async def test_labhub_replay_into_a_fresh_device_keeps_the_count_and_the_spacing
 ) -> None:
     cohort = unique("rq")
     recorded, fresh = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ana", "aq2")
-    hub = await start_hub(lab_config(services, devices=((recorded.key, "air_quality"), (fresh.key, "air_quality"))))
+    hub = await start_hub(lab_config(services, devices=((recorded.key, "air_quality"),)))  # `fresh`: never registered
     db_name, port = hub.cfg.influx.database, services.influx_port
     # A recorded demo: 60 readings with irregular gaps (30–400 ms), as the hub stored them, in a finished session.
     rng = random.Random(19)
@@ -175,6 +175,9 @@ async def test_labhub_replay_into_a_fresh_device_keeps_the_count_and_the_spacing
         gc.unfreeze()
     assert proc.returncode == 0, err.decode()[-1500:]
     assert "replayed 60 of 60 readings" in err.decode() and "60/60 readings" in err.decode()
+    assert f"registered {fresh.key} (air_quality) for the replay" in err.decode()  # the replay made its account
+    target = hub.registry.device(fresh)
+    assert target is not None and target.kind == "air_quality"
 
     since = time.time_ns() - 60 * 10**9
 
