@@ -5,7 +5,9 @@ A wake-up of the event loop costs far more than a message: at 500 devices × 1 H
 most of the hub's CPU. So after a read that found only a few messages, the socket is left alone for a short
 linger and the next read takes everything that came meanwhile (the broker's messages wait in the kernel's
 buffer). Under load every read is full and none lingers; while an answer is awaited (a command sent to an arm)
-none lingers either, so the acknowledgement is read as soon as it comes.
+none lingers either, so the acknowledgement is read as soon as it comes. Below LINGER_FROM_PER_S messages a second
+(a classroom of 40 boards) a linger would seldom find a second message: each is read as it comes, so a reading
+without its own `ts` is stamped with its exact arrival time.
 """
 
 from __future__ import annotations
@@ -14,22 +16,33 @@ import asyncio
 import fcntl
 import struct
 import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
 from hub.adapters.paho_fastpath import BufferedSocket
 
 LINGER_BELOW = 32  # a read that found fewer messages than this is a slow stream: the next one may linger
+LINGER_FROM_PER_S = 100.0  # a stream slower than this is read message by message
+RATE_WINDOW_S = 1.0  # the message rate is counted over windows this long
 
 
 class SocketReads:
     """The read side of one MQTT connection's socket, on the running loop."""
 
     def __init__(
-        self, read: Callable[[], int], linger_s: float = 0.0, may_linger: Callable[[], bool] = lambda: True
+        self,
+        read: Callable[[], int],
+        linger_s: float = 0.0,
+        may_linger: Callable[[], bool] = lambda: True,
+        linger_from_per_s: float = LINGER_FROM_PER_S,
     ) -> None:
         """`read()` handles one burst of messages and returns how many."""
-        self._read = read
+        self._raw_read = read
+        self._linger_from = linger_from_per_s
+        self.rate = 0.0  # messages a second, over the last whole RATE_WINDOW_S
+        self._counted = 0
+        self._since = time.monotonic()
         self._linger_s = linger_s
         self._may_linger = may_linger
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,6 +97,20 @@ class SocketReads:
             pass
         return waiting
 
+    def _read(self) -> int:
+        handled = self._raw_read()
+        self._counted += handled
+        now = time.monotonic()
+        if now - self._since >= RATE_WINDOW_S:
+            self.rate = self._counted / (now - self._since)
+            self._counted, self._since = 0, now
+        return handled
+
+    def _lingers(self, handled: int) -> bool:
+        """Should the next read wait for the linger? A slow stream's read, fast enough to be worth it, with no
+        answer awaited."""
+        return 0 < handled < LINGER_BELOW and self.rate >= self._linger_from and self._may_linger()
+
     def on_readable(self) -> None:
         if self.paused:
             return
@@ -93,7 +120,7 @@ class SocketReads:
         # The socket may be drained while whole packets wait in our buffer: epoll will not say so.
         if isinstance(self.sock, BufferedSocket) and self.sock.buffered:
             self._read_soon()
-        elif 0 < handled < LINGER_BELOW and self._linger_s and self._may_linger():
+        elif self._linger_s and self._lingers(handled):
             self._start_linger()
 
     def _read_soon(self) -> None:
@@ -125,7 +152,7 @@ class SocketReads:
             handled = self._read()
         finally:
             if not self.paused and self.sock is not None and self._linger is None:
-                if 0 < handled < LINGER_BELOW and self._may_linger():
+                if self._lingers(handled):
                     self._linger = self._loop.call_later(self._linger_s, self._linger_over)
                     self.lingers += 1
                 else:

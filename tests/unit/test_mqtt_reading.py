@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
+from hub.adapters import mqtt_reading
 from hub.adapters.mqtt_reading import LINGER_BELOW, SocketReads
 
 LINGER_S = 0.05
@@ -50,7 +52,7 @@ async def until(check: Callable[[], bool], timeout: float = 2.0) -> None:
 
 
 async def test_a_slow_stream_is_read_once_per_linger(stream: Stream) -> None:
-    reads = SocketReads(stream.read, LINGER_S)
+    reads = SocketReads(stream.read, LINGER_S, linger_from_per_s=0)
     reads.open(asyncio.get_running_loop(), stream.ours)
     stream.send(1)
     await until(lambda: sum(stream.reads) == 1)  # the first message wakes the reader
@@ -67,7 +69,7 @@ async def test_a_slow_stream_is_read_once_per_linger(stream: Stream) -> None:
 
 
 async def test_a_full_read_does_not_linger(stream: Stream) -> None:
-    reads = SocketReads(stream.read, LINGER_S)
+    reads = SocketReads(stream.read, LINGER_S, linger_from_per_s=0)
     reads.open(asyncio.get_running_loop(), stream.ours)
     stream.send(LINGER_BELOW)
     await until(lambda: sum(stream.reads) == LINGER_BELOW)
@@ -79,7 +81,7 @@ async def test_a_full_read_does_not_linger(stream: Stream) -> None:
 
 async def test_no_linger_while_an_answer_is_awaited_and_sending_ends_one(stream: Stream) -> None:
     awaited = False
-    reads = SocketReads(stream.read, LINGER_S, may_linger=lambda: not awaited)
+    reads = SocketReads(stream.read, LINGER_S, may_linger=lambda: not awaited, linger_from_per_s=0)
     reads.open(asyncio.get_running_loop(), stream.ours)
     stream.send(1)
     await until(lambda: sum(stream.reads) == 1)
@@ -95,7 +97,7 @@ async def test_no_linger_while_an_answer_is_awaited_and_sending_ends_one(stream:
 
 
 async def test_a_paused_intake_is_not_read_when_a_linger_ends(stream: Stream) -> None:
-    reads = SocketReads(stream.read, LINGER_S)
+    reads = SocketReads(stream.read, LINGER_S, linger_from_per_s=0)
     reads.open(asyncio.get_running_loop(), stream.ours)
     stream.send(1)
     await until(lambda: sum(stream.reads) == 1)
@@ -110,7 +112,7 @@ async def test_a_paused_intake_is_not_read_when_a_linger_ends(stream: Stream) ->
 
 async def test_a_linger_ending_while_an_answer_is_awaited_does_not_linger_again(stream: Stream) -> None:
     awaited = False
-    reads = SocketReads(stream.read, LINGER_S, may_linger=lambda: not awaited)
+    reads = SocketReads(stream.read, LINGER_S, may_linger=lambda: not awaited, linger_from_per_s=0)
     reads.open(asyncio.get_running_loop(), stream.ours)
     stream.send(1)
     await until(lambda: sum(stream.reads) == 1)
@@ -136,7 +138,7 @@ async def test_a_read_that_raises_at_the_end_of_a_linger_leaves_the_socket_watch
     loop = asyncio.get_running_loop()
     errors: list[object] = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context.get("exception")))
-    reads = SocketReads(read, LINGER_S)
+    reads = SocketReads(read, LINGER_S, linger_from_per_s=0)
     reads.open(loop, stream.ours)
     stream.send(1)
     await until(lambda: sum(stream.reads) == 1)
@@ -144,4 +146,30 @@ async def test_a_read_that_raises_at_the_end_of_a_linger_leaves_the_socket_watch
     stream.send(1)
     await until(lambda: sum(stream.reads) >= 2)
     loop.set_exception_handler(None)
+    reads.close(stream.ours)
+
+
+async def test_a_stream_slower_than_the_threshold_is_read_message_by_message(
+    stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A classroom's trickle: each message read as it comes (its receipt time exact), no linger; once the
+    counted rate passes the threshold, reads linger. The rate's clock is the test's."""
+    clock = [0.0]
+    monkeypatch.setattr(mqtt_reading, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(mqtt_reading, "RATE_WINDOW_S", 0.05)
+    reads = SocketReads(stream.read, LINGER_S, linger_from_per_s=200)
+    reads.open(asyncio.get_running_loop(), stream.ours)
+    for n in range(1, 4):  # one message every 0.1 s: 10/s
+        clock[0] = n / 10
+        stream.send(1)
+        await until(lambda n=n: sum(stream.reads) == n, timeout=LINGER_S / 2)  # at once, every time
+    assert reads.lingers == 0 and reads.rate == pytest.approx(10)
+    clock[0] = 0.31
+    stream.send(30)  # the window is not over: the rate is still 10/s
+    await until(lambda: sum(stream.reads) == 33)
+    assert reads.lingers == 0
+    clock[0] = 0.36
+    stream.send(1)  # 31 messages in 0.06 s: 517/s
+    await until(lambda: sum(stream.reads) == 34)
+    assert reads.rate > 200 and reads.lingers == 1  # that read lingers
     reads.close(stream.ours)
