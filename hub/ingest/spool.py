@@ -227,9 +227,10 @@ class Spool(Generic[T]):
         return [r.owner for r in records]
 
     def _admit(self, records: list[Record[T]]) -> None:
-        """Committed records go to memory for the writer, or stay on disk only while memory is full."""
+        """Committed records go to memory, or stay on disk only while memory is full and InfluxDB is failing: once
+        a write succeeds, memory again (intake then waits for the writer), never behind the whole backlog."""
         for record in records:
-            if self._spilling and len(self._live) < self.memory_points // 2:
+            if self._spilling and not self._write_failing:
                 self._spilling = False
                 if self._backlog and self._backlog[-1][0] >= self._backlog[-1][1]:
                     self._backlog.pop()  # the writer already caught up with it

@@ -122,6 +122,25 @@ async def test_when_memory_is_full_records_wait_on_disk_and_live_data_takes_turn
     spool.close()
 
 
+async def test_once_influxdb_takes_a_write_new_records_go_to_memory_not_behind_the_backlog(spool_dir: Path) -> None:
+    """After an outage, memory is still full and the backlog long: a reading that comes once a write succeeded is
+    written within the next turns, not after the whole backlog (intake waits for the writer meanwhile)."""
+    calls: list[bool] = []
+    spool = make(spool_dir, memory_points=4, on_behind=calls.append)  # type: ignore[arg-type]
+    spool.write_failed()  # InfluxDB is away
+    await fill(spool, 20)  # 4 in memory, 16 on disk only
+    spool.done(await spool.take(2))  # InfluxDB is back: its first write succeeded (from the backlog, by turns)
+    await fill(spool, 1, start=20)  # memory still full
+    assert spool.in_memory() == 5 and calls == [True]  # in memory; intake waits for the writer, not spilling
+    order = await drain(spool, most=2)
+    assert order.index("m x=20") < order.index("m x=19")  # before the backlog's last record
+    written = {"m x=4", "m x=5"}  # the first batch, the backlog's head
+    assert sorted(order, key=lambda s: int(s.split("=")[1])) == [
+        f"m x={i}" for i in range(21) if f"m x={i}" not in written
+    ]
+    spool.close()
+
+
 async def test_past_its_limit_the_spool_asks_to_pause_and_resumes_below_it(spool_dir: Path) -> None:
     flags = Flags()
     spool = make(spool_dir, flags, max_bytes=300)
