@@ -391,6 +391,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--devices", type=int, help="device connections (default 500; fleet 1,000)")
     ap.add_argument("--open", action="store_true", help="undeclared devices, anonymous, broker and hub in open mode")
     ap.add_argument("--workers", type=int, default=1, help="hub processes sharing the load")
+    ap.add_argument(
+        "--hub-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [hub] setting for the hub under test, as in labhub.toml (repeatable), e.g. batch_max_points=10000",
+    )
     ap.add_argument("--skip-refs", action="store_true", help="skip the broker's raw rate and paho's bare rate")
     ap.add_argument("--ref-count", type=int, default=300_000, help="readings sent for each reference")
     ap.add_argument("--flush-ms", type=float, default=0.0, help="publisher: write a device's readings every N ms")
@@ -418,12 +425,16 @@ def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     openpub()  # compile before anything starts
-    lab = Lab(args.devices, args.open, args.workers)
+    lab = Lab(args.devices, args.open, args.workers, args.hub_option)
     bench: Bench | None = None
     trials: list[dict[str, Any]] = []
     report: dict[str, Any] = {"mode": args.mode, "args": vars(args), "cores": os.cpu_count(), "trials": trials}
     ok, finished = True, False
-    print(f"open-loop benchmark, mode {args.mode}: {args.devices} devices, {'open' if args.open else 'closed'} lab")
+    options = f"; hub: {', '.join(args.hub_option)}" if args.hub_option else ""
+    print(
+        f"open-loop benchmark, mode {args.mode}: {args.devices} devices, {'open' if args.open else 'closed'} lab"
+        f"{options}"
+    )
     try:
         lab.start_services()
         report["refs"] = None if args.skip_refs else refs(lab, args)

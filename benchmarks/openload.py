@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,10 +294,12 @@ class Lab:
     (closed: every bench device declared as `generic`, each with its own broker account; open: anonymous
     devices, only the latency probe declared) and starts the hub's processes. `stop` stops them all."""
 
-    def __init__(self, devices: int, open_mode: bool, workers: int) -> None:
+    def __init__(self, devices: int, open_mode: bool, workers: int, hub_options: Sequence[str] = ()) -> None:
+        """`hub_options`: `key = value` lines for the hub's [hub] table (TOML values), e.g. `batch_max_points = 10000`."""
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # mosquitto inherits it: 1,000+ clients
         self.devices, self.open_mode, self.workers = devices, open_mode, workers
+        self.hub_options = list(hub_options)
         self.state = Path(tempfile.mkdtemp(prefix="labhub-open-"))
         os.chmod(self.state, 0o755)
         self.mqtt_port, self.influx_port, self.rpc_port = free_port(), free_port(), free_port()
@@ -334,7 +336,9 @@ class Lab:
             f'state_dir = "{self.state}"\n'
             f"[mqtt]\nport = {self.mqtt_port}\nlaunch = false\nmax_connections = {self.max_connections}\n"
             f'[influx]\nurl = "http://127.0.0.1:{self.influx_port}"\nlaunch = false\n'
-            f"[hub]\nhttp_port = {self.http_ports[0]}\nopen_mode = {str(self.open_mode).lower()}\n{devices}"
+            f"[hub]\nhttp_port = {self.http_ports[0]}\nopen_mode = {str(self.open_mode).lower()}\n"
+            + "".join(f"{option}\n" for option in self.hub_options)
+            + devices
         )
         assert self.broker is not None
         broker = psutil.Process(self.broker.proc.pid)

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,4 +208,25 @@ async def start_hub(services: Services) -> AsyncIterator[HubFactory]:
     yield start
     for hub, task in running:
         hub.stop()
-        await asyncio.wait_for(task, 30)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 30)
+        except TimeoutError:
+            raise AssertionError(f"the hub did not stop within 30 s; where each task waits:\n{task_stacks()}") from None
+
+
+def task_stacks() -> str:
+    """Every task's await chain and every thread's stack: what a hub that will not stop is waiting for (CI saw
+    one, once, stuck after "stopping")."""
+    lines = []
+    for task in asyncio.all_tasks():
+        lines.append(f"task {task.get_name()}:")
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    for ident, top in sys._current_frames().items():
+        lines.append(f"thread {ident}:")
+        lines.extend(f"  {f.filename}:{f.lineno} {f.name}" for f in traceback.extract_stack(top)[-6:])
+    return "\n".join(lines)
