@@ -41,6 +41,14 @@ _SUBSCRIBE_TOPIC = re.compile(r"\t(.*) \(QoS \d\)")
 _SKIP = ("Sending PUBLISH", "Received PUBACK", "Sending PUBACK", "Received PINGREQ", "Sending PINGRESP")
 _SKIP_BYTES = tuple(prefix.encode() for prefix in _SKIP)
 _RECEIVED = b"Received PUBLISH from "
+BULK_FROM_LINES = 1_000  # lines in one read (~5,000 a second): past this, the traffic's lines go in one regex pass
+# A line the parser would not pass over for its prefix, nor as a plain (not retained) publish: what is left of a
+# busy log once its traffic is taken out, found by the regex engine without a Python step per line.
+# Anchored on the newline before each line (a literal the engine finds fast), not `^`: a third of the cost.
+_NOTEWORTHY = re.compile(
+    rb"\n((?:\d+: )?+(?!" + b"|".join(re.escape(p) for p in _SKIP_BYTES) + rb"|Received PUBLISH from (?![^\n]*, r1, ))"
+    rb"[^\n]*)"
+)
 
 
 class BrokerLogParser:
@@ -170,8 +178,10 @@ class BrokerLogFollower:
         poll_s: float = 0.2,
         max_bytes: int = 16 * 2**20,
         chunk: int = 4 * 2**20,
+        bulk_from_lines: int = BULK_FROM_LINES,
     ) -> None:
         self.path = path
+        self.bulk_from_lines = bulk_from_lines
         self.on_event = on_event
         self.poll_s = poll_s
         self.max_bytes = max_bytes
@@ -179,7 +189,8 @@ class BrokerLogFollower:
         self.parser = BrokerLogParser()
         self.offset: int | None = None  # None: start at the file's end (history before the hub is not news)
         self._partial = b""
-        self.lines = 0
+        self.lines = 0  # lines read
+        self.bulk_reads = 0  # reads whose traffic was passed over in bulk
 
     def read_new(self) -> list[bytes]:
         """The complete lines appended since the last call (blocking file I/O: run in a thread)."""
@@ -199,12 +210,19 @@ class BrokerLogFollower:
             data = fh.read(self.chunk)
         self.offset += len(data)
         data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        return lines
+        cut = data.rfind(b"\n") + 1
+        whole, self._partial = data[:cut], data[cut:]
+        count = whole.count(b"\n")
+        self.lines += count
+        if count > self.bulk_from_lines:
+            # Under load, the traffic's lines are passed over in bulk: 3.4 of the hub's 29 µs per reading went
+            # on them one by one. Only a client's first plain publish is lost (it names its device in open
+            # mode); it is seen at its next publish in a quieter read.
+            self.bulk_reads += 1
+            return _NOTEWORTHY.findall(b"\n" + whole, 0, len(whole))  # not the last newline: no empty line after
+        return whole.split(b"\n")[:-1]
 
     def feed(self, lines: list[bytes]) -> None:
-        self.lines += len(lines)
         feed = self.parser.feed_bytes
         for line in lines:
             for event in feed(line):
