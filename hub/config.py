@@ -89,7 +89,7 @@ class HubConfig:
     http_port: int = 8080
     open_mode: bool = False  # classroom mode: anonymous MQTT clients allowed, unknown devices stored as `generic`
     max_payload_bytes: int = 16384
-    batch_max_points: int = 5000
+    batch_max_points: int = 10000
     write_linger_ms: float = 10.0  # a slow stream is read (and written) every this often, not per reading
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
     spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
