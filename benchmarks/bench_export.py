@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,30 +25,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.spawned import hub_process, services
 from devices.kinds import AIR_QUALITY
 from devices.topics import DeviceRef
 from hub.access.registry import Registry
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.influxd import start_influxd
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import free_port
 from tests.support import influx_query
 
 REF = DeviceRef("bench", "ana", "aq")
 BATCH = 20_000
-
-
-def run_hub(cfg: LabConfig, port_out: multiprocessing.connection.Connection) -> None:
-    from hub.runtime import Hub
-
-    async def main() -> None:
-        hub = Hub(cfg)
-        task = asyncio.create_task(hub.run())
-        await hub.ready.wait()
-        port_out.send(hub.http_port)
-        await task
-
-    asyncio.run(main())
 
 
 async def fill(url: str, start_s: int, points: int, fields: list[str]) -> float:
@@ -117,21 +99,14 @@ def main() -> None:
     args = ap.parse_args()
     fields = list(AIR_QUALITY.fields)[: args.fields]
     points = int(args.days * 86400)
-    state = Path(tempfile.mkdtemp(prefix="labhub-bench-export-"))
-    state.chmod(0o755)
-    mqtt_port, influx_port = free_port(), free_port()
-    broker = start_mosquitto(state, port=mqtt_port, open_mode=True)
-    influxd = start_influxd(state, http_port=influx_port, rpc_port=free_port())
-    hub_proc = None
-    try:
-        influx_url = f"http://127.0.0.1:{influx_port}"
-        influx_query(influx_port, "bench", "CREATE DATABASE bench")
+    with services("labhub-bench-export-") as lab:
+        influx_query(lab.influx_port, "bench", "CREATE DATABASE bench")
         end_s = int(time.time()) // 60 * 60
         start_s = end_s - points
         print(f"writing {points:,} readings of {len(fields)} fields ({', '.join(fields)}) …", flush=True)
-        took = asyncio.run(fill(influx_url, start_s, points, fields))
+        took = asyncio.run(fill(lab.influx_url, start_s, points, fields))
         print(f"written in {took:.0f} s ({points / took:,.0f} points/s)")
-        registry_path = state / "registry.sqlite3"
+        registry_path = lab.state / "registry.sqlite3"
         registry = Registry(registry_path)
         registry.add_device(REF, "air_quality", None)
         _, token = registry.add_token("trainer", "*", "bench")
@@ -139,30 +114,22 @@ def main() -> None:
         with sqlite3.connect(registry_path) as db:  # registered before its readings (else they are someone else's)
             db.execute("UPDATE devices SET created_ns = 0")
         cfg = LabConfig(
-            state_dir=state,
-            mqtt=MqttConfig(port=mqtt_port, launch=False),
-            influx=InfluxConfig(url=influx_url, database="bench", launch=False),
+            state_dir=lab.state,
+            mqtt=MqttConfig(port=lab.mqtt_port, launch=False),
+            influx=InfluxConfig(url=lab.influx_url, database="bench", launch=False),
             hub=HubConfig(http_port=0, open_mode=True, registry=str(registry_path)),
         )
-        ctx = multiprocessing.get_context("spawn")
-        ours, theirs = ctx.Pipe()
-        hub_proc = ctx.Process(target=run_hub, args=(cfg, theirs), daemon=True)
-        hub_proc.start()
-        if not ours.poll(60):
-            raise SystemExit("the hub did not start in 60 s")
-        http_port = ours.recv()
-        assert hub_proc.pid is not None
-        hub = psutil.Process(hub_proc.pid)
-        url = f"http://127.0.0.1:{http_port}/api/devices/{REF.key}/readings.{args.format}"
-        asyncio.run(export(url, token, end_s - 3600, end_s))  # warm-up: an hour, so imports and pools are counted
-        time.sleep(1)
-        before = hub.memory_info().rss
-        sampler = Sampler(hub)
-        sampler.start()
-        lines, size, seconds = asyncio.run(export(url, token, start_s, end_s))
-        sampler.running = False
-        sampler.join()
-        [series] = influx_query(influx_port, "bench", f"SELECT count({fields[0]}) FROM air_quality")
+        with hub_process(cfg) as (http_port, hub):
+            url = f"http://127.0.0.1:{http_port}/api/devices/{REF.key}/readings.{args.format}"
+            asyncio.run(export(url, token, end_s - 3600, end_s))  # warm-up: an hour, so imports and pools count
+            time.sleep(1)
+            before = hub.memory_info().rss
+            sampler = Sampler(hub)
+            sampler.start()
+            lines, size, seconds = asyncio.run(export(url, token, start_s, end_s))
+            sampler.running = False
+            sampler.join()
+        [series] = influx_query(lab.influx_port, "bench", f"SELECT count({fields[0]}) FROM air_quality")
         count = series["values"][0][1]
         rows = lines - (1 if args.format == "csv" else 0)
         print(
@@ -171,13 +138,6 @@ def main() -> None:
             f"{before / 2**20:.0f} MiB before, {sampler.peak / 2**20:.0f} MiB peak: "
             f"+{(sampler.peak - before) / 2**20:.1f} MiB"
         )
-    finally:
-        if hub_proc is not None:
-            hub_proc.terminate()
-            hub_proc.join(30)
-        influxd.stop()
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,30 +24,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.rawmqtt import publish_frame, remaining_length, topic_head
+from benchmarks.spawned import hub_process, services
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
-from hub.ops.influxd import start_influxd
-from hub.ops.mosquitto import start_mosquitto
-from hub.ops.services import free_port
 from tests.support import influx_count
-
-
-def raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run_hub(cfg: LabConfig, port_out: multiprocessing.connection.Connection) -> None:
-    raise_fd_limit()
-    from hub.runtime import Hub
-
-    async def main() -> None:
-        hub = Hub(cfg)
-        task = asyncio.create_task(hub.run())
-        await hub.ready.wait()
-        port_out.send(hub.http_port)
-        await task
-
-    asyncio.run(main())
 
 
 def connect_packet(client_id: str) -> bytes:
@@ -167,18 +142,11 @@ def main() -> None:
     ap.add_argument("--hz", type=float, default=1.0)
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
-    raise_fd_limit()
-    state = Path(tempfile.mkdtemp(prefix="labhub-bench-ws-"))
-    state.chmod(0o755)
-    mqtt_port, influx_port = free_port(), free_port()
-    broker = start_mosquitto(state, port=mqtt_port, open_mode=True, max_connections=args.clients + 100)
-    influxd = start_influxd(state, http_port=influx_port, rpc_port=free_port())
-    hub_proc = None
-    try:
+    with services("labhub-bench-ws-", max_connections=args.clients + 100) as lab:
         cfg = LabConfig(
-            state_dir=state,
-            mqtt=MqttConfig(port=mqtt_port, launch=False, max_connections=args.clients + 100),
-            influx=InfluxConfig(url=f"http://127.0.0.1:{influx_port}", database="wsbench", launch=False),
+            state_dir=lab.state,
+            mqtt=MqttConfig(port=lab.mqtt_port, launch=False, max_connections=args.clients + 100),
+            influx=InfluxConfig(url=lab.influx_url, database="wsbench", launch=False),
             hub=HubConfig(
                 http_port=0,
                 open_mode=True,
@@ -187,22 +155,8 @@ def main() -> None:
                 mqtt_ws_connects_per_second=1000.0,
             ),
         )
-        ctx = multiprocessing.get_context("spawn")
-        ours, theirs = ctx.Pipe()
-        hub_proc = ctx.Process(target=run_hub, args=(cfg, theirs), daemon=True)
-        hub_proc.start()
-        if not ours.poll(60):
-            raise SystemExit("the hub did not start in 60 s")
-        http_port = ours.recv()
-        assert hub_proc.pid is not None
-        asyncio.run(bench(args, cfg, http_port, psutil.Process(hub_proc.pid), broker.proc.pid))
-    finally:
-        if hub_proc is not None:
-            hub_proc.terminate()
-            hub_proc.join(30)
-        influxd.stop()
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        with hub_process(cfg) as (http_port, hub):
+            asyncio.run(bench(args, cfg, http_port, hub, lab.broker_pid))
 
 
 if __name__ == "__main__":

@@ -196,6 +196,22 @@ def test_a_known_clients_plain_publishes_are_passed_over_and_a_new_connection_is
     assert [e.kind for e in parser.feed_bytes(publish)] == [ev.PUBLISHED]
 
 
+class Followed:
+    """A follower of a fresh events file: `append` writes to the file, then feeds what the follower reads."""
+
+    def __init__(self, path: Path, bulk_from_lines: int) -> None:
+        path.write_bytes(b"")
+        self.path = path
+        self.events: list[BrokerEvent] = []
+        self.follower = BrokerLogFollower(path, self.events.append, bulk_from_lines=bulk_from_lines)
+        self.follower.read_new()  # starts at the end
+
+    def append(self, data: bytes) -> None:
+        with open(self.path, "ab") as fh:
+            fh.write(data)
+        self.follower.feed(self.follower.read_new())
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=200) | st.sampled_from([s.encode() for s in SEEDS + BULK]), max_size=40))
 def test_a_busy_read_passed_over_in_bulk_loses_only_first_plain_publishes(lines: list[bytes]) -> None:
@@ -203,47 +219,27 @@ def test_a_busy_read_passed_over_in_bulk_loses_only_first_plain_publishes(lines:
     gives comes out the same, but a client's first plain (not retained) publish."""
     lines = [line.replace(b"\n", b" ") for line in lines]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "events.log"
-        path.write_bytes(b"")
-        got: list[BrokerEvent] = []
-        follower = BrokerLogFollower(path, got.append, bulk_from_lines=0)
-        follower.read_new()  # starts at the end
-        path.write_bytes(b"".join(line + b"\n" for line in lines) + b"1: a partial line")
-        follower.feed(follower.read_new())
-    assert follower.lines == len(lines) and follower.bulk_reads == (1 if lines else 0)
+        followed = Followed(Path(tmp) / "events.log", bulk_from_lines=0)
+        followed.append(b"".join(line + b"\n" for line in lines) + b"1: a partial line")
+    assert followed.follower.lines == len(lines) and followed.follower.bulk_reads == (1 if lines else 0)
     plain = BrokerLogParser()
     every = [e for line in lines for e in plain.feed(line.decode("utf-8", errors="replace"))]
-    assert got == [e for e in every if not (e.kind == ev.PUBLISHED and ", r1, " not in e.line)]
+    assert followed.events == [e for e in every if not (e.kind == ev.PUBLISHED and ", r1, " not in e.line)]
 
 
 def test_a_quiet_read_is_parsed_line_by_line_and_a_busy_one_in_bulk(tmp_path: Path) -> None:
-    path = tmp_path / "events.log"
-    path.write_bytes(b"")
-    got: list[BrokerEvent] = []
-    follower = BrokerLogFollower(path, got.append, bulk_from_lines=3)
-    follower.read_new()
+    followed = Followed(tmp_path / "events.log", bulk_from_lines=3)
     connect, publish = BULK[3].encode() + b"\n", BULK[0].encode() + b"\n"
-    with open(path, "ab") as fh:
-        fh.write(connect + publish + publish)  # 3 lines: one by one, the first publish names the device
-    follower.feed(follower.read_new())
-    assert [e.kind for e in got] == [ev.CONNECTED, ev.PUBLISHED] and follower.bulk_reads == 0
-    with open(path, "ab") as fh:
-        fh.write(connect + publish * 3 + (T + "Client demo/ana/aq1 closed its connection.\n").encode())
-    follower.feed(follower.read_new())
-    assert [e.kind for e in got[2:]] == [ev.CONNECTED, ev.UNCLEAN_END] and follower.bulk_reads == 1
+    followed.append(connect + publish + publish)  # 3 lines: one by one, the first publish names the device
+    assert [e.kind for e in followed.events] == [ev.CONNECTED, ev.PUBLISHED] and followed.follower.bulk_reads == 0
+    followed.append(connect + publish * 3 + (T + "Client demo/ana/aq1 closed its connection.\n").encode())
+    assert [e.kind for e in followed.events[2:]] == [ev.CONNECTED, ev.UNCLEAN_END]
+    assert followed.follower.bulk_reads == 1
 
 
 def test_a_connects_will_split_across_two_bulk_reads_is_still_seen(tmp_path: Path) -> None:
     """A read ends at a newline: nothing (not even an empty line) comes between its last line and the next read's."""
-    path = tmp_path / "events.log"
-    path.write_bytes(b"")
-    got: list[BrokerEvent] = []
-    follower = BrokerLogFollower(path, got.append, bulk_from_lines=0)
-    follower.read_new()
-    with open(path, "ab") as fh:
-        fh.write((BULK[3] + "\n" + T + "Will message specified (7 bytes) (r1, q1).\n").encode())
-    follower.feed(follower.read_new())
-    with open(path, "ab") as fh:
-        fh.write(b"\tlab/demo/ana/aq1/status\n")
-    follower.feed(follower.read_new())
-    assert [(e.kind, e.topic) for e in got] == [(ev.CONNECTED, ""), (ev.WILL, "lab/demo/ana/aq1/status")]
+    followed = Followed(tmp_path / "events.log", bulk_from_lines=0)
+    followed.append((BULK[3] + "\n" + T + "Will message specified (7 bytes) (r1, q1).\n").encode())
+    followed.append(b"\tlab/demo/ana/aq1/status\n")
+    assert [(e.kind, e.topic) for e in followed.events] == [(ev.CONNECTED, ""), (ev.WILL, "lab/demo/ana/aq1/status")]
