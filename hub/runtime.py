@@ -42,7 +42,7 @@ from hub.ingest.writer import Writer
 from hub.integrations.discovery import home_assistant
 from hub.kits.settings import KitSource
 from hub.status import ServiceState, Status
-from hub.watchdog import BROKER_DROPPED, Watchdog
+from hub.watchdog import BROKER_DROPPED, Watchdog, slow_step
 from hub.web.deps import WebDeps
 from hub.web.figures import HubCounters, PartCounters
 from hub.web.live import Live, LiveClient
@@ -353,15 +353,19 @@ class Hub:
                 await self._stop.wait()
                 log.info("stopping: pausing intake, committing and acknowledging what is in hand")
                 self.mqtt.pause_reading()
-                await self.durability.commit_once()
-                await self.mqtt.stop()
-                left = self.status.left_at_shutdown = await self.writer.drain(timeout=10.0)
+                with slow_step("committing what is in hand to the spool"):
+                    await self.durability.commit_once()
+                with slow_step("disconnecting from the broker"):
+                    await self.mqtt.stop()
+                with slow_step("writing what is in memory to InfluxDB"):
+                    left = self.status.left_at_shutdown = await self.writer.drain(timeout=10.0)
                 if left:
                     log.warning(
                         "%d readings not yet in InfluxDB stay in the spool; they are written at the next start", left
                     )
                 self.relay.shutdown()
-                await self.spool.commit()
+                with slow_step("committing the spool"):
+                    await self.spool.commit()
                 for task in tasks:
                     task.cancel()
         self.stopped.set()

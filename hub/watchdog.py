@@ -3,15 +3,18 @@
 Every device's answers wait as long as the event loop is late, so its lag (how late a timer fires; the worst of
 the last LAG_WINDOW_S) is measured all the time, and past LAG_DEGRADED_S the hub says it is degraded. Intake is
 stalled when bytes wait from the broker and no message was handled for STALL_S. The broker's own count of
-messages it dropped (queue or in-flight limits, from `$SYS`) raises an alarm for a minute on any increase.
+messages it dropped (queue or in-flight limits, from `$SYS`) raises an alarm for a minute on any increase. And a
+step of stopping that takes longer than SLOW_STOP_S is said while it lasts, naming what the hub waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +26,7 @@ LAG_WINDOW_S = 5.0  # the lag reported is the worst of this window
 LAG_DEGRADED_S = 0.5  # worse than this, /healthz says degraded: every device's answers wait that long
 STALL_S = 2.0  # messages waiting and none handled for this long: intake is stalled
 ALARM_S = 60.0  # how long a broker drop keeps the hub degraded
+SLOW_STOP_S = 3.0  # a step of stopping that takes longer is logged while it lasts
 
 
 class Intake(Protocol):
@@ -108,3 +112,15 @@ class Watchdog:
             await asyncio.sleep(WATCH_EVERY_S)
             now = time.monotonic()
             self.tick(now, max(0.0, now - before - WATCH_EVERY_S), intake)
+
+
+@contextlib.contextmanager
+def slow_step(what: str) -> Iterator[None]:
+    """Says, while it lasts, that a step of stopping is slow (a stalled fsync, a broker that does not answer)."""
+    late = asyncio.get_running_loop().call_later(
+        SLOW_STOP_S, log.warning, "stopping: still %s after %.0f s", what, SLOW_STOP_S
+    )
+    try:
+        yield
+    finally:
+        late.cancel()

@@ -28,8 +28,10 @@ import pytest
 from devices.arm import load_profiles
 from devices.topics import DeviceRef
 from firmware_sim.arm import ArmFirmware
+from hub import watchdog
 from hub.adapters.influx import InfluxV1
 from hub.adapters.mqtt import RECONNECT_BACKOFF
+from hub.ingest.writer import Writer
 from hub.runtime import Hub
 from tests.conftest import unique
 from tests.integration.conftest import HubFactory, Services
@@ -539,3 +541,24 @@ async def test_a_reading_sent_the_moment_influxdb_is_back_is_not_behind_the_back
 async def test_the_hub_reconnects_with_that_backoff(start_hub: HubFactory) -> None:
     hub = await start_hub()
     assert hub.mqtt._backoff is RECONNECT_BACKOFF
+
+
+async def test_a_slow_step_of_stopping_is_said_while_it_lasts(
+    monkeypatch: pytest.MonkeyPatch, start_hub: HubFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub that takes long to stop says which step it waits for (CI once saw one stuck after "stopping")."""
+    monkeypatch.setattr(watchdog, "SLOW_STOP_S", 0.1)
+    drained = asyncio.Event()
+
+    async def slow_drain(self: Writer[Any], timeout: float) -> int:
+        await asyncio.sleep(0.5)
+        drained.set()
+        return 0
+
+    monkeypatch.setattr(Writer, "drain", slow_drain)
+    hub = await start_hub()
+    hub.stop()
+    await asyncio.wait_for(hub.stopped.wait(), 10)
+    assert drained.is_set()
+    slow = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping: still")]
+    assert slow == ["stopping: still writing what is in memory to InfluxDB after 0 s"], slow
