@@ -466,7 +466,8 @@ async def replay_with_live_data(
 ) -> Replay:
     """InfluxDB frozen while 1,500 readings of one device spill to disk (a memory queue of 100 points); then it
     is back, and another device sends a reading every `live_every_s` from its first write since (the moment the
-    hub knows) until the backlog is all stored. Every point ends in InfluxDB; the writes are timed as InfluxDB answers them."""
+    hub knows) until the backlog is all stored. Every point ends in InfluxDB; the writes are timed as InfluxDB
+    answers them."""
     gate = WriteGate(monkeypatch)
     writes: list[tuple[float, str]] = []
     gated = InfluxV1.write
@@ -561,4 +562,4 @@ async def test_a_slow_step_of_stopping_is_said_while_it_lasts(
     await asyncio.wait_for(hub.stopped.wait(), 10)
     assert drained.is_set()
     slow = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping: still")]
-    assert slow == ["stopping: still writing what is in memory to InfluxDB after 0 s"], slow
+    assert "stopping: still writing what is in memory to InfluxDB after 0 s" in slow, slow  # (others may be slow too)
