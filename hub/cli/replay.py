@@ -103,8 +103,8 @@ async def _ensure_device(cfg: LabConfig, ref: DeviceRef, kind: str) -> None:
         made = await Accounts.for_lab(cfg, registry).add_device(ref.key, kind, None, "replay target (labhub replay)")
         save_credentials(cfg.state_dir, {made.username: made.password})
         print(f"registered {ref.key} ({kind}) for the replay", file=sys.stderr)
-        # The hub reads the registry every REGISTRY_POLL_S: in open mode a device it does not know yet would be
-        # taken as an undeclared `generic` one, and its first readings stored apart from the rest.
+        # The hub reads the registry every REGISTRY_POLL_S: until it has, it would refuse the device's first
+        # readings as those of a device the lab does not know.
         await asyncio.sleep(2 * REGISTRY_POLL_S)
     finally:
         registry.close()
