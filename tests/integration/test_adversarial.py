@@ -25,6 +25,9 @@ the replay page). The third learner has a demo and an approved showcase of their
   (no 2xx, no answer naming the third learner; their showcase still opens, the lab's showcases and demos are
   unchanged), and every showcase published in the batch renders its Markdown inert through its share link.
 
+The lab doctor reads the broker's events file line by line in even batches and in bulk (its path under load)
+in odd ones.
+
 The known-bad payloads of issue 11 also have their own small tests (minimal reproducers), so a regression
 names itself.
 """
@@ -59,6 +62,7 @@ from hub.access.cohort_csv import parse_csv
 from hub.adapters.serial_port import PortError, SerialPort
 from hub.bridges.serial_bridge import Bridge
 from hub.config import HubConfig, InfluxConfig, LabConfig, MqttConfig
+from hub.doctor.brokerlog import BULK_FROM_LINES
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, free_port
 from hub.runtime import Hub
@@ -296,6 +300,18 @@ class Lab:
         self.batches = 0  # batches sent so far: which learner app tokens and which visitor address the next uses
         self.answered: dict[str, set[int]] = {}  # learner-facing route → the statuses it answered
         self.logged = 0  # error records seen so far
+
+    # The lab doctor's two ways of reading the broker's events -----------------------------------
+
+    def broker_log_in_bulk(self, bulk: bool) -> None:
+        """Every read of the broker's events in bulk (as under load, past BULK_FROM_LINES lines) or line by line
+        (the classroom's rates), so hostile traffic reaches the doctor through both."""
+        assert self.hub is not None and self.hub.doctor.follower is not None
+        self.hub.doctor.follower.bulk_from_lines = 0 if bulk else BULK_FROM_LINES
+
+    def bulk_reads(self) -> int:
+        assert self.hub is not None and self.hub.doctor.follower is not None
+        return self.hub.doctor.follower.bulk_reads
 
     # Start and stop ----------------------------------------------------------------------------
 
@@ -1079,6 +1095,7 @@ async def test_hostile_batches_on_every_surface_break_nothing(lab: Lab) -> None:
     settle_gc()
     try:
         for i, batch in enumerate(batches):
+            lab.broker_log_in_bulk(i % 2 == 1)
             outcome = await lab.run_batch(batch)
             outcomes.append(outcome)
             problems += [f"batch {i}: {p}" for p in outcome.problems]
@@ -1093,6 +1110,7 @@ async def test_hostile_batches_on_every_surface_break_nothing(lab: Lab) -> None:
         + "; ".join(f"{route} {sorted(statuses)}" for route, statuses in sorted(lab.answered.items()))
     )
     print("\n" + summary)
+    assert lab.bulk_reads() > 0, "the lab doctor never read the broker's events in bulk"
     assert not problems, "hostile input broke the lab:\n" + "\n".join(problems[:40]) + "\n" + summary
     # The hostile requests reached the learner-facing handlers, not only the parsers in front of them: every
     # route answered a 2xx at least once (but approval, a trainer's), and no request was turned away for its rate.
