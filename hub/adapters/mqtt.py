@@ -196,12 +196,14 @@ class MqttClient:
             while self._unacked and time.monotonic() < deadline and self.connected.is_set():
                 self._acked.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._acked.wait(), max(0.0, deadline - time.monotonic()))
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await self._acked.wait()
             if self._unacked:
                 log.warning("MQTT: disconnecting with %d messages not acknowledged", len(self._unacked))
             self._client.disconnect()
             try:
-                await asyncio.wait_for(self._disconnected.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._disconnected.wait()
             except TimeoutError:
                 log.warning("MQTT: the broker did not confirm the disconnect")
         self._disconnected.set()
@@ -214,8 +216,10 @@ class MqttClient:
                 sock.shutdown(socket.SHUT_RDWR)
 
     async def wait_connected(self, timeout: float) -> None:
-        """Wait until connected and subscribed."""
-        await asyncio.wait_for(self.subscribed.wait(), timeout)
+        """Wait until connected and subscribed. Not asyncio.wait_for, here or for any event a task that is
+        cancelled waits on: in Python 3.11 it swallows a cancellation that comes as the event is set."""
+        async with asyncio.timeout(timeout):
+            await self.subscribed.wait()
 
     # Publishing and flow control -------------------------------------------------------------
 

@@ -21,6 +21,7 @@ the audit trail trainers grade from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -348,10 +349,9 @@ class CommandRelay:
     async def wait(self, record: CommandRecord, timeout: float) -> CommandRecord:
         """Long-poll: return when the command is finished or after `timeout` seconds."""
         if record.state not in FINAL and timeout > 0:
-            try:
-                await asyncio.wait_for(record.finished.wait(), timeout)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):  # not wait_for: it may swallow a cancellation
+                    await record.finished.wait()
         return record
 
     # Views -------------------------------------------------------------------------------------

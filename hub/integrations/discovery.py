@@ -193,7 +193,8 @@ class Discovery:
                     connects = self.client.connects
                     self.client.publish(self._sync, b"", qos=1)
                     try:
-                        await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
+                        async with asyncio.timeout(SYNC_TIMEOUT_S):  # not wait_for: it may swallow a cancellation
+                            await self._synced.wait()
                     except TimeoutError:
                         log.warning("Home Assistant discovery: the broker did not return the retained configs")
                         continue

@@ -281,3 +281,21 @@ async def test_reads_left_for_later_are_scheduled_once(monkeypatch: pytest.Monke
         await asyncio.wait_for(all_read.wait(), 5)  # the loop turns: the pending read runs, schedules the next
         client._client._sock = client.reads.sock = None
     assert len(scheduled) == 2
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_waiting_for_the_connection_stays_cancellable_as_it_comes(turns: int) -> None:
+    """Home Assistant discovery waits for the connection in a task the hub cancels when it stops. A cancellation
+    that comes as the connection does must end that wait (asyncio.wait_for in Python 3.11 swallowed it, and the
+    task, looping on, kept the hub from stopping)."""
+    client = MqttClient("127.0.0.1", 1, "unit", on_message=lambda msg: None)
+    task = asyncio.create_task(client.wait_connected(60))
+    await asyncio.sleep(0)
+    client.subscribed.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if task.done():
+        return  # connected before the hub stopped: nothing to cancel
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    assert task.cancelled(), "the cancellation was swallowed"
