@@ -91,6 +91,7 @@ class HubConfig:
     max_payload_bytes: int = 16384
     batch_max_points: int = 10000
     write_linger_ms: float = 10.0  # a slow stream is read (and written) every this often, not per reading
+    slow_write_linger_ms: float = 200.0  # under 100 points/s, InfluxDB is written at most this often (0: per reading)
     queue_max_points: int = 100_000  # points held in memory for the writer; beyond, they wait on disk only
     spool_max_bytes: int = 1 << 30  # accepted readings waiting for InfluxDB on disk; past it intake pauses
     errors_per_second: float = 5.0  # per device, burst of 20; the rest is counted as suppressed
@@ -288,14 +289,12 @@ _DEVICE_KEYS = {"id", "kind", "simulate", "profile"}
 _SERIAL_KEYS = {"port", "device", "protocol", "baud"}
 
 
-def _entries(
-    data: Mapping[str, Any], name: str, known: set[str], where: str
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def _entries(data: Mapping[str, Any], name: str, known: set[str], at: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """The tables of an array (`[[devices]]`), each with its key for error messages (`devices[0]`)."""
-    for i, entry in enumerate(_typed(data.get(name, []), list, where, name)):
+    for i, entry in enumerate(_typed(data.get(name, []), list, at, name)):
         key = f"{name}[{i}]"
-        table = _typed(entry, dict, where, key)
-        _no_unknown(table, known, where, key + ".")
+        table = _typed(entry, dict, at, key)
+        _no_unknown(table, known, at, key + ".")
         yield key, table
 
 
@@ -382,6 +381,8 @@ def _section(cls: Any, data: Mapping[str, Any], name: str, where: str) -> Any:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         kwargs[key] = _typed(value, expected, where, f"{name}.{key}")
+        if expected is float and not 0 <= value < float("inf"):  # rates, timeouts, lingers (NaN fails too)
+            raise ConfigError(f"{where}: {name}.{key}: expected a finite number ≥ 0, got {value!r}")
     return cls(**kwargs)
 
 

@@ -151,6 +151,7 @@ class Hub:
             cfg.hub.batch_max_points,
             self.ingest.on_stored,
             self.ingest.on_storage_rejected,
+            linger_s=cfg.hub.slow_write_linger_ms / 1000,
         )
         self.presence = Presence(
             self.ingest.devices, cfg.hub.presence_timeout_s, announce=self.live.presence, watched=self.live.watched
@@ -176,6 +177,7 @@ class Hub:
 
     async def flush_evidence(self, timeout: float) -> bool:
         """Before grading: True once what the hub has accepted so far is in InfluxDB; False after `timeout`."""
+        self.writer.hurry(timeout)
         return await self.durability.flush_evidence(timeout)
 
     # Wiring ------------------------------------------------------------------------------------------

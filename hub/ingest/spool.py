@@ -342,7 +342,7 @@ class Spool(Generic[T]):
 
     def _save_checkpoint(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._checkpoint_saved < 0.2:
+        if not force and now - self._checkpoint_saved < 1.0:  # a later one only re-writes stored points after a crash
             return
         self._checkpoint_saved = now
         self._files.save_checkpoint(self.checkpoint)

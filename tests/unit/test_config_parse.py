@@ -146,6 +146,10 @@ TCP_PORT = "expected a TCP port (1–65535), got"
         ({"hub": {"allowed_origins": "x"}}, "hub.allowed_origins: expected list, got str 'x'"),
         ({"hub": {"allowed_origins": [1]}}, "hub.allowed_origins[]: expected str, got int 1"),
         ({"sim": {"extra_air": 1.5}}, "sim.extra_air: expected int, got float 1.5"),
+        ({"hub": {"slow_write_linger_ms": -1}}, "hub.slow_write_linger_ms: expected a finite number ≥ 0, got -1.0"),
+        ({"hub": {"slow_write_linger_ms": float("inf")}}, "hub.slow_write_linger_ms: expected a finite number ≥ 0"),
+        ({"hub": {"write_linger_ms": float("nan")}}, "hub.write_linger_ms: expected a finite number ≥ 0, got nan"),
+        ({"influx": {"timeout_s": -0.5}}, "influx.timeout_s: expected a finite number ≥ 0, got -0.5"),
     ],
 )
 def test_a_mistake_names_the_file_the_key_and_what_was_expected(data: dict[str, Any], message: str) -> None:
