@@ -147,6 +147,7 @@ class Status:
                 "retries": ws.retries,
                 "rejected_points": ws.rejected,
                 "last_batch": ws.last_batch,
+                "lingers": ws.lingers,
                 "write_ms_p50": recent[len(recent) // 2] if recent else None,
                 "write_ms_max": ws.max_write_ms,
                 "last_error": ws.last_error,

@@ -329,6 +329,24 @@ async def test_generic_devices_pin_types_and_one_learner_cannot_shape_anothers_t
     assert hub.ingest.devices[ben].rejected == {}
 
 
+async def test_a_classrooms_slow_stream_shares_influxdb_writes(services: Services, start_hub: HubFactory) -> None:
+    """A board at 50 readings a second (under the 100 a second of a fast stream): its readings share writes,
+    written at most every slow_write_linger_ms (200 ms by default), and every one is stored."""
+    ref = DeviceRef(unique("c"), "ana", "aq1")
+    hub = await start_hub(devices=((ref.key, "air_quality"),))
+    before = hub.stats()["writer"]
+    started = time.monotonic()
+    await run_sensor(services, ref, 20)  # 20 readings, one every 20 ms
+    took = time.monotonic() - started
+    db = hub.cfg.influx.database
+    assert await count_when_stable(services.influx_port, db, "air_quality", "pm2_5", "", 20) == 20
+    writer = hub.stats()["writer"]
+    writes = writer["batches"] - before["batches"]
+    assert writer["lingers"] > before["lingers"]
+    # One write at once, then at most one per 200 ms while the board sends, and one for what came last.
+    assert writes <= 2 + took / 0.2, f"{writes} InfluxDB writes for 20 readings sent in {took:.2f} s"
+
+
 async def test_line_protocol_and_bare_values_are_accepted(services: Services, start_hub: HubFactory) -> None:
     ref = DeviceRef(unique("c"), "ana", "aq1")
     hub = await start_hub(devices=((ref.key, "air_quality"),))
