@@ -124,9 +124,9 @@ class Writer(Generic[T]):
         self._hurry.set()
 
     def _lingers(self, points: int) -> bool:
-        """Should the writer pause before the next batch? Only after a small one, with fewer than
-        SLOW_BELOW_PER_S points written over the last RATE_WINDOW_S (this batch included): a stream that turns
-        fast after a quiet spell lingers once, and its next batch, a large one, counts at once."""
+        """Should the writer pause before the next batch? Only after a small one (not a full one, whatever
+        `batch_max`), with fewer than SLOW_BELOW_PER_S points written over the last RATE_WINDOW_S (this batch
+        included), and never while intake waits for the writer or a backlog waits on disk."""
         now = time.monotonic()
         recent = self._recent
         recent.append((now, points))
@@ -134,19 +134,28 @@ class Writer(Generic[T]):
         while recent[0][0] <= now - RATE_WINDOW_S:
             self._recent_points -= recent.popleft()[1]
         slow = self._recent_points < SLOW_BELOW_PER_S * RATE_WINDOW_S
-        return self.linger_s > 0 and points < SMALL_BATCH and slow and now >= self._hurry_until
+        spool = self.spool
+        waiting = spool.behind or spool.backlog_started_ns is not None
+        small = points < min(SMALL_BATCH, self.batch_max)
+        return self.linger_s > 0 and small and slow and not waiting and now >= self._hurry_until
 
     async def _linger(self) -> None:
-        """Until `linger_s` passes, someone hurries, or a fast stream has come (SMALL_BATCH points waiting,
-        seen within LINGER_CHECK_S). Not asyncio.wait_for: in Python 3.11 it swallows a cancellation that comes
-        as the wait ends (a hurried writer then outlived the hub's stop)."""
+        """Until `linger_s` passes, someone hurries (even during the write before), or a fast stream has come (a
+        batch waiting, seen within LINGER_CHECK_S): then no linger for RATE_WINDOW_S, as its rate builds up. Not
+        asyncio.wait_for: in Python 3.11 it swallows a cancellation that comes as the wait ends (a hurried
+        writer then outlived the hub's stop)."""
         self.stats.lingers += 1
-        self._hurry.clear()
         end = time.monotonic() + self.linger_s
-        while (left := end - time.monotonic()) > 0 and self.spool.in_memory() < SMALL_BATCH:
+        spool = self.spool
+        batch = min(SMALL_BATCH, self.batch_max, spool.memory_points)
+        while (left := end - time.monotonic()) > 0:
+            if spool.in_memory() >= batch or spool.behind:
+                self._hurry_until = time.monotonic() + RATE_WINDOW_S
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, LINGER_CHECK_S)):
                     await self._hurry.wait()
+                    self._hurry.clear()
                     return
 
     async def drain(self, timeout: float) -> int:

@@ -43,14 +43,14 @@ class Rig:
         for _ in range(n):
             self.spool.append(1_700_000_000_000_000_000 + self.sent, 0, "c/l/d", f"m x={self.sent}", f"r{self.sent}")
             self.sent += 1
-        await self.spool.commit()
+        await self.spool.commit(sync=False)  # on disk for the writer; no fsync to wait for
 
     async def all_stored(self) -> None:
         await wait_until(lambda: len(self.stored) == self.sent, what=f"{self.sent} readings stored")
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, linger_s: float) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, linger_s: float, batch_max: int = 10_000) -> AsyncIterator[Rig]:
     spool: Spool[str] = Spool(tmp_path / "spool", 1 << 30, on_full=lambda: None, on_drained=lambda: None)
     spool.open()
     db = Recorded()
@@ -58,7 +58,7 @@ async def rig(tmp_path: Path, linger_s: float) -> AsyncIterator[Rig]:
     writer = Writer(
         db,  # type: ignore[arg-type]
         spool,
-        10_000,
+        batch_max,
         on_stored=lambda records: stored.extend(str(r.owner) for r in records),
         on_rejected=lambda record, detail: None,
         linger_s=linger_s,
@@ -131,18 +131,27 @@ async def test_a_lingering_writer_still_writes_within_its_linger(tmp_path: Path,
 
 async def test_after_a_quiet_spell_a_fast_stream_lingers_once(tmp_path: Path) -> None:
     """At 500/s intake reads every 10 ms, so batches are small: what was written over the last second, not the
-    batch's size, says the stream is fast. A stream that turns fast lingers once (a linger per small batch
-    during its first second held readings back 200 ms: p99 publish→queryable went from 15 to 160 ms)."""
+    batch's size, says the stream is fast. A stream that turns fast lingers once: the batch that comes during
+    that linger ends it, and no linger follows while the rate builds up (a linger per small batch during its
+    first second held readings back 200 ms: p99 publish→queryable went from 15 to 160 ms)."""
     async with rig(tmp_path, LONG_S) as r:
         await r.send()
         await wait_until(lambda: r.writer.stats.lingers == 1, what="the writer lingering")
-        await r.send(150)  # what came during the linger: 500/s from here on
-        r.writer.hurry()
-        await r.all_stored()
+        await r.send(50)  # what 100 ms of 500/s bring
+        await r.all_stored()  # within wait_until's 10 s: the linger (LONG_S) ended for them
         for _ in range(3):
             await r.send(5)  # 10 ms of 500/s
             await r.all_stored()  # at once: no linger holds them
         assert r.writer.stats.lingers == 1
+
+
+async def test_full_batches_never_linger_whatever_the_batch_size(tmp_path: Path) -> None:
+    """A backlog written in batches of `batch_max_points` (here 10, below a slow stream's batch) goes out
+    back to back."""
+    async with rig(tmp_path, LONG_S, batch_max=10) as r:
+        await r.send(300)
+        await r.all_stored()
+        assert r.writer.stats.lingers == 0
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
