@@ -91,6 +91,7 @@ class Writer(Generic[T]):
         self._hurry_until = 0.0  # monotonic: no linger before then
         self.spool = spool
         self.batch_max = batch_max
+        self._small = min(SMALL_BATCH, batch_max, spool.memory_points)  # a batch this big is not a slow stream's
         self._on_stored = on_stored
         self._on_rejected = on_rejected
         self._backoff = backoff
@@ -136,8 +137,7 @@ class Writer(Generic[T]):
         slow = self._recent_points < SLOW_BELOW_PER_S * RATE_WINDOW_S
         spool = self.spool
         waiting = spool.behind or spool.backlog_started_ns is not None
-        small = points < min(SMALL_BATCH, self.batch_max)
-        return self.linger_s > 0 and small and slow and not waiting and now >= self._hurry_until
+        return self.linger_s > 0 and points < self._small and slow and not waiting and now >= self._hurry_until
 
     async def _linger(self) -> None:
         """Until `linger_s` passes, someone hurries (even during the write before), or a fast stream has come (a
@@ -147,9 +147,8 @@ class Writer(Generic[T]):
         self.stats.lingers += 1
         end = time.monotonic() + self.linger_s
         spool = self.spool
-        batch = min(SMALL_BATCH, self.batch_max, spool.memory_points)
         while (left := end - time.monotonic()) > 0:
-            if spool.in_memory() >= batch or spool.behind:
+            if spool.in_memory() >= self._small or spool.behind:
                 self._hurry_until = time.monotonic() + RATE_WINDOW_S
                 return
             with contextlib.suppress(TimeoutError):
