@@ -20,6 +20,8 @@ from aiohttp import web
 from hub.ops.services import free_port
 from tests.fakes import FakeV2
 
+pytest_plugins = ["tests.sigterm"]  # SIGTERM stops the run as Ctrl-C does: services stopped, not orphaned
+
 HERE = Path(__file__).resolve().parent
 MARKERS = {HERE / "unit": pytest.mark.unit, HERE / "integration": pytest.mark.integration}
 
