@@ -332,6 +332,8 @@ def latency(bench: Bench, args: argparse.Namespace, trials: list[dict[str, Any]]
         "p99": round(percentile(lat, 99), 2),
         "max": round(max(lat, default=float("nan")), 2),
         "timeouts": prober.timeouts,
+        # When the slowest probe was sent, in seconds from the first: a transient as the stream starts, or not?
+        "max_at_s": round(prober.published[lat.index(max(lat))] - prober.published[0], 2) if lat else None,
     }
     trials += [quiet, t]
     m = t["latency_ms"]
@@ -341,7 +343,7 @@ def latency(bench: Bench, args: argparse.Namespace, trials: list[dict[str, Any]]
     )
     print(
         f"publish → queryable  p50 {m['p50']} ms  p99 {m['p99']} ms  max {m['max']} ms "
-        f"({m['probes']} open-loop probes, {m['timeouts']} timeouts)"
+        f"(sent {m['max_at_s']} s into the window; {m['probes']} open-loop probes, {m['timeouts']} timeouts)"
     )
     for what, w, key in (
         ("CPU (% of one core)", quiet, "cpu_pct_steady"),
