@@ -1,4 +1,5 @@
-"""Test helpers: an independent MQTT subscriber and publisher (plain paho), InfluxDB queries, waiting with deadlines."""
+"""Test helpers: an independent MQTT subscriber and publisher (plain paho), an MQTT v5 client that records the
+broker's answers, InfluxDB queries, waiting with deadlines."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tests.conftest import unique
 
 
 class MqttListener:
@@ -72,6 +77,115 @@ class MqttPublisher:
     async def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
         info = self.client.publish(topic, payload, qos=qos)
         await asyncio.to_thread(info.wait_for_publish, 5)
+
+    def close(self) -> None:
+        self.client.disconnect()  # wakes paho's thread, so loop_stop() does not wait out its select()
+        self.client.loop_stop()
+
+
+@dataclass
+class MqttV5:
+    """An MQTT v5 client (plain paho, its own thread; over TCP, or WebSockets at /mqtt) that records what the broker
+    answers: the CONNACK's reason code, each acknowledgement's, and the messages it receives. Its waits block (paho's
+    thread goes on meanwhile); async tests use the `a`-prefixed twins, `accepted` and `received`, which do not."""
+
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)  # never in a test report
+    client_id: str = ""  # a unique one unless given
+    websockets: bool = False
+    connected: threading.Event = field(default_factory=threading.Event, init=False)
+    refused: threading.Event = field(default_factory=threading.Event, init=False)  # by the CONNACK
+    lost: threading.Event = field(default_factory=threading.Event, init=False)  # the connection closed, for any reason
+    reason: int | None = field(default=None, init=False)  # the CONNACK's reason code (0: accepted)
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list, init=False)  # topic, payload, retain
+
+    def __post_init__(self) -> None:
+        self.client_id = self.client_id or unique("v5-")
+        self._acks: dict[int, Any] = {}
+        self._acked = threading.Condition()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5,
+            transport="websockets" if self.websockets else "tcp",
+        )
+        if self.websockets:
+            self.client.ws_set_options(path="/mqtt")
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *args: self.lost.set()
+        self.client.on_publish = self._on_ack
+        self.client.on_subscribe = self._on_ack
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+        self.client.reconnect_delay_set(60, 60)  # no automatic reconnect within a test: the test decides
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    @property
+    def got(self) -> list[tuple[str, bytes]]:
+        """The messages received so far: topic and payload."""
+        return [(topic, payload) for topic, payload, _ in self.messages]
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self.reason = int(reason.value)  # before the events, so a waiter that sees one reads the code
+        (self.refused if reason.is_failure else self.connected).set()
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._acked:
+            self._acks[mid] = reason
+            self._acked.notify_all()
+
+    def _answer(self, timeout: float) -> int | None:
+        """The CONNACK's reason code, or None if the connection closed without one."""
+        deadline = time.monotonic() + timeout
+        while not (self.connected.wait(0.02) or self.refused.is_set() or self.lost.is_set()):
+            assert time.monotonic() < deadline, f"neither connected nor refused in {timeout} s"
+        return self.reason
+
+    def wait_connack(self, timeout: float = 5.0) -> int:
+        """The CONNACK's reason code (0: accepted); fails if the connection closed without one."""
+        reason = self._answer(timeout)
+        assert reason is not None, "the connection closed without a CONNACK"
+        return reason
+
+    def wait_connect(self, timeout: float = 5.0) -> bool:
+        """True if the broker accepted the connection, False if its CONNACK refused it."""
+        return self.wait_connack(timeout) == 0
+
+    async def accepted(self, timeout: float = 5.0) -> bool:
+        """True once connected; False once refused, or cut off before that (a full listener closes the connection
+        without a CONNACK)."""
+        return await asyncio.to_thread(self._answer, timeout) == 0
+
+    def _wait_ack(self, mid: int) -> Any:
+        with self._acked:
+            assert self._acked.wait_for(lambda: mid in self._acks, 5), "no acknowledgement in 5 s"
+            return self._acks.pop(mid)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """QoS 1; the PUBACK's reason code."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        return int(self._wait_ack(info.mid).value)
+
+    def subscribe(self, topic: str) -> int:
+        """QoS 1; the SUBACK's reason code (the granted QoS, or why not)."""
+        _, mid = self.client.subscribe(topic, qos=1)
+        return int(self._wait_ack(mid)[0].value)
+
+    async def apublish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        return await asyncio.to_thread(self.publish, topic, payload, retain)
+
+    async def asubscribe(self, topic: str) -> int:
+        return await asyncio.to_thread(self.subscribe, topic)
+
+    async def received(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
+        """Wait until this message has arrived."""
+        deadline = time.monotonic() + timeout
+        while (topic, payload) not in self.got:
+            assert time.monotonic() < deadline, f"{topic} {payload!r} not received in {timeout} s: {self.messages}"
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         self.client.disconnect()  # wakes paho's thread, so loop_stop() does not wait out its select()

@@ -12,22 +12,16 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
 from hub.access.dynsec import Dynsec, _acl, device_account
 from hub.config import MqttConfig
 from tests.conftest import unique
 from tests.integration.conftest import ClosedLab, Services, start_closed_lab
+from tests.support import MqttV5
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED = (0x00, 0x10)  # success, or "no matching subscribers" (still accepted)
@@ -41,88 +35,9 @@ async def make_device(closed: ClosedLab, key: str) -> tuple[str, str]:
     return key, password
 
 
-def as_hub(closed: ClosedLab, client_id: str = "") -> Client:
+def as_hub(closed: ClosedLab, client_id: str = "") -> MqttV5:
     """A client with the hub's account, on the internal listener."""
-    return Client(closed.internal_port, *closed.hub_auth, client_id)
-
-
-@dataclass
-class Client:
-    """An MQTT v5 client (plain paho in its own thread) that records what the broker answers."""
-
-    port: int
-    username: str | None
-    password: str | None = field(repr=False)  # never in a test report
-    client_id: str = ""
-    connected: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)  # refused, or the connection closed
-    acks: dict[int, Any] = field(default_factory=dict)
-    got: list[tuple[str, bytes, bool]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.acked = threading.Condition()
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id or unique("lim-"), protocol=paho.MQTTv5
-        )
-        if self.username is not None:
-            self.client.username_pw_set(self.username, self.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *a: self.ended.set()
-        self.client.on_publish = self._on_ack
-        self.client.on_subscribe = self._on_ack
-        self.client.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload), bool(m.retain)))
-        self.client.reconnect_delay_set(60, 60)  # no automatic reconnect within a test
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
-        (self.ended if reason.is_failure else self.connected).set()
-
-    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self.acked:
-            self.acks[mid] = reason
-            self.acked.notify_all()
-
-    async def accepted(self, timeout: float = 5.0) -> bool:
-        """True once connected; False once refused or cut off before that."""
-
-        def wait() -> bool:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.connected.wait(0.02):
-                    return True
-                if self.ended.is_set():
-                    return False
-            raise AssertionError(f"neither connected nor refused in {timeout} s")
-
-        return await asyncio.to_thread(wait)
-
-    async def _ack(self, mid: int) -> Any:
-        def wait() -> Any:
-            with self.acked:
-                assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
-                return self.acks.pop(mid)
-
-        return await asyncio.to_thread(wait)
-
-    async def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
-        """QoS 1; the PUBACK's reason code."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        return int((await self._ack(info.mid)).value)
-
-    async def subscribe(self, topic: str) -> int:
-        _, mid = self.client.subscribe(topic, qos=1)
-        return int((await self._ack(mid))[0].value)
-
-    async def received(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(t == topic and p == payload for t, p, _ in self.got):
-            assert time.monotonic() < deadline, f"{topic} {payload!r} not received in {timeout} s: {self.got}"
-            await asyncio.sleep(0.01)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    return MqttV5(closed.internal_port, *closed.hub_auth, client_id)
 
 
 # Telemetry: one field deep ------------------------------------------------------------------------------------
@@ -130,18 +45,18 @@ class Client:
 
 async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(closed: ClosedLab) -> None:
     ref = DeviceRef(unique("k"), "ana", "aq1")
-    device = Client(closed.port, *await make_device(closed, ref.key))
+    device = MqttV5(closed.port, *await make_device(closed, ref.key))
     hub = as_hub(closed)
     try:
         assert await device.accepted() and await hub.accepted()
-        assert await hub.subscribe(f"lab/{ref.cohort}/#") == 1
+        assert await hub.asubscribe(f"lab/{ref.cohort}/#") == 1
         deep = ref.topic("telemetry/a/b/c")
-        assert await device.publish(deep, b"1", retain=True) == NOT_AUTHORIZED
-        assert await device.publish(ref.topic("telemetry/x/y"), b"2") == NOT_AUTHORIZED
-        assert await device.publish(ref.topic("telemetry/temperature"), b"21.5") == 0
-        assert await device.publish(ref.topic("telemetry"), b'{"pm2_5": 1}') == 0
+        assert await device.apublish(deep, b"1", retain=True) == NOT_AUTHORIZED
+        assert await device.apublish(ref.topic("telemetry/x/y"), b"2") == NOT_AUTHORIZED
+        assert await device.apublish(ref.topic("telemetry/temperature"), b"21.5") == 0
+        assert await device.apublish(ref.topic("telemetry"), b'{"pm2_5": 1}') == 0
         await hub.received(ref.topic("telemetry"), b'{"pm2_5": 1}')  # published last, on the same connection
-        assert [t for t, _, _ in hub.got] == [ref.topic("telemetry/temperature"), ref.topic("telemetry")]
+        assert [t for t, _ in hub.got] == [ref.topic("telemetry/temperature"), ref.topic("telemetry")]
     finally:
         device.close()
         hub.close()
@@ -149,11 +64,11 @@ async def test_a_device_publishes_telemetry_one_field_deep_and_nothing_deeper(cl
     late = as_hub(closed)
     try:
         assert await late.accepted()
-        assert await late.subscribe(f"lab/{ref.cohort}/#") == 1
+        assert await late.asubscribe(f"lab/{ref.cohort}/#") == 1
         marker = ref.topic("status")
         late.client.publish(marker, b"marker", qos=1)
         await late.received(marker, b"marker")  # retained copies come right after the SUBACK, before this
-        assert not [t for t, _, _ in late.got if t.startswith(ref.topic("telemetry/")) and t.count("/") > 5]
+        assert not [t for t, _ in late.got if t.startswith(ref.topic("telemetry/")) and t.count("/") > 5]
     finally:
         late.close()
 
@@ -175,24 +90,24 @@ async def test_no_account_can_take_over_another_accounts_client_id(closed: Close
     cohort = unique("k")
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     auth_a, auth_b = await make_device(closed, a.key), await make_device(closed, b.key)
-    victim = Client(closed.port, *auth_a, client_id="esp32-board")
+    victim = MqttV5(closed.port, *auth_a, client_id="esp32-board")
     hub = as_hub(closed, client_id=f"labhub-hub-{secrets.token_hex(6)}")
     try:
         assert await victim.accepted() and await hub.accepted()
-        assert await victim.subscribe(a.topic("errors")) == 1
+        assert await victim.asubscribe(a.topic("errors")) == 1
         # Another account tries the victim's own id, its username, and the hub's (internal listener) id.
         for spoofed_id in ("esp32-board", a.key, hub.client_id):
-            thief = Client(closed.port, *auth_b, client_id=spoofed_id)
+            thief = MqttV5(closed.port, *auth_b, client_id=spoofed_id)
             try:
                 assert await thief.accepted()
-                assert await thief.publish(b.topic("telemetry"), b'{"pm2_5": 1}') in ACCEPTED  # in, and settled
+                assert await thief.apublish(b.topic("telemetry"), b'{"pm2_5": 1}') in ACCEPTED  # in, and settled
             finally:
                 thief.close()
         # Both are still connected: each answers a round trip through the broker.
         payload = unique("still-here-").encode()
-        assert await hub.publish(a.topic("errors"), payload) == 0
+        assert await hub.apublish(a.topic("errors"), payload) == 0
         await victim.received(a.topic("errors"), payload)
-        assert not victim.ended.is_set() and not hub.ended.is_set()
+        assert not victim.lost.is_set() and not hub.lost.is_set()
     finally:
         victim.close()
         hub.close()
@@ -201,8 +116,8 @@ async def test_no_account_can_take_over_another_accounts_client_id(closed: Close
 async def test_open_mode_lets_anonymous_clients_in_and_the_hub_on_its_own_listener(services: Services) -> None:
     """The session's broker runs in classroom open mode: anonymous clients cannot be bound to an account, so
     client ids stay free there (README); the hub's account reaches the internal listener."""
-    anonymous = Client(services.mqtt_port, None, None)
-    hub = Client(MqttConfig(port=services.mqtt_port).hub_port, *services.hub_auth)
+    anonymous = MqttV5(services.mqtt_port, None, None)
+    hub = MqttV5(MqttConfig(port=services.mqtt_port).hub_port, *services.hub_auth)
     try:
         assert await anonymous.accepted()
         assert await hub.accepted()
@@ -216,14 +131,14 @@ async def test_open_mode_lets_anonymous_clients_in_and_the_hub_on_its_own_listen
 
 async def test_the_lab_listener_holds_max_connections_and_the_hub_and_admin_still_get_in() -> None:
     broker = await asyncio.to_thread(start_closed_lab, 2)  # start_mosquitto runs its own event loop
-    clients: list[Client] = []
+    clients: list[MqttV5] = []
     try:
         cohort = unique("k")
         accounts = [await make_device(broker, f"{cohort}/l{i}/aq1") for i in range(3)]
         for account in accounts[:2]:
-            clients.append(Client(broker.port, *account))
+            clients.append(MqttV5(broker.port, *account))
             assert await clients[-1].accepted()
-        clients.append(Client(broker.port, *accounts[2]))
+        clients.append(MqttV5(broker.port, *accounts[2]))
         assert await clients[-1].accepted() is False, "a third client got in on a lab listener of 2"
         # The lab is full; the hub and the security admin use the internal listener.
         hub = as_hub(broker)
@@ -244,16 +159,16 @@ async def test_the_lab_listener_holds_max_connections_and_the_hub_and_admin_stil
 )
 async def test_max_connections_still_holds_after_clients_come_and_go() -> None:
     broker = await asyncio.to_thread(start_closed_lab, 2)
-    clients: list[Client] = []
+    clients: list[MqttV5] = []
     try:
         account = await make_device(broker, f"{unique('k')}/ana/aq1")
         for _ in range(3):  # one device reconnecting three times
-            comer = Client(broker.port, *account)
+            comer = MqttV5(broker.port, *account)
             assert await comer.accepted()
             comer.close()
         cohort = unique("k")
         for i in range(3):
-            clients.append(Client(broker.port, *await make_device(broker, f"{cohort}/l{i}/aq1")))
+            clients.append(MqttV5(broker.port, *await make_device(broker, f"{cohort}/l{i}/aq1")))
         assert [await c.accepted() for c in clients] == [True, True, False]
     finally:
         for client in clients:

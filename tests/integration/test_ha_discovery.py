@@ -14,11 +14,11 @@ import time
 
 from tests.conftest import unique
 from tests.integration.conftest import ClosedLab, HubFactory, Services
-from tests.integration.test_security import NOT_AUTHORIZED, V5, password_of
-from tests.support import wait_until
+from tests.integration.test_security import NOT_AUTHORIZED, password_of
+from tests.support import MqttV5, wait_until
 
 
-def configs_of(client: V5, node: str) -> dict[str, bytes]:
+def configs_of(client: MqttV5, node: str) -> dict[str, bytes]:
     """The retained discovery configs of one node a subscriber holds now (an empty payload clears one)."""
     held: dict[str, bytes] = {}
     for topic, payload in list(client.got):
@@ -30,7 +30,7 @@ def configs_of(client: V5, node: str) -> dict[str, bytes]:
 def retained_now(closed: ClosedLab, node: str) -> dict[str, bytes]:
     """What the broker retains under a node, read by a fresh subscriber (the hub's account) with a sync marker:
     mosquitto sends a subscription's retained messages before anything published after its SUBACK."""
-    hub = V5(closed.port, *closed.hub_auth)
+    hub = MqttV5(closed.port, *closed.hub_auth)
     try:
         assert hub.wait_connect()
         assert hub.subscribe("homeassistant/#") == 1
@@ -58,8 +58,8 @@ async def test_discovery_configs_readings_availability_and_a_read_only_account(
     cfg = dataclasses.replace(closed.config(services), home_assistant=frozenset({on}))
     hub = await start_hub(config=cfg)
 
-    reader = V5(closed.port, f"reader.{on}.home-assistant", reader_password)
-    device = V5(closed.port, ana, ana_password)
+    reader = MqttV5(closed.port, f"reader.{on}.home-assistant", reader_password)
+    device = MqttV5(closed.port, ana, ana_password)
     try:
         assert reader.wait_connect() and device.wait_connect()
         assert reader.subscribe("homeassistant/#") == 1  # as Home Assistant does: accepted, filtered on delivery
@@ -88,7 +88,7 @@ async def test_discovery_configs_readings_availability_and_a_read_only_account(
             assert reader.publish(topic, b"{}") == NOT_AUTHORIZED, topic
         assert reader.subscribe(f"lab/{off}/+/+/telemetry") == NOT_AUTHORIZED
         assert reader.subscribe(f"lab/{on}/ana/aq1/commands") == 1  # inside its cohort: accepted, never delivered
-        as_hub = V5(closed.port, *closed.hub_auth)
+        as_hub = MqttV5(closed.port, *closed.hub_auth)
         try:
             assert as_hub.wait_connect()
             assert as_hub.publish(f"lab/{on}/ana/aq1/commands", b'{"id": "c1"}') == 0

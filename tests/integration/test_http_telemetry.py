@@ -20,8 +20,8 @@ from devices.topics import DeviceRef
 from hub.runtime import Hub
 from tests.conftest import unique
 from tests.integration.conftest import ClosedLab, HubFactory, Services
-from tests.integration.test_security import V5, device, password_of
-from tests.support import influx_count, wait_until
+from tests.integration.test_security import device, password_of
+from tests.support import MqttV5, influx_count, wait_until
 
 
 @dataclass
@@ -84,7 +84,7 @@ async def test_bare_values_and_line_protocol_are_stored(board: Board) -> None:
 
 
 async def test_a_mistake_is_answered_422_and_on_the_errors_topic(closed: ClosedLab, board: Board) -> None:
-    listener = V5(closed.port, board.ref.key, board.password)
+    listener = MqttV5(closed.port, board.ref.key, board.password)
     try:
         assert listener.wait_connect() and listener.subscribe(board.ref.topic("errors")) == 1
         status, _, text = await board.post('{"pm25": 12}')

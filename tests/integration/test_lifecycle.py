@@ -23,7 +23,7 @@ from hub.credentials import read_secret
 from hub.ops.influxd import INFLUX_ADMIN, INFLUX_HUB, start_influxd
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import free_port
-from tests.integration.test_security import V5
+from tests.support import MqttV5
 
 POLICIES = ("autogen", policy_name("A"), ROLLUP_POLICY)
 
@@ -120,7 +120,7 @@ def test_archive_then_purge_removes_one_cohort_and_leaves_the_other(
 
     # No archive yet: the purge refuses and removes nothing.
     assert labhub(config, capsys, "cohort", "purge", "A", "--yes")[0] == 2
-    assert V5(mqtt_port, "A/ann/d1", passwords["A/ann/d1"]).wait_connect()
+    assert MqttV5(mqtt_port, "A/ann/d1", passwords["A/ann/d1"]).wait_connect()
 
     archive = tmp_path / "archive-A"
     code, out = labhub(config, capsys, "cohort", "archive", "A", str(archive))
@@ -162,9 +162,9 @@ def test_archive_then_purge_removes_one_cohort_and_leaves_the_other(
     policies = [row[0] for row in answer["results"][0]["series"][0]["values"]]  # type: ignore[index]
     assert policy_name("A") not in policies
     for user in ("A/ann", "A/ann/d1", "A/bob", "A/bob/d1"):
-        assert not V5(mqtt_port, user, passwords[user]).wait_connect(), user  # CONNACK: not authorized
+        assert not MqttV5(mqtt_port, user, passwords[user]).wait_connect(), user  # CONNACK: not authorized
     for user in ("B/ann", "B/ann/d1", "B/bob", "B/bob/d1"):
-        assert V5(mqtt_port, user, passwords[user]).wait_connect(), user
+        assert MqttV5(mqtt_port, user, passwords[user]).wait_connect(), user
     registry = Registry(state / "registry.sqlite3")
     try:
         assert [

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import paho.mqtt.client as paho
 import pytest
 from aiohttp import web
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 from playwright.async_api import async_playwright
 
 from devices import diagnoses as dx
@@ -33,7 +26,7 @@ from hub.runtime import Hub
 from tests.conftest import unique
 from tests.integration.conftest import ClosedLab, HubFactory, Services
 from tests.integration.test_phone import CHROMIUM, CHROMIUM_ARGS
-from tests.support import api_token, count_when_stable, wait_until
+from tests.support import MqttV5, api_token, count_when_stable, wait_until
 
 MQTTJS = Path(__file__).resolve().parents[1] / "vendor" / "mqttjs" / "mqtt.min.js"
 
@@ -43,69 +36,11 @@ async def hub(closed: ClosedLab, services: Services, start_hub: HubFactory) -> A
     yield await start_hub(config=closed.config(services, mqtt_ws_per_address=3))
 
 
-@dataclass
-class Client:
-    """An MQTT v5 client (plain paho, its own thread) over TCP or /mqtt, recording what the broker answers."""
-
-    port: int
-    username: str
-    password: str
-    websockets: bool
-    connected: threading.Event = field(default_factory=threading.Event)
-    refused: threading.Event = field(default_factory=threading.Event)
-    acks: dict[int, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.acked = threading.Condition()
-        transport = "websockets" if self.websockets else "tcp"
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
-        if self.websockets:
-            self.client.ws_set_options(path="/mqtt")
-        self.client.username_pw_set(self.username, self.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_publish = self._on_ack
-        self.client.on_subscribe = self._on_ack
-        self.client.reconnect_delay_set(60, 60)  # no quick automatic reconnects: a test decides
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
-        self.reason = int(reason.value)
-        (self.refused if reason.is_failure else self.connected).set()
-
-    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self.acked:
-            self.acks[mid] = reason
-            self.acked.notify_all()
-
-    def wait_connect(self) -> int:
-        """The CONNACK's reason code (0: accepted)."""
-        deadline = time.monotonic() + 5
-        while not (self.connected.wait(0.05) or self.refused.is_set()):
-            assert time.monotonic() < deadline, "no CONNACK in 5 s"
-        return self.reason
-
-    def _wait_ack(self, mid: int) -> Any:
-        with self.acked:
-            assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
-            return self.acks.pop(mid)
-
-    def publish(self, topic: str, payload: bytes) -> int:
-        return int(self._wait_ack(self.client.publish(topic, payload, qos=1).mid).value)
-
-    def subscribe(self, topic: str) -> int:
-        return int(self._wait_ack(self.client.subscribe(topic, qos=1)[1])[0].value)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def session(port: int, user: str, password: str, websockets: bool, own: DeviceRef, other: DeviceRef) -> list[int]:
     """What the broker answers one device's session: connect, its own reading, another's topics."""
-    client = Client(port, user, password, websockets)
+    client = MqttV5(port, user, password, websockets=websockets)
     try:
-        answers = [client.wait_connect()]
+        answers = [client.wait_connack()]
         answers.append(client.publish(own.topic("telemetry"), b'{"pm2_5": 12}'))
         answers.append(client.publish(other.topic("telemetry"), b'{"pm2_5": 666}'))
         answers.append(client.subscribe(other.topic("telemetry")))
@@ -115,9 +50,9 @@ def session(port: int, user: str, password: str, websockets: bool, own: DeviceRe
 
 
 def refused_login(port: int, user: str, websockets: bool) -> int:
-    client = Client(port, user, "not-the-password", websockets)
+    client = MqttV5(port, user, "not-the-password", websockets=websockets)
     try:
-        return client.wait_connect()
+        return client.wait_connack()
     finally:
         client.close()
 
@@ -233,9 +168,9 @@ async def test_mqttjs_in_chromium_receives_a_learners_telemetry_through_mqtt_ws(
                 await page.goto(f"{origin}/index.html#{urllib.parse.quote(secret)}")
                 await page.wait_for_function("window.events.some(e => e.startsWith('subscribed:'))", timeout=10_000)
                 assert "subscribed:1" in await page.evaluate("window.events")
-                device = Client(closed.port, ref.key, device_pw, websockets=False)
+                device = MqttV5(closed.port, ref.key, device_pw)
                 try:
-                    assert await asyncio.to_thread(device.wait_connect) == 0
+                    assert await asyncio.to_thread(device.wait_connack) == 0
                     assert await asyncio.to_thread(device.publish, ref.topic("telemetry"), b'{"pm2_5": 7.5}') == 0
                 finally:
                     device.close()

@@ -10,18 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.topics import DeviceRef
 from hub.access.registry import Registry
@@ -29,7 +25,7 @@ from hub.credentials import load_credentials
 from hub.runtime import Hub
 from tests.conftest import SESSION_LOG, unique
 from tests.integration.conftest import ClosedLab, HubFactory, Services
-from tests.support import influx_count, wait_until
+from tests.support import MqttV5, influx_count, wait_until
 
 NOT_AUTHORIZED = 0x87
 SECRETS: list[str] = []  # every password and token this module made: none may appear in any log
@@ -40,76 +36,6 @@ def password_of(output: str) -> str:
     secret = line.split(":", 1)[1].strip()
     SECRETS.append(secret)
     return secret
-
-
-@dataclass
-class V5:
-    """An MQTT v5 client (plain paho, its own thread) that records what the broker answers."""
-
-    port: int
-    username: str | None
-    password: str | None
-    client_id: str = ""
-    connected: threading.Event = field(default_factory=threading.Event)
-    refused: threading.Event = field(default_factory=threading.Event)
-    lost: threading.Event = field(default_factory=threading.Event)
-    acks: dict[int, Any] = field(default_factory=dict)
-    got: list[tuple[str, bytes]] = field(default_factory=list)
-    reason: Any = None
-
-    def __post_init__(self) -> None:
-        self.acked = threading.Condition()
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id or unique("v5-"), protocol=paho.MQTTv5
-        )
-        if self.username is not None:
-            self.client.username_pw_set(self.username, self.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda c, u, f, rc, p: self.lost.set()
-        self.client.on_publish = self._on_ack
-        self.client.on_subscribe = self._on_ack
-        self.client.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload)))
-        self.client.reconnect_delay_set(60, 60)  # no quick automatic reconnects: a test decides
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
-        self.reason = reason
-        (self.refused if reason.is_failure else self.connected).set()
-
-    def _on_ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self.acked:
-            self.acks[mid] = reason
-            self.acked.notify_all()
-
-    def wait_connect(self) -> bool:
-        """True if the broker accepted the connection, False if it refused it."""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if self.connected.wait(0.05):
-                return True
-            if self.refused.is_set():
-                return False
-        raise AssertionError("no CONNACK in 5 s")
-
-    def _wait_ack(self, mid: int) -> Any:
-        with self.acked:
-            assert self.acked.wait_for(lambda: mid in self.acks, 5), "no acknowledgement in 5 s"
-            return self.acks.pop(mid)
-
-    def publish(self, topic: str, payload: bytes) -> int:
-        """QoS 1; the PUBACK's reason code."""
-        info = self.client.publish(topic, payload, qos=1)
-        return int(self._wait_ack(info.mid).value)
-
-    def subscribe(self, topic: str) -> int:
-        _, mid = self.client.subscribe(topic, qos=1)
-        reasons = self._wait_ack(mid)
-        return int(reasons[0].value)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def device(closed: ClosedLab, key: str, kind: str = "air_quality") -> str:
@@ -134,7 +60,7 @@ async def test_a_learner_cannot_publish_into_another_learners_topics(
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     pw_a, _ = device(closed, a.key), device(closed, b.key)
     await wait_until(lambda: b in hub.ingest.devices and hub.ingest.devices[b].declared, what="the hub to learn B")
-    client = V5(closed.port, a.key, pw_a)
+    client = MqttV5(closed.port, a.key, pw_a)
     try:
         assert client.wait_connect()
         assert client.publish(b.topic("telemetry"), b'{"pm2_5": 666}') == NOT_AUTHORIZED
@@ -154,7 +80,7 @@ async def test_another_learners_client_id_does_not_open_their_topics(closed: Clo
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     pw_a, _ = device(closed, a.key), device(closed, b.key)
-    spoof = V5(closed.port, a.key, pw_a, client_id=f"sim-{b.cohort}-{b.learner}-{b.device}")  # B's usual id
+    spoof = MqttV5(closed.port, a.key, pw_a, client_id=f"sim-{b.cohort}-{b.learner}-{b.device}")  # B's usual id
     try:
         assert spoof.wait_connect()
         assert spoof.publish(b.topic("telemetry"), b'{"pm2_5": 1}') == NOT_AUTHORIZED
@@ -173,9 +99,9 @@ async def test_wildcard_subscriptions_see_only_the_devices_own_topics(
     hub, cohort = lab
     a, b = DeviceRef(cohort, "ana", "arm1"), DeviceRef(cohort, "ben", "arm1")
     pw_a, pw_b = device(closed, a.key, "arm"), device(closed, b.key, "arm")
-    observer = V5(closed.internal_port, *closed.hub_auth)
-    nosy = V5(closed.port, a.key, pw_a)
-    other = V5(closed.port, b.key, pw_b)
+    observer = MqttV5(closed.internal_port, *closed.hub_auth)
+    nosy = MqttV5(closed.port, a.key, pw_a)
+    other = MqttV5(closed.port, b.key, pw_b)
     try:
         assert observer.wait_connect() and nosy.wait_connect() and other.wait_connect()
         assert observer.subscribe(f"lab/{cohort}/#") == 1
@@ -211,10 +137,10 @@ async def test_anonymous_and_wrong_passwords_are_refused(closed: ClosedLab, lab:
     a = DeviceRef(cohort, "ana", "aq1")
     pw_a = device(closed, a.key)
     for username, password in ((None, None), (a.key, pw_a + "x"), (a.key, ""), ("nobody/at/all", pw_a)):
-        client = V5(closed.port, username, password)
+        client = MqttV5(closed.port, username, password)
         try:
             assert client.wait_connect() is False, (username, password)
-            assert client.reason.value in (0x86, 0x87)  # bad user name or password / not authorized
+            assert client.reason in (0x86, 0x87)  # bad user name or password / not authorized
         finally:
             client.close()
 
@@ -227,7 +153,7 @@ async def test_a_device_publishes_within_2s_of_its_cli_add_and_is_cut_off_within
     ref = DeviceRef(cohort, "ana", "aq1")
     password = device(closed, ref.key)
     added = time.monotonic()
-    client = V5(closed.port, ref.key, password)
+    client = MqttV5(closed.port, ref.key, password)
     try:
         assert client.wait_connect()
         assert client.publish(ref.topic("telemetry"), b'{"pm2_5": 7.5}') == 0
@@ -240,13 +166,13 @@ async def test_a_device_publishes_within_2s_of_its_cli_add_and_is_cut_off_within
         cut_s = time.monotonic() - disabled
     finally:
         client.close()
-    again = V5(closed.port, ref.key, password)
+    again = MqttV5(closed.port, ref.key, password)
     try:
         assert again.wait_connect() is False
     finally:
         again.close()
     closed.cli("device", "enable", ref.key)
-    back = V5(closed.port, ref.key, password)
+    back = MqttV5(closed.port, ref.key, password)
     try:
         assert back.wait_connect()
     finally:
@@ -260,7 +186,7 @@ async def test_rotating_a_password_invalidates_the_old_one(closed: ClosedLab, la
     _, cohort = lab
     ref = DeviceRef(cohort, "ana", "aq1")
     old = device(closed, ref.key)
-    connected = V5(closed.port, ref.key, old)
+    connected = MqttV5(closed.port, ref.key, old)
     try:
         assert connected.wait_connect()
         new = password_of(closed.cli("device", "rotate", ref.key).stdout)
@@ -269,7 +195,7 @@ async def test_rotating_a_password_invalidates_the_old_one(closed: ClosedLab, la
     finally:
         connected.close()
     for password, accepted in ((old, False), (new, True)):
-        client = V5(closed.port, ref.key, password)
+        client = MqttV5(closed.port, ref.key, password)
         try:
             assert client.wait_connect() is accepted
         finally:
@@ -281,8 +207,8 @@ async def test_a_learners_own_account_drives_only_their_devices(closed: ClosedLa
     a, b = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
     pw_a, _ = device(closed, a.key), device(closed, b.key)
     learner_pw = password_of(closed.cli("learner", "add", f"{cohort}/ana").stdout)
-    app = V5(closed.port, f"{cohort}/ana", learner_pw)
-    sensor = V5(closed.port, a.key, pw_a)
+    app = MqttV5(closed.port, f"{cohort}/ana", learner_pw)
+    sensor = MqttV5(closed.port, a.key, pw_a)
     try:
         assert app.wait_connect() and sensor.wait_connect()
         assert app.subscribe(a.topic("telemetry")) == 1
@@ -435,7 +361,7 @@ def test_the_registry_imports_a_cohort_csv_and_never_stores_a_token(closed: Clos
     listing = closed.cli("device", "list", "--cohort", cohort).stdout
     assert "braccio" in listing and "window sensor" in listing
     for key in (f"{cohort}/ana/aq1", f"{cohort}/ben"):
-        client = V5(closed.port, key, rows[key])
+        client = MqttV5(closed.port, key, rows[key])
         try:
             assert client.wait_connect()
         finally:
