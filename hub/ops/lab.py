@@ -28,6 +28,7 @@ from hub.credentials import load_credentials, read_secret, secret_path
 from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
 from hub.ops.influxd import start_influxd
+from hub.ops.leftovers import stop_leftovers
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, StartAborted
 from hub.ops.signals import SIGNALS
@@ -151,6 +152,7 @@ class _Lab:
             private_state_dir(cfg.state_dir)
             if plan.whole_lab:
                 stack.callback(self._stopped)
+                await asyncio.to_thread(stop_leftovers, cfg.state_dir)  # a killed lab's broker and database
                 await self._launch_services(stack)
                 self.launched = True
                 lab_tokens(cfg, plan.simulated)

@@ -1,4 +1,7 @@
-"""Stopping on SIGINT (Ctrl-C) or SIGTERM, for everything that runs until stopped."""
+"""Stopping on SIGINT (Ctrl-C), SIGTERM or SIGHUP, for everything that runs until stopped.
+
+SIGHUP is what a closed terminal sends: by default it killed `labhub up` outright, and the mosquitto and influxd
+it had started (in sessions of their own, so the hangup does not reach them) kept running with its ports."""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ import signal
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def stop_on_signals() -> asyncio.Event:
-    """An event that SIGINT or SIGTERM sets (for the commands that run until stopped)."""
+    """An event that SIGINT, SIGTERM or SIGHUP sets (for the commands that run until stopped)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in SIGNALS:

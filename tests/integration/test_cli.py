@@ -4,16 +4,20 @@ is taken. Config errors are unit-tested (tests/unit/test_config_parse.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import urllib.error
+from asyncio.subprocess import STDOUT
+from pathlib import Path
 
 import pytest
 
 from hub.credentials import load_credentials, read_secret
+from hub.ops.leftovers import Proc, config_files, running
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, stop_lab, wait_until
@@ -141,3 +145,49 @@ def test_labhub_up_says_which_port_is_taken() -> None:
     shutil.rmtree(state, ignore_errors=True)
     assert result.returncode == 2
     assert f"port 127.0.0.1:{port} is already in use" in result.stderr
+
+
+def services_of(state: Path) -> list[Proc]:
+    """The mosquitto and influxd running with this state dir's config files, orphaned or not."""
+    configs = config_files(state)
+    return [p for p in running() if len(p.argv) == 3 and p.argv[2] in configs]
+
+
+async def test_a_killed_lab_s_services_are_stopped_by_the_next_and_a_hangup_stops_a_lab_cleanly() -> None:
+    """SIGKILL (or the OOM killer) leaves a lab's broker and database running with its ports: the next `labhub up`
+    on that state dir stops them and starts. A closed terminal (SIGHUP) stops a lab as Ctrl-C does."""
+    state = make_state_dir("labhub-killed-")
+    ports = [str(free_port()) for _ in range(4)]
+    argv = [sys.executable, "-m", "hub.cli", "up", "--state-dir", str(state), "--no-sim", "--mqtt-port", ports[0]]
+    argv += ["--influx-port", ports[1], "--influx-rpc-port", ports[2], "--http-port", ports[3]]
+    first = second = None
+    try:
+        first = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=STDOUT)
+        assert first.stdout is not None
+        await read_until(first.stdout, "Ctrl-C stops everything", 60)
+        first.kill()
+        await first.wait()
+        left = {p.pid for p in services_of(state)}
+        assert len(left) == 2, services_of(state)  # mosquitto and influxd outlived their lab
+
+        second = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=STDOUT)
+        assert second.stdout is not None
+        said = await read_until(second.stdout, "Ctrl-C stops everything", 60)
+        for pid in left:
+            assert f"(pid {pid}) was left running by a lab that was killed; stopping it" in said
+        assert left.isdisjoint(p.pid for p in services_of(state)), "the leftovers still run"
+        assert len(services_of(state)) == 2  # the second lab's own
+
+        second.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(30):
+            code = await second.wait()
+        said += (await second.stdout.read()).decode()
+        assert code == 0 and "lab stopped" in said, said
+        assert services_of(state) == [] and not port_in_use("127.0.0.1", int(ports[0]))
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                await stop_lab(proc)
+        for leftover in services_of(state):
+            os.kill(leftover.pid, signal.SIGKILL)
+        shutil.rmtree(state, ignore_errors=True)
