@@ -2,9 +2,9 @@
 
 Start order: the services the config launches (mosquitto, influxd), the lab's API tokens, the hub (in this
 process) and its extra worker processes; once the hub is ready, the simulated devices, the serial bridges, the demo
-phone app, and the banner. Every start has its cleanup, on one AsyncExitStack or in one TaskGroup. SIGINT or
-SIGTERM (or a service that keeps dying: one that dies is started again) stops the hub first, which drains what it
-has accepted; then the helpers are cancelled, and the services stopped last, the last started first.
+phone app, and the banner. Every start has its cleanup, on one AsyncExitStack or in one TaskGroup. SIGINT,
+SIGTERM or SIGHUP (or a service that keeps dying: one that dies is started again) stops the hub first, which
+drains what it has accepted; then the helpers are cancelled, and the services stopped last, the last started first.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from hub.credentials import load_credentials, read_secret, secret_path
 from hub.ops.banner import banner
 from hub.ops.fleet import BRIDGE_RESTART, demo_app, keep_running, make_bridges, simulators
 from hub.ops.influxd import start_influxd
-from hub.ops.leftovers import stop_leftovers
+from hub.ops.leftovers import forget, me, stop_leftovers, write_record
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import Service, StartAborted
-from hub.ops.signals import SIGNALS
+from hub.ops.signals import stop_signals
 from hub.ops.state import DEMO_APP_TOKEN, lab_tokens, private_state_dir
 from hub.pace import Backoff
 from hub.runtime import Hub
@@ -74,7 +74,7 @@ def settle_gc() -> None:
 
 
 async def run_lab(plan: LabPlan) -> int:
-    """Run `plan` until SIGINT or SIGTERM. 0 after a clean stop; 1 if a service kept dying; 128 + the signal's number
+    """Run `plan` until SIGINT, SIGTERM or SIGHUP. 0 after a clean stop; 1 if a service kept dying; 128 + the signal's number
     if it came before the hub started."""
     return await _Lab(plan).run()
 
@@ -127,6 +127,8 @@ class _Lab:
         self.exit_code = 0
         self.launched = False  # the services are up: "lab stopped" is said once they are down again
         self.abort_start = threading.Event()  # set by a stop: a service still starting gives up at once
+        self.workers: dict[str, int] = {}  # extra worker → the pid running it now
+        self.me = me("labhub")
 
     def _on_signal(self, sig: int) -> None:
         self.signalled = self.signalled or sig
@@ -138,6 +140,12 @@ class _Lab:
         if self.hub is not None:
             self.hub.stop()
 
+    def _record(self) -> None:
+        """What this lab runs, for the next one to stop if this one is killed outright (hub.ops.leftovers)."""
+        if self.plan.whole_lab and self.me is not None:
+            children = [(s.service.name, s.service.proc.pid) for s in self.services] + list(self.workers.items())
+            write_record(self.plan.cfg.state_dir, self.me, children)
+
     def _stopped(self) -> None:
         if self.launched:
             log.info("lab stopped")
@@ -146,13 +154,14 @@ class _Lab:
         plan, cfg = self.plan, self.plan.cfg
         loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as stack:
-            for sig in SIGNALS:
+            for sig in stop_signals():
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 stack.callback(loop.remove_signal_handler, sig)
             private_state_dir(cfg.state_dir)
             if plan.whole_lab:
                 stack.callback(self._stopped)
-                await asyncio.to_thread(stop_leftovers, cfg.state_dir)  # a killed lab's broker and database
+                await asyncio.to_thread(stop_leftovers, cfg.state_dir, self.abort_start)  # a killed lab's
+                stack.callback(forget, cfg.state_dir)  # last: all stopped, nothing left to record
                 await self._launch_services(stack)
                 self.launched = True
                 lab_tokens(cfg, plan.simulated)
@@ -198,6 +207,7 @@ class _Lab:
             )
             stack.push_async_callback(asyncio.to_thread, supervised.stop)
             self.services.append(supervised)
+            self._record()
 
     def service_states(self) -> list[ServiceState]:
         """What the hub shows of the lab's services (health, progress line)."""
@@ -262,6 +272,7 @@ class _Lab:
             supervised.state = replace(
                 supervised.state, up=True, restarts=supervised.state.restarts + 1, since=time.time()
             )
+            self._record()
             log.warning(
                 "%s restarted, back %.1f s after it died (restart %d)",
                 name,
@@ -276,6 +287,8 @@ class _Lab:
         attempt = 0
         while True:
             async with _child(argv) as proc:
+                self.workers[name] = proc.pid
+                self._record()
                 code = await proc.wait()
             if self.stopping:  # a Ctrl-C in the terminal reaches the workers too
                 return

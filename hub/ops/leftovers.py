@@ -1,96 +1,137 @@
-"""Services a killed lab left running. A lab stops its mosquitto and influxd on the way out, but one killed outright
-(SIGKILL, the kernel's OOM killer) cannot: they keep running, orphaned, with its ports, and the next `labhub up`
-on the same state directory could only say that the ports are taken. So before it starts its services, a lab
-stops any service still running with its state directory's config files whose parent is gone. A service that a
-live `labhub` (another lab, a backup) runs has that process for a parent, and is left alone."""
+"""What a killed lab left running. A lab stops its mosquitto, influxd and worker processes on the way out, but one
+killed outright (SIGKILL, the kernel's OOM killer) cannot: they keep running with its ports, and the next `labhub up`
+on the same state directory could only say that the ports are taken.
+
+So a running lab keeps a record in its state directory (`lab.pids`): its own pid and those of the processes it
+started, each with its start time (a pid is reused; a pid and a start time are not). A clean stop removes it.
+The next lab finds it: if the recorded lab still runs, it is left alone (a second lab on one state directory then
+fails on the ports, as it did before); otherwise the recorded processes still running are stopped. A process the
+record does not name (a broker someone runs by hand from the same config, a backup's influxd) is never touched."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
+import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CONFIG_FLAGS = {"mosquitto": "-c", "influxd": "-config"}  # how the lab starts each: `<binary> <flag> <config>`
+RECORD = "lab.pids"
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL (influxd flushes its cache on the way out)
+GONE_WAIT_S = 2.0  # after SIGKILL, for its ports to be free
 
 
 @dataclass(frozen=True, slots=True)
-class Proc:
+class Started:
     pid: int
-    argv: tuple[str, ...]
-    parent_exe: str  # the parent's executable, "" when unknown (gone, or not readable)
+    start: int  # clock ticks after boot (/proc/<pid>/stat): the same pid later is another process
+    name: str
 
 
-def config_files(state_dir: Path) -> set[str]:
-    """The config files the lab's services are started with (hub.ops.mosquitto, hub.ops.influxd), as real paths."""
-    return {os.path.realpath(state_dir / "mosquitto.conf"), os.path.realpath(state_dir / "influxdb.conf")}
+@dataclass(frozen=True, slots=True)
+class Record:
+    lab: Started
+    children: tuple[Started, ...]
 
 
-def leftovers(procs: Iterable[Proc], configs: Collection[str]) -> list[Proc]:
-    """The services started with one of `configs` whose parent is no Python process: orphaned (adopted by init or
-    a subreaper) when the lab that started them died. Pure."""
-    found = []
-    for proc in procs:
-        if len(proc.argv) != 3 or proc.argv[2] not in configs:
-            continue
-        if CONFIG_FLAGS.get(Path(proc.argv[0]).name) != proc.argv[1]:
-            continue
-        if Path(proc.parent_exe).name.startswith("python"):
-            continue  # a live labhub (a lab, a backup) or a test run owns it
-        found.append(proc)
-    return found
+def leftovers(record: Record, started_at: Callable[[int], int | None]) -> list[Started]:
+    """The recorded children still running, unless the recorded lab itself still runs (then they are its). Pure:
+    `started_at(pid)` is the start time of the process now running with that pid, None if there is none."""
+    if started_at(record.lab.pid) == record.lab.start:
+        return []
+    return [child for child in record.children if started_at(child.pid) == child.start]
 
 
-def running() -> Iterator[Proc]:
-    """Every process this user can see (Linux /proc); a three-word command line's last word (a config file, maybe
-    relative to the process's directory) as a real path."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = [os.fsdecode(a) for a in Path(entry.path, "cmdline").read_bytes().split(b"\0")[:-1]]
-            ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if len(argv) == 3:
-                argv[2] = os.path.realpath(os.path.join(os.readlink(f"{entry.path}/cwd"), argv[2]))
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or not ours to read
-        try:
-            parent_exe = os.readlink(f"/proc/{ppid}/exe")
-        except OSError:
-            parent_exe = ""
-        yield Proc(int(entry.name), tuple(argv), parent_exe)
-
-
-def stop_leftovers(state_dir: Path) -> list[int]:
-    """Stop what a killed lab left running on `state_dir` (SIGTERM, then SIGKILL); the pids, each logged."""
-    stopped = []
-    for proc in leftovers(running(), config_files(state_dir)):
-        name = Path(proc.argv[0]).name
-        log.warning("%s (pid %d) was left running by a lab that was killed; stopping it", name, proc.pid)
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_WAIT_S
-            while _alive(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(proc.pid):
-                log.warning("%s (pid %d) did not stop within %.0f s; killing it", name, proc.pid, STOP_WAIT_S)
-                os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # gone by itself
-        stopped.append(proc.pid)
-    return stopped
-
-
-def _alive(pid: int) -> bool:
-    """Still running (an orphan's new parent reaps it: no zombie is left to see)."""
+def started_at(pid: int) -> int | None:
+    """When the process `pid` started (clock ticks after boot); None if none runs (a zombie counts as gone)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def me(name: str, pid: int | None = None) -> Started | None:
+    """This process (or `pid`) as a record names it; None if it is gone already."""
+    pid = os.getpid() if pid is None else pid
+    start = started_at(pid)
+    return None if start is None else Started(pid, start, name)
+
+
+def write_record(state_dir: Path, lab: Started, children: Iterable[tuple[str, int]]) -> None:
+    """Record the lab and its running children (name, pid); replaced whole (a restart changes a pid)."""
+    named = [s for s in (me(name, pid) for name, pid in children) if s is not None]
+    data = {"lab": [lab.pid, lab.start, lab.name], "children": [[s.pid, s.start, s.name] for s in named]}
+    path = state_dir / RECORD
+    tmp = path.with_name(RECORD + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def read_record(state_dir: Path) -> Record | None:
+    try:
+        data = json.loads((state_dir / RECORD).read_text())
+        return Record(Started(*data["lab"]), tuple(Started(*c) for c in data["children"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        log.warning("ignoring %s, which is not a lab's record (%s)", state_dir / RECORD, err)
+        return None
+
+
+def forget(state_dir: Path) -> None:
+    """A clean stop: nothing of this lab runs any more."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / RECORD).unlink()
+
+
+def stop_leftovers(state_dir: Path, abort: threading.Event | None = None) -> list[int]:
+    """Stop what a killed lab left running on `state_dir`: SIGTERM to all, SIGKILL to what still runs after
+    STOP_WAIT_S (or at once when `abort` is set: the new lab is being stopped too). The pids, each logged."""
+    record = read_record(state_dir)
+    if record is None:
+        return []
+    left = leftovers(record, started_at)
+    for child in left:
+        log.warning("%s (pid %d) was left running by a lab that was killed; stopping it", child.name, child.pid)
+        _signal(child, signal.SIGTERM)
+    abort = abort or threading.Event()
+    _wait_gone(left, STOP_WAIT_S, abort)
+    for child in left:
+        if _signal(child, signal.SIGKILL):
+            log.warning("%s (pid %d) did not stop within %.0f s; killed it", child.name, child.pid, STOP_WAIT_S)
+    _wait_gone(left, GONE_WAIT_S, threading.Event())
+    if (
+        not any(started_at(c.pid) == c.start for c in record.children)
+        and started_at(record.lab.pid) != record.lab.start
+    ):
+        forget(state_dir)
+    return [child.pid for child in left]
+
+
+def _signal(child: Started, sig: int) -> bool:
+    """Signal the child if it is still that process (its pid not reused meanwhile)."""
+    if started_at(child.pid) != child.start:
         return False
-    return state != "Z"
+    try:
+        os.kill(child.pid, sig)
+    except OSError as err:  # gone (ProcessLookupError), or not ours to signal
+        if not isinstance(err, ProcessLookupError):
+            log.warning("cannot stop %s (pid %d): %s", child.name, child.pid, err.strerror)
+        return False
+    return True
+
+
+def _wait_gone(children: list[Started], timeout: float, abort: threading.Event) -> None:
+    deadline = time.monotonic() + timeout
+    while any(started_at(c.pid) == c.start for c in children) and time.monotonic() < deadline:
+        if abort.wait(0.05):
+            return

@@ -1,7 +1,8 @@
 """Stopping on SIGINT (Ctrl-C), SIGTERM or SIGHUP, for everything that runs until stopped.
 
 SIGHUP is what a closed terminal sends: by default it killed `labhub up` outright, and the mosquitto and influxd
-it had started (in sessions of their own, so the hangup does not reach them) kept running with its ports."""
+it had started (in sessions of their own, so the hangup does not reach them) kept running with its ports. Under
+`nohup` (SIGHUP ignored from the start) it stays ignored: that lab is meant to outlive its terminal."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import signal
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT and SIGTERM; SIGHUP too, unless this process was started with it ignored (`nohup`)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 def stop_on_signals() -> asyncio.Event:
     """An event that SIGINT, SIGTERM or SIGHUP sets (for the commands that run until stopped)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in SIGNALS:
+    for sig in stop_signals():
         loop.add_signal_handler(sig, stop.set)
     return stop
 

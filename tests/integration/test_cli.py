@@ -4,6 +4,7 @@ is taken. Config errors are unit-tested (tests/unit/test_config_parse.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from hub.credentials import load_credentials, read_secret
-from hub.ops.leftovers import Proc, config_files, running
 from hub.ops.services import free_port, port_in_use
 from tests.conftest import make_state_dir
 from tests.support import MqttListener, MqttPublisher, http_json, influx_count, influx_query, stop_lab, wait_until
@@ -147,47 +147,67 @@ def test_labhub_up_says_which_port_is_taken() -> None:
     assert f"port 127.0.0.1:{port} is already in use" in result.stderr
 
 
-def services_of(state: Path) -> list[Proc]:
-    """The mosquitto and influxd running with this state dir's config files, orphaned or not."""
-    configs = config_files(state)
-    return [p for p in running() if len(p.argv) == 3 and p.argv[2] in configs]
+def processes_of(state: Path, *besides: asyncio.subprocess.Process | None) -> set[int]:
+    """The pids of what runs for this state dir (its mosquitto, influxd and hub workers), `besides` the labs."""
+    words = {str(state).encode(), str(state / "mosquitto.conf").encode(), str(state / "influxdb.conf").encode()}
+    labs = {proc.pid for proc in besides if proc is not None}
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and words & set((entry / "cmdline").read_bytes().split(b"\0")):
+                pids.add(int(entry.name))
+    return pids - labs
 
 
-async def test_a_killed_lab_s_services_are_stopped_by_the_next_and_a_hangup_stops_a_lab_cleanly() -> None:
-    """SIGKILL (or the OOM killer) leaves a lab's broker and database running with its ports: the next `labhub up`
-    on that state dir stops them and starts. A closed terminal (SIGHUP) stops a lab as Ctrl-C does."""
+async def said_once(lab: asyncio.subprocess.Process, log: Path, marker: str, timeout: float) -> str:
+    """What `lab` printed (to `log`) once `marker` is in it. A file, not a pipe: a killed lab's orphaned worker
+    keeps the pipe open, and asyncio's wait() for the lab waits for the pipe's end too."""
+
+    async def printed() -> str | None:
+        text = log.read_text()
+        assert marker in text or lab.returncode is None, f"labhub up ended early:\n{text}"
+        return text if marker in text else None
+
+    text: str = await wait_until(printed, timeout, f"{marker!r} in {log.name}")
+    return text
+
+
+async def test_a_killed_lab_s_processes_are_stopped_by_the_next_and_a_hangup_stops_a_lab_cleanly() -> None:
+    """SIGKILL (or the OOM killer) leaves a lab's broker, database and extra workers running with its ports: the
+    next `labhub up` on that state dir stops them and starts. A closed terminal (SIGHUP) stops a lab as Ctrl-C does."""
     state = make_state_dir("labhub-killed-")
     ports = [str(free_port()) for _ in range(4)]
-    argv = [sys.executable, "-m", "hub.cli", "up", "--state-dir", str(state), "--no-sim", "--mqtt-port", ports[0]]
-    argv += ["--influx-port", ports[1], "--influx-rpc-port", ports[2], "--http-port", ports[3]]
+    argv = [sys.executable, "-m", "hub.cli", "up", "--state-dir", str(state), "--no-sim", "--workers", "2"]
+    argv += ["--mqtt-port", ports[0], "--influx-port", ports[1], "--influx-rpc-port", ports[2], "--http-port", ports[3]]
     first = second = None
     try:
-        first = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=STDOUT)
-        assert first.stdout is not None
-        await read_until(first.stdout, "Ctrl-C stops everything", 60)
+        with open(state / "first.out", "wb") as out:
+            first = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=STDOUT)
+        await said_once(first, state / "first.out", "Ctrl-C stops everything", 60)
+        assert (state / "lab.pids").exists()
         first.kill()
         await first.wait()
-        left = {p.pid for p in services_of(state)}
-        assert len(left) == 2, services_of(state)  # mosquitto and influxd outlived their lab
+        left = processes_of(state, first)
+        assert len(left) == 3, left  # mosquitto, influxd and the second worker outlived their lab
 
-        second = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=STDOUT)
-        assert second.stdout is not None
-        said = await read_until(second.stdout, "Ctrl-C stops everything", 60)
+        with open(state / "second.out", "wb") as out:
+            second = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=STDOUT)
+        said = await said_once(second, state / "second.out", "Ctrl-C stops everything", 60)
         for pid in left:
             assert f"(pid {pid}) was left running by a lab that was killed; stopping it" in said
-        assert left.isdisjoint(p.pid for p in services_of(state)), "the leftovers still run"
-        assert len(services_of(state)) == 2  # the second lab's own
+        assert left.isdisjoint(processes_of(state, second)), "the leftovers still run"
 
         second.send_signal(signal.SIGHUP)
         async with asyncio.timeout(30):
             code = await second.wait()
-        said += (await second.stdout.read()).decode()
+        said = (state / "second.out").read_text()
         assert code == 0 and "lab stopped" in said, said
-        assert services_of(state) == [] and not port_in_use("127.0.0.1", int(ports[0]))
+        assert processes_of(state, second) == set() and not (state / "lab.pids").exists()
+        assert not port_in_use("127.0.0.1", int(ports[0]))
     finally:
         for proc in (first, second):
             if proc is not None:
                 await stop_lab(proc)
-        for leftover in services_of(state):
-            os.kill(leftover.pid, signal.SIGKILL)
+        for pid in processes_of(state, first, second):
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(state, ignore_errors=True)

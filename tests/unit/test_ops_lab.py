@@ -85,12 +85,17 @@ def signal_when(sig: int, ready: Callable[[], bool] = lambda: True) -> Script:
     return script
 
 
+NO_PID = 2**22 + 1  # above Linux's largest pid: no process, so the lab's record (hub.ops.leftovers) skips it
+
+
 @dataclass
 class FakeService:
     name: str
     life: int = 1_000_000  # how many alive() checks it survives
     stopped: bool = False
-    proc: Any = field(default_factory=lambda: SimpleNamespace(returncode=None, send_signal=lambda sig: None))
+    proc: Any = field(
+        default_factory=lambda: SimpleNamespace(returncode=None, send_signal=lambda sig: None, pid=NO_PID)
+    )
 
     def alive(self) -> bool:
         self.life -= 1
