@@ -107,7 +107,7 @@ def stop_leftovers(state_dir: Path, abort: threading.Event | None = None) -> lis
     _wait_gone(left, STOP_WAIT_S, abort)
     for child in left:
         if _signal(child, signal.SIGKILL):
-            log.warning("%s (pid %d) did not stop within %.0f s; killed it", child.name, child.pid, STOP_WAIT_S)
+            log.warning("%s (pid %d) did not stop in time; killed it", child.name, child.pid)
     _wait_gone(left, GONE_WAIT_S, threading.Event())
     if (
         not any(started_at(c.pid) == c.start for c in record.children)
