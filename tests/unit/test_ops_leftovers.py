@@ -3,11 +3,32 @@ still the same processes (pid and start time), and only when the recorded lab it
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
-from hub.ops.leftovers import RECORD, Record, Started, forget, leftovers, me, read_record, started_at, write_record
+import pytest
+
+import hub.ops.leftovers as leftovers_module
+from hub.ops.leftovers import (
+    RECORD,
+    Record,
+    Started,
+    forget,
+    leftovers,
+    me,
+    read_record,
+    started_at,
+    stop_leftovers,
+    write_record,
+)
+
+IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+)
 
 LAB, BROKER, DATABASE = Started(100, 5000, "labhub"), Started(101, 5010, "mosquitto"), Started(102, 5020, "influxd")
 RECORDED = Record(LAB, (BROKER, DATABASE))
@@ -52,3 +73,40 @@ def test_the_record_round_trips_names_only_running_children_and_is_forgotten(tmp
 def test_a_damaged_record_is_ignored(tmp_path: Path) -> None:
     (tmp_path / RECORD).write_text('{"lab": [1, 2]}')
     assert read_record(tmp_path) is None
+
+
+def test_what_a_dead_lab_left_is_stopped_and_one_deaf_to_sigterm_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(leftovers_module, "STOP_WAIT_S", 0.3)
+    polite = subprocess.Popen(["sleep", "30"])
+    deaf = subprocess.Popen([sys.executable, "-c", IGNORES_SIGTERM], stdout=subprocess.PIPE)
+    try:
+        assert deaf.stdout is not None and deaf.stdout.readline() == b"ready\n"  # its handler is in place
+        dead_lab = Started(2**22 + 1, 1, "labhub")  # no such pid: the lab that recorded them is gone
+        write_record(tmp_path, dead_lab, [("mosquitto", polite.pid), ("influxd", deaf.pid)])
+        with caplog.at_level(logging.WARNING, logger="hub.ops.leftovers"):
+            assert stop_leftovers(tmp_path) == [polite.pid, deaf.pid]
+        assert polite.wait(5) == -signal.SIGTERM and deaf.wait(5) == -signal.SIGKILL
+        said = caplog.text
+        assert f"mosquitto (pid {polite.pid}) was left running by a lab that was killed" in said
+        assert f"influxd (pid {deaf.pid}) did not stop in time; killed it" in said
+        assert read_record(tmp_path) is None  # nothing of it runs any more
+    finally:
+        for proc in (polite, deaf):
+            proc.kill()
+            proc.wait()
+        if deaf.stdout is not None:
+            deaf.stdout.close()
+
+
+def test_a_live_lab_s_record_is_left_alone(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        lab = me("labhub")  # this process: alive
+        assert lab is not None
+        write_record(tmp_path, lab, [("mosquitto", child.pid)])
+        assert stop_leftovers(tmp_path) == [] and child.poll() is None and read_record(tmp_path) is not None
+    finally:
+        child.kill()
+        child.wait()
