@@ -58,6 +58,11 @@ def started_at(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
+def runs(process: Started) -> bool:
+    """Is that process still running (its pid not reused meanwhile)?"""
+    return started_at(process.pid) == process.start
+
+
 def me(name: str, pid: int | None = None) -> Started | None:
     """This process (or `pid`) as a record names it; None if it is gone already."""
     pid = os.getpid() if pid is None else pid
@@ -97,8 +102,8 @@ def stop_leftovers(state_dir: Path, abort: threading.Event | None = None) -> lis
     """Stop what a killed lab left running on `state_dir`: SIGTERM to all, SIGKILL to what still runs after
     STOP_WAIT_S (or at once when `abort` is set: the new lab is being stopped too). The pids, each logged."""
     record = read_record(state_dir)
-    if record is None:
-        return []
+    if record is None or runs(record.lab):
+        return []  # no record, or that lab still runs: its children are its own
     left = leftovers(record, started_at)
     for child in left:
         log.warning("%s (pid %d) was left running by a lab that was killed; stopping it", child.name, child.pid)
@@ -109,17 +114,14 @@ def stop_leftovers(state_dir: Path, abort: threading.Event | None = None) -> lis
         if _signal(child, signal.SIGKILL):
             log.warning("%s (pid %d) did not stop in time; killed it", child.name, child.pid)
     _wait_gone(left, GONE_WAIT_S, threading.Event())
-    if (
-        not any(started_at(c.pid) == c.start for c in record.children)
-        and started_at(record.lab.pid) != record.lab.start
-    ):
+    if not any(runs(child) for child in left):
         forget(state_dir)
     return [child.pid for child in left]
 
 
 def _signal(child: Started, sig: int) -> bool:
     """Signal the child if it is still that process (its pid not reused meanwhile)."""
-    if started_at(child.pid) != child.start:
+    if not runs(child):
         return False
     try:
         os.kill(child.pid, sig)
@@ -132,6 +134,6 @@ def _signal(child: Started, sig: int) -> bool:
 
 def _wait_gone(children: list[Started], timeout: float, abort: threading.Event) -> None:
     deadline = time.monotonic() + timeout
-    while any(started_at(c.pid) == c.start for c in children) and time.monotonic() < deadline:
+    while any(runs(child) for child in children) and time.monotonic() < deadline:
         if abort.wait(0.05):
             return

@@ -3,6 +3,7 @@ still the same processes (pid and start time), and only when the recorded lab it
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hub.ops.leftovers as leftovers_module
 from hub.ops.leftovers import (
@@ -110,3 +113,37 @@ def test_a_live_lab_s_record_is_left_alone(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["lab", "children", "x"]), inner),
+    max_leaves=12,
+)
+
+
+PIDS = st.sampled_from([os.getpid(), os.getppid(), 1]) | st.integers(-5, 2**23)  # real processes among them
+ENTRY = st.tuples(PIDS, st.integers(-1, 2**40) | st.sampled_from([started_at(os.getppid()) or 0]), st.text(max_size=4))
+RECORDS = st.fixed_dictionaries({"lab": ENTRY, "children": st.lists(ENTRY, max_size=4)})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.one_of(
+        RECORDS.map(json.dumps), JSONISH.map(json.dumps), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))
+    )
+)
+def test_any_record_is_read_without_an_error_and_signals_only_live_named_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    """`lab.pids` is in the lab's private state dir, but a crash can leave it cut short or a hand edit broken:
+    whatever it holds, the next lab starts, and signals no process but one it names with its own start time."""
+    signalled: list[int] = []
+    monkeypatch.setattr(leftovers_module.os, "kill", lambda pid, sig: signalled.append(pid))
+    monkeypatch.setattr(leftovers_module, "STOP_WAIT_S", 0.0)
+    monkeypatch.setattr(leftovers_module, "GONE_WAIT_S", 0.0)
+    (tmp_path / RECORD).write_text(content)
+    record = read_record(tmp_path)
+    stop_leftovers(tmp_path)
+    named = {(c.pid, c.start) for c in record.children} if record is not None else set()
+    assert all((pid, started_at(pid)) in named for pid in signalled)
