@@ -141,6 +141,7 @@ class Bench:
         out = pub.wait()
         t_end = out["t_end_ns"] / 1e9
         window_cpu = cpu[0].pct()
+        contention = cpu[0].contention()
         steady_cpu = cpu[1].pct() if len(cpu) > 1 else window_cpu
         probes = 0
         if prober is not None:
@@ -174,6 +175,7 @@ class Bench:
         # The stored rate within the offered window: from the last answer that came before its end.
         inside = [s for s in self.stats.history if pub.t0 + 0.5 < s.at <= t_end]
         window = (inside[-1]["stored"] - before["stored"]) / (inside[-1].at - pub.t0) if inside else None
+        drain = [s for s in self.stats.history if t_end < s.at <= end]
         return {
             "rate": rate,
             "seconds": round(span, 2),
@@ -188,6 +190,8 @@ class Bench:
             "duplicates": points - distinct,
             "drain_s": None if drained_at is None else round(max(0.0, drained_at - t_end), 2),
             "cpu_pct_window": window_cpu,
+            "contention": contention,
+            "intake": intake(before, inside, drain, pub.t0),
             "cpu_pct_steady": steady_cpu,
             "cpu_pct": trial_cpu,
             "publisher_cpu_pct": round(100 * out["cpu_s"] / max(1e-6, span + pub.connect_s), 1),
@@ -208,6 +212,27 @@ class Bench:
             self.publisher.stop()
 
 
+def intake(before: Sample, inside: list[Sample], drain: list[Sample], t0: float) -> dict[str, float | None]:
+    """What the hub read from the broker while the load was offered and once it stopped (readings/s), and
+    the share of the window's samples in which its intake was paused (backpressure from the spool or InfluxDB)."""
+
+    def rate(first: Sample, last: Sample, since: float) -> float | None:
+        span = last.at - since
+        return round((last["received"] - first["received"]) / span) if span >= 0.5 else None
+
+    return {
+        "read_per_s_window": rate(before, inside[-1], t0) if inside else None,
+        "read_per_s_drain": rate(drain[0], drain[-1], drain[0].at) if drain else None,
+        "paused_pct": round(100 * sum(1 for s in inside if s["spool.intake_paused"]) / len(inside), 1)
+        if inside
+        else None,
+    }
+
+
+def pct_text(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}%"
+
+
 def passed(t: dict[str, Any], max_drain: float) -> bool:
     return t["lost"] == 0 and t["duplicates"] == 0 and t["drain_s"] is not None and t["drain_s"] <= max_drain
 
@@ -223,7 +248,9 @@ def trial_line(n: int, t: dict[str, Any], verdict: str) -> str:
         f"trial {n:2d}  {t['rate']:>7,.0f}/s  stored {rate_text(t['stored_per_s_window']):>7}/s  lost {t['lost']:>6,}  "
         f"drain {drain:>6}  CPU hub {cpu['hub']:3.0f}% influxd {cpu['influxd']:3.0f}% mosquitto "
         f"{cpu['mosquitto']:3.0f}% pub {t['publisher_cpu_pct']:.0f}%  RSS {t['hub_peak_rss_mb']:.0f} MB  "
-        f"late {t['behind_max_ms']:.0f} ms  stats ≤{t['stats_slowest_answer_s']:.1f} s  {verdict}"
+        f"late {t['behind_max_ms']:.0f} ms  stats ≤{t['stats_slowest_answer_s']:.1f} s  "
+        f"hub ran {pct_text(t['contention']['hub_main_ran_pct'])} waited {pct_text(t['contention']['hub_main_waited_pct'])}"
+        f"  {verdict}"
     )
 
 
@@ -289,6 +316,17 @@ def overload(bench: Bench, args: argparse.Namespace, capacity: float, trials: li
             f"  stored           {rate_text(window)}/s during the offered window "
             f"({'?' if window is None else f'{window / capacity:.0%}'} of capacity), "
             f"{t['stored_per_s']:,}/s overall ({t['stored_per_s'] / capacity:.0%}), until drained"
+        )
+        read, sched = t["intake"], t["contention"]
+        print(
+            f"  hub intake       read {rate_text(read['read_per_s_window'])}/s while offered, "
+            f"{rate_text(read['read_per_s_drain'])}/s once the load stopped; paused {pct_text(read['paused_pct'])} "
+            "of the window (backpressure)"
+        )
+        print(
+            f"  CPU share        the hub's main thread ran {pct_text(sched['hub_main_ran_pct'])} of the window and "
+            f"waited {pct_text(sched['hub_main_waited_pct'])} for a CPU; the machine was idle "
+            f"{pct_text(sched['machine_idle_pct'])} of the time"
         )
         print(
             f"  lost (by query)  {t['lost']:,} ({t['lost'] / max(1, t['sent']):.2%})   duplicates {t['duplicates']:,}"

@@ -405,13 +405,25 @@ class Lab:
                 service.stop()
 
 
+def main_thread_sched(proc: psutil.Process) -> tuple[int, int] | None:
+    """Nanoseconds a process's main thread has run on a CPU, and waited runnable for one (Linux's schedstat)."""
+    try:
+        run, wait, _ = Path(f"/proc/{proc.pid}/task/{proc.pid}/schedstat").read_text().split()
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None
+
+
 class CpuWindow:
-    """CPU seconds of each service (all its processes) between `__init__` and `pct()`, as % of one core."""
+    """CPU seconds of each service (all its processes) between `__init__` and `pct()`, as % of one core; and
+    `contention()`: how the hub's main threads shared the machine meanwhile."""
 
     def __init__(self, procs: dict[str, list[psutil.Process]]) -> None:
         self.procs = procs
         self.at = time.monotonic()
         self.start = self._now()
+        self.sched = [main_thread_sched(p) for p in procs["hub"]]
+        self.machine = psutil.cpu_times()
 
     def _now(self) -> dict[str, float]:
         return {name: sum(cpu_s(p) for p in ps) for name, ps in self.procs.items()}
@@ -420,6 +432,26 @@ class CpuWindow:
         span = max(1e-6, time.monotonic() - self.at)
         now = self._now()
         return {name: round(100 * (now[name] - self.start[name]) / span, 1) for name in self.procs}
+
+    def contention(self) -> dict[str, float | None]:
+        """Since `__init__`, as % of the window: how long the hub's main thread (the mean over workers) ran,
+        and how long it was ready to run but waited for a CPU; and the machine's idle share (all cores).
+        A hub that waits for a CPU while the machine is busy is short of cores, not slow or held back."""
+        span_ns = max(1.0, (time.monotonic() - self.at) * 1e9)
+        ran, waited = [], []
+        for proc, before in zip(self.procs["hub"], self.sched, strict=True):
+            after = main_thread_sched(proc)
+            if before is not None and after is not None:
+                ran.append(100 * (after[0] - before[0]) / span_ns)
+                waited.append(100 * (after[1] - before[1]) / span_ns)
+        now = psutil.cpu_times()
+        total = sum(now) - sum(self.machine)
+        idle = (now.idle + getattr(now, "iowait", 0.0)) - (self.machine.idle + getattr(self.machine, "iowait", 0.0))
+        return {
+            "hub_main_ran_pct": round(sum(ran) / len(ran), 1) if ran else None,
+            "hub_main_waited_pct": round(sum(waited) / len(waited), 1) if waited else None,
+            "machine_idle_pct": round(100 * idle / total, 1) if total > 0 else None,
+        }
 
 
 def ref_lines(port: int, login: tuple[str, str], connections: int) -> list[str]:
