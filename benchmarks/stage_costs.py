@@ -98,6 +98,7 @@ def main() -> int:
     lab = Lab(args.devices, open_mode=False, workers=1)
     out = Path(tempfile.mkdtemp(prefix="labhub-stages-")) / "hub.txt"
     pub = None
+    finished = False
     try:
         lab.start_services()
         lab.start_hub()
@@ -113,13 +114,20 @@ def main() -> int:
         )
         stored1, cpu1 = int(hub_stats(lab.http_ports[0])["stored"]), hub.cpu_times()
         pub.wait()
+        raw = out.read_text()
+        finished = True
     finally:
         if pub is not None:
             pub.stop()
         lab.stop()
+        shutil.rmtree(out.parent, ignore_errors=True)
+        if finished:  # its broker's event log alone grows by hundreds of MB a minute at these rates
+            shutil.rmtree(lab.state, ignore_errors=True)
+        else:
+            print(f"the lab's state (logs) is kept in {lab.state}")
     readings = stored1 - stored0
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    counts = shares(out.read_text())
+    counts = shares(raw)
     total = sum(counts.values()) or 1
     per_reading_us = cpu_s / readings * 1e6
     print(f"\n{readings:,} readings stored in the profiled window at {args.rate:,.0f}/s offered;")

@@ -32,9 +32,10 @@ def lab_cfg(config: Path, state: Path) -> LabConfig:
 
 
 @contextlib.asynccontextmanager
-async def labhub_up(config: Path, state: Path, http_port: int) -> AsyncIterator[str]:
-    """`labhub up` on a state dir, as a trainer runs it, until its API answers; SIGTERM on the way out. Its URL."""
-    log = open(state.parent / f"{state.name}-up.log", "wb")  # closed below, after the process
+async def labhub_up(config: Path, state: Path, http_port: int, logs: Path) -> AsyncIterator[str]:
+    """`labhub up` on a state dir, as a trainer runs it, until its API answers; SIGTERM on the way out. Its URL.
+    Its output goes to a file in `logs`, outside the state dir (which the test wipes)."""
+    log = open(logs / f"{state.name}-up.log", "wb")  # closed below, after the process
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "hub.cli", "up", "--no-sim", "--config", str(config), "--state-dir", str(state)),
         *("--http-port", str(http_port)),
@@ -97,7 +98,7 @@ async def test_backup_wipe_restore_keeps_readings_accounts_tokens_and_grades(
     cohort = unique("c")
     refs = [DeviceRef(cohort, learner, "aq1") for learner in ("ana", "ben", "cleo")]
     want = {ref.key: 4 + i for i, ref in enumerate(refs)}  # 4, 5 and 6 readings: counts swapped would show
-    async with labhub_up(config, old, http_port):
+    async with labhub_up(config, old, http_port, tmp_path):
         csv = tmp_path / "cohort.csv"
         csv.write_text(
             "cohort,learner,device,kind\n" + "".join(f"{r.key.replace('/', ',')},air_quality\n" for r in refs)
@@ -140,7 +141,7 @@ async def test_backup_wipe_restore_keeps_readings_accounts_tokens_and_grades(
     assert "is not empty: restore goes onto a fresh state dir only" in again
 
     config = backup / "labhub.toml"
-    async with labhub_up(config, new, http_port) as url:
+    async with labhub_up(config, new, http_port, tmp_path) as url:
         assert device_counts(lab_cfg(config, new), refs) == want
         after = await snapshot(config, new, cohort, tmp_path / "grades-new")
         assert after == before
