@@ -56,15 +56,30 @@ ORDER = [name for name, _ in STAGES] + ["event loop and other"]
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:]*):\d+\)$")
 
 
-# Waiting, not working: a pool thread waiting for work or in fdatasync (the kernel writes), the loop in epoll.
-IDLE = ("_worker (", "select (", "wait (", "SpoolFiles.write_and_sync (")
+# Waiting, not working, as (file, function) of the innermost frame: a pool thread waiting for work, a thread on a
+# lock, the fsync thread in fdatasync (the kernel writes), the loop in epoll. py-spy 0.4 names methods with their
+# class ("EpollSelector.select"), so only the function's own name is compared.
+IDLE = (
+    ("concurrent/futures/thread.py", "_worker"),
+    ("threading.py", "wait"),
+    ("selectors.py", "select"),
+    ("hub/ingest/spool_files.py", "sync"),
+)
+
+
+def waits(frame: str) -> bool:
+    match = FRAME.match(frame)
+    if match is None:
+        return False
+    func = match.group("func").rsplit(".", 1)[-1]
+    return any(func == name and match.group("file").endswith(file) for file, name in IDLE)
 
 
 def stage_of(stack: str) -> str | None:
     """The stage of one collapsed py-spy stack (outermost first, `;`-separated); None when it only waits
     (py-spy takes a thread blocked on a lock or in epoll for a running one)."""
     frames = stack.split(";")
-    if frames[-1].startswith(IDLE):
+    if waits(frames[-1]):
         return None
     for frame in reversed(frames):
         match = FRAME.match(frame)
