@@ -21,10 +21,13 @@ Drain: from the last byte published until the hub's /api/stats `stored` counter 
 
 - find: 10 s trials (--trial-s) from --start ×1.5 until one fails (any loss, or drain > --max-drain),
   then bisection down to --resolution. A line per trial: offered and stored rate, lost, drain, CPU % of a
-  core of the hub, influxd, mosquitto and the publisher, the hub's peak RSS (psutil, 10 Hz); then the result.
+  core of the hub, influxd, mosquitto and the publisher, the hub's peak RSS (psutil, 10 Hz), and the share of
+  the window its main thread ran and waited, ready, for a CPU (/proc schedstat); then the result.
 - overload: 1.5× and 2× --capacity (or what find finds) for --overload-s: stored rate during the offered
   window and overall, lost and where (not delivered by the broker vs inside the hub; the broker's `$SYS`
-  dropped counter; the hub's counters that moved), drain, peak RSS.
+  dropped counter; the hub's counters that moved), drain, peak RSS; and why the stored rate is what it is:
+  what the hub read while offered and once the load stopped, the share of the window its intake was paused
+  (waiting for InfluxDB), its main thread's run and wait shares, the machine's idle share.
 - latency: --rate (500/s) for --seconds (30) twice: first without probes for the CPU % of the hub, influxd,
   mosquitto and the publisher (steady: from 5 s in, past each device's first contact; the whole window too),
   then with open-loop probes (bench_ingest's Prober, which polls InfluxDB every 2 ms and so costs influxd far
