@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,16 +119,22 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started: list[subprocess.Popen[bytes]] = []
     services: list[Any] = []
+    state = Path(tempfile.mkdtemp(prefix="labhub-armbench-"))
+    code = 1
     try:
-        return run(args, started, services)
+        code = run(args, state, started, services)
+        return code
     finally:
         stop_processes(started, 20)
         for service in reversed(services):
             service.stop()
+        if code == 0:
+            shutil.rmtree(state, ignore_errors=True)
+        else:
+            print(f"the lab's state (logs) is kept in {state}")
 
 
-def run(args: argparse.Namespace, started: list[subprocess.Popen[bytes]], services: list[Any]) -> int:
-    state = Path(tempfile.mkdtemp(prefix="labhub-armbench-"))
+def run(args: argparse.Namespace, state: Path, started: list[subprocess.Popen[bytes]], services: list[Any]) -> int:
     os.chmod(state, 0o755)
     mqtt_port, influx_port, http_port = free_port(), free_port(), free_port()
     services.append(start_mosquitto(state, port=mqtt_port))  # closed, as in a lab: every arm has its own account
