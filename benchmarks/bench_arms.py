@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.spawned import clean_up
 from firmware_sim.app import PhoneApp
 from hub.access.registry import Registry
 from hub.ops.influxd import start_influxd
@@ -128,10 +128,7 @@ def main() -> int:
         stop_processes(started, 20)
         for service in reversed(services):
             service.stop()
-        if code == 0:
-            shutil.rmtree(state, ignore_errors=True)
-        else:
-            print(f"the lab's state (logs) is kept in {state}")
+        clean_up(state, code == 0)
 
 
 def run(args: argparse.Namespace, state: Path, started: list[subprocess.Popen[bytes]], services: list[Any]) -> int:

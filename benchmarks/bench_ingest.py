@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import rawmqtt
+from benchmarks.spawned import clean_up
 from firmware_sim.air import AirModel
 from hub.access.dynsec import HUB_USER
 from hub.access.registry import Registry
@@ -531,10 +531,7 @@ def main() -> int:
             hub.wait(15)
         influxd.stop()
         broker.stop()
-        if passed:  # the broker's event log alone reaches hundreds of MB
-            shutil.rmtree(state, ignore_errors=True)
-        else:
-            print(f"the lab's state (logs) is kept in {state}")
+        clean_up(state, passed)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -71,6 +70,7 @@ from benchmarks.openload import (
     paho_rate,
     raw_rate,
 )
+from benchmarks.spawned import clean_up
 from hub.credentials import load_credentials
 
 DRAIN_STALL_S = 5.0  # the stored counter still for this long after the last publish: the rest is lost
@@ -521,10 +521,7 @@ def main() -> int:
             name = RESULTS / f"open-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
             name.write_text(json.dumps(report, indent=2, default=str))
             print(f"results written to {name}")
-        if finished:
-            shutil.rmtree(lab.state, ignore_errors=True)
-        else:
-            print(f"the lab's state (logs) is kept in {lab.state}")
+        clean_up(lab.state, finished)
         left = [p.pid for p in psutil.Process().children(recursive=True)]
         if left:
             print(f"still running after the cleanup: {left}")

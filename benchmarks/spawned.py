@@ -1,6 +1,7 @@
 """A throwaway lab for the benchmarks that run the hub from a config object (`bench_export.py`, `bench_ws.py`):
 a temporary state dir with the lab's own mosquitto (open mode) and influxd on free ports, and the hub in a
-spawned interpreter of its own, as `labhub hub` runs. Everything is stopped, and the state dir removed, on exit."""
+spawned interpreter of its own, as `labhub hub` runs. Everything is stopped, and the state dir removed, on exit.
+`clean_up` is the other benchmarks' end of a state dir."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ from hub.config import LabConfig, MqttConfig
 from hub.ops.influxd import start_influxd
 from hub.ops.mosquitto import start_mosquitto
 from hub.ops.services import free_port
+
+
+def clean_up(state: Path, passed: bool) -> None:
+    """A benchmark's state dir once its services are stopped: removed after a passing run (the broker's event log
+    alone reaches hundreds of MB), kept after a failing one, for its logs."""
+    if passed:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        print(f"the lab's state (logs) is kept in {state}")
 
 
 def raise_fd_limit() -> None:

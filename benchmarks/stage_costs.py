@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_ingest import hub_stats
 from benchmarks.openload import Lab, Publisher
+from benchmarks.spawned import clean_up
 
 # (stage, path fragments): a sample belongs to the stage of the innermost frame whose file matches.
 STAGES = (
@@ -136,10 +137,7 @@ def main() -> int:
             pub.stop()
         lab.stop()
         shutil.rmtree(out.parent, ignore_errors=True)
-        if finished:  # its broker's event log alone grows by hundreds of MB a minute at these rates
-            shutil.rmtree(lab.state, ignore_errors=True)
-        else:
-            print(f"the lab's state (logs) is kept in {lab.state}")
+        clean_up(lab.state, finished)
     readings = stored1 - stored0
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     counts = shares(raw)
