@@ -1,17 +1,20 @@
 """What a showcase page shows from InfluxDB: its chosen plots over its window, and its demo's grade when the
-learner opted in. Read through the one `Reader`, like every other read of the hub."""
+learner opted in, both over the project's devices only. Read through the one `Reader`, like every other read of the
+hub."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from devices.kinds import KINDS
 from devices.topics import DeviceRef
+from hub.access.records import DemoSession
 from hub.access.registry import Registry
 from hub.adapters.influx_read import Reader
 from hub.grading import svgplot
-from hub.grading.reports import grade_session
+from hub.grading.reports import grade_session, session_devices
 from hub.grading.rubrics import Rubric
 from hub.showcase.model import Showcase
 
@@ -51,13 +54,21 @@ async def plots_svg(reader: Reader, registry: Registry, showcase: Showcase) -> s
     return svgplot.render(series, showcase.start_ns / 1e9, showcase.end_ns / 1e9)
 
 
+def shown_session(registry: Registry, showcase: Showcase) -> DemoSession | None:
+    """The showcase's demo as its visitors see it: narrowed to the project's devices, so its replay, grade and
+    data pack say nothing of a device the demo recorded but the project does not show."""
+    session = registry.session(showcase.session) if showcase.session else None
+    if session is None:
+        return None
+    shown = tuple((ref.key, kind) for ref, kind in session_devices(registry, session) if ref.key in showcase.devices)
+    return replace(session, devices=shown)
+
+
 async def grade_json(
     reader: Reader, registry: Registry, showcase: Showcase, rubrics: Mapping[str, Rubric]
 ) -> dict[str, Any] | None:
-    """The demo's grade, only when the learner chose to show it."""
-    if not showcase.show_grade or not showcase.session:
-        return None
-    session = registry.session(showcase.session)
+    """The demo's grade over the project's devices, only when the learner chose to show it."""
+    session = shown_session(registry, showcase) if showcase.show_grade else None
     if session is None:
         return None
     return (await grade_session(reader, registry, session, rubrics)).as_json()

@@ -19,7 +19,8 @@ h1 { font-size: 1.6em; margin: 0 0 4px; } .by { color: #555; margin: 0 0 12px; }
 .description { line-height: 1.45; } .devices { padding-left: 18px; }
 figure { margin: 12px 0; } svg { max-width: 100%; height: auto; }
 iframe.replay { width: 100%; height: 520px; border: 1px solid #ccc; border-radius: 6px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed; } td, th { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: left; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed; } td, th { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: left; vertical-align: top; }
+col.device { width: 24%; } col.criterion { width: 44%; } col.measured { width: 20%; } col.score { width: 12%; }
 .muted { color: #777; font-size: 13px; } .print-only { display: none; }
 @media (max-width: 600px) { body { margin: 8px; } h1 { font-size: 1.3em; } iframe.replay { height: 640px; } }
 @page { size: A4; margin: 12mm; }
@@ -27,7 +28,8 @@ table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: f
   body { max-width: none; margin: 0; padding: 0; font-size: 11px; }
   h1 { font-size: 18px; } iframe.replay, .download { display: none; } .print-only { display: block; }
   figure { margin: 4px 0; break-inside: avoid; } svg { max-height: 62mm; width: auto; }
-  section { break-inside: avoid; }
+  section { break-inside: avoid; } table.grade { font-size: 9px; } table.grade td, table.grade th { padding: 1px 4px; }
+  h2 { font-size: 14px; margin: 8px 0 4px; }
 }
 """
 _STYLE_ATTR = re.compile(r' style="[^"]*"')
@@ -46,17 +48,22 @@ def _link(showcase: Showcase, tail: str, key: str | None, query: Mapping[str, st
 def _grade(report: Mapping[str, Any]) -> str:
     rows = []
     for device in report.get("devices", []):
-        for c in device.get("criteria", []):
+        criteria = device.get("criteria", [])
+        # The device's name once, beside all its criteria: a project of several devices still prints on one page.
+        head = f"<td rowspan='{len(criteria)}'>{html.escape(str(device.get('device', '')))}</td>"
+        for i, c in enumerate(criteria):
             score = "n/a" if c.get("score") is None else f"{round(100 * c['score'])} %"
             value = "" if c.get("value") is None else f"{c['value']} {c.get('measure', '')}"
             rows.append(
-                f"<tr><td>{html.escape(str(device.get('device', '')))}</td><td>{html.escape(str(c.get('title', '')))}"
+                f"<tr>{head if i == 0 else ''}<td>{html.escape(str(c.get('title', '')))}"
                 f"</td><td>{html.escape(value)}</td><td>{score}</td></tr>"
             )
     total = report.get("score_percent")
     return (
         f"<section><h2>Grade: {html.escape(str(total if total is not None else 'n/a'))} %</h2>"
-        "<table><tr><th>device</th><th>criterion</th><th>measured</th><th>score</th></tr>"
+        "<p class='muted'>The demo's grade over this project's devices, by the course's rubrics.</p>"
+        "<table class='grade'><colgroup><col class='device'><col class='criterion'><col class='measured'>"
+        "<col class='score'></colgroup><tr><th>device</th><th>criterion</th><th>measured</th><th>score</th></tr>"
         + "".join(rows)
         + "</table></section>"
     )

@@ -92,7 +92,7 @@ async def showcase_play(request: web.Request) -> web.Response:
 async def showcase_replay(request: web.Request) -> web.Response:
     showcase = _visit(request)
     deps = deps_of(request)
-    session = deps.registry.session(showcase.session) if showcase.session else None
+    session = content.shown_session(deps.registry, showcase)
     if session is None:
         raise error(web.HTTPNotFound, "this showcase has no demo to replay")
     timeline = await read(session_timeline(reader_of(request), deps.registry, session, time.time_ns()))
@@ -101,7 +101,7 @@ async def showcase_replay(request: web.Request) -> web.Response:
 
 async def showcase_pack(request: web.Request) -> web.StreamResponse:
     showcase = _visit(request)
-    session = deps_of(request).registry.session(showcase.session) if showcase.session else None
+    session = content.shown_session(deps_of(request).registry, showcase)
     if not showcase.show_grade or session is None:
         raise error(web.HTTPNotFound, "this showcase offers no data pack")
     return await send_pack(request, PackTarget.of_session(session))

@@ -2,13 +2,16 @@
 started and stopped through the API), published by the learner and approved by the trainer over the API, opens at
 its share link without any login and shows the description, the plot and the demo's replay (framed from this
 origin only); it carries no token and a CSP without unsafe-inline; printed, it is one A4 page. With its key nothing
-else opens (route matrix); revoked it answers 404, expired 410."""
+else opens (route matrix); the replay and the data pack hold only the devices the project chose, not the demo's
+other one; revoked it answers 404, expired 410."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,15 @@ async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) ->
         return r.status, (await r.json() if r.content_type == "application/json" else text)
 
 
-async def record(services: Services, hub: Any, ref: DeviceRef, base: str, trainer: str) -> str:
-    sensor = AirSensor(ref, "127.0.0.1", services.mqtt_port, 0.5, seed=3)
-    task = asyncio.create_task(sensor.run())
+async def record(services: Services, hub: Any, refs: tuple[DeviceRef, ...], base: str, trainer: str) -> str:
+    """A demo of `refs` (the simulated air sensor on each), started and stopped by the trainer."""
+    sensors = [AirSensor(ref, "127.0.0.1", services.mqtt_port, 0.5, seed=3) for ref in refs]
+    tasks = [asyncio.create_task(sensor.run()) for sensor in sensors]
+    ref = refs[0]
     try:
-        await wait_until(lambda: ref in hub.ingest.devices and hub.ingest.devices[ref].stored > 0, 20, "storing")
+        await wait_until(
+            lambda: all(r in hub.ingest.devices and hub.ingest.devices[r].stored > 0 for r in refs), 20, "storing"
+        )
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {trainer}"}) as http:
             status, session = await call(http, "POST", f"{base}/api/sessions", json={"learner": f"{ref.cohort}/ana"})
             assert status == 201, session
@@ -47,8 +54,9 @@ async def record(services: Services, hub: Any, ref: DeviceRef, base: str, traine
         assert await hub.flush_evidence(timeout=10.0)
         return str(session["id"])
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def pdf_pages(pdf: bytes) -> int:
@@ -61,10 +69,11 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed (./lab installs it)"
     cohort = unique("s")
     ana, ben = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ben", "aq1")
-    hub = await start_hub(devices=((ana.key, "air_quality"), (ben.key, "air_quality")))
+    unshown = DeviceRef(cohort, "ana", "aq2")  # in ana's demo, but not chosen for the showcase
+    hub = await start_hub(devices=((ana.key, "air_quality"), (ben.key, "air_quality"), (unshown.key, "air_quality")))
     base = f"http://127.0.0.1:{hub.http_port}"
     trainer, learner = api_token(hub, "trainer", cohort), api_token(hub, "learner", f"{cohort}/ana")
-    session = await record(services, hub, ana, base, trainer)
+    session = await record(services, hub, (ana, unshown), base, trainer)
     as_trainer = {"Authorization": f"Bearer {trainer}"}
     async with aiohttp.ClientSession() as http:
         body = {
@@ -72,6 +81,7 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
             "title": "Breathing easier",
             "description": DESCRIPTION,
             "session": session,
+            "devices": [ana.key],
             "plots": [f"{ana.key}:pm2_5", f"{ana.key}:temperature"],
             "show_grade": True,
         }
@@ -100,6 +110,7 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
         assert "unsafe-inline" not in csp and "script-src 'self'" in csp and "frame-src 'self'" in csp
         assert trainer not in html and learner not in html and "lh_" not in html and "<script" not in html
         assert "&lt;script&gt;" in html and 'content="noindex' in html
+        assert f">{ana.key}</td>" in html and unshown.key not in html  # graded: the project's device only
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -116,6 +127,7 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
             await frame.locator("body[data-ready]").wait_for(timeout=20_000)
             assert await frame.locator(f'section[data-device="{ana.key}"]').count() == 1
             assert await frame.locator(f'section[data-device="{ben.key}"]').count() == 0
+            assert await frame.locator(f'section[data-device="{unshown.key}"]').count() == 0
             assert await page.locator("a[download]").count() == 1  # the data pack: the learner opted in
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page is {width} px wide on a 390 px phone"
@@ -131,7 +143,14 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
         q = f"?k={key}"
         assert (await call(http, "GET", f"{base}/showcase/{slug}/replay{q}"))[0] == 200
         async with http.get(f"{base}/showcase/{slug}/pack.zip{q}") as r:
-            assert r.status == 200 and (await r.read())[:2] == b"PK"
+            assert r.status == 200
+            pack = zipfile.ZipFile(io.BytesIO(await r.read()))
+        names = pack.namelist()
+        readings = sorted(n.split("/", 1)[1] for n in names if "/readings/" in n)
+        assert readings == ["readings/aq1.csv"], names  # the chosen device's, not the demo's other one
+        grades = [n for n in names if "/grades/" in n]
+        assert grades and all(unshown.key not in pack.read(n).decode() for n in grades)
+        assert all(ana.key in pack.read(n).decode() for n in grades)
         matrix = {
             f"/showcase/{other['slug']}{q}": 404,
             f"/showcase/{other['slug']}/replay{q}": 404,
