@@ -62,6 +62,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/openapi.json", pages.openapi)
     app.router.add_get("/phone", pages.phone)
     app.router.add_get("/board", pages.board)
+    app.router.add_get("/board/showcases", pages.showcases)
     app.router.add_get("/dashboard", pages.dashboard)
     app.router.add_get("/dashboard/device", pages.device_page)
     app.router.add_get("/dashboard/replay", pages.replay_page)

@@ -92,6 +92,7 @@ PUBLIC = (
     "/ca.crt",
     "/phone",
     "/board",
+    "/board/showcases",
     "/dashboard",
     "/dashboard/device",
     "/dashboard/replay",
@@ -252,6 +253,12 @@ def _spec() -> dict[str, Any]:
             "/phone": {"get": _op("The phone control page", responses={"200": "HTML"})},
             "/board": {
                 "get": _op("My board: a learner's connection checklist and findings", responses={"200": "HTML"})
+            },
+            "/board/showcases": {
+                "get": _op(
+                    "Showcases: a learner publishes a project (form), a trainer approves, makes public or revokes",
+                    responses={"200": "HTML"},
+                )
             },
             "/dashboard": {"get": _op("The live cohort dashboard (logs in with a token)", responses={"200": "HTML"})},
             "/dashboard/device": {

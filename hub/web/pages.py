@@ -21,6 +21,7 @@ INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lab
 <li><a href="/dashboard">/dashboard</a> — the live cohort dashboard (trainers, classroom screens)</li>
 <li><a href="/phone">/phone</a> — the phone control page for arms</li>
 <li><a href="/board">/board</a> — my board: a learner's connection checklist and the lab doctor's findings</li>
+<li><a href="/board/showcases">/board/showcases</a> — showcases: publish a project for employers, approve, revoke</li>
 <li><a href="/api/openapi.json">/api/openapi.json</a> — the API's OpenAPI description</li>
 <li><a href="/api/devices">/api/devices</a> — devices, their state and rejections</li>
 <li>/api/devices/&lt;cohort&gt;/&lt;learner&gt;/&lt;device&gt;/inspector — the last messages and their verdicts</li>
@@ -30,6 +31,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 PAGES = {
     "/phone": "phone.html",
     "/board": "board.html",
+    "/board/showcases": "showcases.html",
     "/dashboard": "dashboard.html",
     "/dashboard/device": "device.html",
     "/dashboard/replay": "replay.html",
@@ -83,6 +85,10 @@ async def phone(request: web.Request) -> web.FileResponse:
 
 async def board(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / PAGES["/board"], headers={"Cache-Control": "no-cache"})
+
+
+async def showcases(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / PAGES["/board/showcases"], headers={"Cache-Control": "no-cache"})
 
 
 async def vendor(request: web.Request) -> web.FileResponse:

@@ -191,3 +191,79 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
 async def _status(url: str) -> bool:
     async with aiohttp.ClientSession() as http, http.get(url) as r:
         return r.status == 410
+
+
+async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_approves_there(
+    services: Services, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    """The page a learner publishes from (no curl): their finished demo offered, its devices and fields to choose;
+    the link shown once; their trainer approves it, makes it public and revokes it on the same page."""
+    cohort = unique("u")
+    ana, extra = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ana", "aq2")
+    hub = await start_hub(devices=((ana.key, "air_quality"), (extra.key, "air_quality")))
+    base = f"http://127.0.0.1:{hub.http_port}"
+    trainer, learner = api_token(hub, "trainer", cohort), api_token(hub, "learner", f"{cohort}/ana")
+    session = await record(services, hub, (ana, extra), base, trainer)
+    async with async_playwright() as pw, aiohttp.ClientSession() as http:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        errors: list[str] = []
+
+        async def open_page(token: str) -> Any:
+            page = await (await browser.new_context(viewport={"width": 390, "height": 844})).new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            await page.goto(f"{base}/board/showcases#token={token}")
+            return page
+
+        page = await open_page(learner)
+        await page.locator(f'#demo option[value="{session}"]').wait_for(state="attached", timeout=10_000)
+        assert await page.locator("#who-row").is_hidden()  # a learner publishes their own
+        assert await page.input_value("#demo") == session  # the latest finished demo, chosen
+        await page.fill("#title", "Clean air at home")
+        await page.fill("#description", "A **sensor** on an ESP32.")
+        await page.uncheck(f'#devices input[value="{extra.key}"]')  # in the demo, not in the project
+        assert await page.locator(f'#plots input[value="{extra.key}:pm2_5"]').count() == 0
+        await page.check(f'#plots input[value="{ana.key}:pm2_5"]')
+        await page.check("#grade")
+        await page.click("#publish button[type=submit]")
+        link = await page.locator("#made-link").get_attribute("href", timeout=10_000)
+        assert link and link.startswith(f"{base}/showcase/") and "?k=" in link
+        assert "approval" in await page.inner_text("#made")
+        await page.screenshot(path=str(tmp_path / "showcases-learner.png"), full_page=True)
+        slug = link.split("/showcase/", 1)[1].split("?", 1)[0]
+        row = page.locator(f'tr[data-slug="{slug}"]')
+        assert await row.locator(".state").inner_text() == "awaiting approval"
+        assert await row.locator("button", has_text="approve").count() == 0  # a learner cannot approve
+        async with http.get(link) as r:
+            assert r.status == 404  # not before the trainer approves
+        status, listed = await call(
+            http, "GET", f"{base}/api/showcases", headers={"Authorization": f"Bearer {trainer}"}
+        )
+        assert status == 200, listed
+        made = next(s for s in listed["showcases"] if s["slug"] == slug)
+        assert (made["devices"], made["plots"], made["session"], made["show_grade"]) == (
+            [ana.key],
+            [f"{ana.key}:pm2_5"],
+            session,
+            True,
+        )
+
+        desk = await open_page(trainer)
+        trow = desk.locator(f'tr[data-slug="{slug}"]')
+        await trow.locator("button", has_text="approve").click()
+        await desk.wait_for_function(
+            "(s) => document.querySelector(`tr[data-slug='${s}'] .state`).textContent === 'published'", arg=slug
+        )
+        async with http.get(link) as r:
+            assert r.status == 200 and "Clean air at home" in await r.text()
+        await trow.locator("button", has_text="make public").click()
+        await trow.locator("td a", has_text="Clean air at home").wait_for(timeout=10_000)
+        async with http.get(f"{base}/showcase/{slug}") as r:
+            assert r.status == 200  # public: no key needed
+        await trow.locator("button", has_text="revoke").click()
+        await trow.wait_for(state="detached", timeout=10_000)
+        async with http.get(link) as r:
+            assert r.status == 404
+        assert not errors, errors
+        await browser.close()

@@ -262,6 +262,7 @@ PUBLIC_ROUTES = {  # no token needed: health, and page shells and scripts that h
     "/ca.crt": 404,  # the fake lab runs without LAN mode: no CA
     "/phone": 200,
     "/board": 200,
+    "/board/showcases": 200,
     "/dashboard": 200,
     "/dashboard/device": 200,
     "/dashboard/replay": 200,
