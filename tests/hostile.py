@@ -859,8 +859,15 @@ LEARNER_ROUTES: dict[str, st.SearchStrategy[LearnerRequest]] = {
         st.sampled_from([COHORT, COHORT, "zz"]) | hostile_text.map(segment),
         learner_names.map(lambda name: name if name in PLACEHOLDERS else segment(name)),
     ),
+    "showcase/rekey": st.builds(  # never the sender's own (its link is visited with its key)
+        lambda s: LearnerRequest("showcase/rekey", "POST", f"/api/showcases/{s}/key"),
+        st.sampled_from([NEW_SLUG, NEW_SLUG, OTHER_SLUG]) | slugs.filter(lambda s: s != SLUG),
+    ),
 }
-LEARNER_MIX = [*LEARNER_ROUTES, "showcase/publish", "showcase/visit"]
+# A batch's requests alternate between ana's and ben's apps: re-keying, the last route added, goes last and twice
+# (once from each app, after their publishing), so the mix stays even and every other route keeps its sender.
+LEARNER_MIX = [*(r for r in LEARNER_ROUTES if r != "showcase/rekey"), "showcase/publish", "showcase/visit"]
+LEARNER_MIX += ["showcase/rekey", "showcase/rekey"]
 learner_requests = st.tuples(*(LEARNER_ROUTES[name] for name in LEARNER_MIX)).map(list)
 
 

@@ -1,4 +1,4 @@
-"""`labhub showcase publish|approve|list|revoke`: learners' project pages, from the lab machine (the trainer's side:
+"""`labhub showcase publish|approve|list|rekey|revoke`: learners' project pages, from the lab machine (the trainer's side:
 what is published here is approved at once; learners publish over the API and wait for `approve`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from hub.access.registry import Registry
 from hub.cli.options import configure, lab_command
 from hub.config import ConfigError
-from hub.showcase.model import ShowcaseError
+from hub.showcase.model import ShowcaseError, new_key
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
 
@@ -43,6 +43,11 @@ def register(sub: Subparsers) -> None:
     lst = lab_command(show_sub, "list", "showcases and their state", cmd_showcase)
     lst.set_defaults(action="list")
     lst.add_argument("--cohort")
+    k = lab_command(
+        show_sub, "rekey", "a new link for a lost one (the old link answers 404); printed once", cmd_showcase
+    )
+    k.set_defaults(action="rekey")
+    k.add_argument("slug")
     r = lab_command(show_sub, "revoke", "revoke a showcase: its link answers 404 from now on", cmd_showcase)
     r.set_defaults(action="revoke")
     r.add_argument("slug")
@@ -86,6 +91,10 @@ def cmd_showcase(args: argparse.Namespace) -> int:
             for s in store.list(args.cohort):
                 extra = " public" if s.public else ""
                 print(f"{s.slug:<40} {s.learner_key:<24} {s.state(now)}{extra}  {s.title[:40]}")
+        elif args.action == "rekey":
+            key, digest = new_key()
+            showcase = store.rekey(args.slug, digest)
+            print(f"{showcase.slug}: new link (shown once; the old one answers 404): /showcase/{showcase.slug}?k={key}")
         else:
             showcase = store.revoke(args.slug)
             print(f"{showcase.slug}: revoked (its link answers 404)")

@@ -75,6 +75,12 @@ class ShowcaseStore:
         )
         return self._live(slug)
 
+    def rekey(self, slug: str, digest: str) -> Showcase:
+        """A new share key (its digest) in place of a lost one: the old link stops opening it, approval stays."""
+        self._live(slug)
+        self._db.execute("UPDATE showcases SET key_digest = ? WHERE slug = ?", (digest, slug))
+        return self._live(slug)
+
     def revoke(self, slug: str) -> Showcase:
         self._live(slug)
         self._db.execute("UPDATE showcases SET revoked_ns = ? WHERE slug = ?", (time.time_ns(), slug))

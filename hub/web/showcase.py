@@ -2,7 +2,8 @@
 `/showcase/<slug>` and its own sub-resources: `/play` (the replay page in showcase mode), `/replay` (its demo's
 timeline) and `/pack.zip` (its data pack, when the learner opted in to show the grade); `/demo-day/<cohort>` lists
 the public ones. Every visitor is rate-limited by address. The API side (`/api/showcases`) takes tokens like the
-rest: a learner publishes and revokes their own, a trainer of the cohort approves, makes public, sets expiry.
+rest: a learner publishes, re-keys (a lost link) and revokes their own, a trainer of the cohort approves, makes
+public, sets expiry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hub.grading.rubrics import RubricError, load_rubrics
 from hub.pace import RateLimiter
 from hub.replay import as_json, session_timeline
 from hub.showcase import content
-from hub.showcase.model import Access, Showcase, ShowcaseError, access, check_slug
+from hub.showcase.model import Access, Showcase, ShowcaseError, access, check_slug, new_key
 from hub.showcase.page import index_html, showcase_html
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
@@ -220,6 +221,21 @@ async def showcases_revoke(request: web.Request) -> web.Response:
     return web.json_response(revoked.as_json(time.time_ns()))
 
 
+async def showcases_rekey(request: web.Request) -> web.Response:
+    """A new share link for a lost one (its learner or trainer): 200 with the link and key (shown this once); the
+    old link answers 404 from now on."""
+    showcase = _owned(request)
+    if not allows(token_of(request), Action.SHOWCASE, Place(showcase.cohort, showcase.learner)):
+        raise error(web.HTTPForbidden, "this token may not give this showcase a new link")
+    key, digest = new_key()
+    try:
+        changed = store_of(request).rekey(showcase.slug, digest)
+    except ShowcaseError as err:
+        raise error(web.HTTPConflict, str(err)) from None
+    answer = changed.as_json(time.time_ns()) | {"link": f"/showcase/{changed.slug}?k={key}", "key": key}
+    return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+
 def add_routes(app: web.Application) -> None:
     app[STORE_KEY] = ShowcaseStore(app[DEPS_KEY].registry.path)
     app[VISITORS_KEY] = RateLimiter(VISITS_PER_SECOND, 4 * VISITS_PER_SECOND)
@@ -236,4 +252,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/showcases", showcases_list)
     app.router.add_post("/api/showcases", showcases_publish)
     app.router.add_post("/api/showcases/{slug}/approve", showcases_approve)
+    app.router.add_post("/api/showcases/{slug}/key", showcases_rekey)
     app.router.add_delete("/api/showcases/{slug}", showcases_revoke)

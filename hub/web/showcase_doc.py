@@ -38,6 +38,13 @@ def openapi_paths() -> dict[str, Any]:
         "/api/showcases/{slug}/approve": {
             "post": op("Approve (trainer): public, expiry", [slug], {"200": "OK", "403": "no", "404": "unknown"})
         },
+        "/api/showcases/{slug}/key": {
+            "post": op(
+                "A new share link for a lost one (its learner or trainer): the key shown once, the old link 404",
+                [slug],
+                {"200": "OK", "403": "no", "404": "unknown", "409": "revoked"},
+            )
+        },
         "/api/showcases/{slug}": {
             "delete": op("Revoke (its learner or trainer)", [slug], {"200": "OK", "403": "no", "404": "unknown"})
         },

@@ -10,8 +10,8 @@ try to pin the canaries' field names to other types.
 Hypothesis batches (tests/hostile.py) go to every surface: telemetry (JSON, line protocol, bare values on
 `telemetry/<field>`), status, ack, commands/request, HTTP command bodies (and their headers, query and path),
 WebSocket handshakes and messages, serial lines, cohort CSV imports, and the learner-facing routes from the
-learners' apps (showcases published, approved, revoked, listed and visited; kits, diagnoses, replays, data packs,
-the replay page). The third learner has a demo and an approved showcase of their own. After each batch:
+learners' apps (showcases published, approved, re-keyed, revoked, listed and visited; kits, diagnoses, replays,
+data packs, the replay page). The third learner has a demo and an approved showcase of their own. After each batch:
 
 - the hub is alive (its task runs, it is connected to the broker);
 - the canaries' readings are stored within 1 s (no gap over 1 s in what InfluxDB holds, and a reading sent
@@ -770,6 +770,9 @@ class Lab:
             if request.surface == "showcase/publish" and status == 201:
                 made = json.loads(answer)
                 published.append((made["slug"], made["key"]))
+            if request.surface == "showcase/rekey" and status == 200:  # its own: opened with the new key below
+                made = json.loads(answer)
+                published[:] = [(slug, made["key"] if slug == made["slug"] else key) for slug, key in published]
         return sent
 
     async def check_showcases(

@@ -197,7 +197,8 @@ async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_appro
     services: Services, start_hub: HubFactory, tmp_path: Path
 ) -> None:
     """The page a learner publishes from (no curl): their finished demo offered, its devices and fields to choose;
-    the link shown once; their trainer approves it, makes it public and revokes it on the same page."""
+    the link shown once, and a new one for a lost one; their trainer approves it, makes it public and revokes it on
+    the same page."""
     cohort = unique("u")
     ana, extra = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ana", "aq2")
     hub = await start_hub(devices=((ana.key, "air_quality"), (extra.key, "air_quality")))
@@ -257,13 +258,23 @@ async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_appro
         )
         async with http.get(link) as r:
             assert r.status == 200 and "Clean air at home" in await r.text()
+        await page.reload()  # the learner lost the link: a new one, and the old one stops opening it
+        await page.locator(f'tr[data-slug="{slug}"] button', has_text="new link").click()
+        await page.wait_for_function(
+            "(old) => { const a = document.getElementById('made-link'); return a && a.href !== old; }", arg=link
+        )
+        renewed = await page.locator("#made-link").get_attribute("href")
+        assert renewed and renewed.startswith(f"{base}/showcase/{slug}?k=") and renewed != link
+        async with http.get(link) as old, http.get(renewed) as new:
+            assert (old.status, new.status) == (404, 200)
+        await desk.reload()
         await trow.locator("button", has_text="make public").click()
         await trow.locator("td a", has_text="Clean air at home").wait_for(timeout=10_000)
         async with http.get(f"{base}/showcase/{slug}") as r:
             assert r.status == 200  # public: no key needed
         await trow.locator("button", has_text="revoke").click()
         await trow.wait_for(state="detached", timeout=10_000)
-        async with http.get(link) as r:
+        async with http.get(renewed) as r:
             assert r.status == 404
         assert not errors, errors
         await browser.close()

@@ -44,7 +44,14 @@ def test_access_key_approval_revocation_expiry(tmp_path: Path) -> None:
         assert access(approved, key, now + 10**9) is Access.GONE
         assert access(approved, None, now + 10**9) is Access.NOT_FOUND  # expiry is told only to who could open it
         assert access(replace(approved, public=True), None, now) is Access.OPEN
+        fresh, digest = new_key()
+        rekeyed = store.rekey(show.slug, digest)  # a lost link: a new key, the approval and expiry kept
+        assert access(rekeyed, key, now) is Access.NOT_FOUND and access(rekeyed, fresh, now) is Access.OPEN
+        assert (rekeyed.approved_ns, rekeyed.expires_ns) == (approved.approved_ns, approved.expires_ns)
+        key = fresh
         assert access(store.revoke(show.slug), key, now) is Access.NOT_FOUND
+        with pytest.raises(ShowcaseError):
+            store.rekey(show.slug, new_key()[1])  # revoked stays revoked
         with pytest.raises(ShowcaseError):
             store.approve(show.slug)  # revoked stays revoked
         with pytest.raises(ShowcaseError, match="not devices of"):

@@ -325,7 +325,7 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
     store = ShowcaseStore(lab.registry.path)
     shows = {  # ana's showcases: one each allowed token revokes (ana's also approved), one to approve
         n: publish_showcase(lab.registry, store, ShowcaseRequest(f"{COHORT}/ana", f"p {n}"), False)[0].slug
-        for n in ("ana", "trainer", "admin", "approve")
+        for n in ("ana", "trainer", "admin", "approve", "rekey")
     }
     store.close()
     return [
@@ -346,6 +346,14 @@ def matrix(lab: Lab, record_id: str, graded_id: str, victims: dict[str, str]) ->
             f"/api/showcases/{shows['approve']}/approve",
             MANAGE,
             {"ben", "other_trainer"},
+        ),
+        Row(
+            "POST",
+            "/api/showcases/{slug}/key",
+            f"/api/showcases/{shows['rekey']}/key",
+            COMMAND,
+            {"ben", "other_trainer"},
+            sees=lambda n, a: a["link"] == f"/showcase/{shows['rekey']}?k={a['key']}",
         ),
         Row(
             "DELETE",
