@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from hub.access.registry import Registry
 from hub.cli.options import configure, lab_command
 from hub.config import ConfigError
-from hub.showcase.model import ShowcaseError, new_key
+from hub.showcase.model import ShowcaseError
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
 
@@ -82,7 +82,7 @@ def cmd_showcase(args: argparse.Namespace) -> int:
             showcase, key = publish(registry, store, req, approved=True)
             if args.public:
                 showcase = store.approve(showcase.slug, public=True)
-            link = f"/showcase/{showcase.slug}" + ("" if showcase.public else f"?k={key}")
+            link = f"/showcase/{showcase.slug}" if showcase.public else showcase.link(key)
             print(f"{showcase.slug}: published; link (shown once, on the hub's web address): {link}")
         elif args.action == "approve":
             showcase = store.approve(args.slug, args.public, _expiry(args.expires_days))
@@ -92,9 +92,8 @@ def cmd_showcase(args: argparse.Namespace) -> int:
                 extra = " public" if s.public else ""
                 print(f"{s.slug:<40} {s.learner_key:<24} {s.state(now)}{extra}  {s.title[:40]}")
         elif args.action == "rekey":
-            key, digest = new_key()
-            showcase = store.rekey(args.slug, digest)
-            print(f"{showcase.slug}: new link (shown once; the old one answers 404): /showcase/{showcase.slug}?k={key}")
+            showcase, key = store.rekey(args.slug)
+            print(f"{showcase.slug}: new link (shown once; the old one answers 404): {showcase.link(key)}")
         else:
             showcase = store.revoke(args.slug)
             print(f"{showcase.slug}: revoked (its link answers 404)")

@@ -67,8 +67,14 @@ def shown_session(registry: Registry, showcase: Showcase) -> DemoSession | None:
 async def grade_json(
     reader: Reader, registry: Registry, showcase: Showcase, rubrics: Mapping[str, Rubric]
 ) -> dict[str, Any] | None:
-    """The demo's grade over the project's devices, only when the learner chose to show it."""
+    """The demo's grade over the project's devices, only when the learner chose to show it; when the project
+    leaves some of the demo's devices out, the whole demo's score beside it (`demo_score_percent`), so a page
+    cannot show a better grade than the demo earned without saying so."""
     session = shown_session(registry, showcase) if showcase.show_grade else None
     if session is None:
         return None
-    return (await grade_session(reader, registry, session, rubrics)).as_json()
+    grade = (await grade_session(reader, registry, session, rubrics)).as_json()
+    whole = registry.session(session.id)
+    if whole is not None and len(session_devices(registry, whole)) != len(session.devices or ()):
+        grade["demo_score_percent"] = (await grade_session(reader, registry, whole, rubrics)).as_json()["score_percent"]
+    return grade

@@ -59,6 +59,10 @@ class Showcase:
     def learner_key(self) -> str:
         return f"{self.cohort}/{self.learner}"
 
+    def link(self, key: str) -> str:
+        """Its share link (path and key): a public one opens without the key too."""
+        return f"/showcase/{self.slug}?k={key}"
+
     def state(self, now_ns: int) -> str:
         if self.revoked_ns is not None:
             return "revoked"

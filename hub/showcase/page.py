@@ -58,10 +58,11 @@ def _grade(report: Mapping[str, Any]) -> str:
                 f"<tr>{head if i == 0 else ''}<td>{html.escape(str(c.get('title', '')))}"
                 f"</td><td>{html.escape(value)}</td><td>{score}</td></tr>"
             )
-    total = report.get("score_percent")
+    total, whole = report.get("score_percent"), report.get("demo_score_percent", False)
+    beside = "" if whole is False else f" (over all of the demo's devices: {html.escape(str(whole))} %)"
     return (
         f"<section><h2>Grade: {html.escape(str(total if total is not None else 'n/a'))} %</h2>"
-        "<p class='muted'>The demo's grade over this project's devices, by the course's rubrics.</p>"
+        f"<p class='muted'>The demo's grade over this project's devices{beside}, by the course's rubrics.</p>"
         "<table class='grade'><colgroup><col class='device'><col class='criterion'><col class='measured'>"
         "<col class='score'></colgroup><tr><th>device</th><th>criterion</th><th>measured</th><th>score</th></tr>"
         + "".join(rows)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.access.schema import open_registry
-from hub.showcase.model import Showcase, ShowcaseError, check_slug
+from hub.showcase.model import Showcase, ShowcaseError, check_slug, new_key
 
 _SELECT = "SELECT slug, cohort, learner, body, key_digest, created_ns, approved_ns, public, expires_ns, revoked_ns"
 
@@ -75,11 +75,17 @@ class ShowcaseStore:
         )
         return self._live(slug)
 
-    def rekey(self, slug: str, digest: str) -> Showcase:
-        """A new share key (its digest) in place of a lost one: the old link stops opening it, approval stays."""
+    def rekey(self, slug: str) -> tuple[Showcase, str]:
+        """A new share key in place of a lost one, and the key (shown once): the old link stops opening it, the
+        approval and expiry stay. A revoked showcase stays revoked (checked in the update itself)."""
         self._live(slug)
-        self._db.execute("UPDATE showcases SET key_digest = ? WHERE slug = ?", (digest, slug))
-        return self._live(slug)
+        key, digest = new_key()
+        changed = self._db.execute(
+            "UPDATE showcases SET key_digest = ? WHERE slug = ? AND revoked_ns IS NULL", (digest, slug)
+        ).rowcount
+        if not changed:
+            raise ShowcaseError(f"showcase {slug} was revoked; publish it again")
+        return self._live(slug), key
 
     def revoke(self, slug: str) -> Showcase:
         self._live(slug)

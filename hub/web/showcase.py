@@ -19,7 +19,7 @@ from hub.grading.rubrics import RubricError, load_rubrics
 from hub.pace import RateLimiter
 from hub.replay import as_json, session_timeline
 from hub.showcase import content
-from hub.showcase.model import Access, Showcase, ShowcaseError, access, check_slug, new_key
+from hub.showcase.model import Access, Showcase, ShowcaseError, access, check_slug
 from hub.showcase.page import index_html, showcase_html
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
@@ -191,7 +191,7 @@ async def showcases_publish(request: web.Request) -> web.Response:
         showcase, key = publish(deps_of(request).registry, store_of(request), req, approved=trainer)
     except ShowcaseError as err:
         raise error(web.HTTPBadRequest, str(err)) from None
-    answer = showcase.as_json(time.time_ns()) | {"link": f"/showcase/{showcase.slug}?k={key}", "key": key}
+    answer = showcase.as_json(time.time_ns()) | {"link": showcase.link(key), "key": key}
     return web.json_response(answer, status=201, headers={"Cache-Control": "no-store"})
 
 
@@ -227,12 +227,11 @@ async def showcases_rekey(request: web.Request) -> web.Response:
     showcase = _owned(request)
     if not allows(token_of(request), Action.SHOWCASE, Place(showcase.cohort, showcase.learner)):
         raise error(web.HTTPForbidden, "this token may not give this showcase a new link")
-    key, digest = new_key()
     try:
-        changed = store_of(request).rekey(showcase.slug, digest)
+        changed, key = store_of(request).rekey(showcase.slug)
     except ShowcaseError as err:
         raise error(web.HTTPConflict, str(err)) from None
-    answer = changed.as_json(time.time_ns()) | {"link": f"/showcase/{changed.slug}?k={key}", "key": key}
+    answer = changed.as_json(time.time_ns()) | {"link": changed.link(key), "key": key}
     return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
 

@@ -111,6 +111,7 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
         assert trainer not in html and learner not in html and "lh_" not in html and "<script" not in html
         assert "&lt;script&gt;" in html and 'content="noindex' in html
         assert f">{ana.key}</td>" in html and unshown.key not in html  # graded: the project's device only
+        assert "over all of the demo's devices:" in html  # and the whole demo's score beside it
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -198,7 +199,7 @@ async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_appro
 ) -> None:
     """The page a learner publishes from (no curl): their finished demo offered, its devices and fields to choose;
     the link shown once, and a new one for a lost one; their trainer approves it, makes it public and revokes it on
-    the same page."""
+    the same page, and publishes one for a learner; a viewer can change nothing."""
     cohort = unique("u")
     ana, extra = DeviceRef(cohort, "ana", "aq1"), DeviceRef(cohort, "ana", "aq2")
     hub = await start_hub(devices=((ana.key, "air_quality"), (extra.key, "air_quality")))
@@ -214,6 +215,7 @@ async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_appro
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))  # "revoke?", "a new link?": yes
             await page.goto(f"{base}/board/showcases#token={token}")
             return page
 
@@ -276,5 +278,22 @@ async def test_a_learner_publishes_from_the_showcases_page_and_the_trainer_appro
         await trow.wait_for(state="detached", timeout=10_000)
         async with http.get(renewed) as r:
             assert r.status == 404
+
+        # The trainer publishes for a learner (approved at once); without a demo, no plots nor grade are offered.
+        await desk.fill("#who", f"{cohort}/ana")
+        await desk.locator("#who").dispatch_event("change")
+        await desk.locator(f'#demo option[value="{session}"]').wait_for(state="attached", timeout=10_000)
+        await desk.select_option("#demo", "")
+        assert await desk.is_disabled("#grade") and await desk.locator("#plots input").count() == 0
+        await desk.fill("#title", "Picked by the trainer")
+        await desk.click("#publish button[type=submit]")
+        picked = await desk.locator("#made-link").get_attribute("href", timeout=10_000)
+        assert picked and "Published." in await desk.inner_text("#made")
+        async with http.get(picked) as r:
+            assert r.status == 200  # approved at once
+        # A viewer (a classroom screen) sees the list, and can neither publish nor change anything.
+        screen = await open_page(api_token(hub, "viewer", cohort))
+        await screen.locator("#list tr").first.wait_for(timeout=10_000)
+        assert await screen.locator("#publish").is_hidden() and await screen.locator("#list button").count() == 0
         assert not errors, errors
         await browser.close()

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devices.topics import DeviceRef
 from hub.config import HubConfig
+from hub.showcase.content import shown_session
 from hub.showcase.model import Access, ShowcaseError, access, check_plot, check_slug, new_key, render_description
 from hub.showcase.publish import Request, publish
 from hub.showcase.store import ShowcaseStore
@@ -44,14 +46,13 @@ def test_access_key_approval_revocation_expiry(tmp_path: Path) -> None:
         assert access(approved, key, now + 10**9) is Access.GONE
         assert access(approved, None, now + 10**9) is Access.NOT_FOUND  # expiry is told only to who could open it
         assert access(replace(approved, public=True), None, now) is Access.OPEN
-        fresh, digest = new_key()
-        rekeyed = store.rekey(show.slug, digest)  # a lost link: a new key, the approval and expiry kept
+        rekeyed, fresh = store.rekey(show.slug)  # a lost link: a new key, the approval and expiry kept
         assert access(rekeyed, key, now) is Access.NOT_FOUND and access(rekeyed, fresh, now) is Access.OPEN
         assert (rekeyed.approved_ns, rekeyed.expires_ns) == (approved.approved_ns, approved.expires_ns)
         key = fresh
         assert access(store.revoke(show.slug), key, now) is Access.NOT_FOUND
         with pytest.raises(ShowcaseError):
-            store.rekey(show.slug, new_key()[1])  # revoked stays revoked
+            store.rekey(show.slug)  # revoked stays revoked
         with pytest.raises(ShowcaseError):
             store.approve(show.slug)  # revoked stays revoked
         with pytest.raises(ShowcaseError, match="not devices of"):
@@ -122,3 +123,33 @@ def test_a_name_that_is_not_a_slug_is_refused(slug: str) -> None:
 
 def test_a_slug_is_kept_as_it_is() -> None:
     assert check_slug("ana-weather-2") == "ana-weather-2"
+
+
+def test_a_showcase_sees_its_demo_narrowed_to_the_projects_devices(tmp_path: Path) -> None:
+    """Its replay, grade and pack read the demo through `shown_session`: only the devices the project chose, also
+    for a demo recorded before sessions kept their device list (the learner's devices then), and none at all for
+    a project whose devices the demo never had."""
+    _, registry, _, relay = fake_deps(tmp_path, HubConfig())
+    aq1, aq2 = DeviceRef(COHORT, "ana", "aq1"), DeviceRef(COHORT, "ana", "aq2")
+    for ref in (aq1, aq2):
+        registry.add_device(ref, "air_quality", None)
+    session = registry.stop_session(registry.start_session(COHORT, "ana", "t").id)
+    store = ShowcaseStore(registry.path)
+    try:
+        chosen, _ = publish(
+            registry, store, Request(f"{COHORT}/ana", "one", devices=(aq1.key,), session=session.id), True
+        )
+        shown = shown_session(registry, chosen)
+        assert shown is not None and shown.devices == ((aq1.key, "air_quality"),)
+        assert (shown.id, shown.started_ns, shown.stopped_ns) == (session.id, session.started_ns, session.stopped_ns)
+        every, _ = publish(registry, store, Request(f"{COHORT}/ana", "all", session=session.id), True)
+        assert {key for key, _ in shown_session(registry, every).devices or ()} == {aq1.key, aq2.key}  # the default
+        registry._write("UPDATE demo_sessions SET devices = NULL WHERE id = ?", (session.id,))  # an old demo
+        registry.remove_device(aq2)  # gone since: an old demo's devices are the learner's as they are now
+        assert shown_session(registry, chosen).devices == ((aq1.key, "air_quality"),)
+        assert shown_session(registry, replace(chosen, devices=(aq2.key,))).devices == ()
+        assert shown_session(registry, replace(chosen, session=None)) is None
+    finally:
+        store.close()
+        relay.shutdown()
+        registry.close()
