@@ -67,28 +67,9 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=INDEX, content_type="text/html")
 
 
-async def dashboard(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/dashboard"], headers={"Cache-Control": "no-cache"})
-
-
-async def device_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/dashboard/device"], headers={"Cache-Control": "no-cache"})
-
-
-async def replay_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/dashboard/replay"], headers={"Cache-Control": "no-cache"})
-
-
-async def phone(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/phone"], headers={"Cache-Control": "no-cache"})
-
-
-async def board(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/board"], headers={"Cache-Control": "no-cache"})
-
-
-async def showcases(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / PAGES["/board/showcases"], headers={"Cache-Control": "no-cache"})
+async def page(request: web.Request) -> web.FileResponse:
+    """A page shell (PAGES): static HTML that logs in with a token and then calls the API."""
+    return web.FileResponse(STATIC / PAGES[request.path], headers={"Cache-Control": "no-cache"})
 
 
 async def vendor(request: web.Request) -> web.FileResponse:
