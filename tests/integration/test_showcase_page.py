@@ -103,6 +103,16 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
         )
         assert status == 201, other
 
+        # The same demo as a two-device project, graded: twice the grade's rows, still one printed page.
+        status, both = await call(
+            http,
+            "POST",
+            f"{base}/api/showcases",
+            headers=as_trainer,
+            json={**body, "title": "Both sensors", "devices": [ana.key, unshown.key], "plots": [f"{ana.key}:pm2_5"]},
+        )
+        assert status == 201, both
+
         async with http.get(link) as r:
             assert r.status == 200
             html = await r.text()
@@ -137,6 +147,9 @@ async def test_a_showcase_opens_without_login_prints_on_one_page_and_exposes_not
             (tmp_path / "showcase.pdf").write_bytes(pdf)
             print(f"showcase: printed as {pdf_pages(pdf)} A4 page(s), {len(pdf)} bytes")
             assert pdf_pages(pdf) == 1
+            await page.goto(base + both["link"])
+            assert await page.locator("table.grade td[rowspan]").count() == 2  # each device's criteria
+            assert pdf_pages(await page.pdf(format="A4", print_background=True)) == 1
             assert not errors, errors
             await browser.close()
 
