@@ -93,6 +93,7 @@ class Spool(Generic[T]):
         self._pending_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self.on_admitted: Callable[[], None] = lambda: None  # the writer's wake-up in a linger: more has come
         self._live: deque[Record[T]] = deque()
         self._backlog: deque[list[int]] = deque()  # [cursor, end) ranges on disk only
         self._spilling = False
@@ -148,10 +149,9 @@ class Spool(Generic[T]):
     # Intake side -------------------------------------------------------------------------------
 
     def append(self, received_ns: int, digest: int, key: str, line: str, owner: T | None) -> None:
-        """Add a record to the next group commit (not durable until commit() returns).
-
-        The record is encoded here, so text that cannot be UTF-8 fails the caller (inside its input's
-        boundary), never the commit that holds everyone's readings."""
+        """Add a record to the next group commit (not durable until commit() returns). It is encoded here, so
+        text that cannot be UTF-8 fails the caller (inside its input's boundary), never the commit that holds
+        everyone's readings."""
         body = encode_body(key, line)
         self._pending.append((received_ns, digest, key, line, owner, body))
         self._pending_event.set()
@@ -245,6 +245,7 @@ class Spool(Generic[T]):
             else:
                 self._live.append(record)
         self._ready.set()
+        self.on_admitted()
 
     # Writer side -------------------------------------------------------------------------------
 
@@ -254,9 +255,8 @@ class Spool(Generic[T]):
         return bool(backlog) and (backlog[0][0] < backlog[0][1] or len(backlog) > 1)
 
     async def take(self, most: int) -> Batch[T]:
-        """The next batch to write: live records and the disk backlog by turns (oldest first within each).
-        A slow stream shares writes because intake lingers (`hub.adapters.mqtt_reading`); under load batches
-        fill by themselves."""
+        """The next batch to write: live records and the disk backlog by turns (oldest first within each); under
+        load batches fill by themselves, and a slow stream shares writes (intake and the writer linger)."""
         while True:
             while not self._live and not self._backlog_waiting():
                 self._ready.clear()

@@ -52,7 +52,13 @@ LOUD_EVERY_S = 30.0  # a configuration error is logged at ERROR at least this of
 SLOW_BELOW_PER_S = 100.0  # points a second written: below, a small batch is followed by a linger
 SMALL_BATCH = 32  # points: a larger batch never lingers (the stream is not slow, whatever the rate said)
 RATE_WINDOW_S = 1.0
-LINGER_CHECK_S = 0.05  # a timer callback (next to nothing beside a write); a fast stream waits no longer
+LINGER_CHECK_S = 0.05  # a timer callback (next to nothing beside a write), besides a wake-up at each admission
+# A linger also ends once FAST_POINTS wait that came at SLOW_BELOW_PER_S or faster over at least FAST_SPAN_S: a
+# stream that turns fast is written within about FAST_SPAN_S (it waited for a batch of 32 before: 64 ms at 500/s,
+# the slowest readings of a stream's first second), while a burst of boards at the same instant is not a stream.
+FAST_POINTS = 5
+FAST_SPAN_S = 0.01
+clock = time.monotonic  # the linger's clock (a test moves it)
 
 
 @dataclass(slots=True)
@@ -87,9 +93,11 @@ class Writer(Generic[T]):
         self.linger_s = linger_s
         self._recent: deque[tuple[float, int]] = deque()  # (when, points) of the batches of the last RATE_WINDOW_S
         self._recent_points = 0
-        self._hurry = asyncio.Event()
+        self._wake = asyncio.Event()  # a lingering writer looks again: hurried, or the spool admitted more
+        self._hurried = False
         self._hurry_until = 0.0  # monotonic: no linger before then
         self.spool = spool
+        spool.on_admitted = self._wake.set
         self.batch_max = batch_max
         self._small = min(SMALL_BATCH, batch_max, spool.memory_points)  # a batch this big is not a slow stream's
         self._on_stored = on_stored
@@ -122,7 +130,8 @@ class Writer(Generic[T]):
         """What is spooled is wanted in InfluxDB now (grading, stopping): no linger for `for_s`, and one under
         way ends."""
         self._hurry_until = max(self._hurry_until, time.monotonic() + for_s)
-        self._hurry.set()
+        self._hurried = True
+        self._wake.set()
 
     def _lingers(self, points: int) -> bool:
         """Should the writer pause before the next batch? Only after a small one (not a full one, whatever
@@ -141,21 +150,28 @@ class Writer(Generic[T]):
 
     async def _linger(self) -> None:
         """Until `linger_s` passes, someone hurries (even during the write before), or a fast stream has come (a
-        batch waiting, seen within LINGER_CHECK_S): then no linger for RATE_WINDOW_S, as its rate builds up. Not
-        asyncio.wait_for: in Python 3.11 it swallows a cancellation that comes as the wait ends (a hurried
-        writer then outlived the hub's stop)."""
+        batch waiting, or FAST_POINTS at a fast stream's pace: looked at on each admission and every
+        LINGER_CHECK_S): then no linger for RATE_WINDOW_S, as its rate builds up. Not asyncio.wait_for: in Python
+        3.11 it swallows a cancellation that comes as the wait ends (a hurried writer then outlived the hub's
+        stop)."""
         self.stats.lingers += 1
-        end = time.monotonic() + self.linger_s
         spool = self.spool
-        while (left := end - time.monotonic()) > 0:
-            if spool.in_memory() >= self._small or spool.behind:
+        start = clock()
+        end = start + self.linger_s
+        while not self._hurried:
+            now = clock()
+            waiting, span = spool.in_memory(), now - start
+            streaming = waiting >= FAST_POINTS and span >= FAST_SPAN_S and waiting >= SLOW_BELOW_PER_S * span
+            if waiting >= self._small or streaming or spool.behind:
                 self._hurry_until = time.monotonic() + RATE_WINDOW_S
                 return
+            if now >= end:
+                return
+            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, LINGER_CHECK_S)):
-                    await self._hurry.wait()
-                    self._hurry.clear()
-                    return
+                async with asyncio.timeout(min(end - now, LINGER_CHECK_S)):
+                    await self._wake.wait()
+        self._hurried = False
 
     async def drain(self, timeout: float) -> int:
         """At shutdown: write what is in memory within `timeout`; return how many points are left (they stay spooled)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.ingest import writer as writer_module
 from hub.ingest.spool import Spool
 from hub.ingest.writer import Writer
 from tests.support import wait_until
@@ -73,7 +74,24 @@ async def rig(tmp_path: Path, linger_s: float, batch_max: int = 10_000) -> Async
         spool.close()
 
 
-async def test_a_slow_streams_readings_share_the_next_write_after_a_linger(tmp_path: Path) -> None:
+class Clock:
+    """The linger's clock in the test's hands (hub.ingest.writer.clock): time moves only when the test says."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr(writer_module, "clock", lambda: self.now)
+
+
+async def settle() -> None:
+    """Let the writer's task take its turns (it wakes at each admission)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_a_slow_streams_readings_share_the_next_write_after_a_linger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Clock(monkeypatch)  # however long sending takes here, they came at the same instant: not a fast stream
     async with rig(tmp_path, LONG_S) as r:
         await r.send()
         await r.all_stored()  # the first reading after a quiet spell is written at once
@@ -176,3 +194,43 @@ async def test_a_linger_ends_when_a_fast_streams_readings_wait(tmp_path: Path) -
         await wait_until(lambda: r.writer.stats.lingers == 1, what="the writer lingering")
         await r.send(150)
         await r.all_stored()  # within wait_until's 10 s: far less than LONG_S
+
+
+async def test_a_linger_ends_once_readings_come_at_a_fast_streams_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that turns fast (500 devices coming back) is written within about FAST_SPAN_S, not once a batch
+    of 32 waits: that wait (64 ms at 500/s, looked at every 50 ms) was the slowest reading of a stream's first
+    second (90-107 ms publish->queryable, 30 ms with no linger at all)."""
+    clock = Clock(monkeypatch)
+    async with rig(tmp_path, LONG_S) as r:
+        await r.send()
+        await wait_until(lambda: r.writer.stats.lingers == 1, what="the writer lingering")
+        await r.send(writer_module.FAST_POINTS - 1)
+        await settle()
+        assert len(r.db.bodies) == 1, "fewer than FAST_POINTS ended the linger"
+        clock.now += 2 * writer_module.FAST_SPAN_S  # 20 ms: 5 readings in 20 ms is 250/s
+        await r.send()
+        await settle()  # the admission itself wakes the linger: no timer (LINGER_CHECK_S) is waited for
+        assert len(r.stored) == r.sent, "the linger did not end as the fifth reading came"
+
+
+async def test_a_burst_of_boards_at_one_instant_is_not_a_fast_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty boards started together publish together: their readings come at once, then nothing for a second.
+    That is a classroom, and the linger holds: at once is not a pace, and 31 readings over half a second are 62/s."""
+    clock = Clock(monkeypatch)
+    async with rig(tmp_path, LONG_S) as r:
+        await r.send()
+        await wait_until(lambda: r.writer.stats.lingers == 1, what="the writer lingering")
+        for _ in range(30):
+            await r.send()
+        await settle()
+        clock.now += 0.5
+        await r.send()
+        await settle()
+        assert len(r.db.bodies) == 1, "the burst ended the linger"
+        r.writer.hurry()
+        await r.all_stored()
+        assert len(r.db.bodies) == 2
