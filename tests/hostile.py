@@ -890,6 +890,13 @@ KNOWN_LEARNER_REQUESTS = [
     _publish_json(plots=[f"{COHORT}/{ME}/aq1:temperature"], start_ns=2**63 - 2 * 10**9, end_ns=2**63 - 1),
     _get("pack/learner", f"/api/learners/{COHORT}/{ME}/pack.zip"),
     _publish_json(plots=[f"{COHORT}/{ME}/gen1:level", f"{COHORT}/{ME}/gen1:label"], start_ns=0, end_ns=0),
+    # A lost link, re-keyed: each app publishes, then re-keys what it just published (requests alternate between
+    # the two apps, so this pattern gives each one a publish and then its re-key wherever the list starts). In
+    # the drawn mix a re-key of the app's newest showcase often meets a revoke before it (409), or no new one.
+    _publish_json(title="Lost link"),
+    _publish_json(title="Lost link"),
+    LearnerRequest("showcase/rekey", "POST", f"/api/showcases/{NEW_SLUG}/key"),
+    LearnerRequest("showcase/rekey", "POST", f"/api/showcases/{NEW_SLUG}/key"),
 ]
 
 
