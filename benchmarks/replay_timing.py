@@ -135,8 +135,11 @@ def main() -> int:
         print(f"lab up: {len(DEVICES)} demo devices and {args.sim_count} more sensors storing", flush=True)
 
         labhub(opts, "demo", "start", "demo/ana", "--trainer", "bench")
-        print(f"recording a {args.seconds:g} s demo of demo/ana…", flush=True)
-        time.sleep(args.seconds)  # the demo's length, wall time: what a trainer waits
+        ends = time.monotonic() + args.seconds  # the demo's length, wall time: what a trainer waits
+        while (left := ends - time.monotonic()) > 0:
+            print(f"\rrecording a {args.seconds:g} s demo of demo/ana: {left:4.0f} s left", end="", flush=True)
+            time.sleep(min(1.0, left))
+        print()
         labhub(opts, "demo", "stop", "demo/ana")
         session = last_demo(cfg)
         print(f"demo {session.id}: {(session.stopped_ns or 0) - session.started_ns:,} ns recorded", flush=True)
@@ -144,6 +147,7 @@ def main() -> int:
         for key, kind in DEVICES:
             for run in range(1, args.runs + 1):
                 fresh = f"demo/ana/rp{kind[:3]}{run}"
+                print(f"replaying {key} as {fresh} at 1x ({run} of {args.runs})…", flush=True)
                 began = time.time_ns()
                 out = labhub(opts, "replay", session.id, "--device", key, "--as", fresh, "--speed", "1")
                 sent = next(line for line in out.splitlines() if line.startswith("replayed"))
