@@ -18,17 +18,14 @@ off by more than 10 ms, and the whole span's error. Run by hand (about 2 min + 1
 from __future__ import annotations
 
 import argparse
-import base64
+import asyncio
 import itertools
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +35,7 @@ from devices.kinds import KINDS
 from devices.topics import DeviceRef
 from hub.access.records import DemoSession
 from hub.access.registry import Registry
+from hub.adapters.influx import StorageError, lab_backend
 from hub.cli.main import parser
 from hub.cli.options import configure
 from hub.config import LabConfig
@@ -58,28 +56,21 @@ def labhub(opts: list[str], *args: str) -> str:
     return done.stdout + done.stderr
 
 
-def query(cfg: LabConfig, q: str) -> list[list[object]]:
-    """InfluxQL over HTTP as the hub's InfluxDB user: the first series' values (time in ns first)."""
-    params = urllib.parse.urlencode({"db": cfg.influx.database, "q": q, "epoch": "ns"})
-    request = urllib.request.Request(f"{cfg.influx.url}/query?{params}")
-    auth = f"{cfg.influx.username}:{cfg.influx_password() or ''}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(auth).decode())
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        result = json.load(resp)["results"][0]
-    if "error" in result:
-        raise SystemExit(f"query {q!r} failed: {result['error']}")
-    series = result.get("series") or [{"values": []}]
-    values: list[list[object]] = series[0]["values"]
-    return values
-
-
 def times(cfg: LabConfig, key: str, kind: str, start_ns: int, end_ns: int) -> list[int]:
-    """The stored readings' times of one device over [start_ns, end_ns), oldest first."""
+    """The stored readings' times of one device over [start_ns, end_ns), oldest first: read as the hub reads
+    (`Reader.readings`, its InfluxDB user), not as the replay read its recording (`hub.replay.source`)."""
     ref = DeviceRef.parse(key)
     measurement = KINDS[kind].measurement_for(ref.cohort, ref.learner)
-    where = " AND ".join(f"{tag} = '{value}'" for tag, value in ref.tags.items())
-    q = f'SELECT * FROM "{measurement}" WHERE {where} AND time >= {start_ns} AND time < {end_ns}'
-    return [int(str(row[0])) for row in query(cfg, q)]
+
+    async def read() -> list[int]:
+        db = lab_backend(cfg)
+        await db.start()
+        try:
+            return [t for t, _ in await db.readings(measurement, ref, start_ns, end_ns)]
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
 
 
 def compare(recorded: list[int], replayed: list[int]) -> str:
@@ -127,7 +118,7 @@ def main() -> int:
             try:
                 if all(times(cfg, key, kind, 0, time.time_ns()) for key, kind in DEVICES):
                     break
-            except (OSError, SystemExit):
+            except StorageError:
                 pass  # influxd not answering yet, or the database not made yet
             if time.monotonic() > deadline:
                 raise SystemExit("the demo lab's devices stored nothing within 60 s")

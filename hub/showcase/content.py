@@ -58,8 +58,10 @@ def shown_session(registry: Registry, showcase: Showcase) -> DemoSession | None:
     """The showcase's demo as its visitors see it: narrowed to the project's devices, so its replay, grade and
     data pack say nothing of a device the demo recorded but the project does not show."""
     session = registry.session(showcase.session) if showcase.session else None
-    if session is None:
-        return None
+    return None if session is None else _narrowed(registry, session, showcase)
+
+
+def _narrowed(registry: Registry, session: DemoSession, showcase: Showcase) -> DemoSession:
     shown = tuple((ref.key, kind) for ref, kind in session_devices(registry, session) if ref.key in showcase.devices)
     return replace(session, devices=shown)
 
@@ -70,11 +72,11 @@ async def grade_json(
     """The demo's grade over the project's devices, only when the learner chose to show it; when the project
     leaves some of the demo's devices out, the whole demo's score beside it (`demo_score_percent`), so a page
     cannot show a better grade than the demo earned without saying so."""
-    session = shown_session(registry, showcase) if showcase.show_grade else None
-    if session is None:
+    whole = registry.session(showcase.session) if showcase.show_grade and showcase.session else None
+    if whole is None:
         return None
+    session = _narrowed(registry, whole, showcase)
     grade = (await grade_session(reader, registry, session, rubrics)).as_json()
-    whole = registry.session(session.id)
-    if whole is not None and len(session_devices(registry, whole)) != len(session.devices or ()):
+    if len(session.devices or ()) != len(session_devices(registry, whole)):
         grade["demo_score_percent"] = (await grade_session(reader, registry, whole, rubrics)).as_json()["score_percent"]
     return grade

@@ -191,8 +191,7 @@ async def showcases_publish(request: web.Request) -> web.Response:
         showcase, key = publish(deps_of(request).registry, store_of(request), req, approved=trainer)
     except ShowcaseError as err:
         raise error(web.HTTPBadRequest, str(err)) from None
-    answer = showcase.as_json(time.time_ns()) | {"link": showcase.link(key), "key": key}
-    return web.json_response(answer, status=201, headers={"Cache-Control": "no-store"})
+    return _with_key(showcase, key, status=201)
 
 
 async def showcases_approve(request: web.Request) -> web.Response:
@@ -210,10 +209,22 @@ async def showcases_approve(request: web.Request) -> web.Response:
     return web.json_response(changed.as_json(time.time_ns()))
 
 
-async def showcases_revoke(request: web.Request) -> web.Response:
+def _changed_by_owner(request: web.Request, what: str) -> Showcase:
+    """A showcase the caller may change as its learner (or their trainer): another's is 404, a viewer's 403."""
     showcase = _owned(request)
     if not allows(token_of(request), Action.SHOWCASE, Place(showcase.cohort, showcase.learner)):
-        raise error(web.HTTPForbidden, "this token may not revoke this showcase")
+        raise error(web.HTTPForbidden, f"this token may not {what}")
+    return showcase
+
+
+def _with_key(showcase: Showcase, key: str, status: int = 200) -> web.Response:
+    """A showcase with its share link and key: shown this once, never cached."""
+    answer = showcase.as_json(time.time_ns()) | {"link": showcase.link(key), "key": key}
+    return web.json_response(answer, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def showcases_revoke(request: web.Request) -> web.Response:
+    showcase = _changed_by_owner(request, "revoke this showcase")
     try:
         revoked = store_of(request).revoke(showcase.slug)
     except ShowcaseError as err:
@@ -224,15 +235,12 @@ async def showcases_revoke(request: web.Request) -> web.Response:
 async def showcases_rekey(request: web.Request) -> web.Response:
     """A new share link for a lost one (its learner or trainer): 200 with the link and key (shown this once); the
     old link answers 404 from now on."""
-    showcase = _owned(request)
-    if not allows(token_of(request), Action.SHOWCASE, Place(showcase.cohort, showcase.learner)):
-        raise error(web.HTTPForbidden, "this token may not give this showcase a new link")
+    showcase = _changed_by_owner(request, "give this showcase a new link")
     try:
         changed, key = store_of(request).rekey(showcase.slug)
     except ShowcaseError as err:
         raise error(web.HTTPConflict, str(err)) from None
-    answer = changed.as_json(time.time_ns()) | {"link": changed.link(key), "key": key}
-    return web.json_response(answer, headers={"Cache-Control": "no-store"})
+    return _with_key(changed, key)
 
 
 def add_routes(app: web.Application) -> None:
